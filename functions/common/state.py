@@ -1,0 +1,75 @@
+"""The worker's state in Redis: key names, the heartbeat contract and the run-history record.
+
+The worker writes these keys; the health check, the operator CLI and the tests read them.
+Every key lives under one prefix per environment so several environments can share a Redis.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+#: A heartbeat older than this is stale: the health check fails and the alarm fires.
+HEARTBEAT_STALE_AFTER_S = 90
+#: TTL of the heartbeat key: a dead worker's heartbeat disappears by itself.
+HEARTBEAT_TTL_S = 3 * HEARTBEAT_STALE_AFTER_S
+#: How many past cycles the run history keeps.
+RUN_HISTORY_LENGTH = 50
+
+
+class StateKeys:
+    """Key names under one prefix (default `c2c:<env>`)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix.rstrip(":")
+
+    @property
+    def lease(self) -> str:
+        """String: holder id; set NX PX; the single-active-worker lease."""
+        return f"{self.prefix}:lease"
+
+    @property
+    def fencing_counter(self) -> str:
+        """Integer: INCR on each lease acquisition; the current value is the fencing token."""
+        return f"{self.prefix}:lease:fence"
+
+    @property
+    def heartbeat(self) -> str:
+        """String: a `Heartbeat` JSON with TTL `HEARTBEAT_TTL_S`."""
+        return f"{self.prefix}:heartbeat"
+
+    @property
+    def cursors(self) -> str:
+        """Hash: station id -> ISO-8601 UTC time of the last reading acknowledged by the broker."""
+        return f"{self.prefix}:cursors"
+
+    @property
+    def history(self) -> str:
+        """List (newest first, capped at `RUN_HISTORY_LENGTH`): `CycleRecord` JSON."""
+        return f"{self.prefix}:history"
+
+
+class Heartbeat(BaseModel):
+    worker_id: str
+    fencing_token: int
+    at: datetime
+    mqtt_connected: bool
+    cycle_running: bool = False
+    mode: str = "per-signal"
+
+
+class CycleRecord(BaseModel):
+    """One finished cycle, as the run history keeps it."""
+
+    signal_id: str | None = None
+    started_at: datetime
+    finished_at: datetime
+    duration_ms: float
+    stations_total: int
+    stations_synced: int
+    stations_failed: int
+    readings_published: int
+    duplicates_possible: int = 0
+    errors_by_class: dict[str, int] = Field(default_factory=dict)
+    aborted: bool = False

@@ -1,0 +1,1 @@
+"""Source adapters: where readings come from (the vendor's energy-storage cloud)."""

@@ -1,0 +1,1 @@
+"""Real services for the tests: each started on a free port and stopped after."""
