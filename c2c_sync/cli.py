@@ -1,0 +1,173 @@
+"""`c2c-sync`: the operator CLI (Typer + Rich).
+
+    c2c-sync signal start|stop|sync-now|reload --env NAME [--via sns|url|redis] [--stations a,b]
+    c2c-sync status --env NAME [--json] [--redis-url URL]
+    c2c-sync validate-config --env NAME
+    c2c-sync synth --env NAME
+
+Every command that talks to AWS takes --region and --endpoint-url (AWS_ENDPOINT_URL), so the
+same code runs against a real account, LocalStack, or moto's server in the tests.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from c2c_sync import environments, outputs, redis_target, render, signals, status
+from c2c_sync.aws import AwsTarget
+from c2c_sync.errors import CliError, ExitCode, operator_errors
+
+app = typer.Typer(
+    name="c2c-sync",
+    help="Drive and inspect a deployed c2c-sync environment.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Failures the operator can fix are translated by `operator_errors`; anything else is a bug and
+    # keeps its plain traceback (Rich's pretty traceback would print local variables' repr).
+    pretty_exceptions_enable=False,
+)
+
+EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment name: one config/<env>.yaml.")]
+RegionOption = Annotated[Optional[str], typer.Option(
+    "--region", envvar="AWS_REGION", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION / profile).")]
+EndpointOption = Annotated[Optional[str], typer.Option(
+    "--endpoint-url", envvar="AWS_ENDPOINT_URL", help="Send every AWS call here (moto, LocalStack).")]
+RedisUrlOption = Annotated[Optional[str], typer.Option(
+    "--redis-url",
+    help="Redis to use instead of the stack's ElastiCache (e.g. through a tunnel, or a local Redis).")]
+
+
+class SignalVerb(str, Enum):
+    START = "start"
+    STOP = "stop"
+    SYNC_NOW = "sync-now"
+    RELOAD = "reload"
+
+
+def _stations(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    stations = [item.strip() for item in value.split(",") if item.strip()]
+    if not stations:
+        raise CliError("--stations is empty: give a comma-separated list of station ids", ExitCode.USAGE)
+    return stations
+
+
+@app.command("signal")
+@operator_errors
+def signal_command(
+    verb: Annotated[SignalVerb, typer.Argument(help="start | stop | sync-now | reload")],
+    env: EnvOption,
+    via: Annotated[signals.Via, typer.Option(help="sns: the start topic; url: the trigger's function URL "
+                                             "(SigV4); redis: PUBLISH on the worker's channel.")] = signals.Via.SNS,
+    stations: Annotated[Optional[str], typer.Option(help="Comma-separated subset of station ids.")] = None,
+    redis_url: RedisUrlOption = None,
+    region: RegionOption = None,
+    endpoint_url: EndpointOption = None,
+) -> None:
+    """Send a start signal to ENV; prints the signal id on stdout."""
+    environments.require_known(env)
+    command = signals.VERBS[verb.value]
+    station_list = _stations(stations)
+    aws = AwsTarget(region=region, endpoint_url=endpoint_url)
+    if via is signals.Via.URL:
+        url = outputs.discover(env, aws).get(outputs.OutputKey.TRIGGER_FUNCTION_URL)
+        sent = signals.send_url(command, station_list, url, aws)
+    else:
+        signal = signals.build_signal(command, station_list)
+        if via is signals.Via.SNS:
+            topic = outputs.discover(env, aws).get(outputs.OutputKey.START_TOPIC_ARN)
+            sent = signals.send_sns(signal, topic, aws)
+        else:
+            target = redis_target.resolve(redis_url, lambda: outputs.discover(env, aws), aws)
+            sent = signals.send_redis(signal, target)
+    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    subset = f" for {len(sent.stations)} station(s)" if sent.stations else ""
+    err.print(f"{sent.command.value}{subset} via {sent.via.value}: {sent.detail}")
+    if sent.signal_id:
+        typer.echo(sent.signal_id)
+    else:
+        err.print("the trigger accepted the request but did not return a signal id")
+
+
+@app.command("status")
+@operator_errors
+def status_command(
+    env: EnvOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON (stable keys).")] = False,
+    cycles: Annotated[int, typer.Option(min=0, max=50, help="How many past cycles to show.")] = 5,
+    worst: Annotated[int, typer.Option(min=0, help="How many most-lagging stations to list.")] = 5,
+    redis_url: RedisUrlOption = None,
+    region: RegionOption = None,
+    endpoint_url: EndpointOption = None,
+) -> None:
+    """Lease, heartbeat, last cycles, cursor lag and DLQ depth of ENV."""
+    environments.require_known(env)
+    aws = AwsTarget(region=region, endpoint_url=endpoint_url)
+    stack_outputs = outputs.discover(env, aws)
+    dlq_url = stack_outputs.get(outputs.OutputKey.DLQ_URL)
+    target = redis_target.resolve(redis_url, lambda: stack_outputs, aws)
+    client = target.connect()
+    try:
+        result = status.gather(env, client, target.describe(), aws.client("sqs"), dlq_url,
+                               stack_outputs.optional(outputs.OutputKey.START_QUEUE_URL), cycles=cycles, worst=worst)
+    finally:
+        client.close()
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        Console(highlight=False).print(render.status_view(result))
+
+
+@app.command("validate-config")
+@operator_errors
+def validate_config_command(env: EnvOption) -> None:
+    """Load config/ENV.yaml through the typed schema; print OK or every bad field."""
+    environments.require_known(env)
+    from c2c_sync.config_check import check
+
+    problems = check(env)
+    path = environments.config_dir() / f"{env}.yaml"
+    if problems:
+        err = Console(stderr=True, soft_wrap=True, highlight=False)
+        err.print(f"[bold red]{path}: {len(problems)} problem(s)[/]")
+        for problem in problems:
+            err.print(f"  {problem}", markup=False)
+        raise typer.Exit(int(ExitCode.UNKNOWN_ENV))
+    typer.echo(f"OK {path}")
+
+
+@app.command("synth")
+@operator_errors
+def synth_command(
+    env: EnvOption,
+    output: Annotated[Optional[Path], typer.Option(help="cdk.out directory (default cdk.out/<env>).")] = None,
+    quiet: Annotated[bool, typer.Option(help="Do not print the templates.")] = True,
+) -> None:
+    """Run `cdk synth -c env=ENV` from the repository root."""
+    environments.require_known(env)
+    result = subprocess.run(synth_args(env, output, quiet), cwd=environments.REPO_ROOT, check=False)
+    if result.returncode:
+        raise typer.Exit(result.returncode)
+
+
+def synth_args(env: str, output: Path | None, quiet: bool) -> list[str]:
+    cdk = environments.REPO_ROOT / "node_modules" / ".bin" / "cdk"
+    if not cdk.exists():
+        raise CliError(f"the CDK CLI is not installed at {cdk}: run `make install`")
+    args = [str(cdk), "synth", "-c", f"env={env}", "--output", str(output or Path("cdk.out") / env)]
+    return args + (["--quiet"] if quiet else [])
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
