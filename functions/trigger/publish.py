@@ -1,0 +1,93 @@
+"""Deliver a StartSignal: SNS start topic always, Redis PUBLISH too when the stack configured Redis.
+
+SNS (→ SQS, durable, DLQ) is the signal path of record; the Redis channel is the seed's transport for
+a worker in `C2C_SIGNAL_URL=redis` mode. Both carry the same JSON, `StartSignal.to_json()`. Failures
+raise: the invoker retries (EventBridge, SNS) and duplicate signals are harmless because the worker
+coalesces overlapping ones.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+
+import redis
+from aws_lambda_powertools.metrics import MetricUnit
+
+from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, StartSignal
+from functions.common.telemetry import TriggerMetric
+from functions.trigger.aws import client
+from functions.trigger.observability import logger, metrics, tracer
+from functions.trigger.settings import RedisSettings, TriggerSettings
+
+_REDIS_TIMEOUT_S = 5.0
+
+
+class BadAuthSecret(RuntimeError):
+    """The Redis AUTH secret has a shape we cannot use (the message never contains its value)."""
+
+
+def issue_signal(command: Command, source: Source, stations: list[str] | None,
+                 config: TriggerSettings) -> StartSignal:
+    """Build the versioned signal, make its id the log correlation id, send it and count it."""
+    signal = StartSignal(command=command, source=source, stations=stations)
+    logger.set_correlation_id(str(signal.id))
+    send_signal(signal, config)
+    metrics.add_metric(name=TriggerMetric.SIGNALS_SENT, unit=MetricUnit.Count, value=1)
+    return signal
+
+
+@tracer.capture_method
+def send_signal(signal: StartSignal, config: TriggerSettings) -> None:
+    body = signal.to_json()
+    response = client("sns").publish(
+        TopicArn=config.start_topic_arn,
+        Message=body,
+        # Attributes let a subscription filter by command without parsing the body.
+        MessageAttributes={
+            "command": {"DataType": "String", "StringValue": signal.command.value},
+            "source": {"DataType": "String", "StringValue": signal.source.value},
+        },
+    )
+    logger.info("start signal published to SNS", extra={"sns_message_id": response["MessageId"],
+                                                        "command": signal.command.value,
+                                                        "source": signal.source.value})
+    if config.redis is not None:
+        receivers = redis_client(config.redis).publish(REDIS_SIGNAL_CHANNEL, body)
+        logger.info("start signal published to Redis",
+                    extra={"channel": REDIS_SIGNAL_CHANNEL, "subscribers": receivers})
+
+
+@cache
+def redis_client(config: RedisSettings) -> redis.Redis:
+    """One client (and pool) per execution environment; the AUTH token is fetched once, here."""
+    password = _auth_token(config.auth_secret_arn) if config.auth_secret_arn else None
+    return redis.Redis(host=config.host, port=config.port, password=password, ssl=config.tls,
+                       socket_timeout=_REDIS_TIMEOUT_S, socket_connect_timeout=_REDIS_TIMEOUT_S)
+
+
+def _auth_token(secret_arn: str) -> str:
+    secret = client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+    return parse_auth_secret(secret)
+
+
+def parse_auth_secret(secret: str) -> str:
+    """The token from a plain-string secret or a JSON one with `password` or `authToken` (CDK's generated form)."""
+    try:
+        value = json.loads(secret)
+    except json.JSONDecodeError:
+        value = None
+    if isinstance(value, dict):
+        token = value.get("password") or value.get("authToken")
+        if not isinstance(token, str) or not token:
+            raise BadAuthSecret(
+                f"Redis auth secret is JSON without a `password` or `authToken` string (keys: {sorted(value)})")
+        return token
+    if not secret:
+        raise BadAuthSecret("Redis auth secret is empty")
+    return secret
+
+
+def reset_redis() -> None:
+    """Forget the cached Redis client (tests start a new server per test)."""
+    redis_client.cache_clear()
