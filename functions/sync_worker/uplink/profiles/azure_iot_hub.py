@@ -1,0 +1,163 @@
+"""Azure IoT Hub over MQTT 3.1.1 on paho 2.x (no `azure-iot-device`: it pins paho-mqtt < 2).
+
+- Connect: TLS to `{hub}.azure-devices.net:8883`, client id = device id, username
+  `{hub}.azure-devices.net/{device_id}/?api-version=...`, password a SAS token (see `sas.py`) from
+  the device's own key, or from a shared access policy key with DeviceConnect permission (`skn`).
+- A token lives `token_ttl_s`; `ConnectionSpec.renew_at` asks the uplink for a planned reconnect
+  before it expires, and each (re)connect gets a freshly signed token.
+- Telemetry: `devices/{device_id}/messages/events/` followed by the URL-encoded property bag:
+  system properties `$.mid` (message id), `$.ct` (content type), `$.ce` (content encoding), then
+  the custom ones (sorted, `station_id` always among them).
+- Refused before the wire (IoT Hub would drop the connection or the message): QoS 2, retain,
+  messages over 256 KB (body + properties), custom property names starting with `$`.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from functions.sync_worker.errors import PermanentError
+from functions.sync_worker.uplink.profile import ConnectionSpec, OutboundMessage, PlatformLimits
+from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityRule
+from functions.sync_worker.uplink.profiles.sas import SasTokenIssuer
+from functions.sync_worker.uplink.profiles.tls import TlsMaterial, build_tls_context
+
+DEFAULT_API_VERSION = "2021-04-12"
+MAX_MESSAGE_BYTES = 256 * 1024
+
+#: IoT Hub device ids: up to 128 characters of ASCII letters, digits and - . % _ * ? ! ( ) , : = @ $ '
+AZURE_DEVICE_ID = IdentityRule(
+    platform="azure_iot_hub",
+    pattern=re.compile(r"[A-Za-z0-9\-.%_*?!(),:=@$']+"),
+    max_length=128,
+    description="ASCII letters, digits and - . % _ * ? ! ( ) , : = @ $ '",
+)
+
+
+def _enc(value: str) -> str:
+    return quote(value, safe="")
+
+
+def encode_property_bag(message: OutboundMessage) -> str:
+    """`$.mid=..&$.ct=..&$.ce=..&k=v..`, each key and value RFC 2396 percent-encoded (the `$.`
+    prefix of system properties is written literally, as in Microsoft's MQTT documentation)."""
+    system = [("$.mid", message.message_id), ("$.ct", message.content_type), ("$.ce", message.content_encoding)]
+    custom = {"station_id": message.station_id, **message.properties}
+    reserved = sorted(key for key in custom if key.startswith("$"))
+    if reserved:
+        raise PermanentError(f"azure_iot_hub: custom property names may not start with '$': {reserved}",
+                             station_id=message.station_id)
+    parts = [f"{key}={_enc(value)}" for key, value in system if value]
+    parts += [f"{_enc(key)}={_enc(str(value))}" for key, value in sorted(custom.items())]
+    return "&".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class AzureCredentials:
+    """Device keys (id -> base64 key) and/or a shared access policy (name + key) for any device."""
+
+    device_keys: Mapping[str, str] = field(default_factory=dict)
+    policy_name: str | None = None
+    policy_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if bool(self.policy_name) != bool(self.policy_key):
+            raise PermanentError("azure_iot_hub: a shared access policy needs both its name and its key")
+        if not self.device_keys and not self.policy_key:
+            raise PermanentError("azure_iot_hub: no credentials (device key(s) or a shared access policy)")
+
+
+@dataclass
+class AzureIotHubProfile:
+    hostname: str
+    identities: IdentityMapping
+    credentials: AzureCredentials
+    tls_material: TlsMaterial = field(default_factory=TlsMaterial)
+    api_version: str = DEFAULT_API_VERSION
+    token_ttl_s: int = 3600
+    renew_margin_s: float = 300.0
+    port: int = 8883
+    keepalive_s: int = 60
+    #: TCP host to dial when it differs from `hostname` (a private endpoint, a test broker); the
+    #: username and the signed resource URI always use `hostname`.
+    connect_host: str | None = None
+    name: str = "azure_iot_hub"
+    limits: PlatformLimits = field(default_factory=lambda: PlatformLimits(
+        max_payload_bytes=MAX_MESSAGE_BYTES, max_publish_per_s=None,
+        allowed_qos=frozenset({0, 1}), retain_allowed=False))
+
+    def __post_init__(self) -> None:
+        if not self.hostname or "/" in self.hostname:
+            raise PermanentError(f"azure_iot_hub: hostname must be like myhub.azure-devices.net, got {self.hostname!r}")
+        self._tls: ssl.SSLContext | None = None
+        self._issuers: dict[str, SasTokenIssuer] = {}
+        self._lock = threading.Lock()
+
+    # -- identity -----------------------------------------------------------------------------
+    def identity_for(self, station_id: str) -> str:
+        return self.identities.identity_for(station_id)
+
+    def resource_uri(self, device_id: str) -> str:
+        return f"{self.hostname}/devices/{device_id}"
+
+    def username(self, device_id: str) -> str:
+        return f"{self.hostname}/{device_id}/?api-version={self.api_version}"
+
+    def _issuer(self, device_id: str) -> SasTokenIssuer:
+        with self._lock:
+            issuer = self._issuers.get(device_id)
+            if issuer is None:
+                key = self.credentials.device_keys.get(device_id)
+                policy = None
+                if key is None:
+                    key, policy = self.credentials.policy_key, self.credentials.policy_name
+                if key is None:
+                    raise PermanentError(f"azure_iot_hub: no key for device {device_id!r} and no shared access policy")
+                issuer = SasTokenIssuer(key_b64=key, ttl_s=self.token_ttl_s, renew_margin_s=self.renew_margin_s,
+                                        policy_name=policy)
+                self._issuers[device_id] = issuer
+            return issuer
+
+    def _tls_context(self) -> ssl.SSLContext:
+        with self._lock:
+            if self._tls is None:
+                self._tls = build_tls_context(self.tls_material)
+            return self._tls
+
+    # -- the PlatformProfile protocol --------------------------------------------------------------
+    def connection_spec(self, identity: str) -> ConnectionSpec:
+        AZURE_DEVICE_ID.validate(identity)
+        token = self._issuer(identity).issue(self.resource_uri(identity))
+        return ConnectionSpec(
+            host=self.connect_host or self.hostname,
+            port=self.port,
+            client_id=identity,
+            username=self.username(identity),
+            password=token.token,
+            tls=self._tls_context(),
+            protocol=4,  # IoT Hub speaks MQTT 3.1.1
+            keepalive_s=self.keepalive_s,
+            clean_session=True,  # no cloud-to-device subscriptions to keep
+            will=None,  # IoT Hub ignores/forbids retained wills; presence comes from its own events
+            renew_at=token.renew_at,
+        )
+
+    def topic_for(self, identity: str, message: OutboundMessage) -> str:
+        return f"devices/{identity}/messages/events/{encode_property_bag(message)}"
+
+    def check(self, message: OutboundMessage, *, qos: int, retain: bool) -> None:
+        sid = message.station_id
+        if qos not in self.limits.allowed_qos:
+            raise PermanentError(f"azure_iot_hub: QoS {qos} is not supported (IoT Hub accepts QoS 0 and 1)",
+                                 station_id=sid)
+        if retain:
+            raise PermanentError("azure_iot_hub: retained messages are not supported by IoT Hub", station_id=sid)
+        size = len(message.payload) + len(encode_property_bag(message).encode())
+        if size > self.limits.max_payload_bytes:
+            raise PermanentError(f"azure_iot_hub: message {message.message_id} is {size} bytes with its properties, "
+                                 f"over IoT Hub's {self.limits.max_payload_bytes}-byte limit", station_id=sid)

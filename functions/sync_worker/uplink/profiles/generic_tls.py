@@ -1,0 +1,98 @@
+"""Any MQTT 3.1.1/5 broker (Mosquitto, EMQX, HiveMQ, ...): username/password and/or a client
+certificate, TLS verified against a CA bundle (off only by an explicit local flag), and presence
+on a retained status topic: the broker publishes the last-will `offline` if the connection dies,
+the uplink publishes `online` (retained) after every connect (`online_message`).
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from dataclasses import dataclass, field
+
+from functions.sync_worker.errors import PermanentError
+from functions.sync_worker.uplink.profile import ConnectionSpec, OutboundMessage, PlatformLimits, Will
+from functions.sync_worker.uplink.profiles.identity import IdentityMapping
+from functions.sync_worker.uplink.profiles.tls import TlsMaterial, build_tls_context
+
+DEFAULT_TOPIC = "c2c/{env}/stations/{station_id}/telemetry"
+DEFAULT_STATUS_TOPIC = "c2c/{env}/status/{identity}"
+ONLINE = b"online"
+OFFLINE = b"offline"
+
+
+@dataclass
+class GenericTlsProfile:
+    host: str
+    port: int
+    identities: IdentityMapping
+    username: str | None = None
+    password: str | None = None
+    #: None: plain TCP (mqtt://); otherwise TLS with this material (mqtts://).
+    tls_material: TlsMaterial | None = None
+    protocol: int = 4
+    keepalive_s: int = 60
+    env: str = "dev"
+    topic_template: str = DEFAULT_TOPIC
+    #: Retained presence topic ("" disables the will and the online message).
+    status_topic_template: str = DEFAULT_STATUS_TOPIC
+    max_payload_bytes: int = 256 * 1024
+    name: str = "generic"
+    limits: PlatformLimits = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.protocol not in (4, 5):
+            raise PermanentError(f"generic: protocol must be 4 (MQTT 3.1.1) or 5 (MQTT 5), got {self.protocol}")
+        if self.password and not self.username:
+            raise PermanentError("generic: a password without a username")
+        for template in (self.topic_template, self.status_topic_template):
+            try:
+                topic = template.format(env=self.env, station_id="s", identity="i")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise PermanentError(f"generic: topic template {template!r} is invalid: {exc!r}") from None
+            if any(ch in topic for ch in "+#"):
+                raise PermanentError(f"generic: topic template {template!r} contains an MQTT wildcard")
+        self.limits = PlatformLimits(max_payload_bytes=self.max_payload_bytes, max_publish_per_s=None,
+                                     allowed_qos=frozenset({0, 1, 2}), retain_allowed=True)
+        self._tls: ssl.SSLContext | None = None
+        self._lock = threading.Lock()
+
+    def identity_for(self, station_id: str) -> str:
+        return self.identities.identity_for(station_id)
+
+    def status_topic(self, identity: str) -> str | None:
+        if not self.status_topic_template:
+            return None
+        return self.status_topic_template.format(env=self.env, identity=identity, station_id=identity)
+
+    def online_message(self, identity: str) -> Will | None:
+        """What to publish (retained) right after each successful connect; None: nothing."""
+        topic = self.status_topic(identity)
+        return Will(topic=topic, payload=ONLINE, qos=1, retain=True) if topic else None
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if self.tls_material is None:
+            return None
+        with self._lock:
+            if self._tls is None:
+                self._tls = build_tls_context(self.tls_material)
+            return self._tls
+
+    def connection_spec(self, identity: str) -> ConnectionSpec:
+        topic = self.status_topic(identity)
+        return ConnectionSpec(
+            host=self.host, port=self.port, client_id=identity, username=self.username, password=self.password,
+            tls=self._tls_context(), protocol=self.protocol, keepalive_s=self.keepalive_s, clean_session=True,
+            will=Will(topic=topic, payload=OFFLINE, qos=1, retain=True) if topic else None,
+        )
+
+    def topic_for(self, identity: str, message: OutboundMessage) -> str:
+        return self.topic_template.format(env=self.env, station_id=message.station_id, identity=identity)
+
+    def check(self, message: OutboundMessage, *, qos: int, retain: bool) -> None:
+        if qos not in self.limits.allowed_qos:
+            raise PermanentError(f"generic: QoS {qos} is not an MQTT QoS", station_id=message.station_id)
+        if len(message.payload) > self.limits.max_payload_bytes:
+            raise PermanentError(f"generic: payload of {message.message_id} is {len(message.payload)} bytes, over "
+                                 f"the configured {self.limits.max_payload_bytes}-byte limit",
+                                 station_id=message.station_id)

@@ -1,0 +1,176 @@
+"""Environment settings of each platform profile (pydantic-settings; secrets as `SecretStr`).
+
+`C2C_PLATFORM_PROFILE` picks the profile; each profile reads only its own prefix:
+`C2C_AZURE_*` (azure_iot_hub), `C2C_AWS_IOT_*` (aws_iot_core), `C2C_MQTT_*` (generic, shared with
+the uplink's base settings). PEM/key values are secrets: in ECS they come from Secrets Manager as
+`ecs.Secret`s; locally a `*_FILE` path may replace each `*_PEM`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from functions.sync_worker.uplink.profiles.identity import IdentityMode
+
+PROTOCOLS = {"3.1.1": 4, "5": 5}
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+class ProfileSelection(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="C2C_", extra="ignore")
+
+    platform_profile: Literal["generic", "azure_iot_hub", "aws_iot_core"] = "generic"
+    env: str = "dev"
+
+
+def parse_connection_string(value: str) -> dict[str, str]:
+    """`HostName=h;DeviceId=d;SharedAccessKey=k` or `HostName=h;SharedAccessKeyName=p;SharedAccessKey=k`."""
+    parts: dict[str, str] = {}
+    for item in value.strip().split(";"):
+        if not item:
+            continue
+        key, sep, val = item.partition("=")
+        if not sep:
+            raise ValueError(f"connection string part {key!r} has no '='")
+        parts[key.strip()] = val.strip()  # partition: base64 padding "=" stays in the value
+    if "HostName" not in parts or "SharedAccessKey" not in parts:
+        raise ValueError("connection string needs HostName and SharedAccessKey")
+    return parts
+
+
+class AzureIotHubSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="C2C_AZURE_", extra="ignore")
+
+    #: Device or policy connection string from the portal (secret); fills the fields below.
+    connection_string: SecretStr | None = None
+    hostname: str | None = None  # {hub}.azure-devices.net
+    device_id: str | None = None  # gateway mode: the one device
+    device_key: SecretStr | None = None  # base64 key of device_id
+    #: per-device mode with device keys: JSON object {"device id": "base64 key", ...} (secret)
+    device_keys: SecretStr | None = None
+    policy_name: str | None = None  # shared access policy with DeviceConnect, e.g. "device"
+    policy_key: SecretStr | None = None
+    identity_mode: IdentityMode = IdentityMode.GATEWAY
+    device_id_template: str = "{station_id}"
+    api_version: str = "2021-04-12"
+    token_ttl_s: int = Field(3600, ge=1)
+    token_renew_margin_s: float = Field(300.0, ge=0)
+    port: int = 8883
+    connect_host: str | None = None
+    keepalive_s: int = Field(60, ge=5, le=1177)  # IoT Hub's maximum keep-alive is 1177 s
+    ca_file: str | None = None
+    ca_pem: str | None = None
+
+    @model_validator(mode="after")
+    def _apply_connection_string(self) -> "AzureIotHubSettings":
+        if self.connection_string is not None:
+            parts = parse_connection_string(self.connection_string.get_secret_value())
+            self.hostname = self.hostname or parts["HostName"]
+            if "SharedAccessKeyName" in parts:
+                self.policy_name = self.policy_name or parts["SharedAccessKeyName"]
+                self.policy_key = self.policy_key or SecretStr(parts["SharedAccessKey"])
+            else:
+                self.device_id = self.device_id or parts.get("DeviceId")
+                self.device_key = self.device_key or SecretStr(parts["SharedAccessKey"])
+        if not self.hostname:
+            raise ValueError("C2C_AZURE_HOSTNAME (or C2C_AZURE_CONNECTION_STRING) is required")
+        if self.identity_mode is IdentityMode.GATEWAY and not self.device_id:
+            raise ValueError("gateway mode needs C2C_AZURE_DEVICE_ID (or a device connection string)")
+        if not (self.device_key or self.device_keys or self.policy_key):
+            raise ValueError("no credentials: set C2C_AZURE_DEVICE_KEY, C2C_AZURE_DEVICE_KEYS or "
+                             "C2C_AZURE_POLICY_NAME + C2C_AZURE_POLICY_KEY")
+        self.device_key_map()  # malformed JSON fails here, at startup
+        return self
+
+    def device_key_map(self) -> dict[str, str]:
+        keys: dict[str, str] = {}
+        if self.device_keys is not None:
+            try:
+                parsed = json.loads(self.device_keys.get_secret_value())
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"C2C_AZURE_DEVICE_KEYS is not JSON ({exc.msg})") from None
+            if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
+                raise ValueError('C2C_AZURE_DEVICE_KEYS must be a JSON object {"device id": "base64 key"}')
+            keys.update(parsed)
+        if self.device_id and self.device_key is not None:
+            keys[self.device_id] = self.device_key.get_secret_value()
+        return keys
+
+
+class AwsIotCoreSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="C2C_AWS_IOT_", extra="ignore")
+
+    endpoint: str  # {prefix}-ats.iot.{region}.amazonaws.com
+    thing_name: str | None = None  # gateway mode: the client id
+    identity_mode: IdentityMode = IdentityMode.GATEWAY
+    thing_name_template: str = "{station_id}"
+    cert_pem: SecretStr | None = None
+    cert_file: str | None = None
+    key_pem: SecretStr | None = None
+    key_file: str | None = None
+    ca_pem: str | None = None  # default: the system trust store (holds Amazon Root CA 1)
+    ca_file: str | None = None
+    topic: str = "c2c/{env}/stations/{station_id}/telemetry"
+    port: int = 8883
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    keepalive_s: int = Field(60, ge=30, le=1200)
+    connect_host: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "AwsIotCoreSettings":
+        if self.identity_mode is IdentityMode.GATEWAY and not self.thing_name:
+            raise ValueError("gateway mode needs C2C_AWS_IOT_THING_NAME")
+        if not (self.cert_pem or self.cert_file) or not (self.key_pem or self.key_file):
+            raise ValueError("mTLS needs C2C_AWS_IOT_CERT_PEM (or _CERT_FILE) and C2C_AWS_IOT_KEY_PEM (or _KEY_FILE)")
+        return self
+
+
+class GenericMqttSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="C2C_MQTT_", extra="ignore")
+
+    url: str = "mqtt://127.0.0.1:1883"  # mqtt://host:1883 or mqtts://host:8883
+    client_id: str = "c2c-sync"
+    username: str | None = None
+    password: SecretStr | None = None
+    topic: str = "c2c/{env}/stations/{station_id}/telemetry"
+    insecure: bool = False
+    ca_file: str | None = None
+    ca_pem: str | None = None
+    cert_file: str | None = None
+    cert_pem: SecretStr | None = None
+    key_file: str | None = None
+    key_pem: SecretStr | None = None
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    keepalive_s: int = Field(60, ge=5)
+    status_topic: str = "c2c/{env}/status/{identity}"
+    identity_mode: IdentityMode = IdentityMode.GATEWAY
+    client_id_template: str = "{station_id}"
+    max_payload_bytes: int = Field(256 * 1024, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("must be mqtt://host[:port] or mqtts://host[:port]")
+        return value
+
+    @property
+    def uses_tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or (8883 if self.uses_tls else 1883)
