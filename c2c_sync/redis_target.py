@@ -11,12 +11,19 @@ import json
 from dataclasses import dataclass
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from c2c_sync.aws import AwsTarget
 from c2c_sync.errors import CliError, ExitCode
 from c2c_sync.outputs import OutputKey, StackOutputs
 
 _TIMEOUT_S = 5.0
+
+
+def _retry() -> Retry:
+    # One quick retry: an operator should hear about an unreachable Redis in seconds, not after a backoff series.
+    return Retry(ExponentialBackoff(cap=0.5, base=0.1), retries=1)
 
 
 @dataclass(frozen=True)
@@ -36,10 +43,11 @@ class RedisTarget:
     def client(self) -> redis.Redis:
         if self.url:
             return redis.Redis.from_url(self.url, socket_timeout=_TIMEOUT_S,
-                                        socket_connect_timeout=_TIMEOUT_S, decode_responses=True)
+                                        socket_connect_timeout=_TIMEOUT_S, decode_responses=True,
+                                        retry=_retry())
         return redis.Redis(host=self.host, port=self.port, db=self.db, password=self.password, ssl=self.tls,
                            socket_timeout=_TIMEOUT_S, socket_connect_timeout=_TIMEOUT_S,
-                           decode_responses=True)
+                           decode_responses=True, retry=_retry())
 
     def connect(self) -> redis.Redis:
         """A client that has answered PING; failure names the endpoint (not the password)."""
