@@ -13,6 +13,8 @@ from functools import cache
 
 import redis
 from aws_lambda_powertools.metrics import MetricUnit
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, StartSignal
 from functions.common.telemetry import TriggerMetric
@@ -21,6 +23,9 @@ from functions.trigger.observability import logger, metrics, tracer
 from functions.trigger.settings import RedisSettings, TriggerSettings
 
 _REDIS_TIMEOUT_S = 5.0
+# Few, short retries: a longer outage (failover) is better retried by the invoker, which re-runs the
+# whole invocation, than by sleeping inside a Lambda billed by the millisecond.
+_REDIS_RETRY = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=2)
 
 
 class BadAuthSecret(RuntimeError):
@@ -63,7 +68,8 @@ def redis_client(config: RedisSettings) -> redis.Redis:
     """One client (and pool) per execution environment; the AUTH token is fetched once, here."""
     password = _auth_token(config.auth_secret_arn) if config.auth_secret_arn else None
     return redis.Redis(host=config.host, port=config.port, password=password, ssl=config.tls,
-                       socket_timeout=_REDIS_TIMEOUT_S, socket_connect_timeout=_REDIS_TIMEOUT_S)
+                       socket_timeout=_REDIS_TIMEOUT_S, socket_connect_timeout=_REDIS_TIMEOUT_S,
+                       retry=_REDIS_RETRY)
 
 
 def _auth_token(secret_arn: str) -> str:

@@ -11,7 +11,8 @@ from functions.common.telemetry import ENV_DIMENSION, METRICS_NAMESPACE, TRIGGER
 from functions.trigger.settings import MissingSetting
 from tests.trigger.conftest import emf_metrics, load_event, metric_value, stdout_records
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration,
+              pytest.mark.filterwarnings("ignore:No application metrics to publish")]  # see observability.py
 
 
 def test_scheduled_event_sends_the_schedule_command_default_sync_now(trigger_env, invoke):

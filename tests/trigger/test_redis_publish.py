@@ -1,0 +1,193 @@
+"""Optional Redis PUBLISH: a real redis-server with AUTH (and one with TLS), the token from moto's Secrets Manager.
+
+The subscriber SUBSCRIBEs before the handler runs (pub/sub does not store messages) and validates what
+it got with the worker's parse_signal; SNS→SQS still carries the same signal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import subprocess
+import time
+
+import pytest
+import redis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, parse_signal
+from functions.trigger.publish import BadAuthSecret, parse_auth_secret
+from tests.support.services import RedisServer, free_port, require_binary, wait_for_port
+from tests.trigger.conftest import load_event
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.filterwarnings("ignore:No application metrics to publish")]  # see observability.py
+
+TOKEN = "s3cret-auth-token-0123456789abcdef"
+
+
+@pytest.fixture
+def redis_with_auth(tmp_path):
+    server = RedisServer(tmp_path, password=TOKEN).start()
+    yield server
+    server.stop()
+
+
+def _secret(trigger_env, value: str) -> str:
+    return trigger_env.moto.client("secretsmanager").create_secret(Name="c2c-test-redis-auth",
+                                                                    SecretString=value)["ARN"]
+
+
+def _subscribe(host: str, port: int, **kwargs) -> redis.client.PubSub:
+    pubsub = redis.Redis(host=host, port=port, password=TOKEN, **kwargs).pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(REDIS_SIGNAL_CHANNEL)
+    # Wait for the subscribe confirmation so the publish cannot race ahead of it.
+    deadline = time.monotonic() + 5
+    while not pubsub.subscribed and time.monotonic() < deadline:
+        pubsub.get_message(timeout=0.1)
+    assert pubsub.subscribed
+    return pubsub
+
+
+def _next_message(pubsub) -> bytes:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.5)
+        if message and message["type"] == "message":
+            return message["data"]
+    raise AssertionError(f"nothing published on {REDIS_SIGNAL_CHANNEL}")
+
+
+@pytest.mark.parametrize("secret_form", ["plain", "json-password", "json-authToken"])
+def test_signal_is_published_on_the_redis_channel_with_auth_from_secrets_manager(
+        trigger_env, redis_with_auth, invoke, monkeypatch, capsys, secret_form):
+    secret = {"plain": TOKEN, "json-password": json.dumps({"username": "default", "password": TOKEN}),
+              "json-authToken": json.dumps({"authToken": TOKEN})}[secret_form]
+    monkeypatch.setenv("REDIS_HOST", "127.0.0.1")
+    monkeypatch.setenv("REDIS_PORT", str(redis_with_auth.port))
+    monkeypatch.setenv("REDIS_AUTH_SECRET_ARN", _secret(trigger_env, secret))
+    pubsub = _subscribe("127.0.0.1", redis_with_auth.port)
+
+    response = invoke(load_event("function_url_post"))
+
+    via_redis = parse_signal(_next_message(pubsub))
+    [via_sqs] = trigger_env.received_signals()
+    assert response["statusCode"] == 202
+    assert via_redis == via_sqs
+    assert (via_redis.command, via_redis.source) == (Command.SYNC_NOW, Source.HTTP)
+    captured = capsys.readouterr()
+    assert TOKEN not in captured.out + captured.err
+    pubsub.close()
+
+
+def test_auth_token_is_fetched_once_per_cold_start(trigger_env, redis_with_auth, invoke, monkeypatch):
+    arn = _secret(trigger_env, TOKEN)
+    monkeypatch.setenv("REDIS_HOST", "127.0.0.1")
+    monkeypatch.setenv("REDIS_PORT", str(redis_with_auth.port))
+    monkeypatch.setenv("REDIS_AUTH_SECRET_ARN", arn)
+    pubsub = _subscribe("127.0.0.1", redis_with_auth.port)
+    invoke(load_event("scheduled_event"))
+    first = parse_signal(_next_message(pubsub))
+
+    # A warm invocation must not read the secret again: a now-wrong secret value changes nothing.
+    trigger_env.moto.client("secretsmanager").put_secret_value(SecretId=arn, SecretString="wrong")
+    invoke(load_event("scheduled_event"))
+    second = parse_signal(_next_message(pubsub))
+
+    assert first.id != second.id
+    pubsub.close()
+
+
+def test_wrong_auth_token_fails_the_invocation(trigger_env, redis_with_auth, invoke, monkeypatch):
+    monkeypatch.setenv("REDIS_HOST", "127.0.0.1")
+    monkeypatch.setenv("REDIS_PORT", str(redis_with_auth.port))
+    monkeypatch.setenv("REDIS_AUTH_SECRET_ARN", _secret(trigger_env, "not-the-token"))
+
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        invoke(load_event("scheduled_event"))
+
+
+def test_json_secret_without_a_token_key_is_rejected_without_echoing_it():
+    with pytest.raises(BadAuthSecret, match=r"keys: \['token'\]") as err:
+        parse_auth_secret(json.dumps({"token": TOKEN}))
+    assert TOKEN not in str(err.value)
+
+
+def test_plain_secret_is_used_as_is():
+    assert parse_auth_secret(TOKEN) == TOKEN
+
+
+# --- TLS: a real redis-server speaking only TLS, its certificate signed by a throw-away CA -------------
+
+def _issue_certificates(workdir) -> tuple:
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "c2c test CA")])
+    ca_cert = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+               .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+               .not_valid_after(now + dt.timedelta(hours=1))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+               .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = {name: workdir / f"{name}.pem" for name in ("ca", "cert", "key")}
+    paths["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    return paths["ca"], paths["cert"], paths["key"]
+
+
+@pytest.fixture
+def tls_redis(tmp_path):
+    ca, cert, key = _issue_certificates(tmp_path)
+    port = free_port()
+    proc = subprocess.Popen(
+        [require_binary("redis-server"), "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+         "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca),
+         "--tls-auth-clients", "no", "--requirepass", TOKEN, "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    wait_for_port(port)
+    yield port, ca
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_redis_tls_true_publishes_over_a_verified_tls_connection(trigger_env, tls_redis, invoke, monkeypatch):
+    port, ca = tls_redis
+    # Like ElastiCache's publicly trusted certificate: the trigger verifies against the default trust store,
+    # which OpenSSL reads from SSL_CERT_FILE; here that store is the test CA.
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    monkeypatch.setenv("REDIS_HOST", "127.0.0.1")
+    monkeypatch.setenv("REDIS_PORT", str(port))
+    monkeypatch.setenv("REDIS_TLS", "true")
+    monkeypatch.setenv("REDIS_AUTH_SECRET_ARN", _secret(trigger_env, TOKEN))
+    pubsub = _subscribe("127.0.0.1", port, ssl=True, ssl_ca_certs=str(ca))
+
+    invoke(load_event("scheduled_event"))
+
+    assert parse_signal(_next_message(pubsub)).source == Source.SCHEDULE
+    pubsub.close()
+
+
+def test_redis_tls_true_refuses_an_untrusted_certificate(trigger_env, tls_redis, invoke, monkeypatch):
+    port, _ = tls_redis
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv("REDIS_HOST", "127.0.0.1")
+    monkeypatch.setenv("REDIS_PORT", str(port))
+    monkeypatch.setenv("REDIS_TLS", "true")
+    monkeypatch.setenv("REDIS_AUTH_SECRET_ARN", _secret(trigger_env, TOKEN))
+
+    with pytest.raises(redis.exceptions.ConnectionError, match="(?i)certificate"):
+        invoke(load_event("scheduled_event"))
