@@ -47,3 +47,24 @@ class SourceAdapter(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class ReadingBatch(list[Reading]):
+    """What `fetch_readings` may return: the readings (a plain list to callers that want only that),
+    plus what the runner needs to page and count correctly when some vendor items were unusable.
+
+    - `skipped`: items dropped because they did not map (a permanent error of one reading, counted).
+    - `high_water`: the latest time among the items consumed, skipped ones included when their time
+      was readable; a runner may move the cursor there so a bad reading is not refetched forever.
+    - `has_more`: the vendor has more readings in the window; use this, not `len(batch) == limit`,
+      to decide whether to call again (skipped items make a full page look short).
+    """
+
+    def __init__(self, readings: list[Reading] | None = None, *, skipped: int = 0,
+                 high_water: datetime | None = None, has_more: bool = False,
+                 skip_reasons: list[str] | None = None) -> None:
+        super().__init__(readings or [])
+        self.skipped = skipped
+        self.high_water = high_water
+        self.has_more = has_more
+        self.skip_reasons = skip_reasons or []
