@@ -37,7 +37,8 @@ def _errors(errors: dict[str, int]) -> str:
 
 
 def worker_table(status: EnvironmentStatus) -> Table:
-    table = Table(title=f"c2c-sync {status.env} — worker", show_header=False, title_justify="left")
+    table = Table(title=f"c2c-sync {status.env} — worker at {_time(status.generated_at)}", show_header=False,
+                  title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value")
     lease, beat = status.lease, status.heartbeat
@@ -65,12 +66,12 @@ def worker_table(status: EnvironmentStatus) -> Table:
     return table
 
 
-def cycles_table(status: EnvironmentStatus) -> Table:
+def cycles_table(status: EnvironmentStatus) -> Group:
     cycles = status.cycles
-    title = f"last {len(cycles.last)} of {cycles.recorded} cycles — errors: {_errors(cycles.errors_by_class)}"
+    heading = f"last {len(cycles.last)} of {cycles.recorded} cycles — errors: {_errors(cycles.errors_by_class)}"
     if cycles.unreadable:
-        title += f" — {cycles.unreadable} unreadable record(s)"
-    table = Table(title=title, title_justify="left")
+        heading += f" — {cycles.unreadable} unreadable record(s)"
+    table = Table()
     for column, justify in (("finished", "left"), ("duration", "right"), ("synced", "right"),
                             ("failed", "right"), ("total", "right"), ("readings", "right"), ("errors", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
@@ -79,22 +80,23 @@ def cycles_table(status: EnvironmentStatus) -> Table:
         finished = _time(record.finished_at) + (" (aborted)" if record.aborted else "")
         table.add_row(finished, seconds(record.duration_ms / 1000), str(record.stations_synced), failed,
                       str(record.stations_total), str(record.readings_published), _errors(record.errors_by_class))
-    return table
+    # Headings are lines of their own: a table title would wrap to the table's width.
+    return Group(Text(heading, style="italic"), table)
 
 
-def lag_table(status: EnvironmentStatus) -> Table:
+def lag_table(status: EnvironmentStatus) -> Group:
     lag = status.cursors
-    table = Table(title=f"cursor lag over {lag.stations} stations — newest {seconds(lag.newest_lag_s)}, "
-                        f"median {seconds(lag.median_lag_s)}, oldest {seconds(lag.oldest_lag_s)}",
-                  title_justify="left")
+    heading = (f"cursor lag over {lag.stations} stations — newest {seconds(lag.newest_lag_s)}, "
+               f"median {seconds(lag.median_lag_s)}, oldest {seconds(lag.oldest_lag_s)}")
+    table = Table()
     table.add_column("worst stations")
     table.add_column("cursor")
     table.add_column("lag", justify="right")
     for station in lag.worst:
         table.add_row(station.station, _time(station.cursor), seconds(station.lag_s))
     if lag.unreadable:
-        table.caption = f"unreadable cursors: {', '.join(lag.unreadable)}"
-    return table
+        heading += f" — unreadable cursors: {', '.join(lag.unreadable)}"
+    return Group(Text(heading, style="italic"), table)
 
 
 def status_view(status: EnvironmentStatus) -> Group:
