@@ -7,6 +7,7 @@ import os
 import pytest
 
 from tests.support.services import MosquittoBroker, MotoServer, RedisServer
+from tests.support.simulator import simulator, simulator_factory  # noqa: F401 - fixtures
 
 
 @pytest.fixture(autouse=True, scope="session")
