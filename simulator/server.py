@@ -128,6 +128,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.state.stats.connection()
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
         pass  # thousands of requests per second: access logs would cost more than the API

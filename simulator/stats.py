@@ -28,6 +28,7 @@ class Stats:
     def reset(self) -> None:
         with self._lock:
             self.requests_total = 0
+            self.connections_total = 0
             self.by_endpoint: Counter = Counter()
             self.by_status: Counter = Counter()
             self.faults: Counter = Counter()
@@ -35,6 +36,10 @@ class Stats:
             self.tokens_issued = 0
             self.stations: dict[str, StationStats] = {}
             self.started = time.monotonic()
+
+    def connection(self) -> None:
+        with self._lock:
+            self.connections_total += 1
 
     def request(self, endpoint: str, station_id: str | None) -> None:
         with self._lock:
@@ -77,6 +82,7 @@ class Stats:
                 stations[sid] = entry
             return {
                 "requests_total": self.requests_total,
+                "connections_total": self.connections_total,  # TCP connections accepted: keep-alive evidence
                 "by_endpoint": dict(self.by_endpoint),
                 "by_status": {str(k): v for k, v in self.by_status.items()},
                 "faults": dict(self.faults),

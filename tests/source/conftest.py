@@ -1,0 +1,54 @@
+"""Shared parts of the source tests: one simulator per module where tests can share it, and the
+simulator's vendor config with retry/timeout settings shrunk so fault tests stay fast."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from functions.sync_worker.source.config import VendorConfig
+from functions.sync_worker.source.http_json import HttpJsonSource, load_vendor_config
+from tests.support.simulator import DEFAULT_API_KEY, FROZEN_NOW, SimulatorProcess
+
+NOW = datetime.fromisoformat(FROZEN_NOW.replace("Z", "+00:00"))
+
+FAST_HTTP = {
+    "connect_timeout_s": 1.0,
+    "read_timeout_s": 2.0,
+    "retries": {"attempts": 4, "backoff_initial_s": 0.05, "backoff_max_s": 0.2, "jitter_s": 0.05,
+                "max_retry_after_s": 5, "max_elapsed_s": 10},
+}
+
+
+def vendor_config(**overrides: Any) -> VendorConfig:
+    """The shipped simulator config with top-level sections replaced/merged (dicts merge one level)."""
+    raw = load_vendor_config("simulator").model_dump(mode="json", exclude_none=True)
+    for key, value in overrides.items():
+        raw[key] = {**raw[key], **value} if isinstance(value, dict) and isinstance(raw.get(key), dict) else value
+    return VendorConfig.model_validate(raw)
+
+
+def make_source(sim: SimulatorProcess, *, http: dict | None = None, secrets: Any = None, pool_size: int = 8,
+                **overrides: Any) -> HttpJsonSource:
+    config = vendor_config(http={**FAST_HTTP, **(http or {})}, **overrides)
+    return HttpJsonSource(config, base_url=sim.url, secrets=secrets if secrets is not None else {"api_key": DEFAULT_API_KEY},
+                          pool_size=pool_size)
+
+
+@pytest.fixture(scope="module")
+def shared_sim() -> Iterator[SimulatorProcess]:
+    """250 stations, frozen clock; faults and stats are reset before each test that uses it."""
+    with SimulatorProcess(stations=250, timeout_s=5.0) as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(shared_sim: SimulatorProcess) -> SimulatorProcess:
+    shared_sim.clear_faults()
+    shared_sim.set_faults(latency_ms=0, retry_after_s=1, timeout_s=5.0)
+    shared_sim.set_clock(FROZEN_NOW)
+    shared_sim.reset_stats()
+    return shared_sim
