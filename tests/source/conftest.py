@@ -31,11 +31,25 @@ def vendor_config(**overrides: Any) -> VendorConfig:
     return VendorConfig.model_validate(raw)
 
 
-def make_source(sim: SimulatorProcess, *, http: dict | None = None, secrets: Any = None, pool_size: int = 8,
+_OPEN_SOURCES: list[HttpJsonSource] = []
+
+
+def make_source(sim: SimulatorProcess | str, *, http: dict | None = None, secrets: Any = None, pool_size: int = 8,
                 **overrides: Any) -> HttpJsonSource:
+    """An adapter on the simulator (or a base URL), closed after the test by `_close_sources`."""
     config = vendor_config(http={**FAST_HTTP, **(http or {})}, **overrides)
-    return HttpJsonSource(config, base_url=sim.url, secrets=secrets if secrets is not None else {"api_key": DEFAULT_API_KEY},
-                          pool_size=pool_size)
+    source = HttpJsonSource(config, base_url=sim if isinstance(sim, str) else sim.url,
+                            secrets=secrets if secrets is not None else {"api_key": DEFAULT_API_KEY},
+                            pool_size=pool_size)
+    _OPEN_SOURCES.append(source)
+    return source
+
+
+@pytest.fixture(autouse=True)
+def _close_sources() -> Iterator[None]:
+    yield
+    while _OPEN_SOURCES:
+        _OPEN_SOURCES.pop().close()
 
 
 @pytest.fixture(scope="module")

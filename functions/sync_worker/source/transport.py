@@ -78,7 +78,7 @@ class _WaitRetryAfterOrBackoff(wait_base):
     otherwise exponential backoff with jitter."""
 
     def __init__(self, cfg: RetryConfig) -> None:
-        self._backoff = wait_exponential_jitter(initial=cfg.backoff_initial_s, max=cfg.backoff_max_s,
+        self._backoff = wait_exponential_jitter(multiplier=cfg.backoff_initial_s, max=cfg.backoff_max_s,
                                                 jitter=cfg.jitter_s)
         self._jitter = cfg.jitter_s
 
