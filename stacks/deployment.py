@@ -1,0 +1,212 @@
+"""Instantiate every stack of one environment from its validated config.
+
+This is the only place that reads the config; each stack gets typed constructor arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from config.schema import (
+    CpuArchitecture,
+    EnvironmentConfig,
+    SignalTransport,
+    WorkerMode,
+)
+from functions.common.signal import Command
+from stacks.cache import CacheStack
+from stacks.messaging import MessagingStack
+from stacks.monitoring import AlarmSettings, MonitoringStack
+from stacks.naming import heartbeat_alarm_name, stack_name
+from stacks.network import NetworkStack
+from stacks.sync_service import SyncServiceStack, WorkerSettings
+from stacks.trigger import RedisPublish, TriggerStack
+
+#: Container env var that receives each platform secret (PlatformSecrets field -> C2C_* name).
+PLATFORM_SECRET_ENV = {
+    "mqtt_password": "C2C_MQTT_PASSWORD",
+    "azure_sas_key": "C2C_AZURE_SAS_KEY",
+    "aws_iot_certificate": "C2C_AWS_IOT_CERT_PEM",
+    "aws_iot_private_key": "C2C_AWS_IOT_KEY_PEM",
+}
+
+
+@dataclass(frozen=True)
+class EnvironmentStacks:
+    network: NetworkStack
+    messaging: MessagingStack
+    cache: CacheStack
+    sync_service: SyncServiceStack
+    trigger: TriggerStack
+    monitoring: MonitoringStack
+
+    def all(self) -> list[cdk.Stack]:
+        return [self.network, self.messaging, self.cache, self.sync_service, self.trigger, self.monitoring]
+
+
+def worker_environment(config: EnvironmentConfig) -> dict[str, str]:
+    """The worker's plain (non-secret) C2C_* variables (contracts.md)."""
+    env = {
+        "C2C_ENV": config.name,
+        "C2C_MODE": config.worker.mode.value,
+        "C2C_INTERVAL_S": str(config.worker.interval_s),
+        "C2C_MQTT_URL": config.platform.endpoint,
+        "C2C_MQTT_CLIENT_ID": config.platform.client_id,
+        "C2C_PLATFORM_PROFILE": config.platform.profile.value,
+        "C2C_SOURCE_URL": str(config.source.base_url).rstrip("/"),
+        "C2C_SOURCE_CONFIG": config.source.vendor,
+    }
+    if config.signal_transport is SignalTransport.REDIS:
+        env["C2C_SIGNAL_URL"] = "redis"
+    if config.platform.username:
+        env["C2C_MQTT_USERNAME"] = config.platform.username
+    if config.source.stations:
+        env["C2C_STATIONS"] = ",".join(config.source.stations)
+    return env
+
+
+def worker_named_secrets(config: EnvironmentConfig) -> dict[str, str]:
+    """Env var -> name of each operator-created secret the worker needs."""
+    secrets = {"C2C_SOURCE_API_KEY": config.source.api_key_secret}
+    for field, env_var in PLATFORM_SECRET_ENV.items():
+        name = getattr(config.platform.secrets, field)
+        if name is not None:
+            secrets[env_var] = name
+    return secrets
+
+
+def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentStacks:
+    """Add the six stacks of `config`'s environment to `scope` (normally the cdk.App)."""
+    env = None if config.is_env_agnostic else cdk.Environment(account=config.account, region=config.region)
+    retention = retention_days(config.log_retention_days)
+    removal = cdk.RemovalPolicy.RETAIN if config.retain_data else cdk.RemovalPolicy.DESTROY
+    redis_signals = config.signal_transport is SignalTransport.REDIS
+    alarm_name = heartbeat_alarm_name(config.name)
+
+    def common(part: str, *, stateful: bool) -> dict[str, object]:
+        return {
+            "stack_name": stack_name(config.name, part),
+            "env": env,
+            "tags": dict(config.tags),
+            "description": f"c2c-sync {config.name}: {part.lower()} ({'stateful' if stateful else 'stateless'})",
+            "termination_protection": stateful and config.retain_data,
+        }
+
+    network = NetworkStack(
+        scope, stack_name(config.name, "Network"),
+        nat_gateways=config.network.nat_gateways,
+        log_retention=retention,
+        trigger_in_vpc=redis_signals,
+        removal_policy=removal,
+        **common("Network", stateful=True),
+    )
+    messaging = MessagingStack(
+        scope, stack_name(config.name, "Messaging"),
+        env_name=config.name,
+        max_cycle_s=config.worker.max_cycle_s,
+        removal_policy=removal,
+        **common("Messaging", stateful=True),
+    )
+    clients = [network.worker_security_group]
+    if network.trigger_security_group is not None:
+        clients.append(network.trigger_security_group)
+    cache = CacheStack(
+        scope, stack_name(config.name, "Cache"),
+        env_name=config.name,
+        vpc=network.vpc,
+        client_security_groups=clients,
+        node_type=config.cache.node_type,
+        replicas=config.cache.replicas,
+        multi_az=config.cache.multi_az,
+        engine_version=config.cache.engine_version,
+        port=config.cache.port,
+        log_retention=retention,
+        removal_policy=removal,
+        **common("Cache", stateful=True),
+    )
+    sync_service = SyncServiceStack(
+        scope, stack_name(config.name, "SyncService"),
+        settings=WorkerSettings(
+            env_name=config.name,
+            cpu=config.worker.cpu,
+            memory_mib=config.worker.memory_mib,
+            arm64=config.worker.architecture is CpuArchitecture.ARM64,
+            desired_count=config.worker.desired_count,
+            environment=worker_environment(config),
+            named_secrets=worker_named_secrets(config),
+            log_retention=retention,
+        ),
+        vpc=network.vpc,
+        security_group=network.worker_security_group,
+        start_queue=None if redis_signals else messaging.start_queue,
+        queue_key=messaging.key,
+        redis_auth_secret=cache.auth_secret,
+        redis_url=f"rediss://{cache.endpoint_address}:{cache.endpoint_port}/0",
+        **common("SyncService", stateful=False),
+    )
+    trigger = TriggerStack(
+        scope, stack_name(config.name, "Trigger"),
+        env_name=config.name,
+        schedule_expression=config.schedule,
+        schedule_command=(Command.SYNC_NOW if config.worker.mode is WorkerMode.PER_SIGNAL
+                          else Command.START_SYNC).value,
+        retry_attempts=config.trigger.retry_attempts,
+        reserved_concurrency=config.trigger.reserved_concurrency,
+        log_retention=retention,
+        start_topic=messaging.start_topic,
+        key=messaging.key,
+        cluster=sync_service.cluster,
+        service=sync_service.service,
+        heartbeat_alarm_name=alarm_name,
+        redis=RedisPublish(
+            host=cache.endpoint_address,
+            port=cache.endpoint_port,
+            auth_secret=cache.auth_secret,
+            vpc=network.vpc,
+            security_group=network.trigger_security_group,
+        ) if redis_signals and network.trigger_security_group is not None else None,
+        **common("Trigger", stateful=False),
+    )
+    monitoring = MonitoringStack(
+        scope, stack_name(config.name, "Monitoring"),
+        env_name=config.name,
+        settings=AlarmSettings(
+            failure_ratio=config.alarms.failure_ratio,
+            failure_ratio_period_minutes=config.alarms.failure_ratio_period_minutes,
+            lambda_errors=config.alarms.lambda_errors,
+            running_tasks_periods=config.alarms.running_tasks_periods,
+            desired_count=config.worker.desired_count,
+            emails=tuple(config.alarms.emails),
+        ),
+        key=messaging.key,
+        dead_letter_queue=messaging.dead_letter_queue,
+        schedule_dead_letter_queue=trigger.schedule_dead_letter_queue,
+        trigger_function=trigger.function,
+        cluster=sync_service.cluster,
+        service=sync_service.service,
+        self_heal_topic=trigger.self_heal_topic,
+        heartbeat_alarm_name=alarm_name,
+        **common("Monitoring", stateful=False),
+    )
+    return EnvironmentStacks(network, messaging, cache, sync_service, trigger, monitoring)
+
+
+_RETENTION_BY_DAYS = {
+    1: logs.RetentionDays.ONE_DAY, 3: logs.RetentionDays.THREE_DAYS, 5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK, 14: logs.RetentionDays.TWO_WEEKS, 30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS, 90: logs.RetentionDays.THREE_MONTHS, 120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS, 180: logs.RetentionDays.SIX_MONTHS, 365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS, 545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS, 1096: logs.RetentionDays.THREE_YEARS, 1827: logs.RetentionDays.FIVE_YEARS,
+    2192: logs.RetentionDays.SIX_YEARS, 2557: logs.RetentionDays.SEVEN_YEARS, 2922: logs.RetentionDays.EIGHT_YEARS,
+    3288: logs.RetentionDays.NINE_YEARS, 3653: logs.RetentionDays.TEN_YEARS,
+}
+
+
+def retention_days(days: int) -> logs.RetentionDays:
+    """The logs.RetentionDays member for a day count the schema already validated."""
+    return _RETENTION_BY_DAYS[days]

@@ -1,0 +1,202 @@
+"""Monitoring: the dashboard and the alarms of one environment.
+
+Metric names and dimensions are imported from functions.common.telemetry (the worker's side of
+the contract), so renaming a metric there moves the alarm with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from functions.common.state import HEARTBEAT_STALE_AFTER_S
+from functions.common.telemetry import ENV_DIMENSION, METRICS_NAMESPACE, WORKER_SERVICE, WorkerMetric
+
+#: Powertools adds this dimension (its `service` name) to every metric it emits.
+SERVICE_DIMENSION = "service"
+
+
+@dataclass(frozen=True)
+class AlarmSettings:
+    failure_ratio: float
+    failure_ratio_period_minutes: int
+    lambda_errors: int
+    running_tasks_periods: int
+    desired_count: int
+    emails: tuple[str, ...] = ()
+
+
+def worker_metric(env_name: str, name: str, statistic: str, period: cdk.Duration) -> cw.Metric:
+    return cw.Metric(
+        namespace=METRICS_NAMESPACE,
+        metric_name=name,
+        dimensions_map={ENV_DIMENSION: env_name, SERVICE_DIMENSION: WORKER_SERVICE},
+        statistic=statistic,
+        period=period,
+    )
+
+
+class MonitoringStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        env_name: str,
+        settings: AlarmSettings,
+        key: kms.IKey,
+        dead_letter_queue: sqs.IQueue,
+        schedule_dead_letter_queue: sqs.IQueue,
+        trigger_function: lambda_.IFunction,
+        cluster: ecs.ICluster,
+        service: ecs.BaseService,
+        self_heal_topic: sns.ITopic,
+        heartbeat_alarm_name: str,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        minute = cdk.Duration.minutes(1)
+
+        self.alarm_topic = sns.Topic(
+            self, "AlarmTopic", display_name=f"c2c-sync {env_name} alarms", master_key=key, enforce_ssl=True
+        )
+        for email in settings.emails:
+            self.alarm_topic.add_subscription(subs.EmailSubscription(email))
+        notify = cw_actions.SnsAction(self.alarm_topic)
+
+        def metric(name: str, statistic: str = "Sum", period: cdk.Duration = minute) -> cw.Metric:
+            return worker_metric(env_name, name, statistic, period)
+
+        # --- alarms -------------------------------------------------------------------------
+        dlq_depth = dead_letter_queue.metric_approximate_number_of_messages_visible(period=minute, statistic="Maximum")
+        self.dlq_alarm = dlq_depth.create_alarm(
+            self, "DlqNotEmpty",
+            alarm_name=f"C2C-{env_name}-DlqNotEmpty",
+            alarm_description="Start signals were dead-lettered (rejected repeatedly): inspect the DLQ",
+            threshold=1, evaluation_periods=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+        schedule_dlq_depth = schedule_dead_letter_queue.metric_approximate_number_of_messages_visible(
+            period=minute, statistic="Maximum")
+        self.schedule_dlq_alarm = schedule_dlq_depth.create_alarm(
+            self, "ScheduleDlqNotEmpty",
+            alarm_name=f"C2C-{env_name}-ScheduleDlqNotEmpty",
+            alarm_description="Scheduled trigger invocations failed after all retries",
+            threshold=1, evaluation_periods=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+
+        heartbeat_age = metric(WorkerMetric.HEARTBEAT_AGE, "Maximum")
+        self.heartbeat_alarm = heartbeat_age.create_alarm(
+            self, "HeartbeatStale",
+            alarm_name=heartbeat_alarm_name,
+            alarm_description=(f"Worker heartbeat older than {HEARTBEAT_STALE_AFTER_S}s or missing: the trigger "
+                               "sends a start signal and forces a new deployment"),
+            threshold=HEARTBEAT_STALE_AFTER_S,
+            evaluation_periods=2,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            # A dead worker emits nothing: silence is the failure this alarm exists for.
+            treat_missing_data=cw.TreatMissingData.BREACHING,
+        )
+        self.heartbeat_alarm.add_alarm_action(cw_actions.SnsAction(self_heal_topic))
+
+        ratio_period = cdk.Duration.minutes(settings.failure_ratio_period_minutes)
+        failure_ratio = cw.MathExpression(
+            expression="IF((synced + failed) > 0, failed / (synced + failed), 0)",
+            using_metrics={
+                "synced": metric(WorkerMetric.STATIONS_SYNCED, period=ratio_period),
+                "failed": metric(WorkerMetric.STATIONS_FAILED, period=ratio_period),
+            },
+            label="Station failure ratio",
+            period=ratio_period,
+        )
+        self.failure_ratio_alarm = failure_ratio.create_alarm(
+            self, "FailureRatio",
+            alarm_name=f"C2C-{env_name}-FailureRatio",
+            alarm_description=f"More than {settings.failure_ratio:.0%} of stations failed to sync",
+            threshold=settings.failure_ratio, evaluation_periods=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+
+        running_tasks = cw.Metric(
+            namespace="ECS/ContainerInsights",
+            metric_name="RunningTaskCount",
+            dimensions_map={"ClusterName": cluster.cluster_name, "ServiceName": service.service_name},
+            statistic="Minimum",
+            period=minute,
+        )
+        self.running_tasks_alarm: cw.Alarm | None = None
+        if settings.desired_count > 0:
+            self.running_tasks_alarm = running_tasks.create_alarm(
+                self, "RunningTasksBelowDesired",
+                alarm_name=f"C2C-{env_name}-RunningTasksBelowDesired",
+                alarm_description=f"Fewer than {settings.desired_count} worker task(s) running",
+                threshold=settings.desired_count,
+                evaluation_periods=settings.running_tasks_periods,
+                comparison_operator=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.BREACHING,
+            )
+
+        lambda_errors = trigger_function.metric_errors(period=cdk.Duration.minutes(5), statistic="Sum")
+        self.lambda_errors_alarm = lambda_errors.create_alarm(
+            self, "TriggerErrors",
+            alarm_name=f"C2C-{env_name}-TriggerErrors",
+            alarm_description="The trigger Lambda failed",
+            threshold=settings.lambda_errors, evaluation_periods=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+
+        self.alarms = [a for a in (self.dlq_alarm, self.schedule_dlq_alarm, self.heartbeat_alarm,
+                                   self.failure_ratio_alarm, self.running_tasks_alarm, self.lambda_errors_alarm) if a]
+        for alarm in self.alarms:
+            alarm.add_alarm_action(notify)
+            alarm.add_ok_action(notify)
+
+        # --- dashboard ----------------------------------------------------------------------
+        five = cdk.Duration.minutes(5)
+        self.dashboard = cw.Dashboard(
+            self, "Dashboard",
+            dashboard_name=f"C2C-{env_name}",
+            default_interval=cdk.Duration.hours(6),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Cycle duration (ms)", width=8,
+                           left=[metric(WorkerMetric.CYCLE_DURATION, "Average", five),
+                                 metric(WorkerMetric.CYCLE_DURATION, "p99", five)]),
+            cw.GraphWidget(title="Stations synced / failed", width=8,
+                           left=[metric(WorkerMetric.STATIONS_SYNCED, period=five),
+                                 metric(WorkerMetric.STATIONS_FAILED, period=five)]),
+            cw.GraphWidget(title="Readings published", width=8,
+                           left=[metric(WorkerMetric.READINGS_PUBLISHED, period=five)]),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="MQTT reconnects", width=8,
+                           left=[metric(WorkerMetric.MQTT_RECONNECTS, period=five),
+                                 metric(WorkerMetric.MQTT_PLANNED_RECONNECTS, period=five)]),
+            cw.GraphWidget(title="Heartbeat age (s)", width=8, left=[heartbeat_age],
+                           left_annotations=[cw.HorizontalAnnotation(value=HEARTBEAT_STALE_AFTER_S, label="stale")]),
+            cw.GraphWidget(title="Dead-letter queues", width=8, left=[dlq_depth, schedule_dlq_depth]),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Trigger Lambda errors / invocations", width=8,
+                           left=[lambda_errors, trigger_function.metric_invocations(period=five)]),
+            cw.GraphWidget(title="Worker running tasks", width=8, left=[running_tasks]),
+            cw.AlarmStatusWidget(title="Alarms", width=8, alarms=self.alarms),
+        )
+
+        cdk.CfnOutput(self, "DashboardName", value=self.dashboard.dashboard_name,
+                      description="CloudWatch dashboard of this environment")

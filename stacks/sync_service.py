@@ -1,0 +1,183 @@
+"""Sync service: the ECS cluster and the Fargate service running the persistent sync worker."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from functions.common.state import HEARTBEAT_STALE_AFTER_S
+from functions.common.telemetry import METRICS_NAMESPACE, WORKER_SERVICE
+from stacks.nag import acknowledge
+from stacks.naming import FUNCTIONS_DIR
+
+#: The container's health check (contracts.md): MQTT connected and a fresh heartbeat.
+HEALTH_CHECK_COMMAND = ["CMD", "python", "-m", "functions.sync_worker", "health"]
+#: The worker drains within 30 s of SIGTERM; ECS waits this long before SIGKILL.
+STOP_TIMEOUT_S = 45
+#: What the worker image build must not see: the trigger's code and local caches.
+IMAGE_EXCLUDES = ["trigger", "**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.mypy_cache", "**/tests"]
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Typed inputs of the service, built from the environment's config in stacks.deployment."""
+
+    env_name: str
+    cpu: int
+    memory_mib: int
+    arm64: bool
+    desired_count: int
+    #: Plain (non-secret) container environment: C2C_* values from contracts.md.
+    environment: Mapping[str, str]
+    #: Env var name -> NAME of a Secrets Manager secret the operator created.
+    named_secrets: Mapping[str, str]
+    log_retention: logs.RetentionDays
+
+
+class SyncServiceStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: WorkerSettings,
+        vpc: ec2.IVpc,
+        security_group: ec2.ISecurityGroup,
+        start_queue: sqs.IQueue | None,
+        queue_key: kms.IKey,
+        redis_auth_secret: secretsmanager.ISecret,
+        redis_url: str,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+
+        self.cluster = ecs.Cluster(
+            self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
+        )
+        log_group = logs.LogGroup(
+            self, "WorkerLogGroup", retention=settings.log_retention, removal_policy=cdk.RemovalPolicy.DESTROY
+        )
+
+        cpu_arch = ecs.CpuArchitecture.ARM64 if settings.arm64 else ecs.CpuArchitecture.X86_64
+        task_definition = ecs.FargateTaskDefinition(
+            self,
+            "WorkerTask",
+            cpu=settings.cpu,
+            memory_limit_mib=settings.memory_mib,
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=cpu_arch, operating_system_family=ecs.OperatingSystemFamily.LINUX
+            ),
+        )
+
+        # ecs.Secret values are fetched by the ECS agent with the *execution* role at task start
+        # and injected as env vars; they never appear in the template. Secrets the operator
+        # creates are referenced by name (the ARN's random suffix is unknown before they exist).
+        secrets = {
+            env_var: ecs.Secret.from_secrets_manager(
+                secretsmanager.Secret.from_secret_name_v2(self, f"Secret{env_var}", secret_name)
+            )
+            for env_var, secret_name in settings.named_secrets.items()
+        }
+        secrets["C2C_REDIS_PASSWORD"] = ecs.Secret.from_secrets_manager(redis_auth_secret)
+
+        environment = {
+            **settings.environment,
+            "C2C_REDIS_URL": redis_url,
+            "POWERTOOLS_SERVICE_NAME": WORKER_SERVICE,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        }
+        if start_queue is not None:
+            environment["C2C_SIGNAL_URL"] = start_queue.queue_url
+
+        image = ecs.ContainerImage.from_asset(
+            str(FUNCTIONS_DIR),
+            file="sync_worker/Dockerfile",
+            exclude=IMAGE_EXCLUDES,
+            platform=ecr_assets.Platform.LINUX_ARM64 if settings.arm64 else ecr_assets.Platform.LINUX_AMD64,
+        )
+        self.container = task_definition.add_container(
+            "worker",
+            image=image,
+            environment=environment,
+            secrets=secrets,
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="worker", log_group=log_group),
+            health_check=ecs.HealthCheck(
+                command=HEALTH_CHECK_COMMAND,
+                interval=cdk.Duration.seconds(30),
+                timeout=cdk.Duration.seconds(10),
+                retries=3,
+                # First connect + first heartbeat must fit in here before failures count.
+                start_period=cdk.Duration.seconds(HEARTBEAT_STALE_AFTER_S + 30),
+            ),
+            stop_timeout=cdk.Duration.seconds(STOP_TIMEOUT_S),
+        )
+
+        # Task role: consume the start queue and nothing more (the worker's other secrets arrive
+        # as env vars through the execution role; Redis and MQTT are not AWS APIs).
+        if start_queue is not None:
+            task_definition.add_to_task_role_policy(
+                iam.PolicyStatement(
+                    sid="ConsumeStartQueue",
+                    actions=["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
+                    resources=[start_queue.queue_arn],
+                )
+            )
+            task_definition.add_to_task_role_policy(
+                iam.PolicyStatement(sid="DecryptStartQueue", actions=["kms:Decrypt"], resources=[queue_key.key_arn])
+            )
+
+        self.service = ecs.FargateService(
+            self,
+            "WorkerService",
+            cluster=self.cluster,
+            task_definition=task_definition,
+            desired_count=settings.desired_count,
+            assign_public_ip=False,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            security_groups=[security_group],
+            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+            # One MQTT client id must never be connected twice: with max 100 % ECS may not start the
+            # new task before the old one is stopped, and min 0 % lets it stop the old one first.
+            # The cost is a short gap (one drain + start) per deploy; the Redis lease with its
+            # fencing token is the second guard should two tasks ever overlap anyway.
+            min_healthy_percent=0,
+            max_healthy_percent=100,
+            enable_ecs_managed_tags=True,
+            propagate_tags=ecs.PropagatedTagSource.SERVICE,
+        )
+
+        acknowledge(
+            task_definition,
+            "AwsSolutions-ECS2",
+            "Only non-secret settings (C2C_* endpoints, mode, names) are plain environment variables; every "
+            "credential is an ecs.Secret resolved from Secrets Manager at task start",
+        )
+        acknowledge(
+            task_definition,
+            "AwsSolutions-IAM5",
+            "The execution role's ecr:GetAuthorizationToken cannot be scoped to a resource (AWS API design)",
+            findings=["Resource::*"],
+        )
+        if settings.named_secrets:
+            acknowledge(
+                task_definition,
+                "AwsSolutions-IAM5",
+                "Operator-created secrets are referenced by name; their ARN ends in a random 6-character "
+                "suffix unknown at synth, so the grant matches exactly that name followed by -??????",
+                findings=[f"Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:{name}-??????"
+                          for name in settings.named_secrets.values()],
+            )
+
+        cdk.CfnOutput(self, "ClusterName", value=self.cluster.cluster_name, description="ECS cluster of the worker")
+        cdk.CfnOutput(self, "ServiceName", value=self.service.service_name, description="ECS service of the worker")

@@ -1,0 +1,249 @@
+"""Trigger: the small Lambda that turns a schedule tick, an HTTPS call or an alarm into a start signal.
+
+Its code sits in functions/trigger/; this stack deploys it with an explicit log group, X-Ray,
+reserved concurrency, an EventBridge schedule (retries + DLQ), an IAM-authenticated function URL
+and the self-heal topic the heartbeat-stale alarm publishes to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from functions.common.telemetry import METRICS_NAMESPACE, TRIGGER_SERVICE
+from stacks.lambda_bundling import LocalPythonBundling, non_layer_requirements
+from stacks.nag import acknowledge
+from stacks.naming import BUILD_CACHE_DIR, FUNCTIONS_DIR
+
+PYTHON_VERSION = "3.12"
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+HANDLER = "functions.trigger.handler.handler"
+#: Powertools for AWS Lambda (Python) v3 public layer (account 017000801446), ARM64 build for this
+#: runtime. Bump the version with the Powertools pin in functions/trigger/requirements.txt.
+POWERTOOLS_LAYER_VERSION = 27
+POWERTOOLS_LAYER_ARN = (
+    "arn:${AWS::Partition}:lambda:${AWS::Region}:017000801446:layer:"
+    f"AWSLambdaPowertoolsPythonV3-python{PYTHON_VERSION.replace('.', '')}-arm64:{POWERTOOLS_LAYER_VERSION}"
+)
+#: What of functions/ goes into the Lambda (the worker's code and image do not).
+CODE_PARTS = ("__init__.py", "common", "trigger")
+#: Glob excludes for the asset's source hash: everything but CODE_PARTS (so worker edits do not
+#: change the Lambda's asset) and caches.
+ASSET_EXCLUDES = ["*", "!__init__.py", "!common", "!common/**", "!trigger", "!trigger/**",
+                  "**/__pycache__", "**/*.pyc", "**/tests"]
+
+
+@dataclass(frozen=True)
+class RedisPublish:
+    """Where the trigger also PUBLISHes signals when the signal transport is Redis."""
+
+    host: str
+    port: str
+    auth_secret: secretsmanager.ISecret
+    vpc: ec2.IVpc
+    security_group: ec2.ISecurityGroup
+
+
+def trigger_code() -> lambda_.Code:
+    """The Lambda asset: functions/{__init__.py,common,trigger} + the non-layer deps, no Docker."""
+    requirements = non_layer_requirements(FUNCTIONS_DIR / "trigger" / "requirements.txt")
+    bundler = LocalPythonBundling(
+        source_root=FUNCTIONS_DIR,
+        package_name="functions",
+        packages=CODE_PARTS,
+        requirements=requirements,
+        python_version=PYTHON_VERSION,
+        pip_platform="manylinux2014_aarch64",
+        cache_dir=BUILD_CACHE_DIR,
+    )
+    return lambda_.Code.from_asset(
+        str(FUNCTIONS_DIR),
+        exclude=ASSET_EXCLUDES,
+        bundling=cdk.BundlingOptions(
+            # Only used if local bundling declined, which it never does (it raises instead).
+            image=RUNTIME.bundling_image,
+            local=bundler,
+        ),
+    )
+
+
+class TriggerStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        env_name: str,
+        schedule_expression: str,
+        schedule_command: str,
+        retry_attempts: int,
+        reserved_concurrency: int,
+        log_retention: logs.RetentionDays,
+        start_topic: sns.ITopic,
+        key: kms.IKey,
+        cluster: ecs.ICluster,
+        service: ecs.BaseService,
+        heartbeat_alarm_name: str,
+        redis: RedisPublish | None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+
+        log_group = logs.LogGroup(
+            self, "TriggerLogGroup", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY
+        )
+        role = iam.Role(
+            self,
+            "TriggerRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"c2c-sync {env_name} trigger Lambda",
+        )
+        # Its own log group only (instead of the AWSLambdaBasicExecutionRole managed policy).
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteOwnLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(sid="PublishStartSignal", actions=["sns:Publish"], resources=[start_topic.topic_arn])
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="EncryptForStartTopic",
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=[key.key_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="SelfHealWorkerService", actions=["ecs:UpdateService"], resources=[service.service_arn]
+            )
+        )
+
+        environment = {
+            "ENVIRONMENT": env_name,
+            "START_TOPIC_ARN": start_topic.topic_arn,
+            "POWERTOOLS_SERVICE_NAME": TRIGGER_SERVICE,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "ECS_CLUSTER_NAME": cluster.cluster_name,
+            "ECS_SERVICE_NAME": service.service_name,
+            "HEARTBEAT_ALARM_NAME": heartbeat_alarm_name,
+            "SCHEDULE_COMMAND": schedule_command,
+        }
+        vpc_args: dict[str, object] = {}
+        if redis is not None:
+            environment.update(
+                REDIS_HOST=redis.host,
+                REDIS_PORT=redis.port,
+                REDIS_TLS="true",
+                REDIS_AUTH_SECRET_ARN=redis.auth_secret.secret_arn,
+            )
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="ReadRedisAuthToken",
+                    actions=["secretsmanager:GetSecretValue"],
+                    resources=[redis.auth_secret.secret_arn],
+                )
+            )
+            vpc_args = {
+                "vpc": redis.vpc,
+                "vpc_subnets": ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+                "security_groups": [redis.security_group],
+            }
+
+        self.function = lambda_.Function(
+            self,
+            "TriggerFunction",
+            description=f"c2c-sync {env_name}: turns schedule/HTTPS/alarm events into start signals",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=HANDLER,
+            code=trigger_code(),
+            layers=[
+                lambda_.LayerVersion.from_layer_version_arn(
+                    self, "PowertoolsLayer", cdk.Fn.sub(POWERTOOLS_LAYER_ARN)
+                )
+            ],
+            role=role,
+            log_group=log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            reserved_concurrent_executions=reserved_concurrency,
+            timeout=cdk.Duration.seconds(30),
+            memory_size=256,
+            environment=environment,
+            **vpc_args,
+        )
+
+        self.function_url = self.function.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
+
+        self.schedule_dead_letter_queue = sqs.Queue(
+            self,
+            "ScheduleDeadLetterQueue",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        acknowledge(
+            self.schedule_dead_letter_queue,
+            "AwsSolutions-SQS3",
+            "This queue is itself a dead-letter queue: the EventBridge schedule target's DLQ",
+        )
+        self.schedule_rule = events.Rule(
+            self,
+            "ScheduleRule",
+            description=f"c2c-sync {env_name}: start signal schedule",
+            schedule=events.Schedule.expression(schedule_expression),
+            targets=[
+                targets.LambdaFunction(
+                    self.function,
+                    retry_attempts=retry_attempts,
+                    max_event_age=cdk.Duration.hours(1),
+                    dead_letter_queue=self.schedule_dead_letter_queue,
+                )
+            ],
+        )
+
+        # The heartbeat-stale alarm publishes here; the trigger then sends a start signal and
+        # forces a fresh deployment of the worker service.
+        self.self_heal_topic = sns.Topic(
+            self,
+            "SelfHealTopic",
+            display_name=f"c2c-sync {env_name} self-heal",
+            master_key=key,
+            enforce_ssl=True,
+        )
+        self.self_heal_topic.add_subscription(subs.LambdaSubscription(self.function))
+
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "X-Ray PutTraceSegments/PutTelemetryRecords (tracing=ACTIVE) support no resource scoping"
+            + ("; Lambda VPC networking (ec2:*NetworkInterface*) cannot be scoped before the ENIs exist"
+               if redis is not None else ""),
+            findings=["Resource::*"],
+        )
+        acknowledge(
+            self.function,
+            "AwsSolutions-L1",
+            f"Python {PYTHON_VERSION} on purpose: it matches the worker image, the Powertools layer build "
+            "and the wheels bundled for the Lambda; bump all three together",
+        )
+        cdk.CfnOutput(self, "TriggerFunctionUrl", value=self.function_url.url,
+                      description="HTTPS endpoint of the trigger (IAM/SigV4 auth): POST {\"command\": ...}")
