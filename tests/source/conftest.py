@@ -24,10 +24,11 @@ FAST_HTTP = {
 
 
 def vendor_config(**overrides: Any) -> VendorConfig:
-    """The shipped simulator config with top-level sections replaced/merged (dicts merge one level)."""
+    """The shipped simulator config with sections overridden: `http`, `stations` and `readings` merge
+    one level deep; anything else (e.g. `auth`) is replaced whole."""
     raw = load_vendor_config("simulator").model_dump(mode="json", exclude_none=True)
     for key, value in overrides.items():
-        raw[key] = {**raw[key], **value} if isinstance(value, dict) and isinstance(raw.get(key), dict) else value
+        raw[key] = {**raw[key], **value} if key in ("http", "stations", "readings") else value
     return VendorConfig.model_validate(raw)
 
 
