@@ -1,0 +1,82 @@
+"""Wiring: build the worker's parts from `WorkerSettings`. The only module that knows them all."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+from functions.sync_worker.observability import WorkerTelemetry
+from functions.sync_worker.settings import WorkerSettings
+from functions.sync_worker.signals import RedisSignals, SignalSource, SqsSignals
+from functions.sync_worker.source.base import SourceAdapter
+from functions.sync_worker.store import Lease, StateStore, connect_redis
+from functions.sync_worker.uplink.generic import GenericProfile
+from functions.sync_worker.uplink.mqtt import MqttUplink
+from functions.sync_worker.uplink.profile import PlatformProfile
+from functions.sync_worker.worker import Worker
+
+
+def build_profile(settings: WorkerSettings) -> PlatformProfile:
+    """`generic` from this worker's settings (so CLI flags apply); the others from issue 5's factory,
+    which reads their C2C_AZURE_* / C2C_AWS_IOT_* variables."""
+    if settings.platform_profile == "generic":
+        return GenericProfile.from_url(
+            settings.mqtt_url, settings.client_id, topic_template=settings.mqtt_topic, env=settings.env,
+            username=settings.mqtt_username,
+            password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
+            ca_file=settings.mqtt_ca_file, insecure=settings.mqtt_insecure, keepalive_s=settings.mqtt_keepalive_s)
+    from functions.sync_worker.uplink.profiles import build_profile as build_platform_profile
+
+    return build_platform_profile(settings.platform_profile, settings.env)
+
+
+def source_secrets(settings: WorkerSettings):
+    """Secrets the vendor config names, read on demand (so a rotated secret is picked up on a 401):
+    `api_key` is C2C_SOURCE_API_KEY; any other name N is C2C_SOURCE_<N>."""
+
+    def read(name: str) -> str:
+        if name == "api_key" and settings.source_api_key is not None:
+            return settings.source_api_key.get_secret_value()
+        return os.environ.get(f"C2C_SOURCE_{name.upper()}", "")
+
+    return read
+
+
+def build_source(settings: WorkerSettings) -> SourceAdapter:
+    from functions.sync_worker.source.http_json import load_source
+
+    return load_source(settings.source_config, settings.source_url, source_secrets(settings),
+                       pool_size=settings.concurrency)
+
+
+def build_uplink(settings: WorkerSettings, profile: PlatformProfile | None = None) -> MqttUplink:
+    return MqttUplink(profile or build_profile(settings), max_inflight=settings.max_inflight,
+                      puback_timeout_s=settings.puback_timeout_s, reconnect_max_s=settings.mqtt_reconnect_max_s)
+
+
+def build_signals(settings: WorkerSettings, redis_client, telemetry: WorkerTelemetry) -> SignalSource | None:
+    reject = lambda reason: telemetry.signal_rejected()  # noqa: E731
+    if settings.signal_url is None:
+        return None
+    if settings.signal_url == "redis":
+        return RedisSignals(redis_client, on_reject=reject)
+    return SqsSignals(settings.signal_url, wait_s=settings.sqs_wait_s, visibility_s=settings.sqs_visibility_s,
+                      on_reject=reject)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def build_worker(settings: WorkerSettings, *, source_factory=None, profile: PlatformProfile | None = None) -> Worker:
+    telemetry = WorkerTelemetry(settings.env)
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    redis_client = connect_redis(settings.redis_url, password)
+    keys = settings.state_keys
+    wid = worker_id()
+    lease = Lease(redis_client, keys, wid, ttl_s=settings.lease_ttl_s)
+    state = StateStore(redis_client, keys, lease)
+    return Worker(settings, source_factory=source_factory or (lambda: build_source(settings)),
+                  uplink=build_uplink(settings, profile), lease=lease, state=state,
+                  signals=build_signals(settings, redis_client, telemetry), telemetry=telemetry, worker_id=wid)

@@ -1,0 +1,189 @@
+"""The worker's configuration: environment variables prefixed `C2C_`, overridable by CLI flags.
+
+One typed model so a bad value refuses to start the worker with the variable named, instead of
+failing an hour later in the middle of a cycle. Secrets (`*_PASSWORD`, `*_API_KEY`) are
+`SecretStr`: ECS injects them from Secrets Manager as environment variables, and they never show
+up in logs or in `validate-config` output.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from functions.common.signal import describe_validation_error
+from functions.common.state import StateKeys
+
+ENV_PREFIX = "C2C_"
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
+
+    env: str = Field(default="dev", pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
+    mode: Literal["per-signal", "continuous"] = "per-signal"
+    interval_s: float = Field(default=180.0, gt=0, le=86_400)
+
+    #: SQS queue URL, or the literal `redis` for Redis pub/sub; None: no signal transport (only `run --once`).
+    signal_url: str | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password: SecretStr | None = None
+
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_client_id: str | None = Field(default=None, min_length=1, max_length=128)
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_topic: str = "c2c/{env}/stations/{station_id}/telemetry"
+    mqtt_insecure: bool = False
+    #: CA bundle to verify the broker with (default: the system store).
+    mqtt_ca_file: str | None = None
+    mqtt_keepalive_s: int = Field(default=60, ge=5, le=1200)
+    #: Cap of the reconnect backoff (exponential with full jitter from 0.5 s).
+    mqtt_reconnect_max_s: float = Field(default=30.0, ge=0.5, le=600)
+    platform_profile: Literal["generic", "azure_iot_hub", "aws_iot_core"] = "generic"
+
+    source_url: str | None = None
+    source_config: str = "simulator"
+    source_api_key: SecretStr | None = None
+    stations: Annotated[list[str] | None, NoDecode] = None
+
+    concurrency: int = Field(default=32, ge=1, le=512)
+    page_size: int = Field(default=500, ge=1, le=10_000)
+    backfill_window_s: float = Field(default=24 * 3600.0, gt=0)
+    max_inflight: int = Field(default=20, ge=1, le=65_535)
+    puback_timeout_s: float = Field(default=15.0, gt=0, le=600)
+    shutdown_deadline_s: float = Field(default=20.0, gt=0, le=25)
+
+    lease_ttl_s: float = Field(default=30.0, ge=1, le=600)
+    heartbeat_interval_s: float = Field(default=10.0, gt=0, le=60)
+    heartbeat_metric_interval_s: float = Field(default=30.0, gt=0, le=300)
+    station_list_ttl_s: float = Field(default=900.0, ge=0)
+    sqs_wait_s: int = Field(default=20, ge=0, le=20)
+    sqs_visibility_s: int = Field(default=60, ge=5, le=43_200)
+    #: Local file the `health` command reads (the container check runs in a separate process).
+    status_file: str = "/tmp/c2c-sync-worker.status.json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("stations", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            items = [s.strip() for s in value.split(",") if s.strip()]
+            return items or None
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_scheme(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("must be mqtt://host[:port] or mqtts://host[:port]")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ValueError("must be redis://host:port/db or rediss://host:port/db")
+        return value
+
+    @field_validator("signal_url")
+    @classmethod
+    def _signal_transport(cls, value: str | None) -> str | None:
+        if value is None or value == "redis":
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.count("/") < 2:
+            raise ValueError("must be an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>) or `redis`")
+        return value
+
+    @field_validator("source_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and (urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname):
+            raise ValueError("must be an http(s):// URL")
+        return value
+
+    @field_validator("mqtt_topic")
+    @classmethod
+    def _topic_template(cls, value: str) -> str:
+        try:
+            value.format(env="e", station_id="s", identity="i", message_id="m")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"unknown placeholder {exc}; allowed: {{env}} {{station_id}} {{identity}} {{message_id}}") from None
+        if "+" in value or "#" in value:
+            raise ValueError("a publish topic cannot contain the wildcards + or #")
+        return value
+
+    @model_validator(mode="after")
+    def _plaintext_only_when_allowed(self) -> "WorkerSettings":
+        # Credentials over plaintext MQTT are only acceptable on the loopback or when explicitly asked for.
+        parts = urlsplit(self.mqtt_url)
+        if parts.scheme == "mqtt" and not self.mqtt_insecure and not _is_loopback(parts.hostname or ""):
+            raise ValueError("mqtt_url: plaintext mqtt:// to a non-local broker needs C2C_MQTT_INSECURE=true; use mqtts://")
+        return self
+
+    # -- derived values -------------------------------------------------------------------------
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt_client_id or f"c2c-sync-{self.env}"
+
+    @property
+    def state_keys(self) -> StateKeys:
+        return StateKeys(f"c2c:{self.env}")
+
+    def redacted(self) -> dict[str, object]:
+        """The settings as `validate-config` prints them: secrets masked."""
+        out = self.model_dump(mode="json")
+        for key, value in out.items():
+            if isinstance(getattr(self, key), SecretStr) and value is not None:
+                out[key] = "**********"
+        return out
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names every offending variable (`C2C_<FIELD>`)."""
+
+
+def load_settings(**overrides: object) -> WorkerSettings:
+    """Environment first, then `overrides` (CLI flags; None means "not given") on top."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return WorkerSettings(**given)
+    except ValidationError as exc:
+        raise ConfigError(_name_fields(exc)) from None
+
+
+def _name_fields(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        field = loc[0] if loc else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        if field:
+            parts.append(f"{ENV_PREFIX}{field.upper()} ({field}): {msg}")
+        else:
+            # Model-level validators name their field at the start of the message.
+            name, _, rest = msg.partition(": ")
+            parts.append(f"{ENV_PREFIX}{name.upper()} ({name}): {rest}" if rest else msg)
+    return "; ".join(parts) or describe_validation_error(exc)
+
+
+def hostname() -> str:
+    return socket.gethostname()

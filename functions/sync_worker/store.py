@@ -1,0 +1,231 @@
+"""The worker's Redis state: the single-active lease with its fencing token, cursors, heartbeat and
+run history (key names and record shapes are the shared contract in `functions.common.state`).
+
+Fencing: the lease value is `<holder>:<token>`, the token an INCR of a counter on each acquisition.
+Every cursor write is a Lua script that first compares the lease value, so a worker that lost its
+lease (paused, partitioned, replaced during a rolling deploy) cannot move a cursor even if it
+still believes it is active.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+
+import redis
+from redis.exceptions import RedisError
+
+from functions.common.state import HEARTBEAT_TTL_S, RUN_HISTORY_LENGTH, CycleRecord, Heartbeat, StateKeys
+from functions.sync_worker.backoff import Backoff
+from functions.sync_worker.observability import logger
+
+_ACQUIRE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
+return token
+"""
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# KEYS: lease, cursors ; ARGV: lease value, then station/ts pairs. A cursor never moves backwards.
+_SET_CURSORS = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local n = 0
+for i = 2, #ARGV, 2 do
+  local old = redis.call('HGET', KEYS[2], ARGV[i])
+  if (not old) or old < ARGV[i + 1] then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+    n = n + 1
+  end
+end
+return n
+"""
+
+CURSOR_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+class LeaseLost(RuntimeError):
+    """This worker no longer holds the lease: it must stop cycling and write nothing."""
+
+
+def connect_redis(url: str, password: str | None = None) -> redis.Redis:
+    return redis.Redis.from_url(url, password=password, socket_timeout=5, socket_connect_timeout=5,
+                                health_check_interval=30, decode_responses=True)
+
+
+def format_cursor(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).strftime(CURSOR_FORMAT)
+
+
+def parse_cursor(value: str) -> datetime:
+    return datetime.strptime(value, CURSOR_FORMAT).replace(tzinfo=timezone.utc)
+
+
+class Lease:
+    """Single-active-worker lease, renewed by a background thread while held."""
+
+    def __init__(self, client: redis.Redis, keys: StateKeys, holder: str, ttl_s: float = 30.0) -> None:
+        self.client = client
+        self.keys = keys
+        self.holder = holder
+        self.ttl_ms = int(ttl_s * 1000)
+        self.token: int | None = None
+        self._value: str | None = None
+        self._held = threading.Event()
+        self._stop = threading.Event()
+        self._valid_until = 0.0
+        self._acquire = client.register_script(_ACQUIRE)
+        self._extend = client.register_script(_EXTEND)
+        self._release = client.register_script(_RELEASE)
+        self._renewer: threading.Thread | None = None
+
+    @property
+    def held(self) -> bool:
+        # Past the TTL without a confirmed renewal we must assume another worker may hold it.
+        return self._held.is_set() and time.monotonic() < self._valid_until
+
+    @property
+    def value(self) -> str:
+        if self._value is None or not self.held:
+            raise LeaseLost("lease not held")
+        return self._value
+
+    def try_acquire(self) -> bool:
+        started = time.monotonic()
+        token = int(self._acquire(keys=[self.keys.lease, self.keys.fencing_counter], args=[self.holder, self.ttl_ms]))
+        if token == 0:
+            return False
+        self.token = token
+        self._value = f"{self.holder}:{token}"
+        self._valid_until = started + self.ttl_ms / 1000
+        self._held.set()
+        self._start_renewer()
+        logger.info("lease acquired", extra={"holder": self.holder, "fencing_token": token})
+        return True
+
+    def wait_acquire(self, stop: threading.Event, poll_s: float = 1.0) -> bool:
+        """Block until the lease is ours or `stop` is set. Survives Redis being down."""
+        backoff = Backoff(base_s=0.2, cap_s=5.0)
+        logged = False
+        while not stop.is_set():
+            try:
+                if self.try_acquire():
+                    return True
+                if not logged:
+                    logger.info("standing by: another worker holds the lease",
+                                extra={"holder": self.current_holder()})
+                    logged = True
+                stop.wait(poll_s)
+                backoff.reset()
+            except RedisError as exc:
+                delay = backoff.next_delay()
+                logger.warning("redis unavailable while acquiring the lease", extra={"error": str(exc),
+                                                                                     "retry_in_s": round(delay, 2)})
+                stop.wait(delay)
+        return False
+
+    def current_holder(self) -> str | None:
+        return self.client.get(self.keys.lease)
+
+    def _start_renewer(self) -> None:
+        self._stop.clear()
+        self._renewer = threading.Thread(target=self._renew_loop, name="lease-renewer", daemon=True)
+        self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        interval = self.ttl_ms / 1000 / 3
+        while not self._stop.wait(interval if self.held else 0.2):
+            if not self._held.is_set():
+                return
+            started = time.monotonic()
+            try:
+                ok = int(self._extend(keys=[self.keys.lease], args=[self._value, self.ttl_ms]))
+            except RedisError as exc:
+                logger.warning("lease renewal failed; retrying", extra={"error": str(exc)})
+                if not self.held:
+                    self._lose("renewal impossible before expiry")
+                    return
+                continue
+            if ok:
+                self._valid_until = started + self.ttl_ms / 1000
+            else:
+                self._lose("lease taken over")
+                return
+
+    def _lose(self, why: str) -> None:
+        self._held.clear()
+        logger.error("lease lost; this worker stops cycling", extra={"reason": why, "fencing_token": self.token})
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._renewer is not None and self._renewer is not threading.current_thread():
+            self._renewer.join(2)
+        if self._held.is_set() and self._value is not None:
+            try:
+                self._release(keys=[self.keys.lease], args=[self._value])
+                logger.info("lease released", extra={"fencing_token": self.token})
+            except RedisError as exc:
+                logger.warning("lease release failed; it expires by itself", extra={"error": str(exc)})
+        self._held.clear()
+
+
+class StateStore:
+    """Cursors (fenced), heartbeat and run history."""
+
+    def __init__(self, client: redis.Redis, keys: StateKeys, lease: Lease | None) -> None:
+        self.client = client
+        self.keys = keys
+        self.lease = lease
+        self._set_cursors = client.register_script(_SET_CURSORS)
+
+    def cursors(self) -> dict[str, datetime]:
+        raw = self.client.hgetall(self.keys.cursors)
+        return {station: parse_cursor(value) for station, value in raw.items()}
+
+    def advance_cursor(self, station_id: str, ts: datetime) -> None:
+        """Move one station's cursor forward; `LeaseLost` if our fencing token is no longer current."""
+        if self.lease is None:
+            raise LeaseLost("no lease")
+        result = int(self._set_cursors(keys=[self.keys.lease, self.keys.cursors],
+                                       args=[self.lease.value, station_id, format_cursor(ts)]))
+        if result < 0:
+            raise LeaseLost(f"fencing token {self.lease.token} is stale; cursor of {station_id} not written")
+
+    def write_heartbeat(self, heartbeat: Heartbeat) -> None:
+        self.client.set(self.keys.heartbeat, heartbeat.model_dump_json(), ex=HEARTBEAT_TTL_S)
+
+    def read_heartbeat(self) -> Heartbeat | None:
+        raw = self.client.get(self.keys.heartbeat)
+        return Heartbeat.model_validate_json(raw) if raw else None
+
+    def record_cycle(self, record: CycleRecord) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.lpush(self.keys.history, record.model_dump_json())
+        pipe.ltrim(self.keys.history, 0, RUN_HISTORY_LENGTH - 1)
+        pipe.execute()
+
+    def history(self) -> list[CycleRecord]:
+        return [CycleRecord.model_validate_json(r) for r in self.client.lrange(self.keys.history, 0, -1)]
+
+
+class MemoryState:
+    """Cursors kept in memory for `--dry-run`: reads nothing from Redis, writes nothing anywhere."""
+
+    def __init__(self) -> None:
+        self._cursors: dict[str, datetime] = {}
+
+    def cursors(self) -> dict[str, datetime]:
+        return dict(self._cursors)
+
+    def advance_cursor(self, station_id: str, ts: datetime) -> None:
+        self._cursors[station_id] = max(ts, self._cursors.get(station_id, ts))
+
+    def record_cycle(self, record: CycleRecord) -> None:
+        pass

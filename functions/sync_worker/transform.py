@@ -1,0 +1,44 @@
+"""Reading -> OutboundMessage: the payload contract consumers on the IoT platform read.
+
+The payload carries a schema version and the reading's stable `message_id` (station + reading
+time), so a consumer can drop the duplicates that at-least-once delivery allows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from functions.sync_worker.errors import PermanentError
+from functions.sync_worker.source.base import Reading
+from functions.sync_worker.uplink.profile import OutboundMessage
+
+#: Version of the payload below; bump it on any incompatible change.
+PAYLOAD_SCHEMA_VERSION = 1
+
+
+def to_message(reading: Reading) -> OutboundMessage:
+    """Encode one reading; a reading that cannot be encoded is a `PermanentError` (skip it)."""
+    if reading.ts.tzinfo is None:
+        raise PermanentError(f"reading {reading.message_id} has a naive timestamp", station_id=reading.station_id)
+    body = {
+        "schema": PAYLOAD_SCHEMA_VERSION,
+        "message_id": reading.message_id,
+        "station_id": reading.station_id,
+        "ts": reading.ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "values": reading.values,
+    }
+    try:
+        payload = json.dumps(body, separators=(",", ":"), allow_nan=False, default=_refuse).encode()
+    except (TypeError, ValueError) as exc:
+        raise PermanentError(f"reading {reading.message_id} is not JSON-encodable: {exc}",
+                             station_id=reading.station_id) from None
+    return OutboundMessage(station_id=reading.station_id, message_id=reading.message_id, payload=payload,
+                           properties={"message_id": reading.message_id, "schema": str(PAYLOAD_SCHEMA_VERSION)})
+
+
+def _refuse(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("non-finite number")
+    raise TypeError(f"{type(value).__name__} is not a JSON value")

@@ -1,0 +1,480 @@
+"""MQTT uplink: long-lived paho-mqtt 2.x connections, one per platform identity.
+
+Why it is built this way:
+- **One reconnect owner.** Each `MqttConnection` has one supervisor thread, the only code that
+  connects. paho's own reconnect is off (`reconnect_on_failure=False`), so a lost connection ends
+  paho's network thread and hands control back to the supervisor, which backs off (exponential,
+  full jitter) and connects again with a *fresh* `ConnectionSpec` from the profile — expiring
+  credentials (an Azure SAS token) are recomputed on every connect, and `spec.renew_at` schedules
+  a planned reconnect, counted apart from faults.
+- **Pipelined QoS 1 in a bounded window.** A publisher takes a slot of the in-flight window (a
+  semaphore, default 20) and releases it at the PUBACK. Publishers wait for a slot at most until
+  the PUBACK deadline, so the wait queue is bounded by the number of publishing threads and never
+  grows without limit. Each publish belongs to a `PublishBatch` (a station's page) whose `wait()`
+  has a deadline: a PUBACK that does not come (broker down, session lost) fails the batch with a
+  `TransientError` and the station's cursor stays put. Duplicates are possible, loss is not.
+- **TCP_NODELAY** on the socket as soon as paho opens it: small QoS 1 publishes and PUBACKs must
+  not wait for Nagle.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from functions.sync_worker.backoff import Backoff
+from functions.sync_worker.errors import PermanentError, SyncError, ThrottledError, TransientError
+from functions.sync_worker.observability import logger
+from functions.sync_worker.uplink.profile import ConnectionSpec, OutboundMessage, PlatformProfile
+
+#: MQTT v5 PUBACK reason codes that are not worth retrying the same payload for.
+_PERMANENT_PUBACK = {0x87, 0x90, 0x99}  # not authorized, topic name invalid, payload format invalid
+_THROTTLED_PUBACK = {0x97}  # quota exceeded
+
+
+class PublishBatch:
+    """The publishes of one unit of progress (a station's page), tracked to their PUBACKs."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending = 0
+        self.acked = 0
+        self.error: SyncError | None = None
+
+    def _added(self) -> None:
+        with self._cond:
+            self._pending += 1
+
+    def _acked(self) -> None:
+        with self._cond:
+            self._pending -= 1
+            self.acked += 1
+            if self._pending == 0:
+                self._cond.notify_all()
+
+    def _failed(self, error: SyncError) -> None:
+        with self._cond:
+            self._pending -= 1
+            if self.error is None or error.error_class.value == "permanent":
+                self.error = error
+            if self._pending == 0:
+                self._cond.notify_all()
+
+    def fail_before_send(self, error: SyncError) -> None:
+        with self._cond:
+            if self.error is None:
+                self.error = error
+
+    @property
+    def outstanding(self) -> int:
+        with self._cond:
+            return self._pending
+
+    def wait(self, timeout_s: float) -> None:
+        """Block until every publish is acknowledged; raise the batch's error, or `TransientError`
+        when the deadline passes first."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._pending > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TransientError(f"{self._pending} PUBACK(s) missing after {timeout_s:.1f}s")
+                self._cond.wait(remaining)
+            if self.error is not None:
+                raise self.error
+
+
+@dataclass(slots=True)
+class _InFlight:
+    batch: PublishBatch
+    sent_at: float
+
+
+@dataclass
+class ConnectionStats:
+    connections_opened: int = 0
+    reconnects: Counter[str] = field(default_factory=Counter)
+    planned_reconnects: int = 0
+    puback_latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+
+
+class _Session:
+    """One paho client for one network connection; replaced as a whole on every reconnect."""
+
+    def __init__(self, client: mqtt.Client, protocol: int) -> None:
+        self.client = client
+        self.protocol = protocol
+        self.lock = threading.Lock()
+        self.in_flight: dict[int, _InFlight] = {}
+        self.early_acks: dict[int, SyncError | None] = {}
+        self.connected = threading.Event()
+        self.ended = threading.Event()
+        self.closed = False
+        self.end_reason: str | None = None
+
+
+class MqttConnection:
+    """One long-lived connection of one identity. Thread-safe `publish`; `close` drains and disconnects."""
+
+    CONNECT_TIMEOUT_S = 10.0
+
+    def __init__(self, profile: PlatformProfile, identity: str, *, max_inflight: int = 20,
+                 puback_timeout_s: float = 15.0, qos: int = 1, retain: bool = False,
+                 backoff: Backoff | None = None) -> None:
+        self.profile = profile
+        self.identity = identity
+        self.qos = qos
+        self.retain = retain
+        self.puback_timeout_s = puback_timeout_s
+        self.stats = ConnectionStats()
+        self._window = threading.BoundedSemaphore(max_inflight)
+        self._backoff = backoff or Backoff(base_s=0.5, cap_s=30.0)
+        self._session: _Session | None = None
+        self._connected = threading.Event()
+        self._closing = threading.Event()
+        self._supervisor = threading.Thread(target=self._supervise, name=f"mqtt-{identity}", daemon=True)
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def start(self) -> "MqttConnection":
+        self._supervisor.start()
+        return self
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        return self._connected.wait(timeout_s)
+
+    def publish(self, topic: str, message: OutboundMessage, batch: PublishBatch) -> None:
+        """Send one QoS `self.qos` publish within the window; its PUBACK resolves it in `batch`.
+
+        Raises `TransientError` when no window slot or no connection is available before the
+        PUBACK deadline: the caller's cursor must not move.
+        """
+        deadline = time.monotonic() + self.puback_timeout_s
+        if not self._window.acquire(timeout=self.puback_timeout_s):
+            raise TransientError(f"no in-flight slot on {self.identity} within {self.puback_timeout_s:.0f}s")
+        try:
+            session = self._live_session(deadline)
+            props = self._properties(message, session.protocol)
+        except BaseException:
+            self._window.release()
+            raise
+        batch._added()
+        sent_at = time.monotonic()
+        try:
+            info = session.client.publish(topic, message.payload, qos=self.qos, retain=self.retain, properties=props)
+        except ValueError as exc:  # paho refuses e.g. a topic with wildcards or an oversized payload
+            self._resolve(batch, sent_at, PermanentError(f"publish refused: {exc}", station_id=message.station_id))
+            return
+        except Exception as exc:  # noqa: BLE001 - any other local failure: retry next cycle
+            self._resolve(batch, sent_at, TransientError(f"publish failed: {exc}", station_id=message.station_id))
+            return
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._resolve(batch, sent_at, TransientError(f"publish refused locally: {mqtt.error_string(info.rc)}",
+                                                         station_id=message.station_id))
+            return
+        with session.lock:
+            if info.mid in session.early_acks:
+                error = session.early_acks.pop(info.mid)
+                self._resolve(batch, sent_at, error)
+            elif session.closed:
+                self._resolve(batch, sent_at, TransientError(f"connection lost before PUBACK ({session.end_reason})"))
+            else:
+                session.in_flight[info.mid] = _InFlight(batch, sent_at)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop reconnecting, wait for outstanding PUBACKs (bounded), send DISCONNECT."""
+        self._closing.set()
+        if self._supervisor.is_alive():
+            self._supervisor.join(timeout_s)
+        session = self._session
+        if session is None:
+            return
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not session.ended.is_set():
+            with session.lock:
+                if not session.in_flight:
+                    break
+            time.sleep(0.01)
+        self._end_session(session, "closing")
+
+    # -- the one reconnect owner --------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        while not self._closing.is_set():
+            try:
+                spec = self.profile.connection_spec(self.identity)
+            except Exception as exc:  # noqa: BLE001 - a profile failure must not kill the supervisor
+                logger.exception("connection spec failed", extra={"identity": self.identity})
+                self._count_reconnect(f"spec_error:{type(exc).__name__}")
+                self._closing.wait(self._backoff.next_delay())
+                continue
+            outcome = self._run_session(spec)
+            if self._closing.is_set():
+                return
+            if outcome == "planned":
+                self.stats.planned_reconnects += 1
+                logger.info("planned reconnect (credential renewal)", extra={"identity": self.identity})
+                continue
+            self._count_reconnect(outcome)
+            delay = self._backoff.next_delay()
+            logger.warning("mqtt disconnected; reconnecting", extra={"identity": self.identity, "reason": outcome,
+                                                                      "retry_in_s": round(delay, 2)})
+            self._closing.wait(delay)
+
+    def _count_reconnect(self, reason: str) -> None:
+        self.stats.reconnects[reason] += 1
+
+    def _run_session(self, spec: ConnectionSpec) -> str:
+        """Connect once and stay until the connection ends; return why it ended."""
+        session = self._new_session(spec)
+        try:
+            session.client.connect(spec.host, spec.port, keepalive=spec.keepalive_s)
+        except (OSError, ssl.SSLError) as exc:
+            session.closed = True
+            return f"connect_error:{type(exc).__name__}"
+        session.client.loop_start()
+        session.connected.wait(self.CONNECT_TIMEOUT_S)
+        if not session.connected.is_set():
+            reason = session.end_reason or "connack_timeout"
+            self._end_session(session, reason)
+            return reason
+        self.stats.connections_opened += 1
+        self._backoff.reset()
+        self._session = session
+        self._connected.set()
+        logger.info("mqtt connected", extra={"identity": self.identity, "host": spec.host, "port": spec.port,
+                                             "tls": spec.tls is not None})
+        while not self._closing.is_set():
+            wait_s = 1.0 if spec.renew_at is None else max(0.0, min(1.0, spec.renew_at - time.monotonic()))
+            if session.ended.wait(wait_s):
+                reason = session.end_reason or "connection_lost"
+                self._end_session(session, reason)
+                return reason
+            if spec.renew_at is not None and time.monotonic() >= spec.renew_at:
+                self._connected.clear()  # new publishes wait for the renewed session
+                self._drain(session, timeout_s=min(5.0, self.puback_timeout_s))
+                self._end_session(session, "planned")
+                return "planned"
+        return "closing"
+
+    def _new_session(self, spec: ConnectionSpec) -> _Session:
+        protocol = MQTTProtocolVersion(spec.protocol)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=spec.client_id, protocol=protocol,
+                             clean_session=spec.clean_session if protocol != MQTTProtocolVersion.MQTTv5 else None,
+                             reconnect_on_failure=False)
+        session = _Session(client, spec.protocol)
+        # Our window is the limit; paho must send at once rather than queue behind its own.
+        client.max_inflight_messages_set(0)
+        if spec.username is not None:
+            client.username_pw_set(spec.username, spec.password)
+        if spec.tls is not None:
+            client.tls_set_context(spec.tls)
+        if spec.will is not None:
+            client.will_set(spec.will.topic, spec.will.payload, qos=spec.will.qos, retain=spec.will.retain)
+        client.on_socket_open = _set_nodelay
+        client.on_connect = lambda c, u, flags, rc, props: self._on_connect(session, rc)
+        client.on_disconnect = lambda c, u, flags, rc, props: self._on_disconnect(session, rc)
+        client.on_publish = lambda c, u, mid, rc, props: self._on_publish(session, mid, rc)
+        return session
+
+    # -- paho callbacks (paho's network thread) -------------------------------------------------
+
+    def _on_connect(self, session: _Session, reason_code: Any) -> None:
+        if reason_code.is_failure:
+            session.end_reason = f"connack_refused:{reason_code}"
+            logger.error("mqtt connection refused", extra={"identity": self.identity, "reason": str(reason_code)})
+            session.ended.set()
+        else:
+            session.connected.set()
+
+    def _on_disconnect(self, session: _Session, reason_code: Any) -> None:
+        if session.end_reason is None:
+            session.end_reason = "connection_lost" if str(reason_code) in ("Unspecified error", "Success") \
+                else f"disconnect:{reason_code}"
+        logger.warning("mqtt disconnect", extra={"identity": self.identity, "reason_code": str(reason_code),
+                                                 "reason": session.end_reason})
+        session.ended.set()
+
+    def _on_publish(self, session: _Session, mid: int, reason_code: Any) -> None:
+        error = _puback_error(reason_code)
+        with session.lock:
+            entry = session.in_flight.pop(mid, None)
+            if entry is None:
+                session.early_acks[mid] = error
+                return
+        self._resolve(entry.batch, entry.sent_at, error)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _resolve(self, batch: PublishBatch, sent_at: float, error: SyncError | None) -> None:
+        self._window.release()
+        if error is None:
+            self.stats.puback_latencies_ms.append((time.monotonic() - sent_at) * 1000)
+            batch._acked()
+        else:
+            batch._failed(error)
+
+    def _live_session(self, deadline: float) -> _Session:
+        while True:
+            session = self._session
+            if session is not None and self._connected.is_set() and not session.closed:
+                return session
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._closing.is_set():
+                raise TransientError(f"MQTT connection {self.identity} is down")
+            self._connected.wait(min(remaining, 0.5))
+
+    def _drain(self, session: _Session, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not session.ended.is_set():
+            with session.lock:
+                if not session.in_flight:
+                    return
+            time.sleep(0.01)
+
+    def _end_session(self, session: _Session, reason: str) -> None:
+        """Close a session and fail whatever still waits for a PUBACK on it."""
+        if self._session is session:
+            self._connected.clear()
+        if not session.ended.is_set():
+            # Clean DISCONNECT (or abandoning a CONNECT that got no CONNACK): the broker drops the session now.
+            session.end_reason = session.end_reason or reason
+            session.client.disconnect()
+        session.client.loop_stop()
+        with session.lock:
+            session.closed = True
+            session.end_reason = session.end_reason or reason
+            orphans = list(session.in_flight.values())
+            session.in_flight.clear()
+        for entry in orphans:
+            self._resolve(entry.batch, entry.sent_at,
+                          TransientError(f"connection lost before PUBACK ({session.end_reason})"))
+
+    @staticmethod
+    def _properties(message: OutboundMessage, protocol: int) -> Properties | None:
+        if protocol != MQTTProtocolVersion.MQTTv5:
+            return None
+        props = Properties(PacketTypes.PUBLISH)
+        props.ContentType = message.content_type
+        props.UserProperty = [("message_id", message.message_id), *message.properties.items()]
+        return props
+
+
+def _puback_error(reason_code: Any) -> SyncError | None:
+    if reason_code is None or not reason_code.is_failure:
+        return None
+    value = int(reason_code.value)
+    if value in _PERMANENT_PUBACK:
+        return PermanentError(f"broker refused the publish: {reason_code}")
+    if value in _THROTTLED_PUBACK:
+        return ThrottledError(f"broker quota exceeded: {reason_code}")
+    return TransientError(f"broker PUBACK failure: {reason_code}")
+
+
+def _set_nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):  # a WebSocket or proxy wrapper may not expose it
+        logger.debug("TCP_NODELAY not settable on this socket")
+
+
+class MqttUplink:
+    """The uplink the cycle runner publishes through: routes each message to its identity's
+    connection (one in gateway mode; a pool of per-device connections otherwise)."""
+
+    def __init__(self, profile: PlatformProfile, *, max_inflight: int = 20, puback_timeout_s: float = 15.0,
+                 qos: int = 1, retain: bool = False, reconnect_max_s: float = 30.0) -> None:
+        self.profile = profile
+        self.reconnect_max_s = reconnect_max_s
+        self.qos = qos
+        self.retain = retain
+        self.puback_timeout_s = puback_timeout_s
+        self._max_inflight = max_inflight
+        self._connections: dict[str, MqttConnection] = {}
+        self._lock = threading.Lock()
+        self._reported = ConnectionStats()
+
+    def start(self, identities: list[str] | None = None) -> "MqttUplink":
+        """Open the connections of `identities` now (default: the gateway identity); others open on first use."""
+        for identity in identities or [self.profile.identity_for("")]:
+            self.connection(identity)
+        return self
+
+    def connection(self, identity: str) -> MqttConnection:
+        with self._lock:
+            conn = self._connections.get(identity)
+            if conn is None:
+                conn = MqttConnection(self.profile, identity, max_inflight=self._max_inflight,
+                                      puback_timeout_s=self.puback_timeout_s, qos=self.qos,
+                                      retain=self.retain,
+                                      backoff=Backoff(base_s=0.5, cap_s=self.reconnect_max_s)).start()
+                self._connections[identity] = conn
+            return conn
+
+    def new_batch(self) -> PublishBatch:
+        return PublishBatch()
+
+    def publish(self, message: OutboundMessage, batch: PublishBatch) -> None:
+        """Check, route and send one message. `PermanentError` when the platform would refuse it."""
+        identity = self.profile.identity_for(message.station_id)
+        self.profile.check(message, qos=self.qos, retain=self.retain)
+        topic = self.profile.topic_for(identity, message)
+        self.connection(identity).publish(topic, message, batch)
+
+    @property
+    def connected(self) -> bool:
+        with self._lock:
+            conns = list(self._connections.values())
+        return bool(conns) and all(c.connected for c in conns)
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            conns = list(self._connections.values())
+        return all(c.wait_connected(max(0.0, deadline - time.monotonic())) for c in conns)
+
+    def totals(self) -> ConnectionStats:
+        total = ConnectionStats()
+        with self._lock:
+            conns = list(self._connections.values())
+        for c in conns:
+            total.connections_opened += c.stats.connections_opened
+            total.reconnects.update(c.stats.reconnects)
+            total.planned_reconnects += c.stats.planned_reconnects
+        return total
+
+    def take_cycle_stats(self) -> tuple[int, Counter[str], int, list[float]]:
+        """(connections opened, reconnects by reason, planned reconnects, PUBACK latencies) since the last call."""
+        total = self.totals()
+        latencies: list[float] = []
+        with self._lock:
+            conns = list(self._connections.values())
+        for c in conns:
+            while c.stats.puback_latencies_ms:
+                latencies.append(c.stats.puback_latencies_ms.popleft())
+        delta = (total.connections_opened - self._reported.connections_opened,
+                 total.reconnects - self._reported.reconnects,
+                 total.planned_reconnects - self._reported.planned_reconnects, latencies)
+        self._reported = total
+        return delta
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        with self._lock:
+            conns = list(self._connections.values())
+        deadline = time.monotonic() + timeout_s
+        for c in conns:
+            c.close(max(0.5, deadline - time.monotonic()))

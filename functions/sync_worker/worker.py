@@ -1,0 +1,375 @@
+"""The long-lived worker: lease, signals in, one cycle at a time, heartbeat, graceful shutdown.
+
+Threads and who owns what:
+- the *main* thread runs cycles, one at a time, and the shutdown sequence;
+- the *intake* thread receives signals and folds them into at most one pending follow-up cycle
+  (so 50 signals arriving during a cycle cause one more cycle, not 50);
+- the *heartbeat* thread writes the Redis heartbeat and the local status file the `health`
+  command reads, and emits `HeartbeatAge`;
+- the lease renewer, the MQTT supervisors and the SQS visibility extender own their own loops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from redis.exceptions import RedisError
+
+from functions.common.signal import Command
+from functions.common.state import CycleRecord, Heartbeat
+from functions.sync_worker.backoff import Backoff
+from functions.sync_worker.cycle import CycleResult, CycleRunner
+from functions.sync_worker.observability import WorkerTelemetry, logger
+from functions.sync_worker.settings import WorkerSettings
+from functions.sync_worker.signals import ReceivedSignal, SignalSource
+from functions.sync_worker.source.base import SourceAdapter, Station
+from functions.sync_worker.store import Lease, StateStore
+from functions.sync_worker.uplink.mqtt import MqttUplink
+
+EXIT_OK = 0
+EXIT_LEASE_LOST = 3
+
+
+@dataclass
+class Job:
+    """A cycle to run: the signals it answers (acknowledged when it finishes) and the stations."""
+
+    signals: list[ReceivedSignal] = field(default_factory=list)
+    #: None: every station. Otherwise the union of the signals' subsets.
+    stations: set[str] | None = None
+    continuous: bool = False
+
+    def absorb(self, received: ReceivedSignal) -> None:
+        first = not self.signals
+        self.signals.append(received)
+        subset = received.signal.stations
+        if subset is None:
+            self.stations = None
+        elif first:
+            self.stations = set(subset)
+        elif self.stations is not None:
+            self.stations |= set(subset)
+
+    @property
+    def signal_id(self) -> str | None:
+        return str(self.signals[0].signal.id) if self.signals else None
+
+
+class StationDirectory:
+    """The station list, cached (listing 10,000 stations every cycle would cost more than syncing)."""
+
+    def __init__(self, source: Callable[[], SourceAdapter], allowed: list[str] | None, ttl_s: float) -> None:
+        self._source = source
+        self._allowed = set(allowed) if allowed else None
+        self._ttl_s = ttl_s
+        self._cached: list[Station] | None = None
+        self._fetched_at = 0.0
+
+    def invalidate(self) -> None:
+        self._cached = None
+
+    def select(self, subset: set[str] | None) -> list[Station]:
+        if self._cached is None or time.monotonic() - self._fetched_at > self._ttl_s:
+            try:
+                listed = self._source().list_stations()
+            except Exception:
+                if self._cached is None:
+                    raise
+                logger.warning("station list refresh failed; using the cached list", exc_info=True)
+            else:
+                self._cached = [s for s in listed if self._allowed is None or s.station_id in self._allowed]
+                self._fetched_at = time.monotonic()
+        stations = self._cached
+        if subset is not None:
+            known = {s.station_id for s in stations}
+            unknown = sorted(subset - known)
+            if unknown:
+                logger.warning("signal names unknown stations; ignored", extra={"stations": unknown[:20],
+                                                                                "count": len(unknown)})
+            stations = [s for s in stations if s.station_id in subset]
+        return stations
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings, *, source_factory: Callable[[], SourceAdapter],
+                 uplink: MqttUplink, lease: Lease, state: StateStore, signals: SignalSource | None,
+                 telemetry: WorkerTelemetry, worker_id: str) -> None:
+        self.settings = settings
+        self.source_factory = source_factory
+        self.uplink = uplink
+        self.lease = lease
+        self.state = state
+        self.signals = signals
+        self.telemetry = telemetry
+        self.worker_id = worker_id
+        self.stop_event = threading.Event()
+        self._source = source_factory()
+        self.directory = StationDirectory(lambda: self._source, settings.stations, settings.station_list_ttl_s)
+        self.runner = CycleRunner(self._source, uplink, state, concurrency=settings.concurrency,
+                                  page_size=settings.page_size, backfill_window_s=settings.backfill_window_s,
+                                  puback_timeout_s=settings.puback_timeout_s, lease_held=lambda: lease.held)
+        self._cond = threading.Condition()
+        self._pending: Job | None = None
+        self._continuous = False
+        self._next_due: float | None = None
+        self._reload = False
+        self._cycle_running = False
+        self._heartbeat_written_at: float | None = None
+        self._heartbeat_written_wall: float | None = None
+        self.cycles_run = 0
+        self._intake: threading.Thread | None = None
+        self.last_record: CycleRecord | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Signal-handler safe: only sets events."""
+        self.stop_event.set()
+        self.runner.stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def run(self, *, once: bool = False, stations: set[str] | None = None) -> int:
+        """Serve until stopped (or run one cycle with `once`); returns the process exit code."""
+        if not self.lease.wait_acquire(self.stop_event):
+            logger.info("stopped while standing by")
+            self._close_resources()
+            return EXIT_OK
+        self.uplink.start()
+        if not self.uplink.wait_connected(10.0):
+            logger.warning("MQTT not connected yet; publishes wait for the supervisor's reconnect")
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        heartbeat.start()
+        exit_code = EXIT_OK
+        try:
+            if once:
+                self._run_job(Job(stations=stations))
+            else:
+                if self.signals is not None:
+                    self._intake = threading.Thread(target=self._intake_loop, name="signal-intake", daemon=True)
+                    self._intake.start()
+                exit_code = self._serve()
+        finally:
+            self._shutdown()
+        return exit_code
+
+    def _serve(self) -> int:
+        logger.info("worker serving", extra={"mode": self.settings.mode, "worker_id": self.worker_id,
+                                             "fencing_token": self.lease.token})
+        while not self.stop_event.is_set():
+            if not self.lease.held:
+                logger.error("lease lost: this worker stops cycling and exits")
+                return EXIT_LEASE_LOST
+            job = self._next_job(timeout_s=1.0)
+            if job is not None:
+                self._run_job(job)
+        return EXIT_OK
+
+    # -- signals ------------------------------------------------------------------------------
+
+    def _intake_loop(self) -> None:
+        assert self.signals is not None
+        while not self.stop_event.is_set():
+            for received in self.signals.receive(self.stop_event):
+                if self.stop_event.is_set():
+                    self.signals.release([received])
+                else:
+                    self.submit(received)
+
+    def submit(self, received: ReceivedSignal) -> None:
+        """Fold one signal into the worker's plan; never blocks on a running cycle."""
+        command = received.signal.command
+        logger.info("signal received", extra={"signal_id": str(received.signal.id), "command": command.value,
+                                              "source": received.signal.source.value})
+        with self._cond:
+            if command is Command.STOP_SYNC:
+                self._continuous = False
+                self._next_due = None
+            elif command is Command.RELOAD:
+                self._reload = True
+            else:
+                if command is Command.START_SYNC and self.settings.mode == "continuous":
+                    self._continuous = True
+                if self._pending is None:
+                    self._pending = Job()
+                self._pending.absorb(received)
+            self._cond.notify_all()
+        if command in (Command.STOP_SYNC, Command.RELOAD) and self.signals is not None:
+            self.signals.done([received])
+
+    def _next_job(self, timeout_s: float) -> Job | None:
+        with self._cond:
+            deadline = time.monotonic() + timeout_s
+            while not self.stop_event.is_set():
+                if self._pending is not None:
+                    job, self._pending = self._pending, None
+                    return job
+                if self._continuous and self._next_due is not None and time.monotonic() >= self._next_due:
+                    return Job(continuous=True)
+                if self._reload:
+                    self._apply_reload()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                if self._continuous and self._next_due is not None:
+                    remaining = min(remaining, max(0.0, self._next_due - time.monotonic()))
+                self._cond.wait(remaining)
+            return None
+
+    def _apply_reload(self) -> None:
+        self._reload = False
+        logger.info("reload: new source adapter and a fresh station list")
+        old = self._source
+        self._source = self.source_factory()
+        self.runner.source = self._source
+        self.directory.invalidate()
+        try:
+            old.close()
+        except Exception:  # noqa: BLE001
+            logger.warning("closing the previous source failed", exc_info=True)
+
+    # -- one cycle ----------------------------------------------------------------------------
+
+    def _run_job(self, job: Job) -> None:
+        if self._reload:
+            with self._cond:
+                self._apply_reload()
+        logger.set_correlation_id(job.signal_id)
+        cycle_started = time.monotonic()
+        self._cycle_running = True
+        try:
+            result = self._run_cycle(job)
+        finally:
+            self._cycle_running = False
+        if result is None:  # could not start (Redis down): keep the signals for a retry
+            with self._cond:
+                if self._pending is None:
+                    self._pending = job
+                else:
+                    for s in job.signals:
+                        self._pending.absorb(s)
+            return
+        self.cycles_run += 1
+        record = result.record
+        self.last_record = record
+        if self.lease.held:
+            self._record_history(record)
+        connections, reconnects, planned, latencies = self.uplink.take_cycle_stats()
+        self.telemetry.cycle(record, readings_skipped=result.readings_skipped, connections_opened=connections,
+                             reconnects=reconnects, planned_reconnects=planned, puback_latencies_ms=latencies)
+        logger.info("cycle finished", extra={"cycle": record.model_dump(mode="json"),
+                                             "readings_skipped": result.readings_skipped})
+        if self.signals is not None and job.signals:
+            if record.aborted:
+                self.signals.release(job.signals)  # another worker (or our restart) runs it again
+            else:
+                self.signals.done(job.signals)
+        with self._cond:
+            if self._continuous:
+                self._next_due = cycle_started + self.settings.interval_s
+        logger.set_correlation_id(None)
+
+    def _run_cycle(self, job: Job) -> CycleResult | None:
+        backoff = Backoff(base_s=0.5, cap_s=10.0)
+        try:
+            stations = self.directory.select(job.stations)
+        except Exception as exc:  # noqa: BLE001 - no station list, no cycle; the next signal retries
+            logger.exception("station list unavailable; cycle skipped")
+            now = datetime.now(timezone.utc)
+            return CycleResult(CycleRecord(signal_id=job.signal_id, started_at=now, finished_at=now, duration_ms=0,
+                                           stations_total=0, stations_synced=0, stations_failed=0,
+                                           readings_published=0,
+                                           errors_by_class={getattr(getattr(exc, "error_class", None), "value",
+                                                                    "transient"): 1}), 0, [])
+        logger.info("cycle starting", extra={"stations": len(stations), "signals": len(job.signals),
+                                             "continuous": job.continuous})
+        try:
+            return self.runner.run(stations, signal_id=job.signal_id,
+                                   drain_deadline_s=self.settings.shutdown_deadline_s)
+        except RedisError as exc:
+            delay = backoff.next_delay()
+            logger.warning("redis unavailable at cycle start; retrying", extra={"error": str(exc),
+                                                                                "retry_in_s": round(delay, 2)})
+            self.stop_event.wait(delay)
+            return None
+
+    def _record_history(self, record: CycleRecord) -> None:
+        try:
+            self.state.record_cycle(record)
+        except RedisError as exc:
+            logger.warning("run history not written", extra={"error": str(exc)})
+
+    # -- heartbeat ----------------------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        last_metric = time.monotonic()
+        while True:
+            now = time.monotonic()
+            previous = self._heartbeat_written_at
+            self._beat()
+            if now - last_metric >= self.settings.heartbeat_metric_interval_s:
+                age = now - previous if previous is not None else now - last_metric
+                self.telemetry.heartbeat_age(round(age, 3))
+                last_metric = now
+            if self.stop_event.wait(self.settings.heartbeat_interval_s):
+                return
+
+    def _beat(self) -> None:
+        connected = self.uplink.connected
+        if self.lease.held:
+            heartbeat = Heartbeat(worker_id=self.worker_id, fencing_token=self.lease.token or 0,
+                                  at=datetime.now(timezone.utc), mqtt_connected=connected,
+                                  cycle_running=self._cycle_running, mode=self.settings.mode)
+            try:
+                self.state.write_heartbeat(heartbeat)
+                self._heartbeat_written_at = time.monotonic()
+                self._heartbeat_written_wall = time.time()
+            except RedisError as exc:
+                logger.warning("heartbeat not written", extra={"error": str(exc)})
+        self.write_status(connected)
+
+    def write_status(self, connected: bool) -> None:
+        """The local status file `health` reads: the check runs in another process of the container."""
+        status = {"worker_id": self.worker_id, "pid": os.getpid(), "at": time.time(),
+                  "mqtt_connected": connected, "lease_held": self.lease.held,
+                  "heartbeat_at": self._heartbeat_written_wall}
+        tmp = f"{self.settings.status_file}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w") as fh:
+                json.dump(status, fh)
+            os.replace(tmp, self.settings.status_file)
+        except OSError as exc:
+            logger.warning("status file not written", extra={"error": str(exc)})
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        """Stop taking signals, give back unrun ones, drain PUBACKs, DISCONNECT, release the lease."""
+        self.stop_event.set()
+        self.runner.stop.set()
+        with self._cond:
+            unrun, self._pending = self._pending, None
+        if self.signals is not None and unrun is not None:
+            self.signals.release(unrun.signals)
+        self.uplink.close(timeout_s=5.0)
+        self.runner.close()
+        self.write_status(False)
+        self.lease.release()
+        self._close_resources()
+        logger.info("worker stopped", extra={"cycles_run": self.cycles_run})
+
+    def _close_resources(self) -> None:
+        if self._intake is not None:
+            self._intake.join(2.0)  # a long poll in flight returns by itself; don't close under it
+        if self.signals is not None:
+            self.signals.close()
+        try:
+            self._source.close()
+        except Exception:  # noqa: BLE001
+            logger.warning("closing the source failed", exc_info=True)

@@ -1,0 +1,194 @@
+"""Helpers for the worker tests: an independent MQTT subscriber, an in-process worker, cursor seeding.
+
+Clock recipe (deterministic readings): the simulator's clock is frozen an hour in the past
+(`sim_clock()`), so every reading it serves lies before the worker's own "now"; cursors are seeded
+a few reading intervals before that frozen time, so the first cycle publishes exactly that many
+readings per station; advancing the simulator's clock by one interval makes exactly one new reading
+per station appear for the next cycle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+import redis
+
+from functions.common.state import StateKeys
+from functions.sync_worker.app import build_worker
+from functions.sync_worker.settings import WorkerSettings, load_settings
+from functions.sync_worker.store import format_cursor
+from functions.sync_worker.worker import Worker
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INTERVAL_S = 60
+
+
+def sim_clock_start() -> datetime:
+    """A minute boundary one hour ago: the simulator's frozen 'now'."""
+    now = datetime.now(timezone.utc) - timedelta(hours=1)
+    return now.replace(second=0, microsecond=0)
+
+
+def clock_spec(start: datetime) -> str:
+    return start.strftime("%Y-%m-%dT%H:%M:%SZ") + "@0"
+
+
+def station_ids(n: int) -> list[str]:
+    return [f"site-{i:05d}" for i in range(1, n + 1)]
+
+
+def seed_cursors(redis_url: str, env: str, stations: list[str], ts: datetime) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.hset(StateKeys(f"c2c:{env}").cursors, mapping={s: format_cursor(ts) for s in stations})
+
+
+def read_cursors(redis_url: str, env: str) -> dict[str, str]:
+    return redis.Redis.from_url(redis_url, decode_responses=True).hgetall(StateKeys(f"c2c:{env}").cursors)
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Subscriber:
+    """An MQTT client independent of the worker: what a consumer on the platform would receive."""
+
+    def __init__(self, port: int, topic: str = "c2c/#", client_id: str = "test-subscriber") -> None:
+        self.ids: Counter[str] = Counter()
+        self.payloads: list[dict] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, u, f, rc, p: (c.subscribe(topic, qos=1), self._ready.set())
+        self.port = port
+
+    def start(self) -> "Subscriber":
+        self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+        assert self._ready.wait(5), "subscriber did not connect"
+        time.sleep(0.2)  # SUBACK
+        return self
+
+    def _on_message(self, client, userdata, msg) -> None:
+        body = json.loads(msg.payload)
+        with self._lock:
+            self.ids[body["message_id"]] += 1
+            self.payloads.append({"topic": msg.topic, **body})
+
+    def count(self) -> int:
+        with self._lock:
+            return sum(self.ids.values())
+
+    def wait_for(self, n: int, timeout: float = 30.0) -> None:
+        wait_until(lambda: len(self.ids) >= n, timeout, what=f"{n} distinct messages (have {len(self.ids)})")
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def subscriber_factory():
+    subs: list[Subscriber] = []
+
+    def make(port: int, **kwargs) -> Subscriber:
+        sub = Subscriber(port, **kwargs).start()
+        subs.append(sub)
+        return sub
+
+    yield make
+    for s in subs:
+        s.stop()
+
+
+def expected_ids(stations: list[str], after: datetime, upto: datetime) -> set[str]:
+    """Message ids of readings with after < ts <= upto on the simulator's 60 s grid."""
+    out = set()
+    t = after + timedelta(seconds=INTERVAL_S)
+    while t <= upto:
+        for s in stations:
+            out.add(f"{s}:{t.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}")
+        t += timedelta(seconds=INTERVAL_S)
+    return out
+
+
+def base_env(*, mqtt_url: str, redis_url: str, source_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {
+        "C2C_ENV": "test", "C2C_MQTT_URL": mqtt_url, "C2C_REDIS_URL": redis_url, "C2C_SOURCE_URL": source_url,
+        "C2C_SOURCE_CONFIG": "simulator", "C2C_SOURCE_API_KEY": "sim-key", "C2C_MQTT_CLIENT_ID": "c2c-sync-test",
+        "C2C_CONCURRENCY": "16", "C2C_PUBACK_TIMEOUT_S": "3", "C2C_MQTT_RECONNECT_MAX_S": "1",
+        "C2C_STATUS_FILE": str(tmp_path / "status.json"), "C2C_LEASE_TTL_S": "3", "C2C_HEARTBEAT_INTERVAL_S": "1",
+        "C2C_SQS_WAIT_S": "1", "C2C_LOG_LEVEL": "WARNING",
+    }
+    env.update(extra)
+    return env
+
+
+def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> WorkerSettings:
+    for key in list(os.environ):
+        if key.startswith("C2C_"):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return load_settings()
+
+
+@dataclass
+class RunningWorker:
+    worker: Worker
+    thread: threading.Thread
+    result: list[int] = field(default_factory=list)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        self.worker.request_stop()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "worker did not stop"
+        return self.result[0]
+
+    def history(self):
+        return self.worker.state.history()
+
+
+@pytest.fixture
+def worker_factory():
+    """Start `Worker`s in threads of the test process; each is stopped after the test."""
+    running: list[RunningWorker] = []
+
+    def start(settings: WorkerSettings, **kwargs) -> RunningWorker:
+        worker = build_worker(settings, **kwargs)
+        rw = RunningWorker(worker, threading.Thread(target=lambda: None))
+        rw.thread = threading.Thread(target=lambda: rw.result.append(worker.run()), daemon=True)
+        rw.thread.start()
+        running.append(rw)
+        return rw
+
+    yield start
+    for rw in running:
+        if rw.thread.is_alive():
+            rw.worker.request_stop()
+            rw.thread.join(30)
+
+
+def start_worker_process(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("C2C_")}
+    full_env.update(env)
+    full_env["PYTHONPATH"] = str(REPO_ROOT)
+    return subprocess.Popen([sys.executable, "-m", "functions.sync_worker", "run", *args], cwd=REPO_ROOT,
+                            env=full_env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)

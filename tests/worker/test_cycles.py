@@ -1,0 +1,102 @@
+"""Issue 3, tests 1-3: delivery of every reading, one connection across cycles, one cycle at a time.
+
+Real parts: mosquitto, redis-server, the vendor simulator (HTTP), moto's SQS server.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import redis
+
+from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, StartSignal
+from tests.worker.conftest import (
+    INTERVAL_S,
+    base_env,
+    clock_spec,
+    expected_ids,
+    read_cursors,
+    seed_cursors,
+    settings_from,
+    sim_clock_start,
+    station_ids,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def publish_signal(redis_url: str, command: Command = Command.SYNC_NOW, **kw) -> StartSignal:
+    signal = StartSignal(command=command, source=Source.CLI, **kw)
+    receivers = redis.Redis.from_url(redis_url).publish(REDIS_SIGNAL_CHANNEL, signal.to_json())
+    assert receivers == 1, "the worker is not subscribed"
+    return signal
+
+
+def wait_subscribed(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    wait_until(lambda: client.pubsub_numsub(REDIS_SIGNAL_CHANNEL)[0][1] >= 1, 15, what="worker subscription")
+
+
+def test_200_stations_one_cycle_every_reading_once_and_cursors_advanced(
+        mosquitto, redis_server, simulator_factory, subscriber_factory, worker_factory, tmp_path, monkeypatch):
+    t0 = sim_clock_start()
+    stations = station_ids(200)
+    sim = simulator_factory(stations=200, clock=clock_spec(t0))
+    seed_cursors(redis_server.url, "test", stations, t0 - timedelta(seconds=5 * INTERVAL_S))
+    sub = subscriber_factory(mosquitto.port)
+    settings = settings_from(base_env(mqtt_url=mosquitto.url, redis_url=redis_server.url, source_url=sim.url,
+                                      tmp_path=tmp_path, C2C_SIGNAL_URL="redis"), monkeypatch)
+    running = worker_factory(settings)
+    wait_subscribed(redis_server.url)
+
+    signal = publish_signal(redis_server.url)
+    wait_until(lambda: len(running.history()) == 1, 60, what="one finished cycle")
+
+    expected = expected_ids(stations, t0 - timedelta(seconds=5 * INTERVAL_S), t0)
+    assert len(expected) == 1000
+    sub.wait_for(len(expected))
+    assert set(sub.ids) == expected
+    assert all(n == 1 for n in sub.ids.values()), "a reading arrived twice on a clean run"
+    record = running.history()[0]
+    assert record.signal_id == str(signal.id)
+    assert (record.stations_total, record.stations_synced, record.stations_failed) == (200, 200, 0)
+    assert record.readings_published == 1000
+    cursor = t0.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert read_cursors(redis_server.url, "test") == {s: cursor for s in stations}
+    payload = sub.payloads[0]
+    assert payload["schema"] == 1 and payload["topic"] == f"c2c/test/stations/{payload['station_id']}/telemetry"
+    assert {"soc_pct", "battery_power_kw"} <= set(payload["values"])
+    assert running.stop() == 0
+
+
+def test_20_cycles_one_broker_connection_and_only_new_readings(
+        mosquitto, redis_server, simulator_factory, subscriber_factory, worker_factory, tmp_path, monkeypatch):
+    t0 = sim_clock_start()
+    stations = station_ids(20)
+    sim = simulator_factory(stations=20, clock=clock_spec(t0))
+    seed_cursors(redis_server.url, "test", stations, t0 - timedelta(seconds=3 * INTERVAL_S))
+    sub = subscriber_factory(mosquitto.port)
+    settings = settings_from(base_env(mqtt_url=mosquitto.url, redis_url=redis_server.url, source_url=sim.url,
+                                      tmp_path=tmp_path, C2C_SIGNAL_URL="redis"), monkeypatch)
+    running = worker_factory(settings)
+    wait_subscribed(redis_server.url)
+
+    for cycle in range(1, 21):
+        if cycle > 1:
+            sim.advance_clock(INTERVAL_S)  # exactly one new reading per station
+        publish_signal(redis_server.url)
+        wait_until(lambda: len(running.history()) == cycle, 30, what=f"cycle {cycle}")
+        newest = running.history()[0]
+        assert newest.stations_failed == 0
+        assert newest.readings_published == (60 if cycle == 1 else 20), f"cycle {cycle}"
+
+    end = t0 + timedelta(seconds=19 * INTERVAL_S)
+    expected = expected_ids(stations, t0 - timedelta(seconds=3 * INTERVAL_S), end)
+    sub.wait_for(len(expected))
+    assert set(sub.ids) == expected and max(sub.ids.values()) == 1
+    # Counted by the broker, from its own log: one CONNECT from the worker's client id in 20 cycles.
+    assert mosquitto.connections_from("c2c-sync-test") == 1
+    assert running.worker.uplink.totals().connections_opened == 1
+    assert running.stop() == 0
