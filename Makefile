@@ -27,10 +27,13 @@ services:
 	@bash scripts/ensure-services.sh
 
 ## synth: CloudFormation for every environment into cdk.out/<env>/, then a resource count per stack.
+## Environments synthesize in parallel (one CDK app process each); a failure prints that env's log.
 synth: install
-	@for env in $(ENVS); do \
-	  $(CDK) synth --quiet -c env=$$env --output cdk.out/$$env > /dev/null || exit 1; \
-	done
+	@mkdir -p cdk.out; pids=""; \
+	for env in $(ENVS); do \
+	  ( $(CDK) synth --quiet -c env=$$env --output cdk.out/$$env > cdk.out/synth-$$env.log 2>&1 \
+	    || { echo "cdk synth -c env=$$env failed:"; cat cdk.out/synth-$$env.log; exit 1; } ) & pids="$$pids $$!"; \
+	done; rc=0; for pid in $$pids; do wait $$pid || rc=1; done; exit $$rc
 	@$(PY) -m stacks.report cdk.out $(ENVS)
 
 ## test: the whole suite (unit, infra, integration, reliability).
