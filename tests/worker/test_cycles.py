@@ -100,3 +100,34 @@ def test_20_cycles_one_broker_connection_and_only_new_readings(
     assert mosquitto.connections_from("c2c-sync-test") == 1
     assert running.worker.uplink.totals().connections_opened == 1
     assert running.stop() == 0
+
+
+def test_50_signals_at_once_never_two_cycles_and_at_most_one_follow_up(
+        redis_server, mosquitto, moto, simulator_factory, worker_factory, tmp_path, monkeypatch):
+    sqs = moto.client("sqs")
+    queue_url = sqs.create_queue(QueueName="start", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    t0 = sim_clock_start()
+    stations = station_ids(60)
+    sim = simulator_factory(stations=60, latency_ms=60, clock=clock_spec(t0))
+    seed_cursors(redis_server.url, "test", stations, t0 - timedelta(seconds=2 * INTERVAL_S))
+    settings = settings_from(base_env(mqtt_url=mosquitto.url, redis_url=redis_server.url, source_url=sim.url,
+                                      tmp_path=tmp_path, C2C_SIGNAL_URL=queue_url, C2C_CONCURRENCY="8"), monkeypatch)
+    running = worker_factory(settings)
+    wait_until(lambda: running.worker.uplink.connected, 15, what="worker connected")
+
+    bodies = [StartSignal(command=Command.SYNC_NOW, source=Source.SCHEDULE).to_json() for _ in range(50)]
+    for i in range(0, 50, 10):
+        sqs.send_message_batch(QueueUrl=queue_url,
+                               Entries=[{"Id": str(j), "MessageBody": b} for j, b in enumerate(bodies[i:i + 10])])
+
+    def queue_drained() -> bool:
+        attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+        return attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+    wait_until(queue_drained, 60, interval=0.2, what="every signal deleted after its cycle")
+    history = sorted(running.history(), key=lambda r: r.started_at)
+    assert 1 <= len(history) <= 2, f"50 signals caused {len(history)} cycles; expected one plus at most one follow-up"
+    for earlier, later in zip(history, history[1:]):
+        assert earlier.finished_at <= later.started_at, "two cycles overlapped"
+    assert sum(r.readings_published for r in history) == 120
+    assert running.stop() == 0
