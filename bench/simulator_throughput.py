@@ -15,6 +15,7 @@ import argparse
 import http.client
 import json
 import multiprocessing as mp
+import os
 import subprocess
 import sys
 import threading
@@ -96,6 +97,7 @@ def main() -> None:
     ap.add_argument("--stations", type=int, default=10_000)
     ap.add_argument("--limit", type=int, default=5, help="readings per telemetry response")
     ap.add_argument("--client-processes", type=int, default=2)
+    ap.add_argument("--output", type=Path, help="also write the JSON summary here (e.g. bench/results/...json)")
     args = ap.parse_args()
     rows = []
     for latency in args.latency_ms:
@@ -104,7 +106,12 @@ def main() -> None:
         print(f"latency {latency:>5} ms  concurrency {args.concurrency}  {row['rps']:>8} req/s"
               + (f"  ({row['share_of_io_limit']:.0%} of the I/O limit {row['io_limit_rps']:.0f})"
                  if row["io_limit_rps"] else "") + f"  errors {row['errors']}", flush=True)
-    print(json.dumps(rows, indent=2))
+    summary = json.dumps({"command": " ".join(["bench/simulator_throughput.py", *sys.argv[1:]]),
+                          "cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg(), "runs": rows}, indent=2)
+    print(summary)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(summary + "\n")
 
 
 if __name__ == "__main__":

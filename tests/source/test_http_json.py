@@ -61,6 +61,12 @@ def test_readings_window_excludes_since_and_includes_until(sim):
     assert all(r.ts.tzinfo is not None and r.ts.utcoffset() == timedelta(0) for r in batch)
 
 
+def test_an_empty_window_costs_no_vendor_call(sim):
+    source = make_source(sim)
+    assert source.fetch_readings(SITE, NOW, NOW, 10) == [] and source.fetch_readings(SITE, NOW, NOW - timedelta(1), 10) == []
+    assert sim.stats()["requests_total"] == 0
+
+
 def test_readings_page_within_a_station_and_resume_from_the_last_one(sim):
     source = make_source(sim, readings={"max_page_size": 40})
     since = NOW - timedelta(hours=3)
@@ -137,3 +143,10 @@ def vendor_config_file(tmp_path: Path, section: str, patch: dict) -> HttpJsonSou
 def test_a_missing_secret_is_an_auth_error_at_load():
     with pytest.raises(AuthError, match="'api_key' is not set"):
         load_source("simulator", "http://127.0.0.1:1", {})
+
+
+def test_bearer_auth_against_the_simulator_in_bearer_mode(simulator_factory):
+    sim = simulator_factory(auth="bearer", api_key="static-token", stations=3)
+    source = make_source(sim, auth={"type": "bearer", "secret": "api_token"}, secrets={"api_token": "static-token"})
+    assert len(source.list_stations()) == 3
+    assert sim.stats()["auth_failures"] == 0

@@ -223,3 +223,12 @@ def test_a_running_clock_moves_at_its_speed(simulator_factory):
     time.sleep(0.5)
     second = datetime.fromisoformat(sim.clock_now().replace("Z", "+00:00"))
     assert timedelta(seconds=200) <= second - first <= timedelta(seconds=600)
+
+
+def test_random_fault_rates_hit_about_their_share(sim):
+    sim.set_faults(error_rate=0.3, malformed_rate=0.2)
+    codes = [_get(sim, "/v1/sites/site-00001/telemetry", limit=1) for _ in range(200)]
+    errors = sum(r.status_code == 503 for r in codes)
+    malformed = sum(r.status_code == 200 and not r.text.endswith("}") for r in codes)
+    assert 40 <= errors <= 80 and 20 <= malformed <= 60
+    assert sim.stats()["faults"] == {"error": errors, "malformed": malformed}

@@ -138,6 +138,8 @@ class HttpJsonSource:
         """
         if limit < 1:
             raise ValueError("limit must be >= 1")
+        if since >= until:
+            return ReadingBatch()  # an empty window: nothing to ask the vendor
         cfg = self.config.readings
         sid = station.station_id
         page_limit = min(limit, cfg.max_page_size)
