@@ -137,15 +137,18 @@ class Worker:
 
     def run(self, *, once: bool = False, stations: set[str] | None = None) -> int:
         """Serve until stopped (or run one cycle with `once`); returns the process exit code."""
+        # The heartbeat thread runs from the start: a standby reports itself in the status file too.
+        threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
         if not self.lease.wait_acquire(self.stop_event):
             logger.info("stopped while standing by")
+            self.write_status(False)
             self._close_resources()
             return EXIT_OK
+        # Connect only as the lease holder: two connections with one client id would evict each other.
         self.uplink.start()
         if not self.uplink.wait_connected(10.0):
             logger.warning("MQTT not connected yet; publishes wait for the supervisor's reconnect")
-        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
-        heartbeat.start()
+        self._beat()
         exit_code = EXIT_OK
         try:
             if once:
@@ -339,7 +342,7 @@ class Worker:
         status = {"worker_id": self.worker_id, "pid": os.getpid(), "at": time.time(),
                   "mqtt_connected": connected, "lease_held": self.lease.held,
                   "heartbeat_at": self._heartbeat_written_wall}
-        tmp = f"{self.settings.status_file}.{os.getpid()}.tmp"
+        tmp = f"{self.settings.status_file}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             with open(tmp, "w") as fh:
                 json.dump(status, fh)
