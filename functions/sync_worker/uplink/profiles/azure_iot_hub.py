@@ -24,7 +24,7 @@ from urllib.parse import quote
 from functions.sync_worker.errors import PermanentError
 from functions.sync_worker.uplink.profile import ConnectionSpec, OutboundMessage, PlatformLimits
 from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityRule
-from functions.sync_worker.uplink.profiles.sas import SasTokenIssuer
+from functions.sync_worker.uplink.profiles.sas import SasTokenIssuer, decode_key
 from functions.sync_worker.uplink.profiles.tls import TlsMaterial, build_tls_context
 
 DEFAULT_API_VERSION = "2021-04-12"
@@ -70,6 +70,14 @@ class AzureCredentials:
             raise PermanentError("azure_iot_hub: a shared access policy needs both its name and its key")
         if not self.device_keys and not self.policy_key:
             raise PermanentError("azure_iot_hub: no credentials (device key(s) or a shared access policy)")
+        # Malformed keys fail at startup, naming the device, never at its first connect.
+        for device_id, key in self.device_keys.items():
+            try:
+                decode_key(key)
+            except PermanentError as exc:
+                raise PermanentError(f"{exc} (device {device_id!r})") from None
+        if self.policy_key:
+            decode_key(self.policy_key)
 
 
 @dataclass

@@ -36,8 +36,10 @@ class TokenBucket:
         """Take `tokens` if available and return 0.0, else return the seconds to wait."""
         with self._lock:
             self._refill(self._clock())
-            if self._tokens >= tokens:
-                self._tokens -= tokens
+            # The tolerance absorbs float rounding of `refill(wait)`, which could otherwise leave
+            # 0.99999... tokens and a wait too small to move the clock.
+            if self._tokens >= tokens - 1e-9:
+                self._tokens = max(0.0, self._tokens - tokens)
                 return 0.0
             return (tokens - self._tokens) / self.rate
 

@@ -1,0 +1,129 @@
+"""`build_profile()` from the environment: each profile's variables, and errors that name them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from functions.sync_worker.uplink.profiles import ProfileConfigError, build_profile
+from functions.sync_worker.uplink.profiles.aws_iot_core import AwsIotCoreProfile
+from functions.sync_worker.uplink.profiles.azure_iot_hub import AzureIotHubProfile
+from functions.sync_worker.uplink.profiles.generic_tls import GenericTlsProfile
+from tests.profiles.conftest import DEVICE_KEY
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    import os
+    for name in list(os.environ):
+        if name.startswith("C2C_"):
+            monkeypatch.delenv(name)
+
+
+def test_azure_from_device_connection_string(monkeypatch):
+    monkeypatch.setenv("C2C_PLATFORM_PROFILE", "azure_iot_hub")
+    monkeypatch.setenv("C2C_AZURE_CONNECTION_STRING", f"HostName=hub1.azure-devices.net;DeviceId=gw;SharedAccessKey={DEVICE_KEY}")
+    monkeypatch.setenv("C2C_AZURE_TOKEN_TTL_S", "600")
+    profile = build_profile()
+    assert isinstance(profile, AzureIotHubProfile)
+    assert profile.identity_for("any") == "gw" and profile.token_ttl_s == 600
+    assert profile.connection_spec("gw").username == "hub1.azure-devices.net/gw/?api-version=2021-04-12"
+
+
+def test_azure_per_device_with_policy_connection_string(monkeypatch):
+    monkeypatch.setenv("C2C_PLATFORM_PROFILE", "azure_iot_hub")
+    monkeypatch.setenv("C2C_AZURE_CONNECTION_STRING",
+                       f"HostName=hub1.azure-devices.net;SharedAccessKeyName=device;SharedAccessKey={DEVICE_KEY}")
+    monkeypatch.setenv("C2C_AZURE_IDENTITY_MODE", "per-device")
+    monkeypatch.setenv("C2C_AZURE_DEVICE_ID_TEMPLATE", "ess-{station_id}")
+    profile = build_profile()
+    assert profile.identity_for("7") == "ess-7"
+    assert profile.connection_spec("ess-7").password.endswith("&skn=device")
+
+
+def test_azure_per_device_keys_json(monkeypatch):
+    monkeypatch.setenv("C2C_PLATFORM_PROFILE", "azure_iot_hub")
+    monkeypatch.setenv("C2C_AZURE_HOSTNAME", "hub1.azure-devices.net")
+    monkeypatch.setenv("C2C_AZURE_IDENTITY_MODE", "per-device")
+    monkeypatch.setenv("C2C_AZURE_DEVICE_KEYS", json.dumps({"a": DEVICE_KEY, "b": DEVICE_KEY}))
+    profile = build_profile()
+    assert profile.connection_spec(profile.identity_for("b")).client_id == "b"
+
+
+@pytest.mark.parametrize("env,message", [
+    ({}, "C2C_AZURE_HOSTNAME .*is required"),
+    ({"C2C_AZURE_HOSTNAME": "h.azure-devices.net", "C2C_AZURE_DEVICE_KEY": DEVICE_KEY}, "C2C_AZURE_DEVICE_ID"),
+    ({"C2C_AZURE_HOSTNAME": "h.azure-devices.net", "C2C_AZURE_DEVICE_ID": "d"}, "no credentials"),
+    ({"C2C_AZURE_HOSTNAME": "h.azure-devices.net", "C2C_AZURE_IDENTITY_MODE": "per-device",
+      "C2C_AZURE_DEVICE_KEYS": "[1]"}, "must be a JSON object"),
+    ({"C2C_AZURE_CONNECTION_STRING": "HostName=h;DeviceId=d;SharedAccessKey=!!!"}, "not valid base64"),
+    ({"C2C_AZURE_CONNECTION_STRING": "HostName=h;DeviceId=d;SharedAccessKey=" + DEVICE_KEY,
+      "C2C_AZURE_TOKEN_TTL_S": "0"}, "C2C_AZURE_TOKEN_TTL_S"),
+])
+def test_azure_bad_settings_name_the_variable(monkeypatch, env, message):
+    monkeypatch.setenv("C2C_PLATFORM_PROFILE", "azure_iot_hub")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ProfileConfigError, match=message) as err:
+        build_profile()
+    assert DEVICE_KEY not in str(err.value)
+
+
+def test_aws_from_pem_secrets(monkeypatch, pki):
+    client = pki["ca"].client_certificate("thing-a")
+    monkeypatch.setenv("C2C_PLATFORM_PROFILE", "aws_iot_core")
+    monkeypatch.setenv("C2C_ENV", "prod")
+    monkeypatch.setenv("C2C_AWS_IOT_ENDPOINT", "abc-ats.iot.eu-west-1.amazonaws.com")
+    monkeypatch.setenv("C2C_AWS_IOT_THING_NAME", "thing-a")
+    monkeypatch.setenv("C2C_AWS_IOT_CERT_PEM", client.cert_pem)
+    monkeypatch.setenv("C2C_AWS_IOT_KEY_PEM", client.key_pem)
+    monkeypatch.setenv("C2C_AWS_IOT_PROTOCOL", "5")
+    profile = build_profile()
+    assert isinstance(profile, AwsIotCoreProfile)
+    spec = profile.connection_spec(profile.identity_for("s1"))
+    assert (spec.client_id, spec.protocol) == ("thing-a", 5)
+
+
+def test_aws_without_certificate_names_the_variables(monkeypatch):
+    monkeypatch.setenv("C2C_PLATFORM_PROFILE", "aws_iot_core")
+    monkeypatch.setenv("C2C_AWS_IOT_ENDPOINT", "e")
+    monkeypatch.setenv("C2C_AWS_IOT_THING_NAME", "t")
+    with pytest.raises(ProfileConfigError, match="C2C_AWS_IOT_CERT_PEM"):
+        build_profile()
+
+
+def test_aws_bad_key_pem_is_clear_and_does_not_echo_it(monkeypatch, pki):
+    client = pki["ca"].client_certificate("thing-b")
+    monkeypatch.setenv("C2C_PLATFORM_PROFILE", "aws_iot_core")
+    monkeypatch.setenv("C2C_AWS_IOT_ENDPOINT", "e")
+    monkeypatch.setenv("C2C_AWS_IOT_THING_NAME", "thing-b")
+    monkeypatch.setenv("C2C_AWS_IOT_CERT_PEM", client.cert_pem)
+    monkeypatch.setenv("C2C_AWS_IOT_KEY_PEM", "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n")
+    profile = build_profile()  # certificates load lazily, on the first connect
+    from functions.sync_worker.errors import PermanentError
+    with pytest.raises(PermanentError, match="client certificate/key could not be loaded") as err:
+        profile.connection_spec("thing-b")
+    assert "c2VjcmV0" not in str(err.value)
+
+
+def test_generic_mqtts_with_client_certificate(monkeypatch, pki):
+    client = pki["ca"].client_certificate("c2c-dev")
+    monkeypatch.setenv("C2C_MQTT_URL", "mqtts://broker.example:8884")
+    monkeypatch.setenv("C2C_MQTT_CLIENT_ID", "c2c-dev")
+    monkeypatch.setenv("C2C_MQTT_CA_FILE", str(pki["ca"].cert_path))
+    monkeypatch.setenv("C2C_MQTT_CERT_FILE", str(client.cert_path))
+    monkeypatch.setenv("C2C_MQTT_KEY_FILE", str(client.key_path))
+    profile = build_profile()
+    assert isinstance(profile, GenericTlsProfile)
+    spec = profile.connection_spec("c2c-dev")
+    assert (spec.host, spec.port, spec.tls is not None) == ("broker.example", 8884, True)
+    assert spec.will.topic == "c2c/dev/status/c2c-dev"
+
+
+def test_generic_bad_url_and_unknown_profile(monkeypatch):
+    monkeypatch.setenv("C2C_MQTT_URL", "http://x")
+    with pytest.raises(ProfileConfigError, match="C2C_MQTT_URL"):
+        build_profile()
+    with pytest.raises(ProfileConfigError, match="C2C_PLATFORM_PROFILE"):
+        build_profile(platform="iot_thing")
