@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -123,6 +124,12 @@ def _discharged_phase(theta: float) -> float:
     return 2.0 * cycles + (0.0 if rest < math.pi else 1.0 + math.cos(rest))
 
 
+@lru_cache(maxsize=200_000)
+def _phase_at_commissioning(p: StationProfile) -> tuple[float, float]:
+    theta_c = p.theta(p.commissioned_at)
+    return _charged_phase(theta_c), _discharged_phase(theta_c)
+
+
 def reading(p: StationProfile, t: int) -> dict:
     """The reading of station `p` at epoch second `t`, in the vendor's JSON shape."""
     theta = p.theta(t)
@@ -152,10 +159,10 @@ def reading(p: StationProfile, t: int) -> dict:
     load = p.base_load_kw * (1.0 + 0.8 * math.exp(-(((local_h - 19.0) / 2.0) ** 2))) * (1.0 + 0.05 * _noise(p.key, t, 6))
     grid = load + power - pv  # + import, - export
 
-    theta_c = p.theta(p.commissioned_at)
+    charged_at_start, discharged_at_start = _phase_at_commissioning(p)
     scale = pm / OMEGA_H  # kWh per unit of integrated phase
-    charged = 1000.0 + scale * (_charged_phase(theta) - _charged_phase(theta_c))
-    discharged = 800.0 + p.round_trip_eff * scale * (_discharged_phase(theta) - _discharged_phase(theta_c))
+    charged = 1000.0 + scale * (_charged_phase(theta) - charged_at_start)
+    discharged = 800.0 + p.round_trip_eff * scale * (_discharged_phase(theta) - discharged_at_start)
     years = max(0.0, (t - p.commissioned_at) / (365.25 * DAY_S))
     soh = max(60.0, p.soh_start - p.soh_fade_per_year * years)
 
@@ -190,7 +197,7 @@ def reading(p: StationProfile, t: int) -> dict:
 
 
 def format_ts(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def site(p: StationProfile) -> dict:
