@@ -11,7 +11,7 @@ import pytest
 from functions.sync_worker.errors import AuthError
 from functions.sync_worker.source.base import Reading, ReadingBatch, SourceAdapter, Station
 from functions.sync_worker.source.http_json import HttpJsonSource, VendorConfigError, load_source, load_vendor_config
-from tests.source.conftest import NOW, make_source, vendor_config
+from tests.source.conftest import NOW, make_source
 from tests.support.simulator import DEFAULT_API_KEY
 
 pytestmark = pytest.mark.integration
