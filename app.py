@@ -2,7 +2,8 @@
 """The CDK app: `cdk synth -c env=dev` builds every stack of config/dev.yaml.
 
 The environment's file is read and validated here, once; the stacks receive typed arguments.
-cdk-nag's AwsSolutions checks run on every synth, so a finding fails `cdk synth` itself.
+cdk-nag's AwsSolutions checks run on every synth, so an unacknowledged finding fails `cdk synth`.
+Context keys read here (and only here): `env` (default dev) and `config_dir` (default config/).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-# The pinned Node 20 is past end-of-life for jsii; the banner adds nothing to a synth.
+# The pinned Node 20 is past end-of-life for jsii; its banner adds nothing to a synth.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import aws_cdk as cdk  # noqa: E402
@@ -23,33 +24,45 @@ DEFAULT_ENV = "dev"
 
 
 def add_checks(app: cdk.App) -> None:
-    """cdk-nag AwsSolutions over the whole app; acknowledgements are also written into the
-    templates' Metadata (cdk_nag.rules_to_suppress) so every reason is reviewable in cdk.out."""
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True, write_suppressions_to_cloud_formation=True))
+    """cdk-nag AwsSolutions over the whole app. Acknowledgements are also written into the
+    templates' Metadata (cdk_nag.rules_to_suppress), so every reason is reviewable in cdk.out."""
+    cdk.Validations.of(app).add_plugins(
+        AwsSolutionsChecks(app, verbose=True, write_suppressions_to_cloud_formation=True)
+    )
 
 
-def build_app(env_name: str, *, outdir: str | None = None, config_dir: str | os.PathLike[str] = CONFIG_DIR,
-              context: dict[str, object] | None = None) -> tuple[cdk.App, EnvironmentStacks]:
-    """Build (not synthesize) the app for one environment; raises ConfigError on a bad config."""
+def build_app(
+    env_name: str | None = None,
+    *,
+    outdir: str | None = None,
+    config_dir: str | os.PathLike[str] | None = None,
+    context: dict[str, object] | None = None,
+) -> tuple[cdk.App, EnvironmentStacks]:
+    """Build (not synthesize) the app of one environment; raises ConfigError for a bad config.
+
+    Under the CLI, `env`/`config_dir` come from `-c` context; tests pass them as arguments.
+    """
+    kwargs: dict[str, object] = {"analytics_reporting": False}
+    if outdir is not None:
+        kwargs["outdir"] = outdir
+    if context is not None:
+        kwargs["context"] = context
+    app = cdk.App(**kwargs)
+    env_name = env_name or str(app.node.try_get_context("env") or DEFAULT_ENV)
+    config_dir = config_dir or app.node.try_get_context("config_dir") or CONFIG_DIR
     config = load_environment(env_name, config_dir)
-    app = cdk.App(outdir=outdir, context=context) if outdir else cdk.App(context=context)
     stacks = add_environment(app, config)
     add_checks(app)
     return app, stacks
 
 
 def main() -> int:
-    probe = cdk.App()  # reads the CLI's context (-c env=..., cdk.json) and output directory
-    env_name = str(probe.node.try_get_context("env") or DEFAULT_ENV)
-    config_dir = str(probe.node.try_get_context("config_dir") or CONFIG_DIR)
     try:
-        config = load_environment(env_name, config_dir)
+        app, _ = build_app()
     except ConfigError as exc:
-        print(f"c2c-sync: cannot synthesize environment {env_name!r}:\n{exc}", file=sys.stderr)
+        print(f"c2c-sync: cannot synthesize: {exc}", file=sys.stderr)
         return 1
-    add_environment(probe, config)
-    add_checks(probe)
-    probe.synth()
+    app.synth()
     return 0
 
 

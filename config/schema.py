@@ -84,11 +84,16 @@ class WorkerConfig(_Strict):
     #: 0 pauses the worker; more than 1 would run two connections with one MQTT client id.
     desired_count: int = Field(default=1, ge=0, le=1)
 
+    @field_validator("cpu")
+    @classmethod
+    def _fargate_cpu(cls, value: int) -> int:
+        if value not in FARGATE_SIZES:
+            raise ValueError(f"must be one of {sorted(FARGATE_SIZES)} (Fargate CPU units)")
+        return value
+
     @model_validator(mode="after")
     def _fargate_size(self) -> WorkerConfig:
-        allowed = FARGATE_SIZES.get(self.cpu)
-        if allowed is None:
-            raise ValueError(f"cpu must be one of {sorted(FARGATE_SIZES)} (Fargate sizes)")
+        allowed = FARGATE_SIZES[self.cpu]
         if self.memory_mib not in allowed:
             raise ValueError(
                 f"memory_mib {self.memory_mib} is not valid with cpu {self.cpu}; "

@@ -161,6 +161,21 @@ class TriggerStack(cdk.Stack):
                     resources=[redis.auth_secret.secret_arn],
                 )
             )
+            # What AWSLambdaVPCAccessExecutionRole grants, inline: the function's own role is ours.
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="ManageVpcNetworkInterfaces",
+                    actions=[
+                        "ec2:CreateNetworkInterface",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DescribeSubnets",
+                        "ec2:DeleteNetworkInterface",
+                        "ec2:AssignPrivateIpAddresses",
+                        "ec2:UnassignPrivateIpAddresses",
+                    ],
+                    resources=["*"],
+                )
+            )
             vpc_args = {
                 "vpc": redis.vpc,
                 "vpc_subnets": ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
