@@ -35,7 +35,10 @@ from paho.mqtt.properties import Properties
 from functions.sync_worker.backoff import Backoff
 from functions.sync_worker.errors import PermanentError, SyncError, ThrottledError, TransientError
 from functions.sync_worker.observability import logger
+from functions.sync_worker.uplink.pool import DEFAULT_MAX_CONNECTIONS, ConnectionPool
 from functions.sync_worker.uplink.profile import ConnectionSpec, OutboundMessage, PlatformProfile
+from functions.sync_worker.uplink.profiles.presence import is_per_device, publish_online
+from functions.sync_worker.uplink.profiles.ratelimit import bucket_for
 
 #: MQTT v5 PUBACK reason codes that are not worth retrying the same payload for.
 _PERMANENT_PUBACK = {0x87, 0x90, 0x99}  # not authorized, topic name invalid, payload format invalid
@@ -138,6 +141,7 @@ class MqttConnection:
         self.puback_timeout_s = puback_timeout_s
         self.stats = ConnectionStats()
         self._window = threading.BoundedSemaphore(max_inflight)
+        self._publish_rate = bucket_for(profile.limits.max_publish_per_s)  # e.g. AWS IoT Core: 100/s
         self._backoff = backoff or Backoff(base_s=0.5, cap_s=30.0)
         self._session: _Session | None = None
         self._connected = threading.Event()
@@ -164,6 +168,8 @@ class MqttConnection:
         PUBACK deadline: the caller's cursor must not move.
         """
         deadline = time.monotonic() + self.puback_timeout_s
+        if self._publish_rate is not None and not self._publish_rate.acquire(timeout=self.puback_timeout_s):
+            raise ThrottledError(f"{self.identity}: over {self.profile.limits.max_publish_per_s}/s publish limit")
         if not self._window.acquire(timeout=self.puback_timeout_s):
             raise TransientError(f"no in-flight slot on {self.identity} within {self.puback_timeout_s:.0f}s")
         try:
@@ -255,6 +261,7 @@ class MqttConnection:
         self.stats.connections_opened += 1
         self._backoff.reset()
         self._session = session
+        publish_online(self.profile, self.identity, session.client)  # retained presence, if the profile has one
         self._connected.set()
         logger.info("mqtt connected", extra={"identity": self.identity, "host": spec.host, "port": spec.port,
                                              "tls": spec.tls is not None})
@@ -397,33 +404,42 @@ class MqttUplink:
     connection (one in gateway mode; a pool of per-device connections otherwise)."""
 
     def __init__(self, profile: PlatformProfile, *, max_inflight: int = 20, puback_timeout_s: float = 15.0,
-                 qos: int = 1, retain: bool = False, reconnect_max_s: float = 30.0) -> None:
+                 qos: int = 1, retain: bool = False, reconnect_max_s: float = 30.0,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
         self.profile = profile
         self.reconnect_max_s = reconnect_max_s
         self.qos = qos
         self.retain = retain
         self.puback_timeout_s = puback_timeout_s
         self._max_inflight = max_inflight
-        self._connections: dict[str, MqttConnection] = {}
         self._lock = threading.Lock()
         self._reported = ConnectionStats()
+        self._retired = ConnectionStats()  # stats of connections the pool closed, kept in the totals
+        self._pool: ConnectionPool[MqttConnection] = ConnectionPool(
+            self._open, max_connections=max_connections, on_retire=self._absorb_retired)
 
     def start(self, identities: list[str] | None = None) -> "MqttUplink":
-        """Open the connections of `identities` now (default: the gateway identity); others open on first use."""
-        for identity in identities or [self.profile.identity_for("")]:
+        """Open the connections of `identities` now (default: the gateway identity; none in per-device
+        mode, whose connections open lazily per device); others open on first use."""
+        if identities is None:
+            identities = [] if is_per_device(self.profile) else [self.profile.identity_for("")]
+        for identity in identities:
             self.connection(identity)
         return self
 
     def connection(self, identity: str) -> MqttConnection:
+        return self._pool.get(identity)
+
+    def _open(self, identity: str) -> MqttConnection:
+        return MqttConnection(self.profile, identity, max_inflight=self._max_inflight,
+                              puback_timeout_s=self.puback_timeout_s, qos=self.qos, retain=self.retain,
+                              backoff=Backoff(base_s=0.5, cap_s=self.reconnect_max_s)).start()
+
+    def _absorb_retired(self, identity: str, conn: MqttConnection) -> None:
         with self._lock:
-            conn = self._connections.get(identity)
-            if conn is None:
-                conn = MqttConnection(self.profile, identity, max_inflight=self._max_inflight,
-                                      puback_timeout_s=self.puback_timeout_s, qos=self.qos,
-                                      retain=self.retain,
-                                      backoff=Backoff(base_s=0.5, cap_s=self.reconnect_max_s)).start()
-                self._connections[identity] = conn
-            return conn
+            self._retired.connections_opened += conn.stats.connections_opened
+            self._retired.reconnects.update(conn.stats.reconnects)
+            self._retired.planned_reconnects += conn.stats.planned_reconnects
 
     def new_batch(self) -> PublishBatch:
         return PublishBatch()
@@ -437,20 +453,22 @@ class MqttUplink:
 
     @property
     def connected(self) -> bool:
-        with self._lock:
-            conns = list(self._connections.values())
-        return bool(conns) and all(c.connected for c in conns)
+        conns = self._pool.connections()
+        if not conns:  # per-device mode before the first cycle has nothing to be connected yet
+            return is_per_device(self.profile)
+        return all(c.connected for c in conns)
 
     def wait_connected(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
-        with self._lock:
-            conns = list(self._connections.values())
+        conns = self._pool.connections()
         return all(c.wait_connected(max(0.0, deadline - time.monotonic())) for c in conns)
 
     def totals(self) -> ConnectionStats:
-        total = ConnectionStats()
         with self._lock:
-            conns = list(self._connections.values())
+            total = ConnectionStats(connections_opened=self._retired.connections_opened,
+                                    reconnects=Counter(self._retired.reconnects),
+                                    planned_reconnects=self._retired.planned_reconnects)
+        conns = self._pool.connections()
         for c in conns:
             total.connections_opened += c.stats.connections_opened
             total.reconnects.update(c.stats.reconnects)
@@ -461,8 +479,7 @@ class MqttUplink:
         """(connections opened, reconnects by reason, planned reconnects, PUBACK latencies) since the last call."""
         total = self.totals()
         latencies: list[float] = []
-        with self._lock:
-            conns = list(self._connections.values())
+        conns = self._pool.connections()
         for c in conns:
             while c.stats.puback_latencies_ms:
                 latencies.append(c.stats.puback_latencies_ms.popleft())
@@ -473,8 +490,4 @@ class MqttUplink:
         return delta
 
     def close(self, timeout_s: float = 10.0) -> None:
-        with self._lock:
-            conns = list(self._connections.values())
-        deadline = time.monotonic() + timeout_s
-        for c in conns:
-            c.close(max(0.5, deadline - time.monotonic()))
+        self._pool.close_all(timeout_s)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 
 from functions.sync_worker.errors import PermanentError
 from functions.sync_worker.uplink.profile import ConnectionSpec, OutboundMessage, PlatformLimits
-from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityRule
+from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityMode, IdentityRule
 from functions.sync_worker.uplink.profiles.tls import TlsMaterial, build_tls_context
 
 MAX_PAYLOAD_BYTES = 128 * 1024
@@ -101,6 +101,10 @@ class AwsIotCoreProfile:
 
     def identity_for(self, station_id: str) -> str:
         return self.identities.identity_for(station_id)
+
+    @property
+    def per_device(self) -> bool:
+        return self.identities.mode is IdentityMode.PER_DEVICE
 
     def _tls_context(self) -> ssl.SSLContext:
         with self._lock:

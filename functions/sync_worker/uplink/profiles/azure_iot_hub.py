@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from functions.sync_worker.errors import PermanentError
 from functions.sync_worker.uplink.profile import ConnectionSpec, OutboundMessage, PlatformLimits
-from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityRule
+from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityMode, IdentityRule
 from functions.sync_worker.uplink.profiles.sas import SasTokenIssuer, decode_key
 from functions.sync_worker.uplink.profiles.tls import TlsMaterial, build_tls_context
 
@@ -109,6 +109,10 @@ class AzureIotHubProfile:
     # -- identity -----------------------------------------------------------------------------
     def identity_for(self, station_id: str) -> str:
         return self.identities.identity_for(station_id)
+
+    @property
+    def per_device(self) -> bool:
+        return self.identities.mode is IdentityMode.PER_DEVICE
 
     def resource_uri(self, device_id: str) -> str:
         return f"{self.hostname}/devices/{device_id}"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from functions.sync_worker.errors import PermanentError
 from functions.sync_worker.uplink.profile import ConnectionSpec, OutboundMessage, PlatformLimits, Will
-from functions.sync_worker.uplink.profiles.identity import IdentityMapping
+from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityMode
 from functions.sync_worker.uplink.profiles.tls import TlsMaterial, build_tls_context
 
 DEFAULT_TOPIC = "c2c/{env}/stations/{station_id}/telemetry"
@@ -59,6 +59,10 @@ class GenericTlsProfile:
 
     def identity_for(self, station_id: str) -> str:
         return self.identities.identity_for(station_id)
+
+    @property
+    def per_device(self) -> bool:
+        return self.identities.mode is IdentityMode.PER_DEVICE
 
     def status_topic(self, identity: str) -> str | None:
         if not self.status_topic_template:
