@@ -62,7 +62,7 @@ def build_signals(settings: WorkerSettings, redis_client, telemetry: WorkerTelem
     if settings.signal_url == "redis":
         return RedisSignals(redis_client, on_reject=reject)
     return SqsSignals(settings.signal_url, wait_s=settings.sqs_wait_s, visibility_s=settings.sqs_visibility_s,
-                      on_reject=reject)
+                      reject_visibility_s=settings.sqs_reject_visibility_s, on_reject=reject)
 
 
 def worker_id() -> str:

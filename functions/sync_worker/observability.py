@@ -34,6 +34,8 @@ class WorkerTelemetry:
         self.env = env
         self.metrics = Metrics(namespace=METRICS_NAMESPACE, service=WORKER_SERVICE)
         self.metrics.set_default_dimensions(**{ENV_DIMENSION: env})
+        #: Totals since start, for the status file and the tests (CloudWatch gets the EMF documents).
+        self.signals_rejected = 0
 
     def cycle(self, record: CycleRecord, *, readings_skipped: int, connections_opened: int,
               reconnects: Counter[str], planned_reconnects: int, puback_latencies_ms: Iterable[float]) -> None:
@@ -60,6 +62,7 @@ class WorkerTelemetry:
             logger.info("mqtt reconnects by reason", extra={"reconnects": dict(reconnects)})
 
     def signal_rejected(self) -> None:
+        self.signals_rejected += 1
         self._single(WorkerMetric.SIGNALS_REJECTED, MetricUnit.Count, 1)
 
     def heartbeat_age(self, seconds: float) -> None:

@@ -65,6 +65,8 @@ class WorkerSettings(BaseSettings):
     station_list_ttl_s: float = Field(default=900.0, ge=0)
     sqs_wait_s: int = Field(default=20, ge=0, le=20)
     sqs_visibility_s: int = Field(default=60, ge=5, le=43_200)
+    #: A rejected (malformed) signal is visible again after this, on its way to maxReceiveCount and the DLQ.
+    sqs_reject_visibility_s: int = Field(default=5, ge=0, le=43_200)
     #: Local file the `health` command reads (the container check runs in a separate process).
     status_file: str = "/tmp/c2c-sync-worker.status.json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -64,7 +64,7 @@ def unwrap_body(body: str) -> str:
 
 
 class SqsSignals:
-    def __init__(self, queue_url: str, *, wait_s: int = 20, visibility_s: int = 60,
+    def __init__(self, queue_url: str, *, wait_s: int = 20, visibility_s: int = 60, reject_visibility_s: int = 5,
                  on_reject: RejectHook | None = None) -> None:
         import boto3
         from botocore.config import Config
@@ -72,6 +72,7 @@ class SqsSignals:
         self.queue_url = queue_url
         self.wait_s = wait_s
         self.visibility_s = visibility_s
+        self.reject_visibility_s = reject_visibility_s
         self.on_reject = on_reject or (lambda reason: None)
         region, endpoint = _sqs_region_and_endpoint(queue_url)
         self.client = boto3.client("sqs", region_name=region, endpoint_url=endpoint,
@@ -105,11 +106,21 @@ class SqsSignals:
                     "reason": exc.reason, "sqs_message_id": msg.get("MessageId"),
                     "receive_count": msg.get("Attributes", {}).get("ApproximateReceiveCount")})
                 self.on_reject(exc.reason)
+                self._return_soon(msg["ReceiptHandle"])
                 continue
             with self._lock:
                 self._held[msg["ReceiptHandle"]] = msg["MessageId"]
             out.append(ReceivedSignal(signal, msg["ReceiptHandle"], msg["MessageId"]))
         return out
+
+    def _return_soon(self, receipt: str) -> None:
+        # Not deleted: visible again shortly, so it reaches maxReceiveCount (and the DLQ) at a
+        # steady pace instead of after the long visibility a valid signal gets.
+        try:
+            self.client.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=receipt,
+                                                  VisibilityTimeout=self.reject_visibility_s)
+        except Exception as exc:  # noqa: BLE001 - it reappears after the normal timeout anyway
+            logger.warning("SQS visibility change failed", extra={"error": str(exc)})
 
     def done(self, signals: list[ReceivedSignal]) -> None:
         receipts = [s.receipt for s in signals if s.receipt]
