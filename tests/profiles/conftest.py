@@ -24,3 +24,193 @@ def pki(tmp_path_factory):
 def message(station_id: str = "st-1", payload: bytes = b'{"soc": 81.5}', **kw) -> OutboundMessage:
     return OutboundMessage(station_id=station_id, message_id=f"{station_id}:2026-01-01T00:00:00.000000Z",
                            payload=payload, **kw)
+
+
+# -- brokers ---------------------------------------------------------------------------------------
+
+import subprocess  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import paho.mqtt.client as mqtt  # noqa: E402
+
+from tests.support.services import MosquittoBroker, free_port  # noqa: E402
+from tests.support.tls import tls_listener  # noqa: E402
+
+
+@dataclass
+class TlsBroker:
+    """Mosquitto with three listeners: plain (for the test's own subscriber), TLS (server
+    certificate from the test CA) and mTLS (client certificate from the test CA required; its CN
+    becomes the username, as AWS IoT Core binds a connection to its certificate)."""
+
+    broker: MosquittoBroker
+    tls_port: int
+    mtls_port: int
+
+    @property
+    def plain_port(self) -> int:
+        return self.broker.port
+
+
+@pytest.fixture
+def tls_mosquitto(tmp_path, pki):
+    tls_port, mtls_port = free_port(), free_port()
+    config = (tls_listener(tls_port, pki["ca"], pki["server"], require_certificate=False)
+              + tls_listener(mtls_port, pki["ca"], pki["server"], require_certificate=True))
+    broker = MosquittoBroker(tmp_path / "mosquitto-tls", extra_config=config).start()
+    from tests.support.services import wait_for_port
+    wait_for_port(tls_port)
+    wait_for_port(mtls_port)
+    yield TlsBroker(broker, tls_port, mtls_port)
+    broker.stop()
+
+
+def write_password_file(path: Path, users: dict[str, str]) -> Path:
+    """Plain `user:password` lines hashed in place by `mosquitto_passwd -U` (one call for all users;
+    the same hashing as `mosquitto_passwd -b`, which would take one process per user)."""
+    path.write_text("".join(f"{user}:{password}\n" for user, password in users.items()))
+    subprocess.run(["mosquitto_passwd", "-U", str(path)], check=True, capture_output=True)
+    return path
+
+
+@dataclass
+class AuthBroker:
+    """Mosquitto that only admits the listed username/password pairs, over TLS for the devices and
+    plaintext for the test subscriber, with an ACL shaped like IoT Hub's: a device may publish only
+    under `devices/{its client id}/messages/events/`."""
+
+    broker: MosquittoBroker
+    tls_port: int
+    subscriber_user: str = "subscriber"
+    subscriber_password: str = "subscriber-secret"
+
+    @property
+    def plain_port(self) -> int:
+        return self.broker.port
+
+
+@pytest.fixture
+def auth_mosquitto_factory(tmp_path, pki):
+    brokers: list[MosquittoBroker] = []
+
+    def start(users: dict[str, str]) -> AuthBroker:
+        workdir = tmp_path / f"mosquitto-auth-{len(brokers)}"
+        workdir.mkdir()
+        auth = AuthBroker(broker=None, tls_port=free_port())  # type: ignore[arg-type]
+        passwords = write_password_file(workdir / "passwords", {**users, auth.subscriber_user: auth.subscriber_password})
+        acl = workdir / "acl"
+        acl.write_text(f"user {auth.subscriber_user}\ntopic read #\n\n"
+                       "pattern write devices/%c/messages/events/#\n")
+        config = ("allow_anonymous false\n"  # overrides the base config's `allow_anonymous true` (last wins)
+                  f"password_file {passwords}\nacl_file {acl}\n"
+                  + tls_listener(auth.tls_port, pki["ca"], pki["server"], require_certificate=False))
+        auth.broker = MosquittoBroker(workdir, extra_config=config).start()
+        from tests.support.services import wait_for_port
+        wait_for_port(auth.tls_port)
+        brokers.append(auth.broker)
+        return auth
+
+    yield start
+    for broker in brokers:
+        broker.stop()
+
+
+@dataclass
+class Capture:
+    """An independent MQTT subscriber recording (topic, payload) pairs."""
+
+    port: int
+    topic: str
+    username: str | None = None
+    password: str | None = None
+    client_id: str = "profile-test-subscriber"
+    messages: list[tuple[str, bytes, bool]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id)
+        if self.username:
+            self.client.username_pw_set(self.username, self.password)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.topic, qos=1)
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
+        self.client.on_message = self._on_message
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
+
+    def start(self) -> "Capture":
+        self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+        assert self._subscribed.wait(5), "test subscriber not subscribed"
+        return self
+
+    def snapshot(self) -> list[tuple[str, bytes, bool]]:
+        with self._lock:
+            return list(self.messages)
+
+    def wait_for(self, n: int, timeout: float = 20.0) -> list[tuple[str, bytes, bool]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.snapshot()) >= n:
+                return self.snapshot()
+            time.sleep(0.02)
+        raise AssertionError(f"expected {n} messages, got {len(self.snapshot())}")
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def capture_factory():
+    captures: list[Capture] = []
+
+    def start(port: int, topic: str, **kw) -> Capture:
+        capture = Capture(port, topic, **kw).start()
+        captures.append(capture)
+        return capture
+
+    yield start
+    for capture in captures:
+        capture.stop()
+
+
+def connect_with_spec(spec, timeout: float = 5.0):
+    """A raw paho connection made only from a profile's `ConnectionSpec`.
+    Returns (outcome, client): outcome is "connected", "refused:<reason>" or "error:<exception>"."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=spec.client_id,
+                         protocol=mqtt.MQTTv5 if spec.protocol == 5 else mqtt.MQTTv311, reconnect_on_failure=False)
+    if spec.username is not None:
+        client.username_pw_set(spec.username, spec.password)
+    if spec.tls is not None:
+        client.tls_set_context(spec.tls)
+    if spec.will is not None:
+        client.will_set(spec.will.topic, spec.will.payload, qos=spec.will.qos, retain=spec.will.retain)
+    result: dict[str, str] = {}
+    done = threading.Event()
+
+    def on_connect(c, u, flags, rc, props):
+        result["outcome"] = f"refused:{rc}" if rc.is_failure else "connected"
+        done.set()
+
+    def on_disconnect(c, u, flags, rc, props):
+        result.setdefault("outcome", f"refused:disconnected ({rc})")
+        done.set()
+
+    client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
+    try:
+        client.connect(spec.host, spec.port, keepalive=spec.keepalive_s)
+    except Exception as exc:  # noqa: BLE001 - the refusal under test is often a TLS handshake error
+        return f"error:{type(exc).__name__}: {exc}", client
+    client.loop_start()
+    done.wait(timeout)
+    outcome = result.get("outcome", "refused:timeout")
+    if outcome != "connected":
+        client.loop_stop()
+    return outcome, client

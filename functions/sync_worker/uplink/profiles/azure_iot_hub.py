@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 import ssl
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -94,6 +95,8 @@ class AzureIotHubProfile:
     #: TCP host to dial when it differs from `hostname` (a private endpoint, a test broker); the
     #: username and the signed resource URI always use `hostname`.
     connect_host: str | None = None
+    #: Wall clock the token expiry is computed from (injectable so tests can pin a token).
+    wall_clock: Callable[[], float] = time.time
     name: str = "azure_iot_hub"
     limits: PlatformLimits = field(default_factory=lambda: PlatformLimits(
         max_payload_bytes=MAX_MESSAGE_BYTES, max_publish_per_s=None,
@@ -144,7 +147,7 @@ class AzureIotHubProfile:
     # -- the PlatformProfile protocol --------------------------------------------------------------
     def connection_spec(self, identity: str) -> ConnectionSpec:
         AZURE_DEVICE_ID.validate(identity)
-        token = self._issuer(identity).issue(self.resource_uri(identity))
+        token = self._issuer(identity).issue(self.resource_uri(identity), wall_now=self.wall_clock())
         return ConnectionSpec(
             host=self.connect_host or self.hostname,
             port=self.port,
