@@ -17,19 +17,16 @@ KEY = "+XLy+MVZ+aTeOnVzN2kLeB16O+kSxmz6g3rS6fAf6rw="
 EXPIRY = 1471940363
 
 
-def independent_sas(uri: str, key: str, expiry: int, policy_name: str | None = None) -> dict[str, str]:
+def independent_sas_token(uri: str, key: str, expiry: int, policy_name: str | None = None) -> str:
     """Written from Microsoft's "Control access to IoT Hub with SAS" Python sample, independently
     of the module under test: string-to-sign = quote_plus(uri) + '\\n' + expiry, HMAC-SHA256 with
-    the base64-decoded key, fields assembled with urlencode (so sr/sig are quote_plus-encoded)."""
+    the base64-decoded key, fields sr, sig, se[, skn] assembled with urlencode (quote_plus)."""
     sign_key = "%s\n%d" % (urllib.parse.quote_plus(uri), int(expiry))
     signature = base64.b64encode(hmac.HMAC(base64.b64decode(key), sign_key.encode("utf-8"), hashlib.sha256).digest())
     raw = {"sr": uri, "sig": signature, "se": str(int(expiry))}
     if policy_name is not None:
         raw["skn"] = policy_name
-    token = "SharedAccessSignature " + urllib.parse.urlencode(raw)
-    prefix, _, fields = token.partition(" ")
-    assert prefix == "SharedAccessSignature"
-    return dict(item.split("=", 1) for item in fields.split("&"))  # fields in encoded form
+    return "SharedAccessSignature " + urllib.parse.urlencode(raw)
 
 
 def fields_of(token: str) -> dict[str, str]:
@@ -46,7 +43,7 @@ def fields_of(token: str) -> dict[str, str]:
 ])
 def test_token_equals_independent_implementation(uri, policy):
     ours = generate_sas_token(uri, KEY, EXPIRY, policy)
-    assert fields_of(ours) == independent_sas(uri, KEY, EXPIRY, policy)
+    assert ours == independent_sas_token(uri, KEY, EXPIRY, policy)
 
 
 def test_token_matches_published_vectors():
