@@ -21,7 +21,8 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 from aws_cdk.assertions import Template  # noqa: E402
 
 from app import build_app  # noqa: E402
-from config import CONFIG_DIR  # noqa: E402
+from config import CONFIG_DIR, load_environment  # noqa: E402
+from config.schema import EnvironmentConfig  # noqa: E402
 from stacks.deployment import EnvironmentStacks  # noqa: E402
 from stacks.naming import REPO_ROOT  # noqa: E402
 
@@ -61,6 +62,7 @@ def stage_config(config_dir: Path) -> Path:
 @dataclass
 class Synth:
     env: str
+    config: EnvironmentConfig
     stacks: EnvironmentStacks
     outdir: Path
     templates: dict[str, dict]
@@ -85,7 +87,7 @@ def _synth(env: str, outdir: Path, config_dir: Path = CONFIG_DIR) -> Synth:
     app, stacks = build_app(env, outdir=str(outdir), config_dir=config_dir, context=cdk_json_context())
     assembly = app.synth()
     templates = {part: assembly.get_stack_by_name(f"C2C-{env}-{part}").template for part in PARTS}
-    return Synth(env=env, stacks=stacks, outdir=outdir, templates=templates)
+    return Synth(env=env, config=load_environment(env, config_dir), stacks=stacks, outdir=outdir, templates=templates)
 
 
 @pytest.fixture(scope="session")
