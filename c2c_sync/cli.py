@@ -4,6 +4,7 @@
     c2c-sync status --env NAME [--json] [--redis-url URL]
     c2c-sync validate-config --env NAME
     c2c-sync synth --env NAME
+    c2c-sync demo [--stations 500 --cycles 4 --interval 5 ...]   (the whole system, locally)
 
 Every command that talks to AWS takes --region and --endpoint-url (AWS_ENDPOINT_URL), so the
 same code runs against a real account, LocalStack, or moto's server in the tests.
@@ -21,6 +22,7 @@ from rich.console import Console
 
 from c2c_sync import environments, outputs, redis_target, render, signals, status
 from c2c_sync.aws import AwsTarget
+from c2c_sync.demo.command import demo_command
 from c2c_sync.errors import CliError, ExitCode, operator_errors
 
 app = typer.Typer(
@@ -163,6 +165,10 @@ def synth_args(env: str, output: Path | None, quiet: bool) -> list[str]:
         raise CliError(f"the CDK CLI is not installed at {cdk}: run `make install`")
     args = [str(cdk), "synth", "-c", f"env={env}", "--output", str(output or Path("cdk.out") / env)]
     return args + (["--quiet"] if quiet else [])
+
+
+# The local end-to-end run behind `make demo` (c2c_sync/demo/).
+app.command("demo")(demo_command)
 
 
 def main() -> None:

@@ -1,0 +1,504 @@
+"""`c2c-sync demo`: the whole system on this machine, end to end, in about a minute.
+
+    services   redis-server, mosquitto, moto's server (SNS/SQS/KMS), the vendor simulator
+    topology   the messaging stack's synthesized template, created in moto (topic → queue → DLQ)
+    worker     `python -m functions.sync_worker run`, C2C_* environment as the sync-service stack sets it
+    phase 1    trigger Lambda handler (scheduled event) → SNS → SQS → worker → MQTT, `cycles` times
+    phase 2    worker restarted on C2C_SIGNAL_URL=redis; trigger with REDIS_HOST → Redis pub/sub → worker
+    verdict    readings expected from the final cursors vs. what an independent subscriber received
+
+The simulator's clock starts `BASELINE_AGE` in the past and runs `speed` times faster than real
+time, so each cycle finds `interval × speed / 60` new readings per station; every cursor is set to
+that start before the worker runs (see ledger.py for why this makes "lost" exact).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit
+
+import boto3
+import redis
+from rich.console import Console
+
+from c2c_sync.demo import blueprint as blueprints
+from c2c_sync.demo import topology
+from c2c_sync.demo.display import DemoDisplay
+from c2c_sync.demo.ledger import reconcile
+from c2c_sync.demo.lifecycle import Interrupted, Teardown
+from c2c_sync.demo.services import MosquittoBroker, MotoProcess, RedisServer, SimulatorService
+from c2c_sync.demo.subscriber import Subscriber, subscription_topic
+from c2c_sync.demo.summary import CycleOutcome, DemoResult, summary_table, verdict
+from c2c_sync.demo.trigger import LocalTrigger, RedisPublishTarget
+from c2c_sync.demo.worker_process import WorkerProcess
+from functions.common.signal import REDIS_SIGNAL_CHANNEL
+from functions.common.state import CycleRecord, Heartbeat, StateKeys
+
+#: The simulator's reading cadence (its default); the ledger's grid.
+READING_INTERVAL_S = 60
+#: How far in the past the simulator's clock starts: within the worker's default 24 h backfill
+#: window, and far enough that an accelerated clock stays behind real time for hours.
+BASELINE_AGE = timedelta(hours=12)
+SIMULATOR_API_KEY = "sim-key"
+#: The vendor config's read timeout is 10 s; a simulated timeout must outlast it to be one.
+SIMULATED_TIMEOUT_S = 11.0
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    stations: int = 500
+    #: cycles through trigger → SNS → SQS → worker
+    cycles: int = 4
+    #: cycles through trigger → Redis pub/sub → worker (after restarting the worker on that transport)
+    redis_cycles: int = 1
+    #: seconds between scheduled invocations (the EventBridge rate, compressed)
+    interval_s: float = 5.0
+    latency_ms: float = 20.0
+    error_rate: float = 0.02
+    timeout_rate: float = 0.0
+    throttle_rate: float = 0.002
+    #: simulated seconds per real second
+    speed: float = 60.0
+    cycle_timeout_s: float = 120.0
+    #: the config/<name>.yaml the deployed values (worker mode, max cycle, ...) come from
+    config_env: str = "dev"
+    #: external services instead of local ones (env MQTT_URL, REDIS_URL)
+    mqtt_url: str | None = None
+    redis_url: str | None = None
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    keep_logs: bool = False
+    workdir: Path | None = None
+    #: TEST ONLY: the subscriber ignores the first reading of this station (proves the loss check works)
+    drop_first_reading_of: str | None = None
+
+    def validate(self) -> None:
+        problems = []
+        if self.stations < 1:
+            problems.append("--stations must be at least 1")
+        if self.cycles < 1:
+            problems.append("--cycles must be at least 1")
+        if self.redis_cycles < 0:
+            problems.append("--redis-cycles must be 0 or more")
+        if self.interval_s <= 0 or self.speed <= 0:
+            problems.append("--interval and --speed must be positive")
+        for name in ("error_rate", "timeout_rate", "throttle_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"--{name.replace('_', '-')} must be in [0, 1]")
+        if self.error_rate + self.timeout_rate + self.throttle_rate > 1.0:
+            problems.append("the fault rates add up to more than 1")
+        if self.mqtt_url and urlsplit(self.mqtt_url).scheme not in ("mqtt", "mqtts"):
+            problems.append("MQTT_URL must be mqtt://host:port or mqtts://host:port")
+        if self.redis_url and urlsplit(self.redis_url).scheme not in ("redis", "rediss"):
+            problems.append("REDIS_URL must be redis://host:port/db or rediss://host:port/db")
+        if problems:
+            raise DemoUsageError("; ".join(problems))
+
+
+class DemoUsageError(ValueError):
+    """Bad options; the message names each."""
+
+
+class DemoFailed(RuntimeError):
+    """The demo could not run to its end; the message says which part failed and where its log is."""
+
+
+@dataclass
+class _Context:
+    options: DemoOptions
+    display: DemoDisplay
+    workdir: Path
+    env: str
+    teardown: Teardown
+    redis_url: str = ""
+    redis_password: str | None = None
+    mqtt_url: str = ""
+    broker: MosquittoBroker | None = None
+    moto: MotoProcess | None = None
+    simulator: SimulatorService | None = None
+    state: redis.Redis | None = None
+    keys: StateKeys | None = None
+    worker_env: dict[str, str] = field(default_factory=dict)
+    stations: list[str] = field(default_factory=list)
+    baseline: datetime | None = None
+    subscriber: Subscriber | None = None
+    worker: WorkerProcess | None = None
+
+
+def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult:
+    """Run the demo; returns its result (see `DemoResult.exit_code`). Stops everything it started."""
+    options.validate()
+    console = console or Console(highlight=False)
+    started = time.monotonic()
+    env = f"demo-{secrets.token_hex(3)}"
+    workdir = options.workdir or Path(tempfile.mkdtemp(prefix=f"c2c-{env}-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    display = DemoDisplay(console)
+    teardown = Teardown(report=display.warn).install()
+    ctx = _Context(options=options, display=display, workdir=workdir, env=env, teardown=teardown)
+    result = DemoResult(env=env, stations=options.stations, identities=1, client_id=f"c2c-sync-{env}")
+    try:
+        with display:
+            try:
+                _run(ctx, result)
+            except (DemoFailed, TimeoutError, RuntimeError) as exc:
+                result.aborted = str(exc)
+            except KeyboardInterrupt:
+                result.aborted = "interrupted (Ctrl-C)"
+            except Interrupted as exc:
+                result.aborted = f"interrupted ({exc})"
+            finally:
+                display.note("stopping everything the demo started …")
+                teardown.close()
+    finally:
+        teardown.close()
+    result.wall_time_s = time.monotonic() - started
+    console.print()
+    console.print(summary_table(result))
+    console.print(verdict(result))
+    if result.exit_code == 0 and not options.keep_logs and options.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        console.print(f"logs: {workdir}")
+    return result
+
+
+def _run(ctx: _Context, result: DemoResult) -> None:
+    opts, display = ctx.options, ctx.display
+    display.phase("c2c-sync demo: local services")
+    synth_log = ctx.workdir / "synth.log"
+    synth = blueprints.start(opts.config_env, ctx.env, synth_log)
+    ctx.teardown.push("synthesis", lambda: synth.poll() is None and synth.kill())
+    _start_services(ctx)
+    _connect_state(ctx)
+
+    blueprint = blueprints.collect(synth, synth_log)
+    moto_client = _moto_clients(ctx)
+    messaging = topology.deploy(blueprint.messaging_template, moto_client, f"c2c-{ctx.env}")
+    display.step(f"messaging stack C2C-{ctx.env}-Messaging from its synthesized template (config "
+                 f"{opts.config_env}, worker mode {blueprint.worker_mode})")
+    display.note(messaging.describe())
+
+    ctx.stations = _list_stations(ctx)
+    result.stations = len(ctx.stations)
+    _seed_cursors(ctx)
+    ctx.worker_env = _worker_environment(ctx, blueprint.worker_environment)
+    result.identities = _identities(ctx)
+
+    topic = subscription_topic(_topic_template(), ctx.env)
+    ctx.subscriber = Subscriber(ctx.mqtt_url, topic, f"c2c-demo-subscriber-{ctx.env}", username=opts.mqtt_username,
+                                password=opts.mqtt_password, drop_first_of=opts.drop_first_reading_of).start()
+    ctx.teardown.push("subscriber", ctx.subscriber.stop)
+    display.step(f"independent subscriber on {topic}")
+    if opts.drop_first_reading_of:
+        display.warn(f"TEST ONLY: the subscriber will ignore the first reading of {opts.drop_first_reading_of}")
+
+    trigger_log = ctx.workdir / "trigger.log"
+    with LocalTrigger(env=ctx.env, topic_arn=messaging.topic_arn, schedule_command=blueprint.schedule_command,
+                      aws_endpoint=ctx.moto.url, log_path=trigger_log) as trigger:
+        display.phase("trigger → SNS → SQS → worker → MQTT")
+        _start_worker(ctx, result, signal_url=messaging.queue_url, name="worker-sqs")
+        _run_cycles(ctx, result, opts.cycles, "SQS", trigger.fire_schedule, first_number=1)
+        sqs = moto_client("sqs")
+        result.start_queue_left = _queue_depth(sqs, messaging.queue_url)
+        result.dlq_depth = _queue_depth(sqs, messaging.dlq_url)
+        _stop_worker(ctx)
+
+        if opts.redis_cycles:
+            display.phase("trigger → Redis pub/sub → worker → MQTT")
+            trigger.configure(_redis_publish_target(ctx, moto_client))
+            subscribers_before = _channel_subscribers(ctx)
+            _start_worker(ctx, result, signal_url="redis", name="worker-redis")
+            _wait(lambda: _channel_subscribers(ctx) > subscribers_before, 30, ctx,
+                  "the worker's subscription to the Redis signal channel")
+            _run_cycles(ctx, result, opts.redis_cycles, "Redis", trigger.fire_schedule,
+                        first_number=len(result.cycles) + 1)
+            _stop_worker(ctx)
+
+    _reconcile(ctx, result)
+
+
+# -- services ----------------------------------------------------------------------------------
+
+def _start_services(ctx: _Context) -> None:
+    opts, display, teardown = ctx.options, ctx.display, ctx.teardown
+    if opts.redis_url:
+        parts = urlsplit(opts.redis_url)
+        ctx.redis_password = parts.password
+        netloc = f"{parts.hostname}:{parts.port or 6379}"
+        ctx.redis_url = f"{parts.scheme}://{netloc}{parts.path or '/0'}"
+        display.step(f"Redis: external {ctx.redis_url} (REDIS_URL)")
+    else:
+        (ctx.workdir / "redis").mkdir(exist_ok=True)
+        server = RedisServer(ctx.workdir / "redis", die_with_parent=True).start()
+        teardown.push("redis-server", server.stop)
+        ctx.redis_url = server.url
+        display.step(f"redis-server on 127.0.0.1:{server.port}")
+    if opts.mqtt_url:
+        ctx.mqtt_url = opts.mqtt_url
+        display.step(f"MQTT broker: external {opts.mqtt_url} (MQTT_URL)")
+    else:
+        ctx.broker = MosquittoBroker(ctx.workdir / "mosquitto", die_with_parent=True).start()
+        teardown.push("mosquitto", ctx.broker.stop)
+        ctx.mqtt_url = ctx.broker.url
+        display.step(f"mosquitto on 127.0.0.1:{ctx.broker.port}")
+    ctx.moto = MotoProcess(ctx.workdir / "moto", die_with_parent=True).start()
+    teardown.push("moto server", ctx.moto.stop)
+    display.step(f"moto server (SNS, SQS, KMS) on {ctx.moto.url}")
+    start = (datetime.now(timezone.utc) - BASELINE_AGE).replace(second=0, microsecond=0)
+    ctx.baseline = start
+    ctx.simulator = SimulatorService(
+        ctx.workdir / "simulator", stations=opts.stations, api_key=SIMULATOR_API_KEY,
+        clock=f"{start.strftime('%Y-%m-%dT%H:%M:%SZ')}@{opts.speed:g}", latency_ms=opts.latency_ms,
+        error_rate=opts.error_rate, timeout_rate=opts.timeout_rate, throttle_rate=opts.throttle_rate,
+        timeout_s=SIMULATED_TIMEOUT_S, die_with_parent=True).start()
+    teardown.push("vendor simulator", ctx.simulator.stop)
+    display.step(f"vendor simulator on {ctx.simulator.url}: {opts.stations} stations, latency {opts.latency_ms:g} ms, "
+                 f"faults error {opts.error_rate:g} / timeout {opts.timeout_rate:g} / throttle {opts.throttle_rate:g}, "
+                 f"clock ×{opts.speed:g}")
+
+
+def _connect_state(ctx: _Context) -> None:
+    ctx.state = redis.Redis.from_url(ctx.redis_url, password=ctx.redis_password, decode_responses=True,
+                                     socket_timeout=5, socket_connect_timeout=5)
+    ctx.keys = StateKeys(f"c2c:{ctx.env}")
+    keys = ctx.keys
+    ctx.teardown.push("demo keys in Redis", lambda: ctx.state.delete(
+        keys.cursors, keys.history, keys.heartbeat, keys.lease, keys.fencing_counter))
+    ctx.state.ping()
+
+
+def _moto_clients(ctx: _Context) -> Callable[[str], object]:
+    cache: dict[str, object] = {}
+
+    def client(service: str):
+        if service not in cache:
+            cache[service] = boto3.client(service, endpoint_url=ctx.moto.url, region_name=topology.REGION,
+                                          aws_access_key_id="demo", aws_secret_access_key="demo")
+        return cache[service]
+
+    return client
+
+
+def _list_stations(ctx: _Context) -> list[str]:
+    """The station list through the worker's own vendor adapter (what the worker will sync)."""
+    from functions.sync_worker.source.http_json import load_source
+
+    source = load_source("simulator", ctx.simulator.url, lambda name: SIMULATOR_API_KEY, pool_size=2)
+    try:
+        for attempt in range(5):  # the simulator's injected faults also hit this listing
+            try:
+                return [s.station_id for s in source.list_stations()]
+            except Exception:  # noqa: BLE001
+                if attempt == 4:
+                    raise
+                time.sleep(0.5)
+    finally:
+        source.close()
+    raise AssertionError("unreachable")
+
+
+def _seed_cursors(ctx: _Context) -> None:
+    from functions.sync_worker.store import format_cursor
+
+    value = format_cursor(ctx.baseline)
+    ctx.state.hset(ctx.keys.cursors, mapping={s: value for s in ctx.stations})
+    ctx.display.step(f"{len(ctx.stations)} station cursors set to the simulator's start {value}")
+
+
+def _topic_template() -> str:
+    from functions.sync_worker.settings import WorkerSettings
+
+    return WorkerSettings.model_fields["mqtt_topic"].default
+
+
+def _worker_environment(ctx: _Context, deployed: dict[str, str]) -> dict[str, str]:
+    """The sync-service stack's variables, with this machine's endpoints in place of AWS ones."""
+    opts = ctx.options
+    env = dict(deployed)
+    env.pop("C2C_MQTT_USERNAME", None)  # the deployed identity's username means nothing to a local broker
+    env.update({
+        "C2C_ENV": ctx.env,
+        "C2C_MQTT_URL": ctx.mqtt_url,
+        "C2C_MQTT_CLIENT_ID": f"c2c-sync-{ctx.env}",
+        "C2C_SOURCE_URL": ctx.simulator.url,
+        "C2C_SOURCE_API_KEY": SIMULATOR_API_KEY,
+        "C2C_REDIS_URL": ctx.redis_url,
+        "C2C_STATUS_FILE": str(ctx.workdir / "worker-status.json"),
+        "AWS_REGION": topology.REGION, "AWS_DEFAULT_REGION": topology.REGION,
+        "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo", "AWS_ENDPOINT_URL": ctx.moto.url,
+    })
+    if ctx.redis_password:
+        env["C2C_REDIS_PASSWORD"] = ctx.redis_password
+    if opts.mqtt_username:
+        env["C2C_MQTT_USERNAME"] = opts.mqtt_username
+    if opts.mqtt_password:
+        env["C2C_MQTT_PASSWORD"] = opts.mqtt_password
+    host = urlsplit(ctx.mqtt_url).hostname or ""
+    if urlsplit(ctx.mqtt_url).scheme == "mqtt" and host not in ("127.0.0.1", "localhost", "::1"):
+        env["C2C_MQTT_INSECURE"] = "true"  # plaintext to a non-local broker: the operator asked for it
+    return env
+
+
+def _identities(ctx: _Context) -> int:
+    """Distinct MQTT identities the worker's platform profile uses for these stations."""
+    from functions.sync_worker.app import build_profile
+    from functions.sync_worker.settings import WorkerSettings
+
+    env = ctx.worker_env
+    settings = WorkerSettings(env=ctx.env, mqtt_url=ctx.mqtt_url, mqtt_client_id=env["C2C_MQTT_CLIENT_ID"],
+                              platform_profile=env.get("C2C_PLATFORM_PROFILE", "generic"),
+                              mqtt_insecure=env.get("C2C_MQTT_INSECURE") == "true")
+    profile = build_profile(settings)
+    return len({profile.identity_for(s) for s in ctx.stations})
+
+
+def _redis_publish_target(ctx: _Context, moto_client: Callable[[str], object]) -> RedisPublishTarget:
+    """The trigger's Redis settings; a password goes through Secrets Manager (in moto), as deployed."""
+    parts = urlsplit(ctx.redis_url)
+    secret_arn = None
+    if ctx.redis_password:
+        secret_arn = moto_client("secretsmanager").create_secret(
+            Name=f"c2c-sync/{ctx.env}/redis-auth", SecretString=ctx.redis_password)["ARN"]
+    return RedisPublishTarget(host=parts.hostname or "127.0.0.1", port=parts.port or 6379,
+                              tls=parts.scheme == "rediss", auth_secret_arn=secret_arn)
+
+
+def _channel_subscribers(ctx: _Context) -> int:
+    return int(dict(ctx.state.pubsub_numsub(REDIS_SIGNAL_CHANNEL)).get(REDIS_SIGNAL_CHANNEL, 0))
+
+
+def _queue_depth(sqs, url: str) -> int:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+# -- the worker --------------------------------------------------------------------------------
+
+def _start_worker(ctx: _Context, result: DemoResult, *, signal_url: str, name: str) -> None:
+    env = dict(ctx.worker_env, C2C_SIGNAL_URL=signal_url)
+    ctx.worker = WorkerProcess(env, ctx.workdir / f"{name}.log").start()
+    worker = ctx.worker
+    ctx.teardown.push(name, worker.stop)
+    result.worker_starts += 1
+
+    def connected() -> bool:
+        raw = ctx.state.get(ctx.keys.heartbeat)
+        return bool(raw) and Heartbeat.model_validate_json(raw).mqtt_connected
+
+    _wait(connected, 60, ctx, "the worker's first heartbeat with MQTT connected")
+    transport = "SQS long-poll" if signal_url != "redis" else "Redis pub/sub"
+    ctx.display.step(f"worker process pid {worker.proc.pid}: `python -m functions.sync_worker run`, "
+                     f"signals from {transport}, MQTT client id {env['C2C_MQTT_CLIENT_ID']}")
+
+
+def _stop_worker(ctx: _Context) -> None:
+    worker = ctx.worker
+    if worker is None:
+        return
+    code = worker.stop()
+    ctx.worker = None
+    if code not in (0, None):
+        raise DemoFailed(f"the worker exited with code {code} on SIGTERM; log {worker.log_path}:\n{worker.log_tail()}")
+    ctx.display.step("worker stopped (SIGTERM: PUBACKs drained, DISCONNECT sent, lease released)")
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, ctx: _Context, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        _check_worker(ctx)
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def _check_worker(ctx: _Context) -> None:
+    worker = ctx.worker
+    if worker is not None and worker.exit_code is not None:
+        raise DemoFailed(f"the worker exited with code {worker.exit_code}; log {worker.log_path}:\n"
+                         f"{worker.log_tail()}")
+
+
+# -- cycles --------------------------------------------------------------------------------------
+
+def _run_cycles(ctx: _Context, result: DemoResult, count: int, via: str, fire: Callable[[], str], *,
+                first_number: int) -> None:
+    """Fire a scheduled invocation every `interval_s` (or as soon as the previous cycle ended, if later)."""
+    phase_start = time.monotonic()
+    for i in range(count):
+        due = phase_start + i * ctx.options.interval_s
+        while time.monotonic() < due:
+            _check_worker(ctx)
+            time.sleep(min(0.1, max(0.0, due - time.monotonic())))
+        result.cycles.append(_run_cycle(ctx, first_number + i, via, fire))
+
+
+def _run_cycle(ctx: _Context, number: int, via: str, fire: Callable[[], str]) -> CycleOutcome:
+    sub, display = ctx.subscriber, ctx.display
+    cursors_before = ctx.state.hgetall(ctx.keys.cursors)
+    received_before = sub.total()
+    display.cycle_started(number, via, len(ctx.stations))
+    signal_id = fire()
+    deadline = time.monotonic() + ctx.options.cycle_timeout_s
+    record: CycleRecord | None = None
+    while record is None:
+        record = _finished_record(ctx, signal_id)
+        if record is not None:
+            break
+        _check_worker(ctx)
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"cycle {number} (signal {signal_id}) did not finish within "
+                             f"{ctx.options.cycle_timeout_s:g} s; worker log {ctx.worker.log_path}")
+        cursors = ctx.state.hgetall(ctx.keys.cursors)
+        moved = sum(1 for s, v in cursors.items() if v != cursors_before.get(s))
+        display.cycle_progress(number, moved, sub.total() - received_before)
+        time.sleep(0.2)
+    # PUBACKs came before the record; deliveries to the subscriber may trail them by a moment.
+    settle = time.monotonic() + 2.0
+    while sub.total() - received_before < record.readings_published and time.monotonic() < settle:
+        time.sleep(0.05)
+    received = sub.total() - received_before
+    display.cycle_finished(number, record, received)
+    return CycleOutcome(number, via, signal_id, record, received)
+
+
+def _finished_record(ctx: _Context, signal_id: str) -> CycleRecord | None:
+    for raw in ctx.state.lrange(ctx.keys.history, 0, 9):
+        record = CycleRecord.model_validate_json(raw)
+        if record.signal_id == signal_id:
+            return record
+    return None
+
+
+# -- verdict ---------------------------------------------------------------------------------------
+
+def _reconcile(ctx: _Context, result: DemoResult) -> None:
+    from functions.sync_worker.store import parse_cursor
+
+    final = {s: parse_cursor(v) for s, v in ctx.state.hgetall(ctx.keys.cursors).items()}
+    sub = ctx.subscriber
+    deadline = time.monotonic() + 5.0
+    while True:
+        rec = reconcile(ctx.baseline, final, sub.received_ids(), READING_INTERVAL_S)
+        if rec.ok or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    result.reconciliation = rec
+    result.received_total = sub.total()
+    result.duplicates = sub.duplicates()
+    result.dropped_by_test_hook = sorted(sub.dropped)
+    if ctx.broker is not None:
+        result.broker_connections = ctx.broker.connections_from(result.client_id)
+    for name in ("worker-sqs", "worker-redis"):
+        log = ctx.workdir / f"{name}.log"
+        if log.exists():
+            result.worker_reported_connections += WorkerProcess({}, log).reported_connections()
