@@ -214,3 +214,7 @@ def connect_with_spec(spec, timeout: float = 5.0):
     if outcome != "connected":
         client.loop_stop()
     return outcome, client
+
+
+# The worker tests' in-process worker fixture, reused for the profiles' end-to-end tests.
+from tests.worker.conftest import worker_factory  # noqa: E402,F401 - fixture
