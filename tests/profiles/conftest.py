@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import base64
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from functions.sync_worker.uplink.profile import OutboundMessage
-from tests.support.tls import TestCA
+from tests.support.services import MosquittoBroker, free_port, wait_for_port
+from tests.support.tls import TestCA, tls_listener
+from tests.worker.conftest import worker_factory  # noqa: F401 - fixture reused by the end-to-end tests
 
 DEVICE_KEY = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 
@@ -27,17 +35,6 @@ def message(station_id: str = "st-1", payload: bytes = b'{"soc": 81.5}', **kw) -
 
 
 # -- brokers ---------------------------------------------------------------------------------------
-
-import subprocess  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import paho.mqtt.client as mqtt  # noqa: E402
-
-from tests.support.services import MosquittoBroker, free_port  # noqa: E402
-from tests.support.tls import tls_listener  # noqa: E402
 
 
 @dataclass
@@ -61,7 +58,6 @@ def tls_mosquitto(tmp_path, pki):
     config = (tls_listener(tls_port, pki["ca"], pki["server"], require_certificate=False)
               + tls_listener(mtls_port, pki["ca"], pki["server"], require_certificate=True))
     broker = MosquittoBroker(tmp_path / "mosquitto-tls", extra_config=config).start()
-    from tests.support.services import wait_for_port
     wait_for_port(tls_port)
     wait_for_port(mtls_port)
     yield TlsBroker(broker, tls_port, mtls_port)
@@ -108,7 +104,6 @@ def auth_mosquitto_factory(tmp_path, pki):
                   f"password_file {passwords}\nacl_file {acl}\n"
                   + tls_listener(auth.tls_port, pki["ca"], pki["server"], require_certificate=False))
         auth.broker = MosquittoBroker(workdir, extra_config=config).start()
-        from tests.support.services import wait_for_port
         wait_for_port(auth.tls_port)
         brokers.append(auth.broker)
         return auth
@@ -214,7 +209,3 @@ def connect_with_spec(spec, timeout: float = 5.0):
     if outcome != "connected":
         client.loop_stop()
     return outcome, client
-
-
-# The worker tests' in-process worker fixture, reused for the profiles' end-to-end tests.
-from tests.worker.conftest import worker_factory  # noqa: E402,F401 - fixture

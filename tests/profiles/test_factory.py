@@ -127,3 +127,36 @@ def test_generic_bad_url_and_unknown_profile(monkeypatch):
         build_profile()
     with pytest.raises(ProfileConfigError, match="C2C_PLATFORM_PROFILE"):
         build_profile(platform="iot_thing")
+
+
+def test_azure_gateway_from_the_stacks_standard_variables(monkeypatch):
+    # What the sync-service stack sets today: endpoint + client id from the config, the key as C2C_AZURE_SAS_KEY.
+    monkeypatch.setenv("C2C_PLATFORM_PROFILE", "azure_iot_hub")
+    monkeypatch.setenv("C2C_MQTT_URL", "mqtts://hub9.azure-devices.net:8883")
+    monkeypatch.setenv("C2C_MQTT_CLIENT_ID", "gw-9")
+    monkeypatch.setenv("C2C_AZURE_SAS_KEY", DEVICE_KEY)
+    profile = build_profile()
+    spec = profile.connection_spec(profile.identity_for("s"))
+    assert (spec.host, spec.port, spec.client_id) == ("hub9.azure-devices.net", 8883, "gw-9")
+    assert spec.username == "hub9.azure-devices.net/gw-9/?api-version=2021-04-12" and "skn=" not in spec.password
+
+
+def test_azure_sas_key_is_the_policy_key_when_a_policy_is_named(monkeypatch):
+    monkeypatch.setenv("C2C_PLATFORM_PROFILE", "azure_iot_hub")
+    monkeypatch.setenv("C2C_MQTT_URL", "mqtts://hub9.azure-devices.net")
+    monkeypatch.setenv("C2C_AZURE_IDENTITY_MODE", "per-device")
+    monkeypatch.setenv("C2C_AZURE_POLICY_NAME", "device")
+    monkeypatch.setenv("C2C_AZURE_SAS_KEY", DEVICE_KEY)
+    profile = build_profile()
+    assert profile.connection_spec(profile.identity_for("st-1")).password.endswith("&skn=device")
+
+
+def test_aws_endpoint_and_thing_from_the_stacks_standard_variables(monkeypatch, pki):
+    client = pki["ca"].client_certificate("thing-c")
+    monkeypatch.setenv("C2C_PLATFORM_PROFILE", "aws_iot_core")
+    monkeypatch.setenv("C2C_MQTT_URL", "mqtts://abc-ats.iot.eu-west-1.amazonaws.com:443")
+    monkeypatch.setenv("C2C_MQTT_CLIENT_ID", "thing-c")
+    monkeypatch.setenv("C2C_AWS_IOT_CERT_PEM", client.cert_pem)
+    monkeypatch.setenv("C2C_AWS_IOT_KEY_PEM", client.key_pem)
+    spec = build_profile().connection_spec("thing-c")
+    assert (spec.host, spec.port, spec.client_id) == ("abc-ats.iot.eu-west-1.amazonaws.com", 443, "thing-c")

@@ -49,17 +49,17 @@ def azure_profile(s: AzureIotHubSettings) -> AzureIotHubProfile:
                                      policy_key=_secret(s.policy_key)),
         tls_material=TlsMaterial(ca_file=s.ca_file, ca_pem=s.ca_pem),
         api_version=s.api_version, token_ttl_s=s.token_ttl_s, renew_margin_s=s.token_renew_margin_s,
-        port=s.port, keepalive_s=s.keepalive_s, connect_host=s.connect_host,
+        port=s.port or 8883, keepalive_s=s.keepalive_s, connect_host=s.connect_host,
     )
 
 
 def aws_profile(s: AwsIotCoreSettings, env: str) -> AwsIotCoreProfile:
     return AwsIotCoreProfile(
-        endpoint=s.endpoint,
+        endpoint=s.endpoint or "",
         identities=IdentityMapping(s.identity_mode, s.thing_name, s.thing_name_template, AWS_THING_NAME),
         tls_material=TlsMaterial(ca_file=s.ca_file, ca_pem=s.ca_pem, cert_file=s.cert_file,
                                  cert_pem=_secret(s.cert_pem), key_file=s.key_file, key_pem=_secret(s.key_pem)),
-        topic_template=s.topic, env=env, port=s.port, protocol=PROTOCOLS[s.protocol], keepalive_s=s.keepalive_s,
+        topic_template=s.topic, env=env, port=s.port or 8883, protocol=PROTOCOLS[s.protocol], keepalive_s=s.keepalive_s,
         connect_host=s.connect_host,
     )
 

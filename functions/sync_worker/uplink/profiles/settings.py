@@ -9,6 +9,7 @@ the uplink's base settings). PEM/key values are secrets: in ECS they come from S
 from __future__ import annotations
 
 import json
+import os
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -22,6 +23,17 @@ PROTOCOLS = {"3.1.1": 4, "5": 5}
 
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
+
+
+def mqtt_fallback() -> tuple[str | None, int | None, str | None]:
+    """(host, port, client id) from the shared C2C_MQTT_URL / C2C_MQTT_CLIENT_ID, which the
+    sync-service stack always sets from the environment config's `platform.endpoint`/`client_id`:
+    a profile's own host/identity variables default to them."""
+    url = os.environ.get("C2C_MQTT_URL")
+    parts = urlsplit(url) if url else None
+    host = parts.hostname if parts and parts.scheme == "mqtts" else None
+    port = parts.port if host and parts else None
+    return host, port, os.environ.get("C2C_MQTT_CLIENT_ID") or None
 
 
 class ProfileSelection(BaseSettings):
@@ -58,12 +70,14 @@ class AzureIotHubSettings(BaseSettings):
     device_keys: SecretStr | None = None
     policy_name: str | None = None  # shared access policy with DeviceConnect, e.g. "device"
     policy_key: SecretStr | None = None
+    #: The key alone (secret): the policy's key when C2C_AZURE_POLICY_NAME is set, else the device key.
+    sas_key: SecretStr | None = None
     identity_mode: IdentityMode = IdentityMode.GATEWAY
     device_id_template: str = "{station_id}"
     api_version: str = "2021-04-12"
     token_ttl_s: int = Field(3600, ge=1)
     token_renew_margin_s: float = Field(300.0, ge=0)
-    port: int = 8883
+    port: int | None = None  # default: C2C_MQTT_URL's port, else 8883
     connect_host: str | None = None
     keepalive_s: int = Field(60, ge=5, le=1177)  # IoT Hub's maximum keep-alive is 1177 s
     ca_file: str | None = None
@@ -80,13 +94,24 @@ class AzureIotHubSettings(BaseSettings):
             else:
                 self.device_id = self.device_id or parts.get("DeviceId")
                 self.device_key = self.device_key or SecretStr(parts["SharedAccessKey"])
+        if self.sas_key is not None:
+            if self.policy_name:
+                self.policy_key = self.policy_key or self.sas_key
+            else:
+                self.device_key = self.device_key or self.sas_key
+        host, port, client_id = mqtt_fallback()
+        self.hostname = self.hostname or host
+        self.port = self.port or port or 8883
+        if self.identity_mode is IdentityMode.GATEWAY:
+            self.device_id = self.device_id or client_id
         if not self.hostname:
-            raise ValueError("C2C_AZURE_HOSTNAME (or C2C_AZURE_CONNECTION_STRING) is required")
+            raise ValueError("C2C_AZURE_HOSTNAME (or C2C_AZURE_CONNECTION_STRING, or an mqtts:// C2C_MQTT_URL) "
+                             "is required")
         if self.identity_mode is IdentityMode.GATEWAY and not self.device_id:
-            raise ValueError("gateway mode needs C2C_AZURE_DEVICE_ID (or a device connection string)")
+            raise ValueError("gateway mode needs C2C_AZURE_DEVICE_ID (or C2C_MQTT_CLIENT_ID, or a device connection string)")
         if not (self.device_key or self.device_keys or self.policy_key):
-            raise ValueError("no credentials: set C2C_AZURE_DEVICE_KEY, C2C_AZURE_DEVICE_KEYS or "
-                             "C2C_AZURE_POLICY_NAME + C2C_AZURE_POLICY_KEY")
+            raise ValueError("no credentials: set C2C_AZURE_CONNECTION_STRING, C2C_AZURE_SAS_KEY, "
+                             "C2C_AZURE_DEVICE_KEY, C2C_AZURE_DEVICE_KEYS or C2C_AZURE_POLICY_NAME + C2C_AZURE_POLICY_KEY")
         self.device_key_map()  # malformed JSON fails here, at startup
         return self
 
@@ -108,7 +133,7 @@ class AzureIotHubSettings(BaseSettings):
 class AwsIotCoreSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="C2C_AWS_IOT_", extra="ignore")
 
-    endpoint: str  # {prefix}-ats.iot.{region}.amazonaws.com
+    endpoint: str | None = None  # {prefix}-ats.iot.{region}.amazonaws.com; default: C2C_MQTT_URL's host
     thing_name: str | None = None  # gateway mode: the client id
     identity_mode: IdentityMode = IdentityMode.GATEWAY
     thing_name_template: str = "{station_id}"
@@ -119,15 +144,22 @@ class AwsIotCoreSettings(BaseSettings):
     ca_pem: str | None = None  # default: the system trust store (holds Amazon Root CA 1)
     ca_file: str | None = None
     topic: str = "c2c/{env}/stations/{station_id}/telemetry"
-    port: int = 8883
+    port: int | None = None  # default: C2C_MQTT_URL's port, else 8883
     protocol: Literal["3.1.1", "5"] = "3.1.1"
     keepalive_s: int = Field(60, ge=30, le=1200)
     connect_host: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "AwsIotCoreSettings":
+        host, port, client_id = mqtt_fallback()
+        self.endpoint = self.endpoint or host
+        self.port = self.port or port or 8883
+        if self.identity_mode is IdentityMode.GATEWAY:
+            self.thing_name = self.thing_name or client_id
+        if not self.endpoint:
+            raise ValueError("C2C_AWS_IOT_ENDPOINT (or an mqtts:// C2C_MQTT_URL) is required")
         if self.identity_mode is IdentityMode.GATEWAY and not self.thing_name:
-            raise ValueError("gateway mode needs C2C_AWS_IOT_THING_NAME")
+            raise ValueError("gateway mode needs C2C_AWS_IOT_THING_NAME (or C2C_MQTT_CLIENT_ID)")
         if not (self.cert_pem or self.cert_file) or not (self.key_pem or self.key_file):
             raise ValueError("mTLS needs C2C_AWS_IOT_CERT_PEM (or _CERT_FILE) and C2C_AWS_IOT_KEY_PEM (or _KEY_FILE)")
         return self
