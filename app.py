@@ -8,17 +8,20 @@ Context keys read here (and only here): `env` (default dev) and `config_dir` (de
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 # The pinned Node 20 is past end-of-life for jsii; its banner adds nothing to a synth.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-import aws_cdk as cdk  # noqa: E402
-from cdk_nag import AwsSolutionsChecks  # noqa: E402
-
 from config import CONFIG_DIR, ConfigError, load_environment  # noqa: E402
-from stacks.deployment import EnvironmentStacks, add_environment  # noqa: E402
+
+if TYPE_CHECKING:
+    import aws_cdk as cdk
+
+    from stacks.deployment import EnvironmentStacks
 
 DEFAULT_ENV = "dev"
 
@@ -26,6 +29,9 @@ DEFAULT_ENV = "dev"
 def add_checks(app: cdk.App) -> None:
     """cdk-nag AwsSolutions over the whole app. Acknowledgements are also written into the
     templates' Metadata (cdk_nag.rules_to_suppress), so every reason is reviewable in cdk.out."""
+    import aws_cdk as cdk
+    from cdk_nag import AwsSolutionsChecks
+
     cdk.Validations.of(app).add_plugins(
         AwsSolutionsChecks(app, verbose=True, write_suppressions_to_cloud_formation=True)
     )
@@ -42,6 +48,10 @@ def build_app(
 
     Under the CLI, `env`/`config_dir` come from `-c` context; tests pass them as arguments.
     """
+    import aws_cdk as cdk  # imported here so a bad config is reported before jsii starts
+
+    from stacks.deployment import add_environment
+
     kwargs: dict[str, object] = {"analytics_reporting": False}
     if outdir is not None:
         kwargs["outdir"] = outdir
@@ -56,8 +66,26 @@ def build_app(
     return app, stacks
 
 
-def main() -> int:
+def _cli_context() -> dict[str, object]:
+    """The context the CDK CLI hands the app (CDK_CONTEXT_JSON, or its overflow file), read
+    without aws_cdk so a bad config fails in a fraction of a second instead of after jsii starts."""
+    context: dict[str, object] = {}
     try:
+        context.update(json.loads(os.environ.get("CDK_CONTEXT_JSON") or "{}"))
+        overflow = os.environ.get("CONTEXT_OVERFLOW_LOCATION_ENV")
+        if overflow:
+            with open(overflow, encoding="utf-8") as handle:
+                context.update(json.load(handle))
+    except (OSError, ValueError):
+        return {}
+    return context
+
+
+def main() -> int:
+    context = _cli_context()
+    try:
+        # Validate first (cheap), then build: the App reads the same context itself.
+        load_environment(str(context.get("env") or DEFAULT_ENV), str(context.get("config_dir") or CONFIG_DIR))
         app, _ = build_app()
     except ConfigError as exc:
         print(f"c2c-sync: cannot synthesize: {exc}", file=sys.stderr)

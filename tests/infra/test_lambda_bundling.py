@@ -1,0 +1,78 @@
+"""The Docker-free Lambda bundler: which requirements it installs and what it copies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stacks.lambda_bundling import LocalPythonBundling, non_layer_requirements, requirement_name
+from stacks.naming import FUNCTIONS_DIR
+
+pytestmark = pytest.mark.infra
+
+
+def test_only_requirements_missing_from_the_powertools_layer_are_bundled():
+    assert non_layer_requirements(FUNCTIONS_DIR / "trigger" / "requirements.txt") == ["redis==8.1.0"]
+
+
+@pytest.mark.parametrize(("line", "name"), [
+    ("aws-lambda-powertools[tracer,parser]==3.37.0", "aws-lambda-powertools"),
+    ("Pydantic_Core>=2  # comment", "pydantic-core"),
+    ("# only a comment", None),
+    ("-r other.txt", None),
+    ("", None),
+])
+def test_requirement_names_are_normalised(line, name):
+    assert requirement_name(line) == name
+
+
+def test_bundle_copies_the_listed_parts_under_the_package_without_caches(tmp_path):
+    source = tmp_path / "src"
+    (source / "common" / "__pycache__").mkdir(parents=True)
+    (source / "common" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"")
+    (source / "common" / "signal.py").write_text("SIGNAL = 1\n")
+    (source / "trigger").mkdir()
+    (source / "trigger" / "handler.py").write_text("def handler(e, c): ...\n")
+    (source / "sync_worker").mkdir()
+    (source / "sync_worker" / "worker.py").write_text("")
+    (source / "__init__.py").write_text("")
+    bundler = LocalPythonBundling(
+        source_root=source, package_name="functions", packages=("__init__.py", "common", "trigger"),
+        requirements=(), python_version="3.12", pip_platform="manylinux2014_aarch64", cache_dir=tmp_path / "cache",
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    assert bundler.try_bundle(str(out)) is True  # True: the CDK must not fall back to Docker
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == ["functions/__init__.py", "functions/common/signal.py", "functions/trigger/handler.py"]
+
+
+def test_pip_failure_raises_instead_of_falling_back_to_docker(tmp_path):
+    bundler = LocalPythonBundling(
+        source_root=FUNCTIONS_DIR, package_name="functions", packages=("__init__.py",),
+        requirements=("--no-index", "surely-not-a-package==0.0.1"), python_version="3.12",
+        pip_platform="manylinux2014_aarch64", cache_dir=tmp_path / "cache",
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RuntimeError, match="pip could not install"):
+        bundler.try_bundle(str(out))
+    assert not [p for p in (tmp_path / "cache").iterdir()]  # no half-filled cache entry
+
+
+def test_cached_dependencies_are_reused(tmp_path):
+    bundler = LocalPythonBundling(
+        source_root=FUNCTIONS_DIR, package_name="functions", packages=("__init__.py",),
+        requirements=("redis==8.1.0",), python_version="3.12",
+        pip_platform="manylinux2014_aarch64", cache_dir=tmp_path / "cache",
+    )
+    # Pre-fill the cache entry: a cache hit must not run pip (no network needed).
+    entry = tmp_path / "cache" / bundler._cache_key()
+    (entry / "redis").mkdir(parents=True)
+    (entry / "redis" / "__init__.py").write_text("# cached\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    bundler.try_bundle(str(out))
+    assert (out / "redis" / "__init__.py").read_text() == "# cached\n"
+    assert Path(out / "functions" / "__init__.py").is_file()
