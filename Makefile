@@ -47,5 +47,11 @@ deploy: install
 diff: install
 	$(CDK) diff --all -c env=$(ENV) --output cdk.out/$(ENV)
 
+## demo: the whole system on this machine (redis, mosquitto, moto, vendor simulator, worker, trigger), about a
+## minute; exits non-zero if a reading is lost. DEMO_ARGS="--stations 50 --cycles 3 ..." ; MQTT_URL / REDIS_URL
+## point it at external services (see `$(PY) -m c2c_sync demo --help`).
+demo: install services
+	$(PY) -m c2c_sync demo $(DEMO_ARGS)
+
 clean:
 	rm -rf cdk.out build .pytest_cache

@@ -4,7 +4,7 @@
     c2c-sync status --env NAME [--json] [--redis-url URL]
     c2c-sync validate-config --env NAME
     c2c-sync synth --env NAME
-    c2c-sync demo [--stations 500 --cycles 4 --interval 5 ...]   (the whole system, locally)
+    c2c-sync demo [--stations N --cycles N --interval S ...]   (the whole system, locally)
 
 Every command that talks to AWS takes --region and --endpoint-url (AWS_ENDPOINT_URL), so the
 same code runs against a real account, LocalStack, or moto's server in the tests.

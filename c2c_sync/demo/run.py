@@ -14,11 +14,12 @@ that start before the worker runs (see ledger.py for why this makes "lost" exact
 
 from __future__ import annotations
 
-import os
+import json
 import secrets
 import shutil
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -56,11 +57,11 @@ SIMULATED_TIMEOUT_S = 11.0
 class DemoOptions:
     stations: int = 500
     #: cycles through trigger → SNS → SQS → worker
-    cycles: int = 4
+    cycles: int = 8
     #: cycles through trigger → Redis pub/sub → worker (after restarting the worker on that transport)
-    redis_cycles: int = 1
+    redis_cycles: int = 2
     #: seconds between scheduled invocations (the EventBridge rate, compressed)
-    interval_s: float = 5.0
+    interval_s: float = 4.0
     latency_ms: float = 20.0
     error_rate: float = 0.02
     timeout_rate: float = 0.0
@@ -496,6 +497,10 @@ def _reconcile(ctx: _Context, result: DemoResult) -> None:
     result.received_total = sub.total()
     result.duplicates = sub.duplicates()
     result.dropped_by_test_hook = sorted(sub.dropped)
+    stats = json.loads(urllib.request.urlopen(f"{ctx.simulator.url}/_stats", timeout=5).read())
+    result.vendor_requests = int(stats["requests_total"])
+    result.vendor_connections = int(stats["connections_total"])
+    result.vendor_faults = {str(k): int(v) for k, v in stats["faults"].items()}
     if ctx.broker is not None:
         result.broker_connections = ctx.broker.connections_from(result.client_id)
     for name in ("worker-sqs", "worker-redis"):

@@ -40,6 +40,9 @@ class DemoResult:
     duplicates: int = 0
     reconciliation: Reconciliation | None = None
     dropped_by_test_hook: list[str] = field(default_factory=list)
+    vendor_requests: int = 0
+    vendor_connections: int = 0
+    vendor_faults: dict[str, int] = field(default_factory=dict)
     start_queue_left: int | None = None
     dlq_depth: int | None = None
     wall_time_s: float = 0.0
@@ -96,6 +99,9 @@ def summary_table(result: DemoResult) -> Table:
     table.add_row("MQTT connections from the worker", connections, source)
     table.add_row("connect-per-invocation would open", str(result.per_run_connections),
                   f"{len(result.cycles)} cycles × {result.identities} identit{'y' if result.identities == 1 else 'ies'}")
+    faults = ", ".join(f"{kind} ×{n}" for kind, n in sorted(result.vendor_faults.items())) or "none"
+    table.add_row("vendor API requests", str(result.vendor_requests),
+                  f"simulator's count; faults injected: {faults}; {result.vendor_connections} TCP connections")
     if result.start_queue_left is not None:
         table.add_row("start queue / DLQ after SQS cycles", f"{result.start_queue_left} / {result.dlq_depth}",
                       "signals deleted only after their cycle")
