@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis
 
 from c2c_sync.demo.services import REPO_ROOT
 
@@ -26,8 +27,9 @@ pytestmark = pytest.mark.integration
 class DemoRun:
     """The demo as a child process; remembers every process it started, to check they all stop."""
 
-    def __init__(self, workdir: Path, *args: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("C2C_", "MQTT_", "REDIS_"))}
+    def __init__(self, workdir: Path, *args: str, inherit: tuple[str, ...] = ()) -> None:
+        env = {k: v for k, v in os.environ.items()
+               if k in inherit or not k.startswith(("C2C_", "MQTT_", "REDIS_"))}
         env["COLUMNS"] = "220"  # one summary row per line
         self.proc = subprocess.Popen([sys.executable, "-m", "c2c_sync", "demo", "--workdir", str(workdir), *args],
                                      cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -85,6 +87,11 @@ class DemoRun:
         """The value column of one summary-table row."""
         match = re.search(rf"│ {re.escape(label)}\s+│\s+(\S+(?: / \S+)?) │", self.output)
         assert match, f"no summary row {label!r} in:\n{self.output}"
+        return match.group(1)
+
+    def row_client_id(self) -> str:
+        match = re.search(r"MQTT client id (c2c-sync-demo-[0-9a-f]+)", self.output)
+        assert match, self.output
         return match.group(1)
 
     def kill(self) -> None:
@@ -153,3 +160,32 @@ def test_ctrl_c_stops_every_process_the_demo_started(demo):
     assert code == 3, run.output
     assert "ABORTED: interrupted (Ctrl-C)" in run.output
     assert run.still_running() == []
+
+
+def test_mqtt_url_and_redis_url_point_the_demo_at_external_services(tmp_path, monkeypatch, mosquitto):
+    # An "external" Redis with AUTH (the trigger then reads the password from Secrets Manager, in moto).
+    from c2c_sync.demo.services import RedisServer
+
+    (tmp_path / "external-redis").mkdir()
+    external_redis = RedisServer(tmp_path / "external-redis", password="s3cret").start()
+    run = None
+    try:
+        monkeypatch.setenv("MQTT_URL", mosquitto.url)
+        monkeypatch.setenv("REDIS_URL", external_redis.url)
+        run = DemoRun(tmp_path / "run", "--stations", "5", "--cycles", "1", "--redis-cycles", "1",
+                      "--interval", "1", inherit=("MQTT_URL", "REDIS_URL"))
+        code = run.wait(240)
+
+        assert code == 0, run.output
+        assert f"MQTT broker: external {mosquitto.url} (MQTT_URL)" in run.output
+        assert "Redis: external redis://127.0.0.1" in run.output and "s3cret" not in run.output
+        assert run.row("readings lost") == "0"
+        assert "1 via SQS, 1 via Redis" in run.output
+        # The demo cannot read an external broker's log: it shows the worker's own count, marked.
+        assert run.row("MQTT connections from the worker") == "2*"
+        assert mosquitto.connections_from(run.row_client_id()) == 2  # ... which the broker's log confirms
+        assert redis.Redis.from_url(external_redis.url).keys("c2c:demo-*") == []  # its keys removed
+    finally:
+        if run is not None:
+            run.kill()
+        external_redis.stop()
