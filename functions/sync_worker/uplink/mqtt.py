@@ -7,10 +7,12 @@ Why it is built this way:
   full jitter) and connects again with a *fresh* `ConnectionSpec` from the profile — expiring
   credentials (an Azure SAS token) are recomputed on every connect, and `spec.renew_at` schedules
   a planned reconnect, counted apart from faults.
-- **Pipelined QoS 1 in a bounded window.** A publisher takes a slot of the in-flight window (a
-  semaphore, default 20) and releases it at the PUBACK. Publishers wait for a slot at most until
-  the PUBACK deadline, so the wait queue is bounded by the number of publishing threads and never
-  grows without limit. Each publish belongs to a `PublishBatch` (a station's page) whose `wait()`
+- **Pipelined QoS 1 in a bounded window, behind a bounded queue.** paho keeps at most
+  `max_inflight` (default 20) QoS 1 publishes on the wire and sends the next queued one from its
+  network thread as each PUBACK arrives (no thread hand-off per message: measured, that is what
+  keeps up with raw paho). In front of it, a semaphore of `max_queued` slots bounds how many
+  messages may wait un-acknowledged per connection; a publisher that finds it full waits, at most
+  until the PUBACK deadline. Each publish belongs to a `PublishBatch` (a station's page) whose `wait()`
   has a deadline: a PUBACK that does not come (broker down, session lost) fails the batch with a
   `TransientError` and the station's cursor stays put. Duplicates are possible, loss is not.
 - **TCP_NODELAY** on the socket as soon as paho opens it: small QoS 1 publishes and PUBACKs must
@@ -19,6 +21,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import queue
 import socket
 import ssl
 import threading
@@ -132,26 +135,38 @@ class MqttConnection:
     CONNECT_TIMEOUT_S = 10.0
 
     def __init__(self, profile: PlatformProfile, identity: str, *, max_inflight: int = 20,
-                 puback_timeout_s: float = 15.0, qos: int = 1, retain: bool = False,
+                 max_queued: int = 1000, puback_timeout_s: float = 15.0, qos: int = 1, retain: bool = False,
                  backoff: Backoff | None = None) -> None:
         self.profile = profile
+        self.max_inflight = max_inflight
         self.identity = identity
         self.qos = qos
         self.retain = retain
         self.puback_timeout_s = puback_timeout_s
         self.stats = ConnectionStats()
-        self._window = threading.BoundedSemaphore(max_inflight)
+        #: Slots for messages handed to paho and not yet acknowledged (in flight + queued in paho).
+        # Cheap bounds on the hot path (a C lock and counters, no Condition per message): the
+        # sender may hand paho at most `_max_unacked` messages without PUBACK, and station threads
+        # may queue at most `max_queued` for the sender.
+        self._max_unacked = max(max_queued, max_inflight)
+        self._max_queued = max_queued
+        self._unacked = 0
+        self._count_lock = threading.Lock()
         self._publish_rate = bucket_for(profile.limits.max_publish_per_s)  # e.g. AWS IoT Core: 100/s
         self._backoff = backoff or Backoff(base_s=0.5, cap_s=30.0)
         self._session: _Session | None = None
         self._connected = threading.Event()
         self._closing = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, name=f"mqtt-{identity}", daemon=True)
+        # Station threads block here when it is full (a sleeping thread costs nothing; polling would).
+        self._queue: queue.Queue[tuple[str, OutboundMessage, PublishBatch, float] | None] = queue.Queue(max_queued)
+        self._sender = threading.Thread(target=self._send_loop, name=f"mqtt-send-{identity}", daemon=True)
 
     # -- public API -----------------------------------------------------------------------------
 
     def start(self) -> "MqttConnection":
         self._supervisor.start()
+        self._sender.start()
         return self
 
     @property
@@ -162,23 +177,49 @@ class MqttConnection:
         return self._connected.wait(timeout_s)
 
     def publish(self, topic: str, message: OutboundMessage, batch: PublishBatch) -> None:
-        """Send one QoS `self.qos` publish within the window; its PUBACK resolves it in `batch`.
+        """Queue one QoS `self.qos` publish; its PUBACK (or failure) resolves it in `batch`.
 
-        Raises `TransientError` when no window slot or no connection is available before the
-        PUBACK deadline: the caller's cursor must not move.
+        Raises `TransientError` when the queue stays full until the PUBACK deadline: the caller's
+        cursor must not move. Everything after the queue reports through `batch`.
         """
         deadline = time.monotonic() + self.puback_timeout_s
-        if self._publish_rate is not None and not self._publish_rate.acquire(timeout=self.puback_timeout_s):
+        batch._added()
+        try:
+            self._queue.put((topic, message, batch, deadline), timeout=self.puback_timeout_s)
+        except queue.Full:
+            error = TransientError(f"publish queue of {self.identity} full for {self.puback_timeout_s:.0f}s",
+                                   station_id=message.station_id)
+            batch._failed(error)
+            raise error from None
+
+    def _send_loop(self) -> None:
+        """The one thread that hands messages to paho. Station threads only enqueue: measured, many
+        threads calling paho directly starve its network thread of the GIL and halve the rate."""
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            topic, message, batch, deadline = item
+            try:
+                self._send(topic, message, batch, deadline)
+            except SyncError as exc:
+                batch._failed(exc)
+            except Exception as exc:  # noqa: BLE001 - the sender must survive anything
+                logger.exception("publish failed unexpectedly")
+                batch._failed(TransientError(f"publish failed: {exc}", station_id=message.station_id))
+
+    def _send(self, topic: str, message: OutboundMessage, batch: PublishBatch, deadline: float) -> None:
+        if self._publish_rate is not None and not self._publish_rate.acquire(
+                timeout=max(0.0, deadline - time.monotonic())):
             raise ThrottledError(f"{self.identity}: over {self.profile.limits.max_publish_per_s}/s publish limit")
-        if not self._window.acquire(timeout=self.puback_timeout_s):
-            raise TransientError(f"no in-flight slot on {self.identity} within {self.puback_timeout_s:.0f}s")
+        if not self._take_slot(deadline):
+            raise TransientError(f"{self.identity}: no PUBACK progress before the deadline")
         try:
             session = self._live_session(deadline)
             props = self._properties(message, session.protocol)
         except BaseException:
-            self._window.release()
+            self._free_slot()
             raise
-        batch._added()
         sent_at = time.monotonic()
         try:
             info = session.client.publish(topic, message.payload, qos=self.qos, retain=self.retain, properties=props)
@@ -203,6 +244,9 @@ class MqttConnection:
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop reconnecting, wait for outstanding PUBACKs (bounded), send DISCONNECT."""
+        self._queue_drained(timeout_s / 2)
+        self._queue.put(None)
+        self._sender.join(timeout_s / 2)
         self._closing.set()
         if self._supervisor.is_alive():
             self._supervisor.join(timeout_s)
@@ -216,6 +260,25 @@ class MqttConnection:
                     break
             time.sleep(0.01)
         self._end_session(session, "closing")
+
+    def _take_slot(self, deadline: float) -> bool:
+        while True:
+            with self._count_lock:
+                if self._unacked < self._max_unacked:
+                    self._unacked += 1
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.0005)
+
+    def _free_slot(self) -> None:
+        with self._count_lock:
+            self._unacked -= 1
+
+    def _queue_drained(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self._queue.empty() and time.monotonic() < deadline and self._connected.is_set():
+            time.sleep(0.01)
 
     # -- the one reconnect owner --------------------------------------------------------------
 
@@ -284,8 +347,8 @@ class MqttConnection:
                              clean_session=spec.clean_session if protocol != MQTTProtocolVersion.MQTTv5 else None,
                              reconnect_on_failure=False)
         session = _Session(client, spec.protocol)
-        # Our window is the limit; paho must send at once rather than queue behind its own.
-        client.max_inflight_messages_set(0)
+        # paho enforces the in-flight window itself, from its network thread; our semaphore bounds its queue.
+        client.max_inflight_messages_set(self.max_inflight)
         if spec.username is not None:
             client.username_pw_set(spec.username, spec.password)
         if spec.tls is not None:
@@ -328,7 +391,7 @@ class MqttConnection:
     # -- helpers ------------------------------------------------------------------------------
 
     def _resolve(self, batch: PublishBatch, sent_at: float, error: SyncError | None) -> None:
-        self._window.release()
+        self._free_slot()
         if error is None:
             self.stats.puback_latencies_ms.append((time.monotonic() - sent_at) * 1000)
             batch._acked()
@@ -403,8 +466,8 @@ class MqttUplink:
     """The uplink the cycle runner publishes through: routes each message to its identity's
     connection (one in gateway mode; a pool of per-device connections otherwise)."""
 
-    def __init__(self, profile: PlatformProfile, *, max_inflight: int = 20, puback_timeout_s: float = 15.0,
-                 qos: int = 1, retain: bool = False, reconnect_max_s: float = 30.0,
+    def __init__(self, profile: PlatformProfile, *, max_inflight: int = 20, max_queued: int = 1000,
+                 puback_timeout_s: float = 15.0, qos: int = 1, retain: bool = False, reconnect_max_s: float = 30.0,
                  max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
         self.profile = profile
         self.reconnect_max_s = reconnect_max_s
@@ -412,6 +475,7 @@ class MqttUplink:
         self.retain = retain
         self.puback_timeout_s = puback_timeout_s
         self._max_inflight = max_inflight
+        self._max_queued = max_queued
         self._lock = threading.Lock()
         self._reported = ConnectionStats()
         self._retired = ConnectionStats()  # stats of connections the pool closed, kept in the totals
@@ -431,7 +495,7 @@ class MqttUplink:
         return self._pool.get(identity)
 
     def _open(self, identity: str) -> MqttConnection:
-        return MqttConnection(self.profile, identity, max_inflight=self._max_inflight,
+        return MqttConnection(self.profile, identity, max_inflight=self._max_inflight, max_queued=self._max_queued,
                               puback_timeout_s=self.puback_timeout_s, qos=self.qos, retain=self.retain,
                               backoff=Backoff(base_s=0.5, cap_s=self.reconnect_max_s)).start()
 
