@@ -1,4 +1,7 @@
-"""Wiring: build the worker's parts from `WorkerSettings`. The only module that knows them all."""
+"""Wiring: build the worker's parts from `WorkerSettings`. The only module that knows them all.
+
+`build_profile` (re-exported from `uplink.profiles`) is the one way to the configured platform
+profile, used by `run`, `--dry-run`, `validate-config` and the demo."""
 
 from __future__ import annotations
 
@@ -11,24 +14,10 @@ from functions.sync_worker.settings import WorkerSettings
 from functions.sync_worker.signals import RedisSignals, SignalSource, SqsSignals
 from functions.sync_worker.source.base import SourceAdapter
 from functions.sync_worker.store import Lease, StateStore, connect_redis
-from functions.sync_worker.uplink.generic import GenericProfile
 from functions.sync_worker.uplink.mqtt import MqttUplink
 from functions.sync_worker.uplink.profile import PlatformProfile
+from functions.sync_worker.uplink.profiles import build_profile
 from functions.sync_worker.worker import Worker
-
-
-def build_profile(settings: WorkerSettings) -> PlatformProfile:
-    """`generic` from this worker's settings (so CLI flags apply); the others from issue 5's factory,
-    which reads their C2C_AZURE_* / C2C_AWS_IOT_* variables."""
-    if settings.platform_profile == "generic":
-        return GenericProfile.from_url(
-            settings.mqtt_url, settings.client_id, topic_template=settings.mqtt_topic, env=settings.env,
-            username=settings.mqtt_username,
-            password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
-            ca_file=settings.mqtt_ca_file, insecure=settings.mqtt_insecure, keepalive_s=settings.mqtt_keepalive_s)
-    from functions.sync_worker.uplink.profiles import build_profile as build_platform_profile
-
-    return build_platform_profile(settings.platform_profile, settings.env)
 
 
 def source_secrets(settings: WorkerSettings):
@@ -52,7 +41,8 @@ def build_source(settings: WorkerSettings) -> SourceAdapter:
 
 def build_uplink(settings: WorkerSettings, profile: PlatformProfile | None = None) -> MqttUplink:
     return MqttUplink(profile or build_profile(settings), max_inflight=settings.max_inflight,
-                      puback_timeout_s=settings.puback_timeout_s, reconnect_max_s=settings.mqtt_reconnect_max_s)
+                      puback_timeout_s=settings.puback_timeout_s, reconnect_max_s=settings.mqtt_reconnect_max_s,
+                      max_connections=settings.mqtt_max_connections)
 
 
 def build_signals(settings: WorkerSettings, redis_client, telemetry: WorkerTelemetry) -> SignalSource | None:

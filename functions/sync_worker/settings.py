@@ -39,10 +39,27 @@ class WorkerSettings(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
     mqtt_topic: str = "c2c/{env}/stations/{station_id}/telemetry"
+    #: Retained presence topic of the generic profile: `online` after each connect, `offline` as the
+    #: last will. An empty value disables both.
+    mqtt_status_topic: str = "c2c/{env}/status/{identity}"
     mqtt_insecure: bool = False
-    #: CA bundle to verify the broker with (default: the system store).
+    #: CA bundle to verify the broker with (default: the system store); `_PEM` holds the PEM text itself.
     mqtt_ca_file: str | None = None
+    mqtt_ca_pem: str | None = None
+    #: Client certificate for mTLS, as files (local) or PEM text (Secrets Manager in ECS).
+    mqtt_cert_file: str | None = None
+    mqtt_cert_pem: SecretStr | None = None
+    mqtt_key_file: str | None = None
+    mqtt_key_pem: SecretStr | None = None
+    mqtt_protocol: Literal["3.1.1", "5"] = "3.1.1"
     mqtt_keepalive_s: int = Field(default=60, ge=5, le=1200)
+    #: `gateway`: one identity (the client id) for every station; `per-device`: one per station,
+    #: named by `mqtt_client_id_template`, each its own persistent connection.
+    mqtt_identity_mode: Literal["gateway", "per-device"] = "gateway"
+    mqtt_client_id_template: str = "{station_id}"
+    mqtt_max_payload_bytes: int = Field(default=256 * 1024, ge=1, le=268_435_455)
+    #: Bound of the per-device connection pool (least recently used connection retired beyond it).
+    mqtt_max_connections: int = Field(default=500, ge=1, le=100_000)
     #: Cap of the reconnect backoff (exponential with full jitter from 0.5 s).
     mqtt_reconnect_max_s: float = Field(default=30.0, ge=0.5, le=600)
     platform_profile: Literal["generic", "azure_iot_hub", "aws_iot_core"] = "generic"
@@ -112,7 +129,7 @@ class WorkerSettings(BaseSettings):
             raise ValueError("must be an http(s):// URL")
         return value
 
-    @field_validator("mqtt_topic")
+    @field_validator("mqtt_topic", "mqtt_status_topic")
     @classmethod
     def _topic_template(cls, value: str) -> str:
         try:
@@ -121,6 +138,13 @@ class WorkerSettings(BaseSettings):
             raise ValueError(f"unknown placeholder {exc}; allowed: {{env}} {{station_id}} {{identity}} {{message_id}}") from None
         if "+" in value or "#" in value:
             raise ValueError("a publish topic cannot contain the wildcards + or #")
+        return value
+
+    @field_validator("mqtt_client_id_template")
+    @classmethod
+    def _per_device_template(cls, value: str) -> str:
+        if "{station_id}" not in value:
+            raise ValueError("must contain {station_id}")
         return value
 
     @model_validator(mode="after")

@@ -1,4 +1,4 @@
-"""`build_profile()` from the environment: each profile's variables, and errors that name them."""
+"""`build_profile(settings)` from the environment: each profile's variables, and errors that name them."""
 
 from __future__ import annotations
 
@@ -6,11 +6,18 @@ import json
 
 import pytest
 
-from functions.sync_worker.uplink.profiles import ProfileConfigError, build_profile
+from functions.sync_worker.settings import ConfigError, load_settings
+from functions.sync_worker.uplink.profiles import ProfileConfigError
+from functions.sync_worker.uplink.profiles import build_profile as build_from_settings
 from functions.sync_worker.uplink.profiles.aws_iot_core import AwsIotCoreProfile
 from functions.sync_worker.uplink.profiles.azure_iot_hub import AzureIotHubProfile
-from functions.sync_worker.uplink.profiles.generic_tls import GenericTlsProfile
+from functions.sync_worker.uplink.profiles.generic import GenericProfile
 from tests.profiles.conftest import DEVICE_KEY
+
+
+def build_profile():
+    """What the worker does at startup: its settings from the environment, then the profile."""
+    return build_from_settings(load_settings())
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +122,7 @@ def test_generic_mqtts_with_client_certificate(monkeypatch, pki):
     monkeypatch.setenv("C2C_MQTT_CERT_FILE", str(client.cert_path))
     monkeypatch.setenv("C2C_MQTT_KEY_FILE", str(client.key_path))
     profile = build_profile()
-    assert isinstance(profile, GenericTlsProfile)
+    assert isinstance(profile, GenericProfile)
     spec = profile.connection_spec("c2c-dev")
     assert (spec.host, spec.port, spec.tls is not None) == ("broker.example", 8884, True)
     assert spec.will.topic == "c2c/dev/status/c2c-dev"
@@ -123,10 +130,22 @@ def test_generic_mqtts_with_client_certificate(monkeypatch, pki):
 
 def test_generic_bad_url_and_unknown_profile(monkeypatch):
     monkeypatch.setenv("C2C_MQTT_URL", "http://x")
-    with pytest.raises(ProfileConfigError, match="C2C_MQTT_URL"):
+    with pytest.raises(ConfigError, match="C2C_MQTT_URL"):
         build_profile()
-    with pytest.raises(ProfileConfigError, match="C2C_PLATFORM_PROFILE"):
-        build_profile(platform="iot_thing")
+    monkeypatch.delenv("C2C_MQTT_URL")
+    monkeypatch.setenv("C2C_PLATFORM_PROFILE", "iot_thing")
+    with pytest.raises(ConfigError, match="C2C_PLATFORM_PROFILE"):
+        build_profile()
+
+
+def test_generic_profile_rules_name_the_problem(monkeypatch):
+    monkeypatch.setenv("C2C_MQTT_CLIENT_ID", "gw/1")  # '/' is not allowed in an MQTT client id here
+    with pytest.raises(ProfileConfigError, match="identity 'gw/1' is not valid"):
+        build_profile()
+    monkeypatch.setenv("C2C_MQTT_CLIENT_ID", "gw-1")
+    monkeypatch.setenv("C2C_MQTT_STATUS_TOPIC", "c2c/{env}/#")
+    with pytest.raises(ConfigError, match="C2C_MQTT_STATUS_TOPIC"):
+        build_profile()
 
 
 def test_azure_gateway_from_the_stacks_standard_variables(monkeypatch):

@@ -11,7 +11,7 @@ from functions.sync_worker.errors import PermanentError
 from functions.sync_worker.uplink.profile import PlatformProfile
 from functions.sync_worker.uplink.profiles.aws_iot_core import AWS_THING_NAME, AwsIotCoreProfile, check_topic
 from functions.sync_worker.uplink.profiles.azure_iot_hub import AZURE_DEVICE_ID, AzureCredentials, AzureIotHubProfile
-from functions.sync_worker.uplink.profiles.generic_tls import GenericTlsProfile
+from functions.sync_worker.uplink.profiles.generic import GenericProfile
 from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityMode
 from functions.sync_worker.uplink.profiles.sas import generate_sas_token
 from functions.sync_worker.uplink.profiles.tls import TlsMaterial
@@ -186,10 +186,10 @@ def test_aws_port_443_offers_alpn(pki):
 # -- generic ---------------------------------------------------------------------------------------
 
 def test_generic_spec_has_offline_will_and_online_message(pki):
-    profile = GenericTlsProfile(host="127.0.0.1", port=8883, protocol=5, env="prod",
-                                identities=IdentityMapping(IdentityMode.GATEWAY, "c2c-prod", "{station_id}",
-                                                           AWS_THING_NAME),
-                                tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem))
+    profile = GenericProfile(host="127.0.0.1", port=8883, protocol=5, env="prod",
+                             identities=IdentityMapping(IdentityMode.GATEWAY, "c2c-prod", "{station_id}",
+                                                        AWS_THING_NAME),
+                             tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem))
     spec = profile.connection_spec("c2c-prod")
     assert spec.protocol == 5 and spec.tls is not None
     assert (spec.will.topic, spec.will.payload, spec.will.retain) == ("c2c/prod/status/c2c-prod", b"offline", True)
@@ -201,8 +201,8 @@ def test_generic_spec_has_offline_will_and_online_message(pki):
 
 
 def test_generic_status_topic_can_be_disabled_and_tls_is_optional():
-    profile = GenericTlsProfile(host="h", port=1883, status_topic_template="",
-                                identities=IdentityMapping(IdentityMode.GATEWAY, "c", "{station_id}", AWS_THING_NAME))
+    profile = GenericProfile(host="h", port=1883, status_topic_template="",
+                             identities=IdentityMapping(IdentityMode.GATEWAY, "c", "{station_id}", AWS_THING_NAME))
     spec = profile.connection_spec("c")
     assert spec.will is None and spec.tls is None and profile.online_message("c") is None
 

@@ -14,8 +14,7 @@ import pytest
 
 from functions.sync_worker.uplink.mqtt import MqttConnection, MqttUplink
 from functions.sync_worker.uplink.profiles.aws_iot_core import AWS_THING_NAME, AwsIotCoreProfile
-from functions.sync_worker.uplink.profiles.factory import MQTT_CLIENT_ID
-from functions.sync_worker.uplink.profiles.generic_tls import GenericTlsProfile
+from functions.sync_worker.uplink.profiles.generic import MQTT_CLIENT_ID, GenericProfile
 from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityMode
 from functions.sync_worker.uplink.profiles.tls import TlsMaterial
 from tests.profiles.conftest import connect_with_spec, message
@@ -78,7 +77,7 @@ def test_client_refuses_a_broker_its_ca_does_not_trust(tls_mosquitto, pki):
 
 
 def test_aws_uplink_publishes_over_mtls_and_refuses_oversize_before_the_wire(tls_mosquitto, pki, capture_factory):
-    capture = capture_factory(tls_mosquitto.plain_port, "c2c/#")
+    capture = capture_factory(tls_mosquitto.plain_port, "c2c/+/stations/+/telemetry")
     uplink = MqttUplink(aws_profile(pki, tls_mosquitto.mtls_port), puback_timeout_s=5).start()
     try:
         assert uplink.wait_connected(10)
@@ -116,11 +115,11 @@ def test_aws_per_connection_publish_rate_is_honoured(tls_mosquitto, pki):
     assert elapsed >= 1.35, elapsed
 
 
-def generic_profile(pki, port: int, **kw) -> GenericTlsProfile:
-    return GenericTlsProfile(host="127.0.0.1", port=port, env="test",
-                             identities=IdentityMapping(IdentityMode.GATEWAY, "c2c-generic", "{station_id}",
-                                                        MQTT_CLIENT_ID),
-                             tls_material=TlsMaterial(ca_file=str(pki["ca"].cert_path)), **kw)
+def generic_profile(pki, port: int, **kw) -> GenericProfile:
+    return GenericProfile(host="127.0.0.1", port=port, env="test",
+                          identities=IdentityMapping(IdentityMode.GATEWAY, "c2c-generic", "{station_id}",
+                                                     MQTT_CLIENT_ID),
+                          tls_material=TlsMaterial(ca_file=str(pki["ca"].cert_path)), **kw)
 
 
 @pytest.mark.parametrize("protocol", [4, 5])
@@ -136,23 +135,26 @@ def test_generic_tls_presence_online_then_offline_will(tls_mosquitto, pki, captu
         assert messages[1] == ("c2c/test/status/c2c-generic", b"offline", False)
         assert capture.wait_for(3)[2][1] == b"online"  # the supervisor reconnected by itself
         assert conn.stats.reconnects.total() == 1 and conn.stats.planned_reconnects == 0
+        # Retained: a late subscriber learns the last state.
+        late = capture_factory(tls_mosquitto.plain_port, "c2c/test/status/#", client_id="late")
+        assert late.wait_for(1)[0] == ("c2c/test/status/c2c-generic", b"online", True)
     finally:
         conn.close(5)
-    # Retained: a late subscriber learns the last state.
-    late = capture_factory(tls_mosquitto.plain_port, "c2c/test/status/#", client_id="late")
-    retained = late.wait_for(1)
-    assert retained[0][1] == b"online" and retained[0][2] is True
+    # A clean DISCONNECT discards the will, so a graceful close publishes `offline` itself.
+    assert capture.wait_for(4)[3] == ("c2c/test/status/c2c-generic", b"offline", False)
+    after_close = capture_factory(tls_mosquitto.plain_port, "c2c/test/status/#", client_id="after-close")
+    assert after_close.wait_for(1)[0] == ("c2c/test/status/c2c-generic", b"offline", True)
     assert f"as c2c-generic (p{2 if protocol == 4 else 5}," in tls_mosquitto.broker.log_text()  # p2 = MQTT 3.1.1
 
 
 def test_generic_tls_refuses_untrusted_broker_unless_insecure(tls_mosquitto, pki):
-    trusted_elsewhere = GenericTlsProfile(
+    trusted_elsewhere = GenericProfile(
         host="127.0.0.1", port=tls_mosquitto.tls_port,
         identities=IdentityMapping(IdentityMode.GATEWAY, "c2c-generic", "{station_id}", MQTT_CLIENT_ID),
         tls_material=TlsMaterial(ca_pem=pki["rogue"].cert_pem))
     outcome, _ = connect_with_spec(trusted_elsewhere.connection_spec("c2c-generic"))
     assert outcome.startswith("error:SSLCertVerificationError"), outcome
-    insecure = GenericTlsProfile(
+    insecure = GenericProfile(
         host="127.0.0.1", port=tls_mosquitto.tls_port,
         identities=IdentityMapping(IdentityMode.GATEWAY, "c2c-generic", "{station_id}", MQTT_CLIENT_ID),
         tls_material=TlsMaterial(insecure=True))
@@ -166,7 +168,7 @@ def test_generic_tls_refuses_untrusted_broker_unless_insecure(tls_mosquitto, pki
 
 def test_generic_with_client_certificate_over_mtls(tls_mosquitto, pki):
     client_cert = pki["ca"].client_certificate("c2c-generic")
-    profile = GenericTlsProfile(
+    profile = GenericProfile(
         host="127.0.0.1", port=tls_mosquitto.mtls_port,
         identities=IdentityMapping(IdentityMode.GATEWAY, "c2c-generic", "{station_id}", MQTT_CLIENT_ID),
         tls_material=TlsMaterial(ca_file=str(pki["ca"].cert_path), cert_file=str(client_cert.cert_path),

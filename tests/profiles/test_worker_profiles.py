@@ -78,7 +78,7 @@ def test_per_device_50_identities_10_cycles_50_connections(
         # One fleet certificate attached to every thing; the client id is the thing name.
         fleet = pki["ca"].client_certificate("c2c-fleet")
         mosquitto = tls_mosquitto.broker
-        capture = capture_factory(tls_mosquitto.plain_port, "c2c/#")
+        capture = capture_factory(tls_mosquitto.plain_port, "c2c/+/stations/+/telemetry")
         profile = AwsIotCoreProfile(
             endpoint="abc-ats.iot.eu-west-1.amazonaws.com", connect_host="127.0.0.1", port=tls_mosquitto.mtls_port,
             identities=IdentityMapping(IdentityMode.PER_DEVICE, None, "ess-{station_id}", AWS_THING_NAME),

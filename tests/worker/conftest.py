@@ -32,6 +32,9 @@ from functions.sync_worker.worker import Worker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INTERVAL_S = 60
+#: The readings' topics only: the generic profile also publishes plain-text `online`/`offline`
+#: presence under c2c/{env}/status/, which is not a reading.
+TELEMETRY_FILTER = "c2c/+/stations/+/telemetry"
 
 
 def sim_clock_start() -> datetime:
@@ -69,7 +72,7 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
 class Subscriber:
     """An MQTT client independent of the worker: what a consumer on the platform would receive."""
 
-    def __init__(self, port: int, topic: str = "c2c/#", client_id: str = "test-subscriber") -> None:
+    def __init__(self, port: int, topic: str = TELEMETRY_FILTER, client_id: str = "test-subscriber") -> None:
         self.ids: Counter[str] = Counter()
         self.payloads: list[dict] = []
         self._lock = threading.Lock()
@@ -102,6 +105,23 @@ class Subscriber:
     def stop(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def retained_message(port: int, topic: str, timeout: float = 5.0) -> tuple[bytes, bool] | None:
+    """(payload, retain flag) of the first message a fresh subscriber to `topic` gets; None if none."""
+    got: list[tuple[bytes, bool]] = []
+    done = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"retained-probe-{time.monotonic_ns()}")
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+    client.on_message = lambda c, u, msg: (got.append((msg.payload, bool(msg.retain))), done.set())
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        done.wait(timeout)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return got[0] if got else None
 
 
 @pytest.fixture

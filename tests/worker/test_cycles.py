@@ -17,6 +17,7 @@ from tests.worker.conftest import (
     clock_spec,
     expected_ids,
     read_cursors,
+    retained_message,
     seed_cursors,
     settings_from,
     sim_clock_start,
@@ -99,7 +100,11 @@ def test_20_cycles_one_broker_connection_and_only_new_readings(
     # Counted by the broker, from its own log: one CONNECT from the worker's client id in 20 cycles.
     assert mosquitto.connections_from("c2c-sync-test") == 1
     assert running.worker.uplink.totals().connections_opened == 1
+    # The generic profile's presence: `online`, retained, for a consumer that arrives later.
+    assert retained_message(mosquitto.port, "c2c/test/status/c2c-sync-test") == (b"online", True)
     assert running.stop() == 0
+    # A graceful stop says so too (a clean DISCONNECT discards the will, so the worker publishes it).
+    assert retained_message(mosquitto.port, "c2c/test/status/c2c-sync-test") == (b"offline", True)
 
 
 def test_50_signals_at_once_never_two_cycles_and_at_most_one_follow_up(

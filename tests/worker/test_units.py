@@ -17,13 +17,17 @@ from functions.common.state import CycleRecord, StateKeys
 from functions.sync_worker.errors import PermanentError
 from functions.sync_worker.health import check
 from functions.sync_worker.observability import WorkerTelemetry
-from functions.sync_worker.settings import load_settings
+from functions.sync_worker.app import build_uplink
+from functions.sync_worker.cli import _settings as cli_settings
+from functions.sync_worker.cli import build_parser
+from functions.sync_worker.settings import ConfigError, load_settings
 from functions.sync_worker.signals import ReceivedSignal, unwrap_body
 from functions.sync_worker.source.base import Reading
 from functions.sync_worker.store import Lease, LeaseLost, StateStore
 from functions.sync_worker.transform import to_message
-from functions.sync_worker.uplink.generic import GenericProfile
 from functions.sync_worker.uplink.profile import OutboundMessage
+from functions.sync_worker.uplink.profiles import build_profile
+from functions.sync_worker.uplink.profiles.generic import GenericProfile
 from functions.sync_worker.worker import Job
 
 TS = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -57,19 +61,55 @@ def test_a_reading_that_cannot_be_encoded_is_a_permanent_error(values):
         to_message(Reading("site-1", TS, values))
 
 
-def test_generic_profile_routes_by_template_checks_limits_and_verifies_tls():
-    profile = GenericProfile.from_url("mqtts://broker.example", "gw-1", env="prod", username="u", password="p")
+@pytest.fixture
+def no_c2c_env(monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("C2C_"):
+            monkeypatch.delenv(key)
+
+
+def test_generic_profile_from_settings_routes_by_template_checks_limits_and_verifies_tls(no_c2c_env):
+    profile = build_profile(load_settings(mqtt_url="mqtts://broker.example", mqtt_client_id="gw-1", env="prod",
+                                          mqtt_username="u", mqtt_password="p"))
+    assert isinstance(profile, GenericProfile)
     spec = profile.connection_spec(profile.identity_for("site-9"))
-    assert (spec.host, spec.port, spec.client_id, spec.username) == ("broker.example", 8883, "gw-1", "u")
+    assert (spec.host, spec.port, spec.client_id, spec.username, spec.password) == (
+        "broker.example", 8883, "gw-1", "u", "p")
     assert spec.tls.verify_mode == ssl.CERT_REQUIRED and spec.tls.check_hostname
+    assert (spec.will.topic, spec.will.payload, spec.will.retain) == ("c2c/prod/status/gw-1", b"offline", True)
     message = OutboundMessage("site-9", "m", b"{}")
     assert profile.topic_for("gw-1", message) == "c2c/prod/stations/site-9/telemetry"
     profile.check(message, qos=1, retain=False)
-    with pytest.raises(PermanentError, match="exceeds"):
+    with pytest.raises(PermanentError, match="over the configured 262144-byte limit"):
         profile.check(OutboundMessage("site-9", "m", b"x" * (256 * 1024 + 1)), qos=1, retain=False)
-    insecure = GenericProfile.from_url("mqtts://h", "c", insecure=True).connection_spec("c").tls
+    insecure = build_profile(load_settings(mqtt_url="mqtts://h", mqtt_insecure=True)).connection_spec("c").tls
     assert insecure.verify_mode == ssl.CERT_NONE
-    assert GenericProfile.from_url("mqtt://h", "c").connection_spec("c").tls is None
+    assert build_profile(load_settings(mqtt_url="mqtt://127.0.0.1")).connection_spec("c").tls is None
+
+
+def test_cli_flags_reach_the_generic_profile_and_the_connection_pool(no_c2c_env):
+    args = build_parser().parse_args([
+        "run", "--env", "prod", "--mqtt-url", "mqtts://broker.example:8884", "--mqtt-client-id", "gw-2",
+        "--mqtt-username", "u", "--mqtt-topic", "t/{env}/{station_id}/{message_id}", "--mqtt-protocol", "5",
+        "--mqtt-status-topic", "", "--mqtt-identity-mode", "per-device", "--mqtt-max-connections", "7"])
+    settings = cli_settings(args)
+    profile = build_profile(settings)
+    assert profile.per_device and profile.identity_for("site-3") == "site-3"
+    spec = profile.connection_spec("site-3")
+    assert (spec.host, spec.port, spec.protocol, spec.username, spec.will) == ("broker.example", 8884, 5, "u", None)
+    assert profile.online_message("site-3") is None  # an empty status topic disables presence
+    assert profile.topic_for("site-3", OutboundMessage("site-3", "m-1", b"{}")) == "t/prod/site-3/m-1"
+    uplink = build_uplink(settings, profile)  # nothing connects before a station publishes (per-device)
+    assert uplink._pool.max_connections == 7
+
+
+def test_max_connections_comes_from_the_environment(no_c2c_env, monkeypatch):
+    monkeypatch.setenv("C2C_MQTT_MAX_CONNECTIONS", "42")
+    assert load_settings().mqtt_max_connections == 42
+    assert build_uplink(load_settings(mqtt_identity_mode="per-device"))._pool.max_connections == 42
+    monkeypatch.setenv("C2C_MQTT_MAX_CONNECTIONS", "0")
+    with pytest.raises(ConfigError, match="C2C_MQTT_MAX_CONNECTIONS"):
+        load_settings()
 
 
 def test_settings_read_c2c_env_vars_and_mask_secrets(monkeypatch):

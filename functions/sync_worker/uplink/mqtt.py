@@ -117,13 +117,16 @@ class ConnectionStats:
 class _Session:
     """One paho client for one network connection; replaced as a whole on every reconnect."""
 
-    def __init__(self, client: mqtt.Client, protocol: int) -> None:
+    def __init__(self, client: mqtt.Client, spec: ConnectionSpec) -> None:
         self.client = client
-        self.protocol = protocol
+        self.spec = spec
+        self.protocol = spec.protocol
         self.lock = threading.Lock()
         self.in_flight: dict[int, _InFlight] = {}
         self.early_acks: dict[int, SyncError | None] = {}
         self.connected = threading.Event()
+        #: The CONNECT has an answer: a CONNACK (accepted or refused) or the connection dropped.
+        self.settled = threading.Event()
         self.ended = threading.Event()
         self.closed = False
         self.end_reason: str | None = None
@@ -259,7 +262,21 @@ class MqttConnection:
                 if not session.in_flight:
                     break
             time.sleep(0.01)
+        self._announce_offline(session, max(0.0, min(2.0, deadline - time.monotonic())))
         self._end_session(session, "closing")
+
+    @staticmethod
+    def _announce_offline(session: _Session, timeout_s: float) -> None:
+        """A clean DISCONNECT discards the last will, so a graceful close publishes it itself: the
+        retained status then says `offline` whether the worker stopped or crashed."""
+        will = session.spec.will
+        if will is None or session.ended.is_set():
+            return
+        try:
+            session.client.publish(will.topic, will.payload, qos=will.qos, retain=will.retain).wait_for_publish(
+                timeout_s)
+        except (RuntimeError, ValueError):  # connection gone meanwhile: the broker sends the will itself
+            logger.debug("offline status not published", extra={"topic": will.topic})
 
     def _take_slot(self, deadline: float) -> bool:
         while True:
@@ -316,7 +333,8 @@ class MqttConnection:
             session.closed = True
             return f"connect_error:{type(exc).__name__}"
         session.client.loop_start()
-        session.connected.wait(self.CONNECT_TIMEOUT_S)
+        # A refused CONNACK (bad credentials) settles it at once: no waiting out the timeout.
+        session.settled.wait(self.CONNECT_TIMEOUT_S)
         if not session.connected.is_set():
             reason = session.end_reason or "connack_timeout"
             self._end_session(session, reason)
@@ -346,7 +364,7 @@ class MqttConnection:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=spec.client_id, protocol=protocol,
                              clean_session=spec.clean_session if protocol != MQTTProtocolVersion.MQTTv5 else None,
                              reconnect_on_failure=False)
-        session = _Session(client, spec.protocol)
+        session = _Session(client, spec)
         # paho enforces the in-flight window itself, from its network thread; our semaphore bounds its queue.
         client.max_inflight_messages_set(self.max_inflight)
         if spec.username is not None:
@@ -365,11 +383,20 @@ class MqttConnection:
 
     def _on_connect(self, session: _Session, reason_code: Any) -> None:
         if reason_code.is_failure:
-            session.end_reason = f"connack_refused:{reason_code}"
-            logger.error("mqtt connection refused", extra={"identity": self.identity, "reason": str(reason_code)})
+            session.end_reason = refusal_reason(reason_code)
+            spec = session.spec
+            where = {"identity": self.identity, "reason": session.end_reason, "host": spec.host, "port": spec.port,
+                     "username": spec.username, "client_certificate": spec.tls is not None}
+            if is_auth_refusal(reason_code):
+                logger.error(f"MQTT broker refused this identity's credentials ({session.end_reason}): check the "
+                             "username/password, token or client certificate; retrying with backoff", extra=where)
+            else:
+                logger.error(f"MQTT broker refused the connection ({session.end_reason}); retrying with backoff",
+                             extra=where)
             session.ended.set()
         else:
             session.connected.set()
+        session.settled.set()
 
     def _on_disconnect(self, session: _Session, reason_code: Any) -> None:
         if session.end_reason is None:
@@ -378,6 +405,7 @@ class MqttConnection:
         logger.warning("mqtt disconnect", extra={"identity": self.identity, "reason_code": str(reason_code),
                                                  "reason": session.end_reason})
         session.ended.set()
+        session.settled.set()
 
     def _on_publish(self, session: _Session, mid: int, reason_code: Any) -> None:
         error = _puback_error(reason_code)
@@ -442,6 +470,20 @@ class MqttConnection:
         props.ContentType = message.content_type
         props.UserProperty = [("message_id", message.message_id), *message.properties.items()]
         return props
+
+
+#: CONNACK refusals that mean "these credentials are not accepted": bad user name or password, not
+#: authorized, bad authentication method (paho maps MQTT 3.1.1's codes 4 and 5 onto the first two).
+_AUTH_REFUSALS = {0x86, 0x87, 0x8C}
+
+
+def refusal_reason(reason_code: Any) -> str:
+    """A refused CONNACK as a metric-friendly reason: "Not authorized" -> "not_authorized"."""
+    return "_".join(str(reason_code).lower().replace("-", " ").split()) or f"refused_{int(reason_code.value)}"
+
+
+def is_auth_refusal(reason_code: Any) -> bool:
+    return int(reason_code.value) in _AUTH_REFUSALS
 
 
 def _puback_error(reason_code: Any) -> SyncError | None:

@@ -1,7 +1,8 @@
-"""Platform profiles: Azure IoT Hub, AWS IoT Core, and any MQTT broker (generic with TLS/mTLS).
+"""Platform profiles: Azure IoT Hub, AWS IoT Core, and any MQTT broker (`generic`, TLS/mTLS, presence).
 
-`build_profile()` returns the one `C2C_PLATFORM_PROFILE` selects; see `settings.py` for every
-environment variable and `identity.py` for gateway vs per-device identities.
+`build_profile(settings)` returns the one `C2C_PLATFORM_PROFILE` selects; see `settings.py` (cloud
+platforms), the worker's `WorkerSettings` (`C2C_MQTT_*`, generic) and `identity.py` for gateway vs
+per-device identities.
 """
 
 from functions.sync_worker.uplink.profiles.factory import ProfileConfigError, build_profile

@@ -1,32 +1,27 @@
-"""Build the configured `PlatformProfile` from the environment (see `settings.py` for the names)."""
+"""Build the configured `PlatformProfile` (see `settings.py` for the platforms' variables).
+
+`generic` is built from the worker's own `WorkerSettings` (its `C2C_MQTT_*` fields, so the CLI
+flags that override them apply); `azure_iot_hub` and `aws_iot_core` read their own prefixed
+variables (`C2C_AZURE_*`, `C2C_AWS_IOT_*`).
+"""
 
 from __future__ import annotations
 
-import re
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from functions.sync_worker.errors import PermanentError
+from functions.sync_worker.settings import WorkerSettings
 from functions.sync_worker.uplink.profile import PlatformProfile
 from functions.sync_worker.uplink.profiles.aws_iot_core import AWS_THING_NAME, AwsIotCoreProfile
 from functions.sync_worker.uplink.profiles.azure_iot_hub import AZURE_DEVICE_ID, AzureCredentials, AzureIotHubProfile
-from functions.sync_worker.uplink.profiles.generic_tls import GenericTlsProfile
-from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityRule
-from functions.sync_worker.uplink.profiles.settings import (
-    PROTOCOLS,
-    AwsIotCoreSettings,
-    AzureIotHubSettings,
-    GenericMqttSettings,
-    ProfileSelection,
-    _secret,
-)
+from functions.sync_worker.uplink.profiles.generic import MQTT_CLIENT_ID, GenericProfile
+from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityMode
+from functions.sync_worker.uplink.profiles.settings import PROTOCOLS, AwsIotCoreSettings, AzureIotHubSettings, _secret
 from functions.sync_worker.uplink.profiles.tls import TlsMaterial
 
-MQTT_CLIENT_ID = IdentityRule(platform="generic", pattern=re.compile(r"[^\x00+#/]+"), max_length=65535,
-                              description="any UTF-8 but NUL, '+', '#', '/'")
-
 _PREFIXES = {"azure_iot_hub": "C2C_AZURE_", "aws_iot_core": "C2C_AWS_IOT_", "generic": "C2C_MQTT_"}
-
 
 class ProfileConfigError(ValueError):
     """Invalid profile settings; the message names each environment variable at fault."""
@@ -64,38 +59,36 @@ def aws_profile(s: AwsIotCoreSettings, env: str) -> AwsIotCoreProfile:
     )
 
 
-def generic_profile(s: GenericMqttSettings, env: str) -> GenericTlsProfile:
+def generic_profile(s: WorkerSettings) -> GenericProfile:
+    url = urlsplit(s.mqtt_url)
     tls = None
-    if s.uses_tls:
-        tls = TlsMaterial(ca_file=s.ca_file, ca_pem=s.ca_pem, cert_file=s.cert_file, cert_pem=_secret(s.cert_pem),
-                          key_file=s.key_file, key_pem=_secret(s.key_pem), insecure=s.insecure)
-    return GenericTlsProfile(
-        host=s.host, port=s.port,
-        identities=IdentityMapping(s.identity_mode, s.client_id, s.client_id_template, MQTT_CLIENT_ID),
-        username=s.username, password=_secret(s.password), tls_material=tls, protocol=PROTOCOLS[s.protocol],
-        keepalive_s=s.keepalive_s, env=env, topic_template=s.topic, status_topic_template=s.status_topic,
-        max_payload_bytes=s.max_payload_bytes,
+    if url.scheme == "mqtts":
+        tls = TlsMaterial(ca_file=s.mqtt_ca_file, ca_pem=s.mqtt_ca_pem, cert_file=s.mqtt_cert_file,
+                          cert_pem=_secret(s.mqtt_cert_pem), key_file=s.mqtt_key_file, key_pem=_secret(s.mqtt_key_pem),
+                          insecure=s.mqtt_insecure)
+    return GenericProfile(
+        host=url.hostname or "", port=url.port or (8883 if tls else 1883),
+        identities=IdentityMapping(IdentityMode(s.mqtt_identity_mode), s.client_id, s.mqtt_client_id_template,
+                                   MQTT_CLIENT_ID),
+        username=s.mqtt_username, password=_secret(s.mqtt_password), tls_material=tls,
+        protocol=PROTOCOLS[s.mqtt_protocol], keepalive_s=s.mqtt_keepalive_s, env=s.env, topic_template=s.mqtt_topic,
+        status_topic_template=s.mqtt_status_topic, max_payload_bytes=s.mqtt_max_payload_bytes,
     )
 
 
-def build_profile(platform: str | None = None, env: str | None = None) -> PlatformProfile:
-    """The profile `C2C_PLATFORM_PROFILE` names (or `platform`), configured from its env vars.
+def build_profile(settings: WorkerSettings) -> PlatformProfile:
+    """The profile `settings.platform_profile` (`C2C_PLATFORM_PROFILE`) names.
 
     Raises `ProfileConfigError` naming the variables at fault; the worker refuses to start on it.
     """
-    try:
-        selection = ProfileSelection(**{k: v for k, v in {"platform_profile": platform, "env": env}.items() if v})
-    except ValidationError as exc:
-        raise _explain(exc, "C2C_") from None
-    name = selection.platform_profile
-    prefix = _PREFIXES[name]
+    name = settings.platform_profile
     try:
         if name == "azure_iot_hub":
             return azure_profile(AzureIotHubSettings())
         if name == "aws_iot_core":
-            return aws_profile(AwsIotCoreSettings(), selection.env)
-        return generic_profile(GenericMqttSettings(), selection.env)
+            return aws_profile(AwsIotCoreSettings(), settings.env)
+        return generic_profile(settings)
     except ValidationError as exc:
-        raise _explain(exc, prefix) from None
+        raise _explain(exc, _PREFIXES[name]) from None
     except PermanentError as exc:  # a rule the profile itself checks (identity names, templates, keys)
         raise ProfileConfigError(str(exc)) from None

@@ -1,9 +1,10 @@
-"""Environment settings of each platform profile (pydantic-settings; secrets as `SecretStr`).
+"""Environment settings of the cloud platform profiles (pydantic-settings; secrets as `SecretStr`).
 
-`C2C_PLATFORM_PROFILE` picks the profile; each profile reads only its own prefix:
-`C2C_AZURE_*` (azure_iot_hub), `C2C_AWS_IOT_*` (aws_iot_core), `C2C_MQTT_*` (generic, shared with
-the uplink's base settings). PEM/key values are secrets: in ECS they come from Secrets Manager as
-`ecs.Secret`s; locally a `*_FILE` path may replace each `*_PEM`.
+`C2C_PLATFORM_PROFILE` picks the profile; each reads only its own prefix: `C2C_AZURE_*`
+(azure_iot_hub), `C2C_AWS_IOT_*` (aws_iot_core). The generic profile has no settings class of its
+own: its `C2C_MQTT_*` variables are fields of the worker's `WorkerSettings`. PEM/key values are
+secrets: in ECS they come from Secrets Manager as `ecs.Secret`s; locally a `*_FILE` path may replace
+each `*_PEM`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from functions.sync_worker.uplink.profiles.identity import IdentityMode
@@ -34,13 +35,6 @@ def mqtt_fallback() -> tuple[str | None, int | None, str | None]:
     host = parts.hostname if parts and parts.scheme == "mqtts" else None
     port = parts.port if host and parts else None
     return host, port, os.environ.get("C2C_MQTT_CLIENT_ID") or None
-
-
-class ProfileSelection(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="C2C_", extra="ignore")
-
-    platform_profile: Literal["generic", "azure_iot_hub", "aws_iot_core"] = "generic"
-    env: str = "dev"
 
 
 def parse_connection_string(value: str) -> dict[str, str]:
@@ -163,46 +157,3 @@ class AwsIotCoreSettings(BaseSettings):
         if not (self.cert_pem or self.cert_file) or not (self.key_pem or self.key_file):
             raise ValueError("mTLS needs C2C_AWS_IOT_CERT_PEM (or _CERT_FILE) and C2C_AWS_IOT_KEY_PEM (or _KEY_FILE)")
         return self
-
-
-class GenericMqttSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="C2C_MQTT_", extra="ignore")
-
-    url: str = "mqtt://127.0.0.1:1883"  # mqtt://host:1883 or mqtts://host:8883
-    client_id: str = "c2c-sync"
-    username: str | None = None
-    password: SecretStr | None = None
-    topic: str = "c2c/{env}/stations/{station_id}/telemetry"
-    insecure: bool = False
-    ca_file: str | None = None
-    ca_pem: str | None = None
-    cert_file: str | None = None
-    cert_pem: SecretStr | None = None
-    key_file: str | None = None
-    key_pem: SecretStr | None = None
-    protocol: Literal["3.1.1", "5"] = "3.1.1"
-    keepalive_s: int = Field(60, ge=5)
-    status_topic: str = "c2c/{env}/status/{identity}"
-    identity_mode: IdentityMode = IdentityMode.GATEWAY
-    client_id_template: str = "{station_id}"
-    max_payload_bytes: int = Field(256 * 1024, ge=1)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError("must be mqtt://host[:port] or mqtts://host[:port]")
-        return value
-
-    @property
-    def uses_tls(self) -> bool:
-        return urlsplit(self.url).scheme == "mqtts"
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or ""
-
-    @property
-    def port(self) -> int:
-        return urlsplit(self.url).port or (8883 if self.uses_tls else 1883)
