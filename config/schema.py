@@ -8,17 +8,21 @@ time. Unknown keys are rejected (extra="forbid") for the same reason.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AnyHttpUrl,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 #: The retention periods CloudWatch Logs accepts (AWS::Logs::LogGroup RetentionInDays).
 ALLOWED_LOG_RETENTION_DAYS = frozenset(
@@ -142,45 +146,218 @@ class AlarmConfig(_Strict):
     emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = Field(default_factory=list)
 
 
+class IdentityMode(str, Enum):
+    """Connection = identity (issue 5): one gateway identity, or one identity per station."""
+
+    GATEWAY = "gateway"
+    PER_DEVICE = "per-device"
+
+
+def _protocol_text(value: object) -> object:
+    # YAML reads `protocol: 5` as an int and `3.1.1` as a string; both mean the MQTT version.
+    return str(value) if isinstance(value, (int, float)) else value
+
+
+MqttProtocol = Annotated[Literal["3.1.1", "5"], BeforeValidator(_protocol_text)]
+
+#: Placeholders the worker fills in topic templates (uplink profiles: env, station_id, identity).
+TOPIC_PLACEHOLDERS = {"env": "e", "station_id": "s", "identity": "i"}
+#: AWS IoT Core: at most 7 forward slashes in a topic, not counting the Basic Ingest prefix.
+AWS_TOPIC_MAX_SLASHES = 7
+_AWS_BASIC_INGEST = re.compile(r"^\$aws/rules/[A-Za-z0-9_]+/")
+
+
+def _topic_template(value: str) -> str:
+    try:
+        value.format(**TOPIC_PLACEHOLDERS)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"unknown placeholder {exc}; allowed: "
+                         + " ".join(f"{{{name}}}" for name in TOPIC_PLACEHOLDERS)) from None
+    if "+" in value or "#" in value:
+        raise ValueError("a publish topic cannot contain the wildcards + or #")
+    return value
+
+
+class AzureIotHubConfig(_Strict):
+    """azure_iot_hub settings (C2C_AZURE_*); unset fields keep the worker's defaults."""
+
+    #: Shared access policy with DeviceConnect whose key is secrets.azure_sas_key (sent as `skn`).
+    policy_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    #: SAS token lifetime; the worker renews by a planned reconnect shortly before expiry.
+    token_ttl_s: int | None = Field(default=None, ge=300, le=365 * 86_400)
+    api_version: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}(-preview)?$")
+
+
+class AwsIotCoreConfig(_Strict):
+    """aws_iot_core settings (C2C_AWS_IOT_*)."""
+
+    topic: str | None = Field(default=None, min_length=1, max_length=256)
+    protocol: MqttProtocol | None = None
+
+    @field_validator("topic")
+    @classmethod
+    def _aws_topic(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        _topic_template(value)
+        if value.startswith("$") and not value.startswith(("$aws/rules/", "$aws/things/")):
+            raise ValueError("topics starting with $ are reserved (only $aws/rules/ and $aws/things/ are allowed)")
+        if _AWS_BASIC_INGEST.sub("", value).count("/") > AWS_TOPIC_MAX_SLASHES:
+            raise ValueError(f"AWS IoT Core allows at most {AWS_TOPIC_MAX_SLASHES} slashes in a topic")
+        return value
+
+
+class GenericMqttConfig(_Strict):
+    """generic settings (C2C_MQTT_*)."""
+
+    protocol: MqttProtocol | None = None
+    #: Retained online/offline status topic (last will); "" disables it.
+    status_topic: str | None = Field(default=None, max_length=256)
+
+    @field_validator("status_topic")
+    @classmethod
+    def _status_topic(cls, value: str | None) -> str | None:
+        return _topic_template(value) if value else value
+
+
 class PlatformSecrets(_Strict):
     """NAMES of Secrets Manager secrets the operator creates (never their values)."""
 
     #: generic: the MQTT password.
     mqtt_password: SecretName | None = None
-    #: azure_iot_hub: the device (or shared access policy) key used to mint SAS tokens.
+    #: generic with mutual TLS: client certificate and private key (PEM).
+    mqtt_client_certificate: SecretName | None = None
+    mqtt_client_private_key: SecretName | None = None
+    #: azure_iot_hub: the key alone: the policy's key with azure.policy_name, else the gateway device's key.
     azure_sas_key: SecretName | None = None
+    #: azure_iot_hub: a device or shared-access-policy connection string.
+    azure_connection_string: SecretName | None = None
+    #: azure_iot_hub per-device: JSON object {"<device id>": "<base64 key>", ...}.
+    azure_device_keys: SecretName | None = None
     #: aws_iot_core: the device certificate and private key (PEM) for mutual TLS.
     aws_iot_certificate: SecretName | None = None
     aws_iot_private_key: SecretName | None = None
 
 
-#: Which secrets each profile needs.
-REQUIRED_PLATFORM_SECRETS: dict[PlatformProfile, tuple[str, ...]] = {
-    PlatformProfile.GENERIC: ("mqtt_password",),
-    PlatformProfile.AZURE_IOT_HUB: ("azure_sas_key",),
-    PlatformProfile.AWS_IOT_CORE: ("aws_iot_certificate", "aws_iot_private_key"),
+#: Which secrets (PlatformSecrets fields) each profile may use; any other set secret is an error,
+#: so the worker's execution role is never granted a secret it will not read.
+PROFILE_SECRETS: dict[PlatformProfile, frozenset[str]] = {
+    PlatformProfile.GENERIC: frozenset({"mqtt_password", "mqtt_client_certificate", "mqtt_client_private_key"}),
+    PlatformProfile.AZURE_IOT_HUB: frozenset({"azure_sas_key", "azure_connection_string", "azure_device_keys"}),
+    PlatformProfile.AWS_IOT_CORE: frozenset({"aws_iot_certificate", "aws_iot_private_key"}),
+}
+#: azure_iot_hub: exactly one of these carries the credentials.
+AZURE_CREDENTIAL_SECRETS = ("azure_sas_key", "azure_connection_string", "azure_device_keys")
+#: The profile-specific section each profile may have.
+PROFILE_SECTIONS: dict[PlatformProfile, str] = {
+    PlatformProfile.GENERIC: "generic",
+    PlatformProfile.AZURE_IOT_HUB: "azure",
+    PlatformProfile.AWS_IOT_CORE: "aws",
 }
 
 
 class PlatformConfig(_Strict):
-    """The IoT platform the worker publishes to."""
+    """The IoT platform the worker publishes to (issue 5: profiles, identity modes, secrets)."""
 
     profile: PlatformProfile = PlatformProfile.GENERIC
-    #: mqtt://host:port or mqtts://host:port
+    #: mqtts://host:port (the deployed worker never talks plaintext MQTT).
     endpoint: str = Field(pattern=r"^mqtts?://[A-Za-z0-9.\-]+(:\d{1,5})?$")
+    #: Gateway identity: the MQTT client id / Azure device id / AWS thing name.
     client_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    #: generic only (Azure and AWS derive the username/identity themselves).
     username: str | None = Field(default=None, min_length=1, max_length=256)
+    identity_mode: IdentityMode = IdentityMode.GATEWAY
+    #: per-device: identity of each station, e.g. "ess-{station_id}" (worker default "{station_id}").
+    identity_template: str | None = Field(default=None, min_length=1, max_length=128)
+    #: per-device: bound of the connection pool (worker default 500; least recently used retired beyond).
+    max_connections: int | None = Field(default=None, ge=1, le=10_000)
+    azure: AzureIotHubConfig | None = None
+    aws: AwsIotCoreConfig | None = None
+    generic: GenericMqttConfig | None = None
     secrets: PlatformSecrets = Field(default_factory=PlatformSecrets)
 
+    @field_validator("identity_template")
+    @classmethod
+    def _identity_template(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if "{station_id}" not in value:
+            raise ValueError("must contain {station_id} (one identity per station)")
+        try:
+            value.format(station_id="s")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"unknown placeholder {exc}; only {{station_id}} is allowed") from None
+        return value
+
     @model_validator(mode="after")
-    def _profile_secrets(self) -> PlatformConfig:
-        missing = [f"secrets.{name}" for name in REQUIRED_PLATFORM_SECRETS[self.profile]
-                   if getattr(self.secrets, name) is None]
-        if missing:
-            raise ValueError(f"profile {self.profile.value} needs {', '.join(missing)}")
-        if self.profile is not PlatformProfile.GENERIC and not self.endpoint.startswith("mqtts://"):
-            raise ValueError(f"profile {self.profile.value} requires TLS: endpoint must start with mqtts://")
+    def _profile_rules(self) -> PlatformConfig:
+        """Every cross-field problem at once, each under its own field name."""
+        problems = list(self._problems())
+        if problems:
+            raise ValidationError.from_exception_data(
+                "PlatformConfig",
+                [InitErrorDetails(type=PydanticCustomError("platform_rule", "{rule}", {"rule": message}), loc=loc,
+                                  input=getattr(self, loc[0], None))
+                 for loc, message in problems],
+            )
         return self
+
+    def _problems(self) -> Iterator[tuple[tuple[str, ...], str]]:
+        profile = self.profile.value
+        secrets = {name for name in PlatformSecrets.model_fields if getattr(self.secrets, name) is not None}
+        if not self.endpoint.startswith("mqtts://"):
+            yield ("endpoint",), ("must start with mqtts:// (the deployed worker refuses plaintext MQTT "
+                                  "to a remote broker)")
+        for name in sorted(secrets - PROFILE_SECRETS[self.profile]):
+            yield ("secrets", name), f"not used by profile {profile}; remove it (it would be granted for nothing)"
+        by_secret: dict[str, list[str]] = {}
+        for name in sorted(secrets):
+            by_secret.setdefault(getattr(self.secrets, name), []).append(name)
+        for secret_name, fields in by_secret.items():
+            if len(fields) > 1:
+                yield ("secrets", fields[1]), f"names the same secret {secret_name!r} as secrets.{fields[0]}"
+        for section in ("azure", "aws", "generic"):
+            if getattr(self, section) is not None and section != PROFILE_SECTIONS[self.profile]:
+                yield (section,), f"only used by profile {_profile_of(section)}, not {profile}"
+        if self.username is not None and self.profile is not PlatformProfile.GENERIC:
+            yield ("username",), f"only used by profile generic ({profile} derives its own username)"
+        if self.identity_mode is IdentityMode.GATEWAY:
+            for name in ("identity_template", "max_connections"):
+                if getattr(self, name) is not None:
+                    yield (name,), "only used with identity_mode per-device"
+
+        if self.profile is PlatformProfile.GENERIC:
+            has_cert = {"mqtt_client_certificate", "mqtt_client_private_key"} & secrets
+            if len(has_cert) == 1:
+                (missing,) = {"mqtt_client_certificate", "mqtt_client_private_key"} - has_cert
+                yield ("secrets", missing), "a client certificate needs both its certificate and private key"
+            if not secrets & PROFILE_SECRETS[self.profile]:
+                yield ("secrets", "mqtt_password"), ("profile generic needs secrets.mqtt_password and/or "
+                                                     "secrets.mqtt_client_certificate + mqtt_client_private_key")
+            if "mqtt_password" in secrets and self.username is None:
+                yield ("username",), "required with secrets.mqtt_password"
+        elif self.profile is PlatformProfile.AZURE_IOT_HUB:
+            credentials = [name for name in AZURE_CREDENTIAL_SECRETS if name in secrets]
+            if len(credentials) != 1:
+                yield ("secrets", "azure_sas_key"), (
+                    "profile azure_iot_hub needs exactly one of secrets.azure_sas_key, "
+                    f"azure_connection_string, azure_device_keys (got {len(credentials)})")
+            policy_name = self.azure.policy_name if self.azure else None
+            if policy_name is not None and "azure_sas_key" not in secrets:
+                yield ("azure", "policy_name"), ("only used with secrets.azure_sas_key (a connection string "
+                                                 "carries its own policy name)")
+            if (self.identity_mode is IdentityMode.PER_DEVICE and "azure_sas_key" in secrets
+                    and policy_name is None):
+                yield ("azure", "policy_name"), ("required in per-device mode with secrets.azure_sas_key: one "
+                                                 "device's key cannot sign for other devices, a DeviceConnect "
+                                                 "policy's key can")
+        elif self.profile is PlatformProfile.AWS_IOT_CORE:
+            for name in sorted(PROFILE_SECRETS[self.profile] - secrets):
+                yield ("secrets", name), "profile aws_iot_core needs it (mutual TLS with the thing's certificate)"
+
+
+def _profile_of(section: str) -> str:
+    return next(p.value for p, s in PROFILE_SECTIONS.items() if s == section)
 
 
 class SourceConfig(_Strict):
@@ -255,15 +432,21 @@ class EnvironmentConfig(_Strict):
 
 __all__ = [
     "ALLOWED_LOG_RETENTION_DAYS",
+    "AZURE_CREDENTIAL_SECRETS",
     "AlarmConfig",
+    "AwsIotCoreConfig",
+    "AzureIotHubConfig",
     "CacheConfig",
     "CpuArchitecture",
     "EnvironmentConfig",
+    "GenericMqttConfig",
+    "IdentityMode",
     "NetworkConfig",
     "PlatformConfig",
     "PlatformProfile",
+    "PROFILE_SECRETS",
+    "PROFILE_SECTIONS",
     "PlatformSecrets",
-    "REQUIRED_PLATFORM_SECRETS",
     "SignalTransport",
     "SourceConfig",
     "TriggerConfig",

@@ -23,16 +23,9 @@ from stacks.messaging import MessagingStack
 from stacks.monitoring import AlarmSettings, MonitoringStack
 from stacks.naming import heartbeat_alarm_name, stack_name
 from stacks.network import NetworkStack
+from stacks.platform_env import platform_environment, platform_named_secrets
 from stacks.sync_service import SyncServiceStack, WorkerSettings
 from stacks.trigger import RedisPublish, TriggerStack
-
-#: Container env var that receives each platform secret (PlatformSecrets field -> C2C_* name).
-PLATFORM_SECRET_ENV = {
-    "mqtt_password": "C2C_MQTT_PASSWORD",
-    "azure_sas_key": "C2C_AZURE_SAS_KEY",
-    "aws_iot_certificate": "C2C_AWS_IOT_CERT_PEM",
-    "aws_iot_private_key": "C2C_AWS_IOT_KEY_PEM",
-}
 
 
 @dataclass(frozen=True)
@@ -56,14 +49,12 @@ def worker_environment(config: EnvironmentConfig) -> dict[str, str]:
         "C2C_INTERVAL_S": str(config.worker.interval_s),
         "C2C_MQTT_URL": config.platform.endpoint,
         "C2C_MQTT_CLIENT_ID": config.platform.client_id,
-        "C2C_PLATFORM_PROFILE": config.platform.profile.value,
+        **platform_environment(config.platform),
         "C2C_SOURCE_URL": str(config.source.base_url).rstrip("/"),
         "C2C_SOURCE_CONFIG": config.source.vendor,
     }
     if config.signal_transport is SignalTransport.REDIS:
         env["C2C_SIGNAL_URL"] = "redis"
-    if config.platform.username:
-        env["C2C_MQTT_USERNAME"] = config.platform.username
     if config.source.stations:
         env["C2C_STATIONS"] = ",".join(config.source.stations)
     return env
@@ -71,12 +62,7 @@ def worker_environment(config: EnvironmentConfig) -> dict[str, str]:
 
 def worker_named_secrets(config: EnvironmentConfig) -> dict[str, str]:
     """Env var -> name of each operator-created secret the worker needs."""
-    secrets = {"C2C_SOURCE_API_KEY": config.source.api_key_secret}
-    for field, env_var in PLATFORM_SECRET_ENV.items():
-        name = getattr(config.platform.secrets, field)
-        if name is not None:
-            secrets[env_var] = name
-    return secrets
+    return {"C2C_SOURCE_API_KEY": config.source.api_key_secret, **platform_named_secrets(config.platform)}
 
 
 def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentStacks:

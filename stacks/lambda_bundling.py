@@ -2,32 +2,38 @@
 
 `cdk synth` must work on a machine without a Docker engine, so the Lambda asset is built by a
 `cdk.ILocalBundling` that runs in the synth process: it copies the function's package parts and
-pip-installs the few dependencies the Powertools layer does not provide, as ARM64/CPython wheels
-(`--platform manylinux2014_aarch64 --only-binary=:all:`), so what is bundled is what Lambda runs
-whatever the build machine is.
+pip-installs the function's pinned requirements with their dependencies as ARM64/CPython wheels
+(`--platform manylinux2014_aarch64 --only-binary=:all:`), so what is bundled is exactly what the
+requirements file pins, whatever the build machine is (no Lambda layer whose contents we cannot
+check at synth). Then it removes the distributions the Lambda runtime itself provides (the AWS SDK
+and its dependencies, see RUNTIME_PROVIDED) file by file from their dist-info RECORDs.
 
-The pip result is cached under build/lambda-deps/<hash of requirements+target> so repeated synths
-(tests, `make synth` for every environment) install once; the cache is filled atomically.
+The result is cached under build/lambda-deps/<hash of requirements+target+exclusions> so repeated
+synths (tests, `make synth` for every environment) install once; the cache is filled atomically.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import aws_cdk as cdk
 import jsii
 
-#: Distributions the Powertools for AWS Lambda (Python) v3 layer already ships (it is built with
-#: the `all` extra: pydantic, aws-xray-sdk, ...); boto3 comes with the Lambda runtime.
-LAYER_PROVIDED = frozenset({"aws-lambda-powertools", "pydantic", "pydantic-core", "aws-xray-sdk", "boto3", "botocore"})
+#: What the Lambda Python runtime ships in /var/runtime: boto3 and its dependency closure. Pip
+#: pulls some of them in (aws-xray-sdk, Powertools' tracer extra, requires botocore; Powertools
+#: requires jmespath); bundled copies would sit before the runtime's on sys.path and shadow the
+#: versions the runtime's boto3 was built with. Our code needs no newer ones: Powertools asks
+#: jmespath>=1.0.1,<2 and aws-xray-sdk botocore>=1.11.3, which the runtime's copies satisfy.
+RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"})
 
 _IGNORED_NAMES = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache", "tests")
 _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
@@ -39,23 +45,51 @@ def requirement_name(line: str) -> str | None:
     if not line or line.startswith("-"):
         return None
     match = _REQ_NAME.match(line)
-    return re.sub(r"[-_.]+", "-", match.group(1)).lower() if match else None
+    return normalise(match.group(1)) if match else None
 
 
-def non_layer_requirements(requirements_file: Path, layer_provided: Iterable[str] = LAYER_PROVIDED) -> list[str]:
-    """The requirement lines of `requirements_file` that the Powertools layer does not provide."""
-    provided = {re.sub(r"[-_.]+", "-", n).lower() for n in layer_provided}
-    kept = []
-    for raw in requirements_file.read_text(encoding="utf-8").splitlines():
-        name = requirement_name(raw)
-        if name is not None and name not in provided:
-            kept.append(raw.split("#", 1)[0].strip())
-    return kept
+def normalise(name: str) -> str:
+    """PEP 503 normalised distribution name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_lines(requirements_file: Path) -> list[str]:
+    """The requirement lines of `requirements_file` without comments and blank lines."""
+    return [raw.split("#", 1)[0].strip()
+            for raw in requirements_file.read_text(encoding="utf-8").splitlines()
+            if requirement_name(raw) is not None]
+
+
+def remove_distributions(target: Path, names: Collection[str]) -> list[str]:
+    """Delete every file the dist-info RECORD of each distribution in `names` lists (code, data,
+    the dist-info itself) from a `pip install --target` directory; returns the removed names."""
+    wanted = {normalise(n) for n in names}
+    root = Path(target).resolve()
+    removed = []
+    for dist in importlib.metadata.distributions(path=[str(root)]):
+        name = normalise(dist.metadata["Name"])
+        if name not in wanted:
+            continue
+        directories: set[Path] = set()
+        for entry in dist.files or ():
+            path = (root / entry).resolve()
+            if root not in path.parents:  # e.g. ../../bin scripts: never outside the target
+                continue
+            path.unlink(missing_ok=True)
+            directories.update(p for p in path.parents if root in p.parents)
+        for directory in sorted(directories, key=lambda p: len(p.parts), reverse=True):
+            for cache in directory.glob("__pycache__"):
+                shutil.rmtree(cache)
+            if directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
+        removed.append(name)
+    return sorted(removed)
 
 
 @jsii.implements(cdk.ILocalBundling)
 class LocalPythonBundling:
-    """Copy `packages` of `source_root` under `package_name/` and pip-install `requirements`."""
+    """Copy `packages` of `source_root` under `package_name/`, pip-install `requirements` with their
+    dependencies, then remove the `exclude_distributions` (what the runtime provides)."""
 
     def __init__(
         self,
@@ -67,6 +101,7 @@ class LocalPythonBundling:
         python_version: str,
         pip_platform: str,
         cache_dir: Path,
+        exclude_distributions: Collection[str] = (),
     ) -> None:
         self.source_root = Path(source_root)
         self.package_name = package_name
@@ -75,6 +110,7 @@ class LocalPythonBundling:
         self.python_version = python_version
         self.pip_platform = pip_platform
         self.cache_dir = Path(cache_dir)
+        self.exclude_distributions = tuple(sorted({normalise(n) for n in exclude_distributions}))
 
     def try_bundle(self, output_dir: str, *args: object, **kwargs: object) -> bool:  # noqa: ARG002
         """Called by the CDK; returning True means "bundled locally, do not start Docker"."""
@@ -92,7 +128,8 @@ class LocalPythonBundling:
         return True
 
     def _cache_key(self) -> str:
-        material = "\n".join([self.python_version, self.pip_platform, *sorted(self.requirements)])
+        material = "\n".join([self.python_version, self.pip_platform, *sorted(self.requirements),
+                              "exclude:", *self.exclude_distributions])
         return hashlib.sha256(material.encode()).hexdigest()[:32]
 
     def _installed_dependencies(self) -> Path:
@@ -116,8 +153,9 @@ class LocalPythonBundling:
                 f"pip could not install the trigger Lambda's dependencies {list(self.requirements)} "
                 f"for {self.pip_platform}/py{self.python_version}:\n{result.stderr.strip()}"
             )
-        for meta in staging.glob("bin"):
-            shutil.rmtree(meta)
+        remove_distributions(staging, self.exclude_distributions)
+        for scripts in staging.glob("bin"):
+            shutil.rmtree(scripts)
         try:
             os.replace(staging, target)  # atomic: a concurrent synth either sees all or nothing
         except OSError:

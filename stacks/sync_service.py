@@ -16,13 +16,26 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from functions.common.state import HEARTBEAT_STALE_AFTER_S
 from functions.common.telemetry import METRICS_NAMESPACE, WORKER_SERVICE
 from stacks.nag import acknowledge
 from stacks.naming import FUNCTIONS_DIR
 
-#: The container's health check (contracts.md): MQTT connected and a fresh heartbeat.
+#: The container's health check (contracts.md): a separate process that reads the status file the
+#: worker rewrites every heartbeat; exit 0 only for the lease holder with MQTT connected and a
+#: heartbeat fresher than HEARTBEAT_STALE_AFTER_S (a standby, not holding the lease, is unhealthy).
 HEALTH_CHECK_COMMAND = ["CMD", "python", "-m", "functions.sync_worker", "health"]
+#: Where the worker writes that status file (C2C_STATUS_FILE, read by both `run` and `health`).
+#: /tmp is writable for the image's non-root user (uid 10001, WORKDIR /app is root-owned) and the
+#: task's root filesystem is not read-only.
+STATUS_FILE = "/tmp/c2c-sync-worker.status.json"
+HEALTH_CHECK_INTERVAL_S = 30
+HEALTH_CHECK_RETRIES = 3
+#: Failed checks do not count until the first success or this long after the container started.
+#: Budget for the first connect of a replacement task: a predecessor killed without releasing the
+#: Redis lease holds it for up to its TTL (30 s), then the MQTT connect with backoff (reconnect cap
+#: 30 s, initial wait 10 s) and the first heartbeat (every 10 s), plus interpreter start, Redis TLS
+#: and slack: 120 s. After it, RETRIES x INTERVAL (90 s) of failures more before ECS replaces the task.
+HEALTH_CHECK_START_PERIOD_S = 120
 #: The worker drains within 30 s of SIGTERM; ECS waits this long before SIGKILL.
 STOP_TIMEOUT_S = 45
 #: What the worker image build must not see: the trigger's code and local caches.
@@ -94,6 +107,7 @@ class SyncServiceStack(cdk.Stack):
         environment = {
             **settings.environment,
             "C2C_REDIS_URL": redis_url,
+            "C2C_STATUS_FILE": STATUS_FILE,
             "POWERTOOLS_SERVICE_NAME": WORKER_SERVICE,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         }
@@ -114,11 +128,10 @@ class SyncServiceStack(cdk.Stack):
             logging=ecs.LogDrivers.aws_logs(stream_prefix="worker", log_group=log_group),
             health_check=ecs.HealthCheck(
                 command=HEALTH_CHECK_COMMAND,
-                interval=cdk.Duration.seconds(30),
+                interval=cdk.Duration.seconds(HEALTH_CHECK_INTERVAL_S),
                 timeout=cdk.Duration.seconds(10),
-                retries=3,
-                # First connect + first heartbeat must fit in here before failures count.
-                start_period=cdk.Duration.seconds(HEARTBEAT_STALE_AFTER_S + 30),
+                retries=HEALTH_CHECK_RETRIES,
+                start_period=cdk.Duration.seconds(HEALTH_CHECK_START_PERIOD_S),
             ),
             stop_timeout=cdk.Duration.seconds(STOP_TIMEOUT_S),
         )
@@ -147,10 +160,13 @@ class SyncServiceStack(cdk.Stack):
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             security_groups=[security_group],
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
-            # One MQTT client id must never be connected twice: with max 100 % ECS may not start the
-            # new task before the old one is stopped, and min 0 % lets it stop the old one first.
-            # The cost is a short gap (one drain + start) per deploy; the Redis lease with its
-            # fencing token is the second guard should two tasks ever overlap anyway.
+            # Two tasks must never share an MQTT client id (the broker would evict one for the other,
+            # back and forth): with max 100 % ECS may not start the new task before the old one is
+            # stopped, and min 0 % lets it stop the old one first. Overlapping would buy nothing
+            # anyway: the new task would stand by without the Redis lease, and a standby is
+            # unhealthy by the health contract, so the deployment could not go green until the old
+            # task left. The cost is a short gap (one drain + start) per deploy; the lease with its
+            # fencing token is the second guard should two tasks ever overlap.
             min_healthy_percent=0,
             max_healthy_percent=100,
             enable_ecs_managed_tags=True,

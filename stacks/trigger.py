@@ -25,20 +25,19 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.common.telemetry import METRICS_NAMESPACE, TRIGGER_SERVICE
-from stacks.lambda_bundling import LocalPythonBundling, non_layer_requirements
+from stacks.lambda_bundling import RUNTIME_PROVIDED, LocalPythonBundling, requirement_lines
 from stacks.nag import acknowledge
 from stacks.naming import BUILD_CACHE_DIR, FUNCTIONS_DIR
 
 PYTHON_VERSION = "3.12"
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 HANDLER = "functions.trigger.handler.handler"
-#: Powertools for AWS Lambda (Python) v3 public layer (account 017000801446), ARM64 build for this
-#: runtime. Bump the version with the Powertools pin in functions/trigger/requirements.txt.
-POWERTOOLS_LAYER_VERSION = 27
-POWERTOOLS_LAYER_ARN = (
-    "arn:${AWS::Partition}:lambda:${AWS::Region}:017000801446:layer:"
-    f"AWSLambdaPowertoolsPythonV3-python{PYTHON_VERSION.replace('.', '')}-arm64:{POWERTOOLS_LAYER_VERSION}"
-)
+#: The wheels bundled into the asset: CPython PYTHON_VERSION on Lambda's ARM64 (Graviton) hosts.
+PIP_PLATFORM = "manylinux2014_aarch64"
+#: The function's pinned runtime requirements, all bundled (Powertools and pydantic included: no
+#: Powertools layer, whose version-to-release mapping cannot be checked at synth, so exactly the
+#: pinned versions run); only RUNTIME_PROVIDED distributions are left to the Lambda runtime.
+REQUIREMENTS_FILE = FUNCTIONS_DIR / "trigger" / "requirements.txt"
 #: What of functions/ goes into the Lambda (the worker's code and image do not).
 CODE_PARTS = ("__init__.py", "common", "trigger")
 #: Glob excludes for the asset's source hash: everything but CODE_PARTS (so worker edits do not
@@ -59,16 +58,17 @@ class RedisPublish:
 
 
 def trigger_code() -> lambda_.Code:
-    """The Lambda asset: functions/{__init__.py,common,trigger} + the non-layer deps, no Docker."""
-    requirements = non_layer_requirements(FUNCTIONS_DIR / "trigger" / "requirements.txt")
+    """The Lambda asset: functions/{__init__.py,common,trigger} + every pinned dependency but what
+    the runtime provides, built without Docker."""
     bundler = LocalPythonBundling(
         source_root=FUNCTIONS_DIR,
         package_name="functions",
         packages=CODE_PARTS,
-        requirements=requirements,
+        requirements=requirement_lines(REQUIREMENTS_FILE),
         python_version=PYTHON_VERSION,
-        pip_platform="manylinux2014_aarch64",
+        pip_platform=PIP_PLATFORM,
         cache_dir=BUILD_CACHE_DIR,
+        exclude_distributions=RUNTIME_PROVIDED,
     )
     return lambda_.Code.from_asset(
         str(FUNCTIONS_DIR),
@@ -190,11 +190,6 @@ class TriggerStack(cdk.Stack):
             architecture=lambda_.Architecture.ARM_64,
             handler=HANDLER,
             code=trigger_code(),
-            layers=[
-                lambda_.LayerVersion.from_layer_version_arn(
-                    self, "PowertoolsLayer", cdk.Fn.sub(POWERTOOLS_LAYER_ARN)
-                )
-            ],
             role=role,
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
@@ -257,8 +252,8 @@ class TriggerStack(cdk.Stack):
         acknowledge(
             self.function,
             "AwsSolutions-L1",
-            f"Python {PYTHON_VERSION} on purpose: it matches the worker image, the Powertools layer build "
-            "and the wheels bundled for the Lambda; bump all three together",
+            f"Python {PYTHON_VERSION} on purpose: it matches the worker image and the cp{PYTHON_VERSION.replace('.', '')} "
+            "wheels bundled into the Lambda asset; bump them together",
         )
         cdk.CfnOutput(self, "TriggerFunctionUrl", value=self.function_url.url,
                       description="HTTPS endpoint of the trigger (IAM/SigV4 auth): POST {\"command\": ...}")

@@ -1,9 +1,14 @@
 """Synthesize each environment once per test session and share the result.
 
-Synthesis is the slow part (a few seconds per environment), so every infra test reads the same
-in-process synth: `dev` and `prod` from config/, and `stage`, a variant written here that turns on
-what dev/prod leave off (Redis signal transport, an account-pinned env, AWS IoT Core secrets,
-continuous mode) so those code paths are checked too.
+Synthesis is the slow part (a few seconds for the first environment, about one for each next),
+so every infra test reads the same in-process synth: `dev` (generic broker, gateway) and `prod`
+(Azure IoT Hub, per-device with a DeviceConnect policy key) from config/, and test-only variants
+written here that turn on what dev/prod leave off:
+- `stage`: Redis signal transport, an account-pinned env, continuous mode, AWS IoT Core (mTLS
+  secrets, per-device things, topic and MQTT 5);
+- `edge`: a generic broker with mutual TLS and a password, MQTT 5, per-device client ids and the
+  status topic disabled;
+- `hub`: Azure IoT Hub in gateway mode from a device connection string.
 """
 
 from __future__ import annotations
@@ -50,12 +55,51 @@ def stage_config(config_dir: Path) -> Path:
         "profile": "aws_iot_core",
         "endpoint": "mqtts://abc123-ats.iot.us-east-1.amazonaws.com:8883",
         "client_id": "c2c-stage",
+        "identity_mode": "per-device",
+        "identity_template": "ess-{station_id}",
+        "max_connections": 50,
+        "aws": {"topic": "dt/c2c/{env}/{identity}/telemetry", "protocol": 5},
         "secrets": {"aws_iot_certificate": "c2c-sync/stage/cert", "aws_iot_private_key": "c2c-sync/stage/key"},
     }
     raw["source"]["stations"] = ["st-1", "st-2"]
     raw["alarms"]["emails"] = ["ops@example.com"]
+    return _write(config_dir, "stage", raw)
+
+
+#: Platform sections of the profile-only variants (everything else as config/dev.yaml).
+PROFILE_VARIANTS: dict[str, dict[str, object]] = {
+    "edge": {
+        "profile": "generic",
+        "endpoint": "mqtts://emqx.example.com:8883",
+        "client_id": "c2c-edge",
+        "username": "c2c-edge",
+        "identity_mode": "per-device",
+        "identity_template": "c2c-{station_id}",
+        "generic": {"protocol": "5", "status_topic": ""},
+        "secrets": {"mqtt_password": "c2c-sync/edge/mqtt-password",
+                    "mqtt_client_certificate": "c2c-sync/edge/mqtt-cert",
+                    "mqtt_client_private_key": "c2c-sync/edge/mqtt-key"},
+    },
+    "hub": {
+        "profile": "azure_iot_hub",
+        "endpoint": "mqtts://c2c-hub.azure-devices.net:8883",
+        "client_id": "c2c-gateway-hub",
+        "azure": {"token_ttl_s": 900},
+        "secrets": {"azure_connection_string": "c2c-sync/hub/azure-connection-string"},
+    },
+}
+
+
+def profile_config(config_dir: Path, env: str) -> Path:
+    raw = yaml.safe_load((CONFIG_DIR / "dev.yaml").read_text())
+    raw["platform"] = PROFILE_VARIANTS[env]
+    raw["tags"] = {"project": "c2c-sync", "environment": env}
+    return _write(config_dir, env, raw)
+
+
+def _write(config_dir: Path, env: str, raw: dict[str, object]) -> Path:
     config_dir.mkdir(parents=True, exist_ok=True)
-    (config_dir / "stage.yaml").write_text(yaml.safe_dump(raw))
+    (config_dir / f"{env}.yaml").write_text(yaml.safe_dump(raw))
     return config_dir
 
 
@@ -106,6 +150,18 @@ def stage(tmp_path_factory) -> Synth:
     return _synth("stage", tmp_path_factory.mktemp("cdk-stage"), config_dir)
 
 
+@pytest.fixture(scope="session")
+def edge(tmp_path_factory) -> Synth:
+    config_dir = profile_config(tmp_path_factory.mktemp("edge-config"), "edge")
+    return _synth("edge", tmp_path_factory.mktemp("cdk-edge"), config_dir)
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory) -> Synth:
+    config_dir = profile_config(tmp_path_factory.mktemp("hub-config"), "hub")
+    return _synth("hub", tmp_path_factory.mktemp("cdk-hub"), config_dir)
+
+
 @pytest.fixture(scope="session", params=["dev", "prod"])
 def env_synth(request) -> Synth:
     """Each configured environment in turn."""
@@ -114,5 +170,11 @@ def env_synth(request) -> Synth:
 
 @pytest.fixture(scope="session", params=["dev", "prod", "stage"])
 def any_synth(request) -> Synth:
-    """Every synthesized variant, including the `stage` one."""
+    """dev, prod and the `stage` variant (every stack differs between them)."""
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(scope="session", params=["dev", "prod", "stage", "edge", "hub"])
+def profile_synth(request) -> Synth:
+    """One synth per platform profile and identity mode (edge/hub differ from dev only in `platform`)."""
     return request.getfixturevalue(request.param)

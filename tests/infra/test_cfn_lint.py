@@ -27,3 +27,11 @@ def test_template_has_no_cfn_lint_errors(any_synth, part):
     assert errors == []
     untolerated = [str(m) for m in matches if not m.rule.id.startswith("E") and m.rule.id not in TOLERATED_WARNINGS]
     assert untolerated == []
+
+
+@pytest.mark.parametrize("variant", ["edge", "hub"])
+def test_platform_variants_sync_service_has_no_cfn_lint_findings(request, variant):
+    """edge/hub differ from dev only in the worker's platform wiring (the SyncService stack)."""
+    synth = request.getfixturevalue(variant)
+    matches = lint(json.dumps(synth.templates["SyncService"]), config=ManualArgs(regions=["eu-west-1"]))
+    assert [str(m) for m in matches if m.rule.id not in TOLERATED_WARNINGS] == []

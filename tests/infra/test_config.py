@@ -9,7 +9,7 @@ import yaml
 
 from app import build_app
 from config import CONFIG_DIR, ConfigError, known_environments, load_environment
-from config.schema import EnvironmentConfig, PlatformProfile, SignalTransport, WorkerMode
+from config.schema import EnvironmentConfig, IdentityMode, PlatformProfile, SignalTransport, WorkerMode
 
 pytestmark = pytest.mark.infra
 
@@ -34,6 +34,8 @@ def test_dev_and_prod_load_as_typed_configs():
     assert prod.region == "eu-west-1" and not prod.is_env_agnostic
     assert dev.worker.mode is WorkerMode.PER_SIGNAL and dev.signal_transport is SignalTransport.SQS
     assert prod.platform.profile is PlatformProfile.AZURE_IOT_HUB
+    assert prod.platform.identity_mode is IdentityMode.PER_DEVICE and prod.platform.azure.policy_name == "device"
+    assert dev.platform.profile is PlatformProfile.GENERIC and dev.platform.identity_mode is IdentityMode.GATEWAY
     assert (dev.cache.replicas, dev.cache.multi_az) == (0, False)
     assert (prod.cache.replicas, prod.cache.multi_az, prod.retain_data) == (1, True, True)
 
@@ -82,9 +84,8 @@ def test_file_name_and_name_field_must_agree(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"platform": {"profile": "aws_iot_core"}}, "needs secrets.aws_iot_certificate, secrets.aws_iot_private_key"),
-        ({"platform": {"profile": "azure_iot_hub", "endpoint": "mqtt://hub.example.com:1883",
-                       "secrets": {"azure_sas_key": "x"}}}, "requires TLS"),
+        ({"platform": {"profile": "aws_iot_core"}}, "platform.secrets.aws_iot_certificate: profile aws_iot_core needs it"),
+        ({"platform": {"endpoint": "mqtt://hub.example.com:1883"}}, "platform.endpoint: must start with mqtts://"),
         ({"cache": {"multi_az": True, "replicas": 0}}, "multi_az requires replicas >= 1"),
         ({"account": "123456789012"}, "account is set but region is not"),
         ({"schedule": "rate(1 minutes)"}, "schedule"),
@@ -103,3 +104,96 @@ def test_cross_field_rules_name_the_field(tmp_path, overrides, expected):
 def test_valid_schedule_expressions_are_accepted(tmp_path, schedule):
     write_env(tmp_path, "x", schedule=schedule)
     assert load_environment("x", tmp_path).schedule == schedule
+
+
+def write_platform(config_dir: Path, env: str, platform: dict[str, object]) -> Path:
+    """dev.yaml with its whole `platform` section replaced."""
+    raw = yaml.safe_load((CONFIG_DIR / "dev.yaml").read_text())
+    raw["platform"] = platform
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / f"{env}.yaml").write_text(yaml.safe_dump(raw))
+    return config_dir
+
+
+AZURE = {"profile": "azure_iot_hub", "endpoint": "mqtts://hub.azure-devices.net:8883", "client_id": "gw"}
+AWS = {"profile": "aws_iot_core", "endpoint": "mqtts://x-ats.iot.eu-west-1.amazonaws.com:8883", "client_id": "thing",
+       "secrets": {"aws_iot_certificate": "c", "aws_iot_private_key": "k"}}
+GENERIC = {"profile": "generic", "endpoint": "mqtts://broker.example.com:8883", "client_id": "c2c",
+           "username": "c2c", "secrets": {"mqtt_password": "p"}}
+
+
+def test_every_platform_problem_is_reported_at_once_under_its_own_field(tmp_path):
+    write_platform(tmp_path, "x", {
+        **AZURE, "endpoint": "mqtt://hub.azure-devices.net:1883", "username": "u", "identity_mode": "per-device",
+        "aws": {"protocol": 5}, "secrets": {"azure_sas_key": "a", "azure_device_keys": "b", "mqtt_password": "c"},
+    })
+    with pytest.raises(ConfigError) as info:
+        load_environment("x", tmp_path)
+    lines = str(info.value).splitlines()
+    expected = [
+        "platform.endpoint: must start with mqtts://",
+        "platform.secrets.mqtt_password: not used by profile azure_iot_hub",
+        "platform.aws: only used by profile aws_iot_core",
+        "platform.username: only used by profile generic",
+        "platform.secrets.azure_sas_key: profile azure_iot_hub needs exactly one of",
+        "platform.azure.policy_name: required in per-device mode with secrets.azure_sas_key",
+    ]
+    assert lines[0].endswith(f"{len(expected)} invalid field(s):")
+    for line, start in zip(lines[1:], expected, strict=True):
+        assert line.startswith(f"  - {start}"), line
+
+
+@pytest.mark.parametrize(
+    ("platform", "expected"),
+    [
+        ({**AZURE}, "platform.secrets.azure_sas_key: profile azure_iot_hub needs exactly one of"),
+        ({**AZURE, "secrets": {"azure_connection_string": "s", "azure_device_keys": "k"}}, "(got 2)"),
+        ({**AZURE, "azure": {"policy_name": "device"}, "secrets": {"azure_connection_string": "s"}},
+         "platform.azure.policy_name: only used with secrets.azure_sas_key"),
+        ({**AZURE, "azure": {"token_ttl_s": 60}, "secrets": {"azure_sas_key": "k"}}, "platform.azure.token_ttl_s"),
+        ({**AZURE, "azure": {"api_version": "latest"}, "secrets": {"azure_sas_key": "k"}}, "platform.azure.api_version"),
+        ({**AWS, "secrets": {"aws_iot_certificate": "c"}},
+         "platform.secrets.aws_iot_private_key: profile aws_iot_core needs it"),
+        ({**AWS, "aws": {"topic": "c2c/{env}/+/telemetry"}}, "platform.aws.topic: a publish topic cannot contain"),
+        ({**AWS, "aws": {"topic": "a/b/c/d/e/f/g/h/{station_id}"}}, "at most 7 slashes"),
+        ({**AWS, "aws": {"topic": "c2c/{site}/{station_id}"}}, "platform.aws.topic: unknown placeholder 'site'"),
+        ({**AWS, "aws": {"protocol": 4}}, "platform.aws.protocol"),
+        ({**AWS, "identity_mode": "per-device", "identity_template": "ess"},
+         "platform.identity_template: must contain {station_id}"),
+        ({**AWS, "max_connections": 10}, "platform.max_connections: only used with identity_mode per-device"),
+        ({**AWS, "identity_template": "ess-{station_id}"}, "platform.identity_template: only used with identity_mode"),
+        ({**GENERIC, "secrets": {}}, "platform.secrets.mqtt_password: profile generic needs"),
+        ({**GENERIC, "secrets": {"mqtt_client_certificate": "c"}},
+         "platform.secrets.mqtt_client_private_key: a client certificate needs both"),
+        ({**GENERIC, "username": None}, "platform.username: required with secrets.mqtt_password"),
+        ({**GENERIC, "secrets": {"mqtt_client_certificate": "same", "mqtt_client_private_key": "same"}},
+         "names the same secret 'same'"),
+        ({**GENERIC, "secrets": {"mqtt_password": "p", "aws_iot_certificate": "c"}},
+         "platform.secrets.aws_iot_certificate: not used by profile generic"),
+        ({**GENERIC, "azure": {"policy_name": "device"}}, "platform.azure: only used by profile azure_iot_hub"),
+        ({**GENERIC, "generic": {"status_topic": "c2c/{env}/#"}}, "platform.generic.status_topic"),
+        ({**GENERIC, "identity_mode": "per-station"}, "platform.identity_mode"),
+    ],
+)
+def test_platform_rules_name_the_field(tmp_path, platform, expected):
+    write_platform(tmp_path, "x", platform)
+    with pytest.raises(ConfigError, match="invalid field") as info:
+        load_environment("x", tmp_path)
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "platform",
+    [
+        {**AZURE, "secrets": {"azure_sas_key": "k"}},  # gateway with the device's key
+        {**AZURE, "identity_mode": "per-device", "azure": {"policy_name": "device"}, "secrets": {"azure_sas_key": "k"}},
+        {**AZURE, "identity_mode": "per-device", "max_connections": 200, "secrets": {"azure_device_keys": "k"}},
+        {**AZURE, "identity_mode": "per-device", "secrets": {"azure_connection_string": "policy-connection"}},
+        {**AWS, "aws": {"topic": "$aws/rules/ingest/c2c/{env}/{station_id}", "protocol": "3.1.1"}},
+        {**GENERIC, "generic": {"protocol": 5, "status_topic": ""}},
+        {**GENERIC, "username": None, "secrets": {"mqtt_client_certificate": "c", "mqtt_client_private_key": "k"}},
+    ],
+)
+def test_valid_platform_sections_are_accepted(tmp_path, platform):
+    write_platform(tmp_path, "x", platform)
+    assert load_environment("x", tmp_path).platform.profile.value == platform["profile"]

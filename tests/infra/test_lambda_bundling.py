@@ -1,4 +1,4 @@
-"""The Docker-free Lambda bundler: which requirements it installs and what it copies."""
+"""The Docker-free Lambda bundler: which requirements it installs, what it removes, what it copies."""
 
 from __future__ import annotations
 
@@ -6,14 +6,55 @@ from pathlib import Path
 
 import pytest
 
-from stacks.lambda_bundling import LocalPythonBundling, non_layer_requirements, requirement_name
+from stacks.lambda_bundling import (
+    RUNTIME_PROVIDED,
+    LocalPythonBundling,
+    remove_distributions,
+    requirement_lines,
+    requirement_name,
+)
 from stacks.naming import FUNCTIONS_DIR
 
 pytestmark = pytest.mark.infra
 
 
-def test_only_requirements_missing_from_the_powertools_layer_are_bundled():
-    assert non_layer_requirements(FUNCTIONS_DIR / "trigger" / "requirements.txt") == ["redis==8.1.0"]
+def test_every_pinned_trigger_requirement_is_bundled():
+    assert requirement_lines(FUNCTIONS_DIR / "trigger" / "requirements.txt") == [
+        "aws-lambda-powertools[tracer,parser]==3.37.0", "pydantic==2.14.4", "redis==8.1.0"]
+
+
+def test_only_the_runtime_sdk_and_its_dependencies_are_left_to_the_runtime():
+    assert RUNTIME_PROVIDED == {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
+    assert not {"aws-lambda-powertools", "pydantic", "pydantic-core", "aws-xray-sdk", "redis"} & RUNTIME_PROVIDED
+
+
+def _fake_distribution(target: Path, name: str, files: dict[str, str]) -> None:
+    """A dist-info with a RECORD, as `pip install --target` leaves it."""
+    info = target / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    for rel, text in files.items():
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        (target / rel).write_text(text)
+    record = [*files, f"{info.name}/METADATA", f"{info.name}/RECORD", "../../bin/tool"]
+    (info / "RECORD").write_text("".join(f"{r},,\n" for r in record))
+
+
+def test_removal_follows_each_records_files_and_keeps_everything_else(tmp_path):
+    _fake_distribution(tmp_path, "botocore", {"botocore/__init__.py": "", "botocore/data/s3/x.json": "{}"})
+    _fake_distribution(tmp_path, "python-dateutil", {"dateutil/__init__.py": ""})
+    _fake_distribution(tmp_path, "six", {"six.py": ""})
+    _fake_distribution(tmp_path, "redis", {"redis/__init__.py": ""})
+    (tmp_path / "botocore" / "__pycache__").mkdir()
+    outside = tmp_path.parent / "bin" / "tool"  # a RECORD path outside the target is never touched
+    outside.parent.mkdir(exist_ok=True)
+    outside.write_text("keep")
+    assert remove_distributions(tmp_path, {"Botocore", "python_dateutil", "six", "boto3"}) == [
+        "botocore", "python-dateutil", "six"]
+    left = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")}
+    assert left == {"redis", "redis/__init__.py", "redis-1.0.dist-info", "redis-1.0.dist-info/METADATA",
+                    "redis-1.0.dist-info/RECORD"}
+    assert outside.read_text() == "keep"
 
 
 @pytest.mark.parametrize(("line", "name"), [

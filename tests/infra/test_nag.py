@@ -32,7 +32,7 @@ EXPECTED = {
         "C2C-prod-SyncService": {
             "AwsSolutions-ECS2", "AwsSolutions-IAM5[Resource::*]",
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:c2c-sync/prod/source-api-key-??????]",
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:c2c-sync/prod/azure-sas-key-??????]",
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:c2c-sync/prod/azure-device-policy-key-??????]",
         },
         "C2C-prod-Trigger": {"AwsSolutions-IAM5[Resource::*]", "AwsSolutions-L1", "AwsSolutions-SQS3"},
     },
@@ -49,9 +49,9 @@ def acknowledgements(synth) -> dict[str, dict[str, str]]:
     return found
 
 
-def test_no_unacknowledged_findings(any_synth):
+def test_no_unacknowledged_findings(profile_synth):
     # The synth would have raised on a violation; the report confirms no plugin reported anything.
-    report = json.loads((any_synth.outdir / "validation-report.json").read_text())
+    report = json.loads((profile_synth.outdir / "validation-report.json").read_text())
     assert report["pluginReports"] == []
 
 

@@ -4,11 +4,16 @@ one-task-at-a-time deployments, a task role that can only consume the start queu
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
 from config import load_environment
-from stacks.sync_service import HEALTH_CHECK_COMMAND
+from stacks.naming import REPO_ROOT
+from stacks.sync_service import HEALTH_CHECK_COMMAND, STATUS_FILE
 
 pytestmark = pytest.mark.infra
 
@@ -66,16 +71,132 @@ def test_health_check_is_the_contract_command(env_synth):
     assert check["Command"] == HEALTH_CHECK_COMMAND == ["CMD", "python", "-m", "functions.sync_worker", "health"]
 
 
-def test_secrets_are_injected_never_plain(env_synth):
-    config = load_environment(env_synth.env)
-    secrets = {s["Name"]: s["ValueFrom"] for s in container(env_synth)["Secrets"]}
-    expected = {"C2C_REDIS_PASSWORD", "C2C_SOURCE_API_KEY",
-                "C2C_MQTT_PASSWORD" if env_synth.env == "dev" else "C2C_AZURE_SAS_KEY"}
-    assert set(secrets) == expected
+def test_health_check_gives_a_replacement_task_time_for_its_first_connect(env_synth):
+    from functions.sync_worker.settings import WorkerSettings
+
+    defaults = {name: WorkerSettings.model_fields[name].default
+                for name in ("lease_ttl_s", "mqtt_reconnect_max_s", "heartbeat_interval_s")}
+    check = container(env_synth)["HealthCheck"]
+    # A predecessor killed without releasing the lease holds it for its TTL; then the MQTT connect
+    # (10 s initial wait, backoff capped at the reconnect maximum) and the first heartbeat.
+    first_connect_s = defaults["lease_ttl_s"] + 10 + defaults["mqtt_reconnect_max_s"] + defaults["heartbeat_interval_s"]
+    assert first_connect_s < check["StartPeriod"] <= 300  # 300 s: the ECS maximum
+    assert (check["Interval"], check["Retries"], check["Timeout"]) == (30, 3, 10)
+
+
+def test_worker_and_health_check_share_a_writable_status_file(env_synth):
+    # The image runs as uid 10001 with WORKDIR /app owned by root: the file must live in /tmp, and
+    # the root filesystem must stay writable for it.
+    assert env_vars(env_synth)["C2C_STATUS_FILE"] == STATUS_FILE and STATUS_FILE.startswith("/tmp/")
+    assert not container(env_synth).get("ReadonlyRootFilesystem", False)
+    dockerfile = (REPO_ROOT / "functions" / "sync_worker" / "Dockerfile").read_text()
+    assert "USER 10001" in dockerfile and "WORKDIR /app" in dockerfile
+
+
+def _health(status_file, status: dict | None) -> subprocess.CompletedProcess:
+    if status is not None:
+        status_file.write_text(json.dumps(status))
+    env = {**os.environ, "C2C_STATUS_FILE": str(status_file)}
+    return subprocess.run([sys.executable, "-m", "functions.sync_worker", "health"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_health_command_reads_c2c_status_file_and_fails_a_standby(tmp_path):
+    # The stack only sets C2C_STATUS_FILE; this proves the container's command honours it.
+    status_file = tmp_path / "status.json"
+    missing = _health(status_file, None)
+    assert missing.returncode == 1 and str(status_file) in missing.stdout
+    now = time.time()
+    holder = {"pid": os.getpid(), "at": now, "mqtt_connected": True, "lease_held": True, "heartbeat_at": now}
+    assert _health(status_file, holder).returncode == 0
+    standby = _health(status_file, {**holder, "lease_held": False})
+    assert standby.returncode == 1 and "standing by" in standby.stdout
+
+
+#: The platform secrets each variant's worker receives (env var -> secret name), written out here
+#: rather than recomputed, so a wiring change shows up as a test failure.
+PLATFORM_SECRETS = {
+    "dev": {"C2C_MQTT_PASSWORD": "c2c-sync/dev/mqtt-password"},
+    "prod": {"C2C_AZURE_SAS_KEY": "c2c-sync/prod/azure-device-policy-key"},
+    "stage": {"C2C_AWS_IOT_CERT_PEM": "c2c-sync/stage/cert", "C2C_AWS_IOT_KEY_PEM": "c2c-sync/stage/key"},
+    "edge": {"C2C_MQTT_PASSWORD": "c2c-sync/edge/mqtt-password", "C2C_MQTT_CERT_PEM": "c2c-sync/edge/mqtt-cert",
+             "C2C_MQTT_KEY_PEM": "c2c-sync/edge/mqtt-key"},
+    "hub": {"C2C_AZURE_CONNECTION_STRING": "c2c-sync/hub/azure-connection-string"},
+}
+#: The platform-profile variables (plain values) each variant's worker receives.
+PLATFORM_ENV = {
+    "dev": {"C2C_PLATFORM_PROFILE": "generic", "C2C_MQTT_IDENTITY_MODE": "gateway",
+            "C2C_MQTT_USERNAME": "c2c-sync-dev"},
+    "prod": {"C2C_PLATFORM_PROFILE": "azure_iot_hub", "C2C_AZURE_IDENTITY_MODE": "per-device",
+             "C2C_AZURE_DEVICE_ID_TEMPLATE": "ess-{station_id}", "C2C_MQTT_MAX_CONNECTIONS": "500",
+             "C2C_AZURE_POLICY_NAME": "device", "C2C_AZURE_TOKEN_TTL_S": "3600",
+             "C2C_AZURE_API_VERSION": "2021-04-12"},
+    "stage": {"C2C_PLATFORM_PROFILE": "aws_iot_core", "C2C_AWS_IOT_IDENTITY_MODE": "per-device",
+              "C2C_AWS_IOT_THING_NAME_TEMPLATE": "ess-{station_id}", "C2C_MQTT_MAX_CONNECTIONS": "50",
+              "C2C_AWS_IOT_TOPIC": "dt/c2c/{env}/{identity}/telemetry", "C2C_AWS_IOT_PROTOCOL": "5"},
+    "edge": {"C2C_PLATFORM_PROFILE": "generic", "C2C_MQTT_IDENTITY_MODE": "per-device",
+             "C2C_MQTT_CLIENT_ID_TEMPLATE": "c2c-{station_id}", "C2C_MQTT_USERNAME": "c2c-edge",
+             "C2C_MQTT_PROTOCOL": "5", "C2C_MQTT_STATUS_TOPIC": ""},
+    "hub": {"C2C_PLATFORM_PROFILE": "azure_iot_hub", "C2C_AZURE_IDENTITY_MODE": "gateway",
+            "C2C_AZURE_TOKEN_TTL_S": "900"},
+}
+#: Shared by every profile (always set) and so not part of PLATFORM_ENV.
+SHARED_MQTT = {"C2C_MQTT_URL", "C2C_MQTT_CLIENT_ID"}
+SECRET_WORDS = ("PASSWORD", "API_KEY", "SAS_KEY", "KEY_PEM", "CERT_PEM", "CONNECTION_STRING", "DEVICE_KEYS")
+
+
+def test_secrets_are_injected_by_name_never_plain(profile_synth):
+    config = profile_synth.config
+    secrets = {s["Name"]: s["ValueFrom"] for s in container(profile_synth)["Secrets"]}
+    assert set(secrets) == {"C2C_REDIS_PASSWORD", "C2C_SOURCE_API_KEY", *PLATFORM_SECRETS[profile_synth.env]}
     assert "RedisAuthSecret" in secrets["C2C_REDIS_PASSWORD"]["Fn::ImportValue"]
-    assert json.dumps(secrets["C2C_SOURCE_API_KEY"]).endswith(f':secret:{config.source.api_key_secret}"]]}}')
-    plain = env_vars(env_synth)
-    assert not [n for n in plain if any(w in n for w in ("PASSWORD", "API_KEY", "SAS_KEY", "KEY_PEM"))]
+    named = {"C2C_SOURCE_API_KEY": config.source.api_key_secret, **PLATFORM_SECRETS[profile_synth.env]}
+    for env_var, name in named.items():
+        # arn:<partition>:secretsmanager:<region>:<account>:secret:<name> -- by name, never a value
+        assert f':secret:{name}"' in json.dumps(secrets[env_var]), env_var
+    plain = env_vars(profile_synth)
+    assert not [n for n in plain if any(w in n for w in SECRET_WORDS)]
+
+
+def test_platform_profile_settings_reach_the_worker_as_plain_values(profile_synth):
+    env = env_vars(profile_synth)
+    platform = {k: v for k, v in env.items()
+                if k.startswith(("C2C_PLATFORM_", "C2C_AZURE_", "C2C_AWS_IOT_", "C2C_MQTT_")) and k not in SHARED_MQTT}
+    assert platform == PLATFORM_ENV[profile_synth.env]
+    assert env["C2C_MQTT_URL"] == profile_synth.config.platform.endpoint
+
+
+def test_every_platform_variable_is_one_the_worker_reads(profile_synth):
+    """Names only (values are the worker's business): each C2C_* the stack sets is a field of the
+    worker's settings (C2C_*, C2C_MQTT_*) or of its profile's (C2C_AZURE_*, C2C_AWS_IOT_*)."""
+    from functions.sync_worker.settings import WorkerSettings
+    from functions.sync_worker.uplink.profiles.settings import AwsIotCoreSettings, AzureIotHubSettings
+
+    readers = [("C2C_AZURE_", AzureIotHubSettings), ("C2C_AWS_IOT_", AwsIotCoreSettings), ("C2C_", WorkerSettings)]
+    names = {*env_vars(profile_synth), *(s["Name"] for s in container(profile_synth)["Secrets"])}
+    unread = []
+    for name in sorted(n for n in names if n.startswith("C2C_")):
+        prefix, model = next((p, m) for p, m in readers if name.startswith(p))
+        if name.removeprefix(prefix).lower() not in model.model_fields:
+            unread.append(name)
+    assert unread == []
+
+
+def test_each_platform_secret_is_granted_and_acknowledged_by_its_exact_name(profile_synth):
+    names = [profile_synth.config.source.api_key_secret, *PLATFORM_SECRETS[profile_synth.env].values()]
+    statements = [s for p in profile_synth.resources("SyncService", "AWS::IAM::Policy").values()
+                  for s in p["Properties"]["PolicyDocument"]["Statement"]
+                  if "secretsmanager:GetSecretValue" in s["Action"]]
+    (statement,) = statements
+    granted = {json.dumps(r).split(":secret:")[1].split('"')[0] for r in statement["Resource"]
+               if ":secret:" in json.dumps(r)}
+    assert granted == {f"{n}-??????" for n in names}
+    assert len(statement["Resource"]) == len(names) + 1  # + the Redis AUTH secret (an exact ARN)
+    acknowledged = {rule["id"] for r in profile_synth.templates["SyncService"]["Resources"].values()
+                    for rule in r.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
+                    if rule["id"].startswith("AwsSolutions-IAM5[Resource::arn:")}
+    prefix = "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:"
+    assert acknowledged == {f"{prefix}{n}-??????]" for n in names}
 
 
 def test_worker_environment_follows_the_contract(env_synth):
@@ -131,5 +252,3 @@ def test_redis_signal_transport_drops_the_queue_grant(stage):
     assert env["C2C_SIGNAL_URL"] == "redis" and env["C2C_MODE"] == "continuous"
     assert env["C2C_STATIONS"] == "st-1,st-2"
     assert "sqs:" not in json.dumps(stage.templates["SyncService"])
-    secrets = {s["Name"] for s in container(stage)["Secrets"]}
-    assert {"C2C_AWS_IOT_CERT_PEM", "C2C_AWS_IOT_KEY_PEM"} <= secrets

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -32,11 +33,8 @@ def test_python_arm64_with_xray_reserved_concurrency_and_the_handler(env_synth):
     assert fn["ReservedConcurrentExecutions"] == load_environment(env_synth.env).trigger.reserved_concurrency
 
 
-def test_powertools_comes_from_its_public_layer_resolved_per_region(env_synth):
-    (layer,) = function(env_synth)["Layers"]
-    arn = layer["Fn::Sub"]
-    assert arn.startswith("arn:${AWS::Partition}:lambda:${AWS::Region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-")
-    assert "-arm64:" in arn and "python312" in arn
+def test_no_layers_powertools_is_bundled_at_its_pinned_version(env_synth):
+    assert "Layers" not in function(env_synth)
 
 
 def test_explicit_log_group_with_retention(env_synth):
@@ -116,15 +114,34 @@ def test_redis_transport_puts_the_function_in_the_vpc_with_the_secret(stage):
     assert "ec2:CreateNetworkInterface" in by_sid["ManageVpcNetworkInterfaces"]["Action"]
 
 
-def test_code_asset_holds_only_the_trigger_its_contracts_and_non_layer_deps(env_synth):
-    assets = json.loads((env_synth.outdir / f"C2C-{env_synth.env}-Trigger.assets.json").read_text())
+def code_root(synth) -> Path:
+    assets = json.loads((synth.outdir / f"C2C-{synth.env}-Trigger.assets.json").read_text())
     (code,) = [f for f in assets["files"].values() if f["source"]["packaging"] == "zip"]
-    root = env_synth.outdir / code["source"]["path"]
+    return synth.outdir / code["source"]["path"]
+
+
+def test_code_asset_holds_the_trigger_its_contracts_and_the_pinned_dependencies(env_synth):
+    root = code_root(env_synth)
     assert (root / "functions" / "__init__.py").is_file()
     assert (root / "functions" / "common" / "signal.py").is_file()
-    assert (root / "functions" / "trigger").is_dir()
-    assert (root / "redis" / "__init__.py").is_file()  # not in the Powertools layer
-    top = {p.name for p in root.iterdir()}
-    assert not {"pydantic", "aws_lambda_powertools", "boto3"} & top  # provided by layer/runtime
+    assert (root / "functions" / "trigger" / "handler.py").is_file()
     assert not (root / "functions" / "sync_worker").exists()
     assert not list(root.rglob("__pycache__"))
+    # Exactly the versions functions/trigger/requirements.txt pins (what the layer could not promise).
+    versions = {d.name.removesuffix(".dist-info").rsplit("-", 1)[0]: d.name.removesuffix(".dist-info").rsplit("-", 1)[1]
+                for d in root.glob("*.dist-info")}
+    assert (versions["aws_lambda_powertools"], versions["pydantic"], versions["redis"]) == ("3.37.0", "2.14.4", "8.1.0")
+    assert "aws_xray_sdk" in versions  # Powertools' tracer extra
+    # Compiled parts are Lambda's: CPython 3.12 on ARM64.
+    (core,) = (root / "pydantic_core").glob("_pydantic_core.*.so")
+    assert core.name.endswith(".cpython-312-aarch64-linux-gnu.so")
+    # The runtime's SDK and its dependencies are not bundled (they would shadow the runtime's).
+    top = {p.name for p in root.iterdir()}
+    assert not {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py", "urllib3", "bin"} & top
+    assert not [n for n in top if n.startswith(("boto", "s3transfer", "jmespath", "python_dateutil", "six-", "urllib3"))]
+
+
+def test_code_asset_stays_well_under_lambda_size_limits(env_synth):
+    root = code_root(env_synth)
+    unzipped = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    assert unzipped < 50 * 2**20  # Lambda allows 250 MB unzipped (and 50 MB zipped, which is smaller)
