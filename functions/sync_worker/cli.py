@@ -145,6 +145,7 @@ def _run(settings: WorkerSettings, *, once: bool) -> int:
 def _dry_run(settings: WorkerSettings) -> int:
     from functions.sync_worker.app import build_profile, build_source
     from functions.sync_worker.cycle import CycleRunner
+    from functions.sync_worker.errors import PermanentError
     from functions.sync_worker.store import MemoryState
     from functions.sync_worker.uplink.mqtt import PublishBatch
 
@@ -156,13 +157,18 @@ def _dry_run(settings: WorkerSettings) -> int:
         def new_batch(self) -> PublishBatch:
             return PublishBatch()
 
-        def publish(self, message, batch: PublishBatch) -> None:
-            identity = profile.identity_for(message.station_id)
-            profile.check(message, qos=1, retain=False)
-            print(json.dumps({"topic": profile.topic_for(identity, message), "message_id": message.message_id,
-                              "payload": json.loads(message.payload)}), flush=False)
-            batch._added()
-            batch._acked()
+        def publish_page(self, messages, batch: PublishBatch):
+            refused = []
+            for message in messages:
+                try:
+                    identity = profile.identity_for(message.station_id)
+                    profile.check(message, qos=1, retain=False)
+                except PermanentError as exc:
+                    refused.append((message, exc))
+                    continue
+                print(json.dumps({"topic": profile.topic_for(identity, message), "message_id": message.message_id,
+                                  "payload": json.loads(message.payload)}), flush=False)
+            return refused
 
     source = build_source(settings)
     try:

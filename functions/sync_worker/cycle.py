@@ -34,7 +34,10 @@ class Publisher(Protocol):
 
     def new_batch(self) -> PublishBatch: ...
 
-    def publish(self, message: OutboundMessage, batch: PublishBatch) -> None: ...
+    def publish_page(self, messages: list[OutboundMessage], batch: PublishBatch
+                     ) -> list[tuple[OutboundMessage, PermanentError]]:
+        """Queue a page's messages into `batch`; return those the platform refuses (not sent)."""
+        ...
 
 
 class CursorStore(Protocol):
@@ -246,23 +249,30 @@ class CycleRunner:
 
     def _publish_page(self, station: Station, page: list[Reading], outcome: StationOutcome) -> None:
         """Send a page and wait for all its PUBACKs; the caller moves the cursor only afterwards."""
+        messages: list[OutboundMessage] = []
+        for reading in page:
+            try:
+                messages.append(to_message(reading))
+            except PermanentError as exc:  # this reading only: skip it, keep the rest
+                self._skip(outcome, reading.message_id, exc)
         batch = self.publisher.new_batch()
-        sent = 0
+        # Raises (transient) with nothing of the page queued when the uplink's queue stays full.
+        refused = self.publisher.publish_page(messages, batch)
+        for message, exc in refused:
+            self._skip(outcome, message.message_id, exc)
+        sent = len(messages) - len(refused)
         try:
-            for reading in page:
-                try:
-                    message = to_message(reading)
-                    self.publisher.publish(message, batch)
-                    sent += 1
-                except PermanentError as exc:  # this reading only: skip it, keep the rest
-                    outcome.skipped += 1
-                    logger.warning("reading skipped", extra={"station_id": station.station_id,
-                                                             "message_id": reading.message_id, "error": str(exc)})
             batch.wait(self.puback_timeout_s)
         except SyncError:
             outcome.unconfirmed += sent
             raise
         outcome.published += sent
+
+    @staticmethod
+    def _skip(outcome: StationOutcome, message_id: str, exc: PermanentError) -> None:
+        outcome.skipped += 1
+        logger.warning("reading skipped", extra={"station_id": outcome.station_id, "message_id": message_id,
+                                                 "error": str(exc)})
 
     def close(self) -> None:
         self.stop.set()

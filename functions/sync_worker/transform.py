@@ -42,11 +42,16 @@ def to_message(reading: Reading) -> OutboundMessage:
 _SCHEMA = str(PAYLOAD_SCHEMA_VERSION)
 
 
-def _encode(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), allow_nan=False, default=_refuse).encode()
-
-
 def _refuse(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("non-finite number")
     raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+# One encoder for every message: `json.dumps` with any non-default option builds a new
+# JSONEncoder per call, which showed up on the publish path.
+_encode_str = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_refuse).encode
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    return _encode_str(body).encode()

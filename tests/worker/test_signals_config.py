@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -95,3 +98,25 @@ def test_plaintext_mqtt_to_a_remote_broker_needs_the_explicit_insecure_flag(monk
     assert main(["validate-config"]) == 2
     assert "C2C_MQTT_URL" in capsys.readouterr().err
     assert main(["validate-config", "--mqtt-insecure"]) == 0
+
+
+@pytest.mark.integration
+def test_dry_run_prints_each_message_where_it_would_go_and_writes_nothing(
+        simulator_factory, tmp_path, monkeypatch, capsys):
+    t0 = sim_clock_start()
+    sim = simulator_factory(stations=3, clock=clock_spec(t0))
+    for key in [k for k in os.environ if k.startswith("C2C_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("C2C_SOURCE_API_KEY", "sim-key")
+    # No Redis or broker is running: a dry run needs neither (no cursors: it starts at the backfill
+    # window, which reaches ~3-4 readings behind the simulator's clock, frozen an hour ago).
+    code = main(["run", "--dry-run", "--env", "test", "--source-url", sim.url, "--backfill-window-s", "3800",
+                 "--stations", "site-00001,site-00002"])
+    captured = capsys.readouterr()
+    assert code == 0
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    per_station = Counter(line["payload"]["station_id"] for line in lines)
+    assert set(per_station) == {"site-00001", "site-00002"} and per_station["site-00001"] == per_station["site-00002"]
+    assert per_station["site-00001"] >= 3
+    assert all(line["topic"] == f"c2c/test/stations/{line['payload']['station_id']}/telemetry" for line in lines)
+    assert json.loads(captured.err.splitlines()[-1])["dry_run_summary"]["readings_published"] == len(lines)

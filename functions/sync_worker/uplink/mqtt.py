@@ -36,7 +36,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from functions.sync_worker.backoff import Backoff
-from functions.sync_worker.errors import PermanentError, SyncError, ThrottledError, TransientError
+from functions.sync_worker.errors import ErrorClass, PermanentError, SyncError, ThrottledError, TransientError
 from functions.sync_worker.observability import logger
 from functions.sync_worker.uplink.pool import DEFAULT_MAX_CONNECTIONS, ConnectionPool
 from functions.sync_worker.uplink.profile import ConnectionSpec, OutboundMessage, PlatformProfile
@@ -49,55 +49,50 @@ _THROTTLED_PUBACK = {0x97}  # quota exceeded
 
 
 class PublishBatch:
-    """The publishes of one unit of progress (a station's page), tracked to their PUBACKs."""
+    """The publishes of one unit of progress (a station's page), tracked to their PUBACKs.
+
+    Per message only a plain lock is taken (the network thread resolves each PUBACK); the waiter
+    is woken once, when nothing is pending any more, instead of a Condition round per message.
+    """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._settled = threading.Event()  # set exactly while nothing is pending
+        self._settled.set()
         self._pending = 0
         self.acked = 0
         self.error: SyncError | None = None
 
-    def _added(self) -> None:
-        with self._cond:
-            self._pending += 1
+    def _added(self, n: int = 1) -> None:
+        with self._lock:
+            self._pending += n
+            self._settled.clear()
 
     def _acked(self) -> None:
-        with self._cond:
+        with self._lock:
             self._pending -= 1
             self.acked += 1
             if self._pending == 0:
-                self._cond.notify_all()
+                self._settled.set()
 
     def _failed(self, error: SyncError) -> None:
-        with self._cond:
+        with self._lock:
             self._pending -= 1
-            if self.error is None or error.error_class.value == "permanent":
+            if self.error is None or error.error_class is ErrorClass.PERMANENT:
                 self.error = error
             if self._pending == 0:
-                self._cond.notify_all()
-
-    def fail_before_send(self, error: SyncError) -> None:
-        with self._cond:
-            if self.error is None:
-                self.error = error
-
-    @property
-    def outstanding(self) -> int:
-        with self._cond:
-            return self._pending
+                self._settled.set()
 
     def wait(self, timeout_s: float) -> None:
-        """Block until every publish is acknowledged; raise the batch's error, or `TransientError`
-        when the deadline passes first."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while self._pending > 0:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TransientError(f"{self._pending} PUBACK(s) missing after {timeout_s:.1f}s")
-                self._cond.wait(remaining)
-            if self.error is not None:
-                raise self.error
+        """Block until every publish is resolved; raise the batch's error, or `TransientError`
+        when the deadline passes first. Call it after the last publish of the batch was queued."""
+        if not self._settled.wait(timeout_s):
+            with self._lock:
+                pending = self._pending
+            if pending > 0:
+                raise TransientError(f"{pending} PUBACK(s) missing after {timeout_s:.1f}s")
+        if self.error is not None:
+            raise self.error
 
 
 @dataclass(slots=True)
@@ -147,22 +142,23 @@ class MqttConnection:
         self.retain = retain
         self.puback_timeout_s = puback_timeout_s
         self.stats = ConnectionStats()
-        #: Slots for messages handed to paho and not yet acknowledged (in flight + queued in paho).
-        # Cheap bounds on the hot path (a C lock and counters, no Condition per message): the
-        # sender may hand paho at most `_max_unacked` messages without PUBACK, and station threads
-        # may queue at most `max_queued` for the sender.
+        # Two bounds, both counted in messages: station threads may queue at most `max_queued` for
+        # the sender (a page that alone exceeds it still goes, alone), and the sender hands paho at
+        # most `_max_unacked` without a PUBACK (paho itself keeps `max_inflight` of them on the wire).
         self._max_unacked = max(max_queued, max_inflight)
         self._max_queued = max_queued
-        self._unacked = 0
-        self._count_lock = threading.Lock()
+        self._queued = 0
+        self._space = threading.Condition()
         self._publish_rate = bucket_for(profile.limits.max_publish_per_s)  # e.g. AWS IoT Core: 100/s
         self._backoff = backoff or Backoff(base_s=0.5, cap_s=30.0)
         self._session: _Session | None = None
         self._connected = threading.Event()
         self._closing = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, name=f"mqtt-{identity}", daemon=True)
-        # Station threads block here when it is full (a sleeping thread costs nothing; polling would).
-        self._queue: queue.Queue[tuple[str, OutboundMessage, PublishBatch, float] | None] = queue.Queue(max_queued)
+        # One hand-off per page, not per message: with 32 station threads, a per-message queue
+        # put/get (and the wake-ups it causes) was the largest cost of the publish path.
+        self._queue: queue.SimpleQueue[tuple[list[tuple[str, OutboundMessage]], PublishBatch, float] | None] = \
+            queue.SimpleQueue()
         self._sender = threading.Thread(target=self._send_loop, name=f"mqtt-send-{identity}", daemon=True)
 
     # -- public API -----------------------------------------------------------------------------
@@ -180,20 +176,30 @@ class MqttConnection:
         return self._connected.wait(timeout_s)
 
     def publish(self, topic: str, message: OutboundMessage, batch: PublishBatch) -> None:
-        """Queue one QoS `self.qos` publish; its PUBACK (or failure) resolves it in `batch`.
+        self.publish_many([(topic, message)], batch)
 
-        Raises `TransientError` when the queue stays full until the PUBACK deadline: the caller's
-        cursor must not move. Everything after the queue reports through `batch`.
+    def publish_many(self, items: list[tuple[str, OutboundMessage]], batch: PublishBatch) -> None:
+        """Queue (topic, message) publishes at QoS `self.qos` as one hand-off to the sender; each
+        PUBACK (or failure) resolves in `batch`.
+
+        Raises `TransientError`, with nothing of `items` queued, when the queue stays full until the
+        PUBACK deadline: the caller's cursor must not move. Everything after the queue reports
+        through `batch`.
         """
+        n = len(items)
+        if n == 0:
+            return
         deadline = time.monotonic() + self.puback_timeout_s
-        batch._added()
-        try:
-            self._queue.put((topic, message, batch, deadline), timeout=self.puback_timeout_s)
-        except queue.Full:
-            error = TransientError(f"publish queue of {self.identity} full for {self.puback_timeout_s:.0f}s",
-                                   station_id=message.station_id)
-            batch._failed(error)
-            raise error from None
+        with self._space:
+            while self._queued and self._queued + n > self._max_queued:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TransientError(f"publish queue of {self.identity} full for {self.puback_timeout_s:.0f}s",
+                                         station_id=items[0][1].station_id)
+                self._space.wait(remaining)
+            self._queued += n
+        batch._added(n)
+        self._queue.put((items, batch, deadline))
 
     def _send_loop(self) -> None:
         """The one thread that hands messages to paho. Station threads only enqueue: measured, many
@@ -202,27 +208,26 @@ class MqttConnection:
             item = self._queue.get()
             if item is None:
                 return
-            topic, message, batch, deadline = item
-            try:
-                self._send(topic, message, batch, deadline)
-            except SyncError as exc:
-                batch._failed(exc)
-            except Exception as exc:  # noqa: BLE001 - the sender must survive anything
-                logger.exception("publish failed unexpectedly")
-                batch._failed(TransientError(f"publish failed: {exc}", station_id=message.station_id))
+            items, batch, deadline = item
+            with self._space:
+                self._queued -= len(items)
+                self._space.notify_all()
+            for topic, message in items:
+                try:
+                    self._send(topic, message, batch, deadline)
+                except SyncError as exc:
+                    batch._failed(exc)
+                except Exception as exc:  # noqa: BLE001 - the sender must survive anything
+                    logger.exception("publish failed unexpectedly")
+                    batch._failed(TransientError(f"publish failed: {exc}", station_id=message.station_id))
 
     def _send(self, topic: str, message: OutboundMessage, batch: PublishBatch, deadline: float) -> None:
         if self._publish_rate is not None and not self._publish_rate.acquire(
                 timeout=max(0.0, deadline - time.monotonic())):
             raise ThrottledError(f"{self.identity}: over {self.profile.limits.max_publish_per_s}/s publish limit")
-        if not self._take_slot(deadline):
-            raise TransientError(f"{self.identity}: no PUBACK progress before the deadline")
-        try:
-            session = self._live_session(deadline)
-            props = self._properties(message, session.protocol)
-        except BaseException:
-            self._free_slot()
-            raise
+        session = self._live_session(deadline)
+        self._wait_for_room(session, deadline)
+        props = self._properties(message) if session.protocol == MQTTProtocolVersion.MQTTv5 else None
         sent_at = time.monotonic()
         try:
             info = session.client.publish(topic, message.payload, qos=self.qos, retain=self.retain, properties=props)
@@ -244,6 +249,14 @@ class MqttConnection:
                 self._resolve(batch, sent_at, TransientError(f"connection lost before PUBACK ({session.end_reason})"))
             else:
                 session.in_flight[info.mid] = _InFlight(batch, sent_at)
+
+    def _wait_for_room(self, session: _Session, deadline: float) -> None:
+        """Hold the sender while paho has `_max_unacked` messages without PUBACK (its own queue is
+        unbounded). `len()` of the dict is atomic: no lock or counter per message for this bound."""
+        while len(session.in_flight) >= self._max_unacked:
+            if time.monotonic() >= deadline or session.closed:
+                raise TransientError(f"{self.identity}: no PUBACK progress before the deadline")
+            time.sleep(0.0005)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop reconnecting, wait for outstanding PUBACKs (bounded), send DISCONNECT."""
@@ -278,23 +291,9 @@ class MqttConnection:
         except (RuntimeError, ValueError):  # connection gone meanwhile: the broker sends the will itself
             logger.debug("offline status not published", extra={"topic": will.topic})
 
-    def _take_slot(self, deadline: float) -> bool:
-        while True:
-            with self._count_lock:
-                if self._unacked < self._max_unacked:
-                    self._unacked += 1
-                    return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.0005)
-
-    def _free_slot(self) -> None:
-        with self._count_lock:
-            self._unacked -= 1
-
     def _queue_drained(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while not self._queue.empty() and time.monotonic() < deadline and self._connected.is_set():
+        while self._queued and time.monotonic() < deadline and self._connected.is_set():
             time.sleep(0.01)
 
     # -- the one reconnect owner --------------------------------------------------------------
@@ -373,10 +372,11 @@ class MqttConnection:
             client.tls_set_context(spec.tls)
         if spec.will is not None:
             client.will_set(spec.will.topic, spec.will.payload, qos=spec.will.qos, retain=spec.will.retain)
+        client.user_data_set(session)  # `_on_publish` gets its session as paho's userdata
         client.on_socket_open = _set_nodelay
         client.on_connect = lambda c, u, flags, rc, props: self._on_connect(session, rc)
         client.on_disconnect = lambda c, u, flags, rc, props: self._on_disconnect(session, rc)
-        client.on_publish = lambda c, u, mid, rc, props: self._on_publish(session, mid, rc)
+        client.on_publish = self._on_publish  # called per PUBACK: no wrapper frame
         return session
 
     # -- paho callbacks (paho's network thread) -------------------------------------------------
@@ -407,8 +407,8 @@ class MqttConnection:
         session.ended.set()
         session.settled.set()
 
-    def _on_publish(self, session: _Session, mid: int, reason_code: Any) -> None:
-        error = _puback_error(reason_code)
+    def _on_publish(self, client: mqtt.Client, session: _Session, mid: int, reason_code: Any, properties: Any) -> None:
+        error = _puback_error(reason_code) if reason_code.value >= 0x80 else None
         with session.lock:
             entry = session.in_flight.pop(mid, None)
             if entry is None:
@@ -419,7 +419,6 @@ class MqttConnection:
     # -- helpers ------------------------------------------------------------------------------
 
     def _resolve(self, batch: PublishBatch, sent_at: float, error: SyncError | None) -> None:
-        self._free_slot()
         if error is None:
             self.stats.puback_latencies_ms.append((time.monotonic() - sent_at) * 1000)
             batch._acked()
@@ -463,9 +462,7 @@ class MqttConnection:
                           TransientError(f"connection lost before PUBACK ({session.end_reason})"))
 
     @staticmethod
-    def _properties(message: OutboundMessage, protocol: int) -> Properties | None:
-        if protocol != MQTTProtocolVersion.MQTTv5:
-            return None
+    def _properties(message: OutboundMessage) -> Properties:
         props = Properties(PacketTypes.PUBLISH)
         props.ContentType = message.content_type
         props.UserProperty = [("message_id", message.message_id), *message.properties.items()]
@@ -552,10 +549,28 @@ class MqttUplink:
 
     def publish(self, message: OutboundMessage, batch: PublishBatch) -> None:
         """Check, route and send one message. `PermanentError` when the platform would refuse it."""
-        identity = self.profile.identity_for(message.station_id)
-        self.profile.check(message, qos=self.qos, retain=self.retain)
-        topic = self.profile.topic_for(identity, message)
-        self.connection(identity).publish(topic, message, batch)
+        refused = self.publish_page([message], batch)
+        if refused:
+            raise refused[0][1]
+
+    def publish_page(self, messages: list[OutboundMessage], batch: PublishBatch
+                     ) -> list[tuple[OutboundMessage, PermanentError]]:
+        """Check, route and queue messages (a station's page: one identity, so one connection and
+        one queue hand-off). Returns the messages the platform would refuse, with the reason; they
+        are not sent. Raises `TransientError` when a connection's queue stays full (see `publish_many`)."""
+        profile = self.profile
+        refused: list[tuple[OutboundMessage, PermanentError]] = []
+        routed: dict[str, list[tuple[str, OutboundMessage]]] = {}
+        for message in messages:
+            try:
+                identity = profile.identity_for(message.station_id)
+                profile.check(message, qos=self.qos, retain=self.retain)
+                routed.setdefault(identity, []).append((profile.topic_for(identity, message), message))
+            except PermanentError as exc:
+                refused.append((message, exc))
+        for identity, items in routed.items():
+            self.connection(identity).publish_many(items, batch)
+        return refused
 
     @property
     def connected(self) -> bool:
