@@ -99,18 +99,12 @@ class WorkerSettings(BaseSettings):
     @field_validator("mqtt_url")
     @classmethod
     def _mqtt_scheme(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError("must be mqtt://host[:port] or mqtts://host[:port]")
-        return value
+        return _url_with_host(value, ("mqtt", "mqtts"), "mqtt://host[:port] or mqtts://host[:port]")
 
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            raise ValueError("must be redis://host:port/db or rediss://host:port/db")
-        return value
+        return _url_with_host(value, ("redis", "rediss"), "redis://host:port/db or rediss://host:port/db")
 
     @field_validator("signal_url")
     @classmethod
@@ -172,6 +166,13 @@ class WorkerSettings(BaseSettings):
             if isinstance(getattr(self, key), SecretStr) and value is not None:
                 out[key] = "**********"
         return out
+
+
+def _url_with_host(value: str, schemes: tuple[str, ...], form: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"must be {form}")
+    return value
 
 
 def _is_loopback(host: str) -> bool:

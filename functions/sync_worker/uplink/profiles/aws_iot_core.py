@@ -13,14 +13,12 @@
 from __future__ import annotations
 
 import re
-import ssl
-import threading
 from dataclasses import dataclass, field, replace
 
 from functions.sync_worker.errors import PermanentError
 from functions.sync_worker.uplink.profile import ConnectionSpec, OutboundMessage, PlatformLimits
-from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityMode, IdentityRule
-from functions.sync_worker.uplink.profiles.tls import TlsMaterial, build_tls_context
+from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityRule, MappedIdentities
+from functions.sync_worker.uplink.profiles.tls import LazyTlsContext, TlsMaterial
 
 MAX_PAYLOAD_BYTES = 128 * 1024
 MAX_PUBLISH_PER_S = 100.0
@@ -66,7 +64,7 @@ def check_topic(topic: str) -> None:
 
 
 @dataclass
-class AwsIotCoreProfile:
+class AwsIotCoreProfile(MappedIdentities):
     endpoint: str
     identities: IdentityMapping
     tls_material: TlsMaterial
@@ -96,29 +94,16 @@ class AwsIotCoreProfile:
         except (KeyError, IndexError, ValueError) as exc:
             raise PermanentError(f"aws_iot_core: topic template {self.topic_template!r} is invalid: {exc!r}") from None
         check_topic(sample)
-        self._tls: ssl.SSLContext | None = None
-        self._lock = threading.Lock()
+        material = self.tls_material
+        if self.port == 443 and not material.alpn_protocols:
+            material = replace(material, alpn_protocols=(ALPN_MQTT_ON_443,))
+        self._tls = LazyTlsContext(material)
 
-    def identity_for(self, station_id: str) -> str:
-        return self.identities.identity_for(station_id)
-
-    @property
-    def per_device(self) -> bool:
-        return self.identities.mode is IdentityMode.PER_DEVICE
-
-    def _tls_context(self) -> ssl.SSLContext:
-        with self._lock:
-            if self._tls is None:
-                material = self.tls_material
-                if self.port == 443 and not material.alpn_protocols:
-                    material = replace(material, alpn_protocols=(ALPN_MQTT_ON_443,))
-                self._tls = build_tls_context(material)
-            return self._tls
 
     def connection_spec(self, identity: str) -> ConnectionSpec:
         AWS_THING_NAME.validate(identity)
         return ConnectionSpec(host=self.connect_host or self.endpoint, port=self.port, client_id=identity,
-                              tls=self._tls_context(), protocol=self.protocol, keepalive_s=self.keepalive_s,
+                              tls=self._tls.get(), protocol=self.protocol, keepalive_s=self.keepalive_s,
                               clean_session=True)
 
     def topic_for(self, identity: str, message: OutboundMessage) -> str:

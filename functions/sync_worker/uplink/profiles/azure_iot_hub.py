@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import re
-import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -24,9 +23,9 @@ from urllib.parse import quote
 
 from functions.sync_worker.errors import PermanentError
 from functions.sync_worker.uplink.profile import ConnectionSpec, OutboundMessage, PlatformLimits
-from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityMode, IdentityRule
+from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityRule, MappedIdentities
 from functions.sync_worker.uplink.profiles.sas import SasTokenIssuer, decode_key
-from functions.sync_worker.uplink.profiles.tls import TlsMaterial, build_tls_context
+from functions.sync_worker.uplink.profiles.tls import LazyTlsContext, TlsMaterial
 
 DEFAULT_API_VERSION = "2021-04-12"
 MAX_MESSAGE_BYTES = 256 * 1024
@@ -82,7 +81,7 @@ class AzureCredentials:
 
 
 @dataclass
-class AzureIotHubProfile:
+class AzureIotHubProfile(MappedIdentities):
     hostname: str
     identities: IdentityMapping
     credentials: AzureCredentials
@@ -105,17 +104,10 @@ class AzureIotHubProfile:
     def __post_init__(self) -> None:
         if not self.hostname or "/" in self.hostname:
             raise PermanentError(f"azure_iot_hub: hostname must be like myhub.azure-devices.net, got {self.hostname!r}")
-        self._tls: ssl.SSLContext | None = None
+        self._tls = LazyTlsContext(self.tls_material)
         self._issuers: dict[str, SasTokenIssuer] = {}
         self._lock = threading.Lock()
 
-    # -- identity -----------------------------------------------------------------------------
-    def identity_for(self, station_id: str) -> str:
-        return self.identities.identity_for(station_id)
-
-    @property
-    def per_device(self) -> bool:
-        return self.identities.mode is IdentityMode.PER_DEVICE
 
     def resource_uri(self, device_id: str) -> str:
         return f"{self.hostname}/devices/{device_id}"
@@ -138,12 +130,6 @@ class AzureIotHubProfile:
                 self._issuers[device_id] = issuer
             return issuer
 
-    def _tls_context(self) -> ssl.SSLContext:
-        with self._lock:
-            if self._tls is None:
-                self._tls = build_tls_context(self.tls_material)
-            return self._tls
-
     # -- the PlatformProfile protocol --------------------------------------------------------------
     def connection_spec(self, identity: str) -> ConnectionSpec:
         AZURE_DEVICE_ID.validate(identity)
@@ -154,7 +140,7 @@ class AzureIotHubProfile:
             client_id=identity,
             username=self.username(identity),
             password=token.token,
-            tls=self._tls_context(),
+            tls=self._tls.get(),
             protocol=4,  # IoT Hub speaks MQTT 3.1.1
             keepalive_s=self.keepalive_s,
             clean_session=True,  # no cloud-to-device subscriptions to keep

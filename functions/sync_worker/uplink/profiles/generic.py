@@ -11,14 +11,12 @@ per-device identities, and presence on a retained status topic: the broker publi
 from __future__ import annotations
 
 import re
-import ssl
-import threading
 from dataclasses import dataclass, field
 
 from functions.sync_worker.errors import PermanentError
 from functions.sync_worker.uplink.profile import ConnectionSpec, OutboundMessage, PlatformLimits, Will
-from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityMode, IdentityRule
-from functions.sync_worker.uplink.profiles.tls import TlsMaterial, build_tls_context
+from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityRule, MappedIdentities
+from functions.sync_worker.uplink.profiles.tls import LazyTlsContext, TlsMaterial
 
 DEFAULT_TOPIC = "c2c/{env}/stations/{station_id}/telemetry"
 DEFAULT_STATUS_TOPIC = "c2c/{env}/status/{identity}"
@@ -30,7 +28,7 @@ MQTT_CLIENT_ID = IdentityRule(platform="generic", pattern=re.compile(r"[^\x00+#/
 
 
 @dataclass
-class GenericProfile:
+class GenericProfile(MappedIdentities):
     host: str
     port: int
     identities: IdentityMapping
@@ -66,15 +64,8 @@ class GenericProfile:
         # topic per station so the hot path is one dict lookup, not a str.format per message.
         self._topic_per_station = "{message_id}" not in self.topic_template
         self._topics: dict[tuple[str, str], str] = {}
-        self._tls: ssl.SSLContext | None = None
-        self._lock = threading.Lock()
+        self._tls = LazyTlsContext(self.tls_material)
 
-    def identity_for(self, station_id: str) -> str:
-        return self.identities.identity_for(station_id)
-
-    @property
-    def per_device(self) -> bool:
-        return self.identities.mode is IdentityMode.PER_DEVICE
 
     def status_topic(self, identity: str) -> str | None:
         if not self.status_topic_template:
@@ -87,19 +78,11 @@ class GenericProfile:
         topic = self.status_topic(identity)
         return Will(topic=topic, payload=ONLINE, qos=1, retain=True) if topic else None
 
-    def _tls_context(self) -> ssl.SSLContext | None:
-        if self.tls_material is None:
-            return None
-        with self._lock:
-            if self._tls is None:
-                self._tls = build_tls_context(self.tls_material)
-            return self._tls
-
     def connection_spec(self, identity: str) -> ConnectionSpec:
         topic = self.status_topic(identity)
         return ConnectionSpec(
             host=self.host, port=self.port, client_id=identity, username=self.username, password=self.password,
-            tls=self._tls_context(), protocol=self.protocol, keepalive_s=self.keepalive_s, clean_session=True,
+            tls=self._tls.get(), protocol=self.protocol, keepalive_s=self.keepalive_s, clean_session=True,
             will=Will(topic=topic, payload=OFFLINE, qos=1, retain=True) if topic else None,
         )
 

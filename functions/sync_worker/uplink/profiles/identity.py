@@ -58,3 +58,17 @@ class IdentityMapping:
             return self.rule.validate(self.template.format(station_id=station_id))
         except PermanentError as exc:
             raise PermanentError(str(exc), station_id=station_id) from None
+
+
+class MappedIdentities:
+    """`identity_for` and `per_device` for a profile whose `identities` field is an `IdentityMapping`
+    (every profile: what differs between platforms is only the mapping's naming rule)."""
+
+    identities: IdentityMapping
+
+    def identity_for(self, station_id: str) -> str:
+        return self.identities.identity_for(station_id)
+
+    @property
+    def per_device(self) -> bool:
+        return self.identities.mode is IdentityMode.PER_DEVICE

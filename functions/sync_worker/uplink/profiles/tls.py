@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import ssl
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,3 +86,23 @@ def build_tls_context(material: TlsMaterial) -> ssl.SSLContext:
     if material.alpn_protocols:
         ctx.set_alpn_protocols(list(material.alpn_protocols))
     return ctx
+
+
+class LazyTlsContext:
+    """A profile's TLS context, built on the first connect and shared by all its connections:
+    a bad certificate or key fails that connect with a clear error rather than at import, and N
+    per-device connections do not load the same chain N times."""
+
+    def __init__(self, material: TlsMaterial | None) -> None:
+        self._material = material
+        self._context: ssl.SSLContext | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> ssl.SSLContext | None:
+        """None when the profile has no TLS material (plain TCP)."""
+        if self._material is None:
+            return None
+        with self._lock:
+            if self._context is None:
+                self._context = build_tls_context(self._material)
+            return self._context
