@@ -1,8 +1,9 @@
 """The local stand-ins the demo (and the test suite) run: redis-server, mosquitto, moto's server and
 the vendor simulator, each a child process on a free port of 127.0.0.1 with its files in a directory.
 
-Shared by `make demo` and tests/support/services.py (which re-exports these classes), so the demo
-and the tests start the real parts the same way. Each class starts one process and stops it;
+Shared by `make demo`, tests/support/services.py (which re-exports these classes) and
+tests/support/simulator.py (SimulatorService with the tests' defaults), so the demo and the tests
+start the real parts the same way. Each class starts one process and stops it;
 `die_with_parent=True` (the demo sets it) asks Linux to SIGTERM the child if the demo itself is
 killed without a chance to clean up (SIGKILL, a crashed interpreter).
 """
@@ -10,6 +11,7 @@ killed without a chance to clean up (SIGKILL, a crashed interpreter).
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import pwd
 import re
@@ -18,16 +20,20 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, ClassVar, Self
+
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 #: The repository root: children run from here so `python -m simulator` / `functions...` resolve.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _PR_SET_PDEATHSIG = 1
+#: The simulator's default API key (`--api-key`), which the demo and the tests use.
+DEFAULT_API_KEY = "sim-key"
 
 
 def free_port() -> int:
@@ -37,14 +43,15 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+    def connect() -> None:
+        with socket.create_connection((host, port), timeout=0.2):
+            pass
+
+    def give_up(state: RetryCallState) -> None:
+        raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+    Retrying(retry=retry_if_exception_type(OSError), stop=stop_after_delay(timeout), wait=wait_fixed(0.02),
+             retry_error_callback=give_up)(connect)
 
 
 def require_binary(name: str) -> str:
@@ -173,77 +180,44 @@ class MosquittoBroker:
 
 
 @dataclass
-class MotoProcess:
-    """moto's server (`python -m moto.server`) as its own process: SNS, SQS, KMS, Secrets Manager, ..."""
+class HttpChildProcess:
+    """A child process that serves HTTP on a free port, its output in a log file: the shared start/stop.
 
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen | None = None
-    die_with_parent: bool = False
-    _log: IO[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30.0) -> "MotoProcess":
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.workdir / "moto.log", "ab")
-        self.proc = spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                          stdout=self._log, die_with_parent=self.die_with_parent, cwd=REPO_ROOT)
-        _wait_ready(self.proc, lambda: urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1).read(),
-                    timeout, "moto server", self.workdir / "moto.log")
-        return self
-
-    def stop(self) -> None:
-        terminate(self.proc)
-        self.proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-
-@dataclass
-class SimulatorService:
-    """The vendor simulator (`python -m simulator`) as its own process, with the options the demo exposes.
-
-    (The test suite's `tests.support.simulator.SimulatorProcess` drives the same server with a frozen
-    clock and the admin API; this one only needs to start, be healthy, and stop.)
+    Subclasses say what to run (`args`), what they are called (`NAME`, also the log's stem) and which
+    path answers once they serve (`READY_PATH`). The log goes to `workdir/<NAME>.log` (appended, kept),
+    or with no workdir to a temporary file that `stop` removes.
     """
 
-    workdir: Path
-    stations: int = 500
+    NAME: ClassVar[str]
+    READY_PATH: ClassVar[str]
+
+    workdir: Path | None = None
     port: int = field(default_factory=free_port)
-    api_key: str = "sim-key"
-    clock: str = "real"
-    latency_ms: float = 0.0
-    error_rate: float = 0.0
-    timeout_rate: float = 0.0
-    throttle_rate: float = 0.0
-    retry_after_s: int = 1
-    timeout_s: float = 30.0
-    seed: int = 1
-    proc: subprocess.Popen | None = None
     die_with_parent: bool = False
-    _log: IO[bytes] | None = None
+    proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    _log: IO[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def args(self) -> list[str]:
-        return [sys.executable, "-m", "simulator", "--port", str(self.port), "--stations", str(self.stations),
-                "--api-key", self.api_key, "--clock", self.clock, "--seed", str(self.seed),
-                "--latency-ms", str(self.latency_ms), "--error-rate", str(self.error_rate),
-                "--timeout-rate", str(self.timeout_rate), "--throttle-rate", str(self.throttle_rate),
-                "--retry-after-s", str(self.retry_after_s), "--timeout-s", str(self.timeout_s)]
+        raise NotImplementedError
 
-    def start(self, timeout: float = 20.0) -> "SimulatorService":
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.workdir / "simulator.log", "ab")
-        self.proc = spawn(self.args(), stdout=self._log, die_with_parent=self.die_with_parent, cwd=REPO_ROOT)
-        _wait_ready(self.proc, lambda: urllib.request.urlopen(f"{self.url}/healthz", timeout=1).read(),
-                    timeout, "vendor simulator", self.workdir / "simulator.log")
+    def start(self, timeout: float = 30.0) -> Self:
+        stem = self.NAME.replace(" ", "-")
+        if self.workdir is None:
+            self._log = tempfile.NamedTemporaryFile(prefix=f"{stem}-", suffix=".log", delete=False)
+        else:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.workdir / f"{stem}.log", "ab")
+        try:
+            self.proc = spawn(self.args(), stdout=self._log, die_with_parent=self.die_with_parent, cwd=REPO_ROOT)
+            _wait_ready(self.proc, lambda: urllib.request.urlopen(self.url + self.READY_PATH, timeout=1).read(),
+                        timeout, self.NAME, Path(self._log.name))
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
@@ -251,22 +225,135 @@ class SimulatorService:
         self.proc = None
         if self._log is not None:
             self._log.close()
+            if self.workdir is None:
+                Path(self._log.name).unlink(missing_ok=True)
             self._log = None
+
+    def log_text(self) -> str:
+        return Path(self._log.name).read_text(errors="replace") if self._log is not None else ""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class MotoProcess(HttpChildProcess):
+    """moto's server (`python -m moto.server`) as its own process: SNS, SQS, KMS, Secrets Manager, ..."""
+
+    NAME: ClassVar[str] = "moto"
+    READY_PATH: ClassVar[str] = "/moto-api/"
+
+    def args(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+
+
+@dataclass
+class SimulatorService(HttpChildProcess):
+    """The vendor simulator (`python -m simulator`) as its own process, and a client of its admin API.
+
+    The one launcher for the demo and the tests (tests.support.simulator.SimulatorProcess only sets
+    the tests' defaults). Defaults are the simulator's own; the admin helpers (`stats`, `set_faults`,
+    `advance_clock`, ...) drive and read it over HTTP, from the server's side.
+    """
+
+    NAME: ClassVar[str] = "vendor simulator"
+    READY_PATH: ClassVar[str] = "/healthz"
+
+    stations: int = 100
+    latency_ms: float = 0.0
+    seed: int = 1
+    api_key: str = DEFAULT_API_KEY
+    auth: str = "api_key"
+    clock: str = "real"
+    reading_interval_s: int = 60
+    error_rate: float = 0.0
+    timeout_rate: float = 0.0
+    malformed_rate: float = 0.0
+    throttle_rate: float = 0.0
+    retry_after_s: int = 1
+    timeout_s: float = 30.0
+    token_ttl_s: float = 3600.0
+    client_id: str = "c2c-sync"
+    fault_stations: list[str] = field(default_factory=list)  # "KIND=ids|count"
+    extra_args: list[str] = field(default_factory=list)
+
+    def args(self) -> list[str]:
+        args = [sys.executable, "-m", "simulator", "--port", str(self.port), "--stations", str(self.stations),
+                "--latency-ms", str(self.latency_ms), "--seed", str(self.seed), "--api-key", self.api_key,
+                "--auth", self.auth, "--clock", self.clock, "--reading-interval-s", str(self.reading_interval_s),
+                "--error-rate", str(self.error_rate), "--timeout-rate", str(self.timeout_rate),
+                "--malformed-rate", str(self.malformed_rate), "--throttle-rate", str(self.throttle_rate),
+                "--retry-after-s", str(self.retry_after_s), "--timeout-s", str(self.timeout_s),
+                "--token-ttl-s", str(self.token_ttl_s), "--client-id", self.client_id]
+        for spec in self.fault_stations:
+            args += ["--fault-stations", spec]
+        return args + self.extra_args
+
+    def start(self, timeout: float = 20.0) -> Self:
+        return super().start(timeout)
+
+    # -- admin API --------------------------------------------------------------------------------
+    def admin(self, method: str, path: str, payload: dict | None = None) -> Any:
+        data = json.dumps(payload).encode() if payload is not None else (b"" if method == "POST" else None)
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def stats(self, stations: list[str] | None = None, arrivals: bool = False) -> dict:
+        query = []
+        if stations:
+            query.append("stations=" + ",".join(stations))
+        if arrivals:
+            query.append("arrivals=1")
+        return self.admin("GET", "/_stats" + ("?" + "&".join(query) if query else ""))
+
+    def reset_stats(self) -> None:
+        self.admin("POST", "/_stats/reset")
+
+    def faults(self) -> dict:
+        return self.admin("GET", "/_faults")
+
+    def set_faults(self, **patch: Any) -> dict:
+        """e.g. set_faults(error_rate=0.5), set_faults(stations={"site-00003": "timeout"}),
+        set_faults(burst={"kind": "error", "count": 2}), set_faults(clear=True)."""
+        return self.admin("POST", "/_faults", patch)
+
+    def clear_faults(self) -> dict:
+        return self.set_faults(clear=True)
+
+    def clock_now(self) -> str:
+        return self.admin("GET", "/_clock")["now"]
+
+    def advance_clock(self, seconds: float) -> dict:
+        return self.admin("POST", "/_clock", {"advance_s": seconds})
+
+    def set_clock(self, now_iso: str) -> dict:
+        return self.admin("POST", "/_clock", {"now": now_iso})
+
+    def revoke_tokens(self) -> int:
+        return self.admin("POST", "/_tokens/revoke")["revoked"]
 
 
 def _wait_ready(proc: subprocess.Popen, probe: Callable[[], object], timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+    """Probe until the child answers (any HTTP status counts: it is listening and serving); fail at once
+    if it exits, and stop it if it is still not serving after `timeout`."""
+
+    def attempt() -> None:
         if proc.poll() is not None:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise RuntimeError(f"{what} exited with code {proc.returncode}: {tail}")
         try:
             probe()
-            return
         except urllib.error.HTTPError:
-            return  # it answered: listening and serving
-        except OSError:
-            if time.monotonic() > deadline:
-                terminate(proc)
-                raise TimeoutError(f"{what} not ready after {timeout}s (log: {log})") from None
-            time.sleep(0.05)
+            pass  # it answered
+
+    def give_up(state: RetryCallState) -> None:
+        terminate(proc)
+        raise TimeoutError(f"{what} not ready after {timeout}s (log: {log})")
+
+    Retrying(retry=retry_if_exception_type(OSError), stop=stop_after_delay(timeout), wait=wait_fixed(0.05),
+             retry_error_callback=give_up)(attempt)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from functions.sync_worker.errors import AuthError
 from functions.sync_worker.source.base import Station
 from functions.sync_worker.source.ratelimit import TokenBucket
 from tests.source.conftest import NOW, make_source
+from tests.support.simulator import simulator_starter
 
 pytestmark = pytest.mark.integration
 
@@ -32,18 +34,8 @@ def oauth_sim(simulator_factory_module):
 
 @pytest.fixture(scope="module")
 def simulator_factory_module():
-    from tests.support.simulator import SimulatorProcess
-
-    started = []
-
-    def start(**options):
-        sim = SimulatorProcess(**options).start()
-        started.append(sim)
-        return sim
-
-    yield start
-    for sim in started:
-        sim.stop()
+    with ExitStack() as stack:
+        yield simulator_starter(stack)
 
 
 @pytest.fixture
