@@ -14,28 +14,27 @@ that start before the worker runs (see ledger.py for why this makes "lost" exact
 
 from __future__ import annotations
 
-import json
 import secrets
 import shutil
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
 import redis
 from rich.console import Console
+from tenacity import Retrying, retry_if_result, stop_after_attempt, stop_after_delay, wait_fixed
 
 from c2c_sync.demo import blueprint as blueprints
 from c2c_sync.demo import topology
 from c2c_sync.demo.display import DemoDisplay
 from c2c_sync.demo.ledger import reconcile
 from c2c_sync.demo.lifecycle import Interrupted, Teardown
-from c2c_sync.demo.services import MosquittoBroker, MotoProcess, RedisServer, SimulatorService
+from c2c_sync.demo.services import DEFAULT_API_KEY, MosquittoBroker, MotoProcess, RedisServer, SimulatorService
 from c2c_sync.demo.subscriber import Subscriber, subscription_topic
 from c2c_sync.demo.summary import CycleOutcome, DemoResult, summary_table, verdict
 from c2c_sync.demo.trigger import LocalTrigger, RedisPublishTarget
@@ -48,7 +47,7 @@ READING_INTERVAL_S = 60
 #: How far in the past the simulator's clock starts: within the worker's default 24 h backfill
 #: window, and far enough that an accelerated clock stays behind real time for hours.
 BASELINE_AGE = timedelta(hours=12)
-SIMULATOR_API_KEY = "sim-key"
+SIMULATOR_API_KEY = DEFAULT_API_KEY
 #: The vendor config's read timeout is 10 s; a simulated timeout must outlast it to be one.
 SIMULATED_TIMEOUT_S = 11.0
 
@@ -257,7 +256,7 @@ def _start_services(ctx: _Context) -> None:
     start = (datetime.now(timezone.utc) - BASELINE_AGE).replace(second=0, microsecond=0)
     ctx.baseline = start
     ctx.simulator = SimulatorService(
-        ctx.workdir / "simulator", stations=opts.stations, api_key=SIMULATOR_API_KEY,
+        workdir=ctx.workdir / "simulator", stations=opts.stations, api_key=SIMULATOR_API_KEY,
         clock=f"{start.strftime('%Y-%m-%dT%H:%M:%SZ')}@{opts.speed:g}", latency_ms=opts.latency_ms,
         error_rate=opts.error_rate, timeout_rate=opts.timeout_rate, throttle_rate=opts.throttle_rate,
         timeout_s=SIMULATED_TIMEOUT_S, die_with_parent=True).start()
@@ -295,13 +294,10 @@ def _list_stations(ctx: _Context) -> list[str]:
 
     source = load_source("simulator", ctx.simulator.url, lambda name: SIMULATOR_API_KEY, pool_size=2)
     try:
-        for attempt in range(5):  # the simulator's injected faults also hit this listing
-            try:
+        # The simulator's injected faults also hit this listing.
+        for attempt in Retrying(stop=stop_after_attempt(5), wait=wait_fixed(0.5), reraise=True):
+            with attempt:
                 return [s.station_id for s in source.list_stations()]
-            except Exception:  # noqa: BLE001
-                if attempt == 4:
-                    raise
-                time.sleep(0.5)
     finally:
         source.close()
     raise AssertionError("unreachable")
@@ -413,13 +409,25 @@ def _stop_worker(ctx: _Context) -> None:
     ctx.display.step("worker stopped (SIGTERM: PUBACKs drained, DISCONNECT sent, lease released)")
 
 
+_T = TypeVar("_T")
+
+
+def _poll(probe: Callable[[], _T], done: Callable[[_T], bool], timeout: float, interval: float) -> _T:
+    """Call `probe` every `interval` s until `done(result)` or `timeout` s have passed; the last result
+    either way. An exception from `probe` (a worker that died) ends the polling at once."""
+    return Retrying(retry=retry_if_result(lambda result: not done(result)), stop=stop_after_delay(timeout),
+                    wait=wait_fixed(interval), retry_error_callback=lambda state: state.outcome.result())(probe)
+
+
 def _wait(predicate: Callable[[], bool], timeout: float, ctx: _Context, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
+    def ready() -> bool:
+        if predicate():
+            return True
         _check_worker(ctx)
-        if time.monotonic() > deadline:
-            raise DemoFailed(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.1)
+        return False
+
+    if not _poll(ready, bool, timeout, 0.1):
+        raise DemoFailed(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def _check_worker(ctx: _Context) -> None:
@@ -449,24 +457,22 @@ def _run_cycle(ctx: _Context, number: int, via: str, fire: Callable[[], str]) ->
     received_before = sub.total()
     display.cycle_started(number, via, len(ctx.stations))
     signal_id = fire()
-    deadline = time.monotonic() + ctx.options.cycle_timeout_s
-    record: CycleRecord | None = None
-    while record is None:
+
+    def finished() -> CycleRecord | None:
         record = _finished_record(ctx, signal_id)
-        if record is not None:
-            break
-        _check_worker(ctx)
-        if time.monotonic() > deadline:
-            raise DemoFailed(f"cycle {number} (signal {signal_id}) did not finish within "
-                             f"{ctx.options.cycle_timeout_s:g} s; worker log {ctx.worker.log_path}")
-        cursors = ctx.state.hgetall(ctx.keys.cursors)
-        moved = sum(1 for s, v in cursors.items() if v != cursors_before.get(s))
-        display.cycle_progress(number, moved, sub.total() - received_before)
-        time.sleep(0.2)
+        if record is None:
+            _check_worker(ctx)
+            cursors = ctx.state.hgetall(ctx.keys.cursors)
+            moved = sum(1 for s, v in cursors.items() if v != cursors_before.get(s))
+            display.cycle_progress(number, moved, sub.total() - received_before)
+        return record
+
+    record = _poll(finished, lambda found: found is not None, ctx.options.cycle_timeout_s, 0.2)
+    if record is None:
+        raise DemoFailed(f"cycle {number} (signal {signal_id}) did not finish within "
+                         f"{ctx.options.cycle_timeout_s:g} s; worker log {ctx.worker.log_path}")
     # PUBACKs came before the record; deliveries to the subscriber may trail them by a moment.
-    settle = time.monotonic() + 2.0
-    while sub.total() - received_before < record.readings_published and time.monotonic() < settle:
-        time.sleep(0.05)
+    _poll(sub.total, lambda total: total - received_before >= record.readings_published, 2.0, 0.05)
     received = sub.total() - received_before
     display.cycle_finished(number, record, received)
     return CycleOutcome(number, via, signal_id, record, received)
@@ -487,17 +493,13 @@ def _reconcile(ctx: _Context, result: DemoResult) -> None:
 
     final = {s: parse_cursor(v) for s, v in ctx.state.hgetall(ctx.keys.cursors).items()}
     sub = ctx.subscriber
-    deadline = time.monotonic() + 5.0
-    while True:
-        rec = reconcile(ctx.baseline, final, sub.received_ids(), READING_INTERVAL_S)
-        if rec.ok or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    rec = _poll(lambda: reconcile(ctx.baseline, final, sub.received_ids(), READING_INTERVAL_S),
+                lambda reconciled: reconciled.ok, 5.0, 0.2)
     result.reconciliation = rec
     result.received_total = sub.total()
     result.duplicates = sub.duplicates()
     result.dropped_by_test_hook = sorted(sub.dropped)
-    stats = json.loads(urllib.request.urlopen(f"{ctx.simulator.url}/_stats", timeout=5).read())
+    stats = ctx.simulator.stats()
     result.vendor_requests = int(stats["requests_total"])
     result.vendor_connections = int(stats["connections_total"])
     result.vendor_faults = {str(k): int(v) for k, v in stats["faults"].items()}
