@@ -77,26 +77,25 @@ class MonitoringStack(cdk.Stack):
         def metric(name: str, statistic: str = "Sum", period: cdk.Duration = minute) -> cw.Metric:
             return worker_metric(env_name, name, statistic, period)
 
+        def not_empty(queue: sqs.IQueue, alarm_id: str, description: str) -> tuple[cw.Metric, cw.Alarm]:
+            """A dead-letter queue's depth and the alarm on its first message (alarm name C2C-<env>-<alarm_id>)."""
+            depth = queue.metric_approximate_number_of_messages_visible(period=minute, statistic="Maximum")
+            return depth, depth.create_alarm(
+                self, alarm_id,
+                alarm_name=f"C2C-{env_name}-{alarm_id}",
+                alarm_description=description,
+                threshold=1, evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            )
+
         # --- alarms -------------------------------------------------------------------------
-        dlq_depth = dead_letter_queue.metric_approximate_number_of_messages_visible(period=minute, statistic="Maximum")
-        self.dlq_alarm = dlq_depth.create_alarm(
-            self, "DlqNotEmpty",
-            alarm_name=f"C2C-{env_name}-DlqNotEmpty",
-            alarm_description="Start signals were dead-lettered (rejected repeatedly): inspect the DLQ",
-            threshold=1, evaluation_periods=1,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-        )
-        schedule_dlq_depth = schedule_dead_letter_queue.metric_approximate_number_of_messages_visible(
-            period=minute, statistic="Maximum")
-        self.schedule_dlq_alarm = schedule_dlq_depth.create_alarm(
-            self, "ScheduleDlqNotEmpty",
-            alarm_name=f"C2C-{env_name}-ScheduleDlqNotEmpty",
-            alarm_description="Scheduled trigger invocations failed after all retries",
-            threshold=1, evaluation_periods=1,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-        )
+        dlq_depth, self.dlq_alarm = not_empty(
+            dead_letter_queue, "DlqNotEmpty",
+            "Start signals were dead-lettered (rejected repeatedly): inspect the DLQ")
+        schedule_dlq_depth, self.schedule_dlq_alarm = not_empty(
+            schedule_dead_letter_queue, "ScheduleDlqNotEmpty",
+            "Scheduled trigger invocations failed after all retries")
 
         heartbeat_age = metric(WorkerMetric.HEARTBEAT_AGE, "Maximum")
         self.heartbeat_alarm = heartbeat_age.create_alarm(
