@@ -10,13 +10,16 @@ Why it is built this way:
 - **Pipelined QoS 1 in a bounded window, behind a bounded queue.** paho keeps at most
   `max_inflight` (default 20) QoS 1 publishes on the wire and sends the next queued one from its
   network thread as each PUBACK arrives (no thread hand-off per message: measured, that is what
-  keeps up with raw paho). In front of it, a semaphore of `max_queued` slots bounds how many
-  messages may wait un-acknowledged per connection; a publisher that finds it full waits, at most
-  until the PUBACK deadline. Each publish belongs to a `PublishBatch` (a station's page) whose `wait()`
+  keeps up with raw paho). In front of it, station threads hand a whole page to the connection's
+  one sender thread in a single queue item; the queue is bounded at `max_queued` messages (a
+  publisher that finds it full waits, at most until the PUBACK deadline) and the sender hands paho
+  at most that many without PUBACK. Each publish belongs to a `PublishBatch` (a station's page) whose `wait()`
   has a deadline: a PUBACK that does not come (broker down, session lost) fails the batch with a
   `TransientError` and the station's cursor stays put. Duplicates are possible, loss is not.
 - **TCP_NODELAY** on the socket as soon as paho opens it: small QoS 1 publishes and PUBACKs must
   not wait for Nagle.
+- **A refused CONNACK ends the attempt at once** (no waiting out `CONNECT_TIMEOUT_S`); the retry
+  is counted by reason (`not_authorized`, `bad_user_name_or_password`, ...) and backs off.
 """
 
 from __future__ import annotations
