@@ -179,3 +179,22 @@ def test_aws_endpoint_and_thing_from_the_stacks_standard_variables(monkeypatch, 
     monkeypatch.setenv("C2C_AWS_IOT_KEY_PEM", client.key_pem)
     spec = build_profile().connection_spec("thing-c")
     assert (spec.host, spec.port, spec.client_id) == ("abc-ats.iot.eu-west-1.amazonaws.com", 443, "thing-c")
+
+
+def test_cloud_profiles_take_the_endpoint_and_identity_from_cli_flags_not_only_the_environment(monkeypatch, pki):
+    # `run --mqtt-url/--mqtt-client-id` override C2C_MQTT_URL/C2C_MQTT_CLIENT_ID for every profile.
+    client = pki["ca"].client_certificate("thing-flag")
+    monkeypatch.setenv("C2C_PLATFORM_PROFILE", "aws_iot_core")
+    monkeypatch.setenv("C2C_MQTT_URL", "mqtts://from-env-ats.iot.eu-west-1.amazonaws.com:8883")
+    monkeypatch.setenv("C2C_AWS_IOT_CERT_PEM", client.cert_pem)
+    monkeypatch.setenv("C2C_AWS_IOT_KEY_PEM", client.key_pem)
+    settings = load_settings(mqtt_url="mqtts://from-flag-ats.iot.eu-west-1.amazonaws.com:443",
+                             mqtt_client_id="thing-flag")
+    spec = build_from_settings(settings).connection_spec("thing-flag")
+    assert (spec.host, spec.port, spec.client_id) == ("from-flag-ats.iot.eu-west-1.amazonaws.com", 443, "thing-flag")
+
+    monkeypatch.setenv("C2C_PLATFORM_PROFILE", "azure_iot_hub")
+    monkeypatch.setenv("C2C_AZURE_SAS_KEY", DEVICE_KEY)
+    settings = load_settings(mqtt_url="mqtts://hubflag.azure-devices.net:8883", mqtt_client_id="gw-flag")
+    spec = build_from_settings(settings).connection_spec("gw-flag")
+    assert spec.username == "hubflag.azure-devices.net/gw-flag/?api-version=2021-04-12"

@@ -82,11 +82,13 @@ def build_profile(settings: WorkerSettings) -> PlatformProfile:
     Raises `ProfileConfigError` naming the variables at fault; the worker refuses to start on it.
     """
     name = settings.platform_profile
+    # The worker's merged view (flags over environment) of the endpoint and client id.
+    shared = {"C2C_MQTT_URL": settings.mqtt_url, "C2C_MQTT_CLIENT_ID": settings.mqtt_client_id}
     try:
         if name == "azure_iot_hub":
-            return azure_profile(AzureIotHubSettings())
+            return azure_profile(AzureIotHubSettings(**shared))
         if name == "aws_iot_core":
-            return aws_profile(AwsIotCoreSettings(), settings.env)
+            return aws_profile(AwsIotCoreSettings(**shared), settings.env)
         return generic_profile(settings)
     except ValidationError as exc:
         raise _explain(exc, _PREFIXES[name]) from None

@@ -10,7 +10,6 @@ each `*_PEM`.
 from __future__ import annotations
 
 import json
-import os
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -26,15 +25,28 @@ def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
-def mqtt_fallback() -> tuple[str | None, int | None, str | None]:
+def mqtt_fallback(mqtt_url: str | None, mqtt_client_id: str | None) -> tuple[str | None, int | None, str | None]:
     """(host, port, client id) from the shared C2C_MQTT_URL / C2C_MQTT_CLIENT_ID, which the
     sync-service stack always sets from the environment config's `platform.endpoint`/`client_id`:
     a profile's own host/identity variables default to them."""
-    url = os.environ.get("C2C_MQTT_URL")
-    parts = urlsplit(url) if url else None
+    parts = urlsplit(mqtt_url) if mqtt_url else None
     host = parts.hostname if parts and parts.scheme == "mqtts" else None
     port = parts.port if host and parts else None
-    return host, port, os.environ.get("C2C_MQTT_CLIENT_ID") or None
+    return host, port, mqtt_client_id or None
+
+
+class _SharedMqttFallback(BaseSettings):
+    """The shared endpoint and client id a platform profile falls back to.
+
+    Read from C2C_MQTT_URL / C2C_MQTT_CLIENT_ID, or passed in by the factory from the worker's own
+    settings, so `run --mqtt-url/--mqtt-client-id` reach every profile, not only `generic`.
+    """
+
+    shared_mqtt_url: str | None = Field(default=None, validation_alias="C2C_MQTT_URL")
+    shared_mqtt_client_id: str | None = Field(default=None, validation_alias="C2C_MQTT_CLIENT_ID")
+
+    def _fallback(self) -> tuple[str | None, int | None, str | None]:
+        return mqtt_fallback(self.shared_mqtt_url, self.shared_mqtt_client_id)
 
 
 def parse_connection_string(value: str) -> dict[str, str]:
@@ -52,7 +64,7 @@ def parse_connection_string(value: str) -> dict[str, str]:
     return parts
 
 
-class AzureIotHubSettings(BaseSettings):
+class AzureIotHubSettings(_SharedMqttFallback):
     model_config = SettingsConfigDict(env_prefix="C2C_AZURE_", extra="ignore")
 
     #: Device or policy connection string from the portal (secret); fills the fields below.
@@ -93,7 +105,7 @@ class AzureIotHubSettings(BaseSettings):
                 self.policy_key = self.policy_key or self.sas_key
             else:
                 self.device_key = self.device_key or self.sas_key
-        host, port, client_id = mqtt_fallback()
+        host, port, client_id = self._fallback()
         self.hostname = self.hostname or host
         self.port = self.port or port or 8883
         if self.identity_mode is IdentityMode.GATEWAY:
@@ -124,7 +136,7 @@ class AzureIotHubSettings(BaseSettings):
         return keys
 
 
-class AwsIotCoreSettings(BaseSettings):
+class AwsIotCoreSettings(_SharedMqttFallback):
     model_config = SettingsConfigDict(env_prefix="C2C_AWS_IOT_", extra="ignore")
 
     endpoint: str | None = None  # {prefix}-ats.iot.{region}.amazonaws.com; default: C2C_MQTT_URL's host
@@ -145,7 +157,7 @@ class AwsIotCoreSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> "AwsIotCoreSettings":
-        host, port, client_id = mqtt_fallback()
+        host, port, client_id = self._fallback()
         self.endpoint = self.endpoint or host
         self.port = self.port or port or 8883
         if self.identity_mode is IdentityMode.GATEWAY:
