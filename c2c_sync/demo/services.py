@@ -23,6 +23,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, ClassVar, Self
@@ -180,7 +181,7 @@ class MosquittoBroker:
 
 
 @dataclass
-class HttpChildProcess:
+class HttpChildProcess(ABC):
     """A child process that serves HTTP on a free port, its output in a log file: the shared start/stop.
 
     Subclasses say what to run (`args`), what they are called (`NAME`, also the log's stem) and which
@@ -201,8 +202,9 @@ class HttpChildProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @abstractmethod
     def args(self) -> list[str]:
-        raise NotImplementedError
+        """The child process's command line."""
 
     def start(self, timeout: float = 30.0) -> Self:
         stem = self.NAME.replace(" ", "-")

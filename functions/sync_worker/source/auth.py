@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from urllib.parse import urljoin
 
@@ -32,16 +33,16 @@ def read_secret(source: SecretSource, name: str) -> str:
     return value
 
 
-class VendorAuth(AuthBase):
+class VendorAuth(AuthBase, ABC):
     """Adds credentials to each request; `refresh(sent)` renews them after a 401/403."""
 
+    @abstractmethod
     def credential_of(self, request: requests.PreparedRequest) -> str | None:
         """The credential a sent request carried, so concurrent refreshes happen once."""
-        raise NotImplementedError
 
+    @abstractmethod
     def refresh(self, failed_credential: str | None) -> bool:
         """Renew credentials; True if a retry could now succeed (something changed)."""
-        raise NotImplementedError
 
 
 class HeaderSecretAuth(VendorAuth):
