@@ -78,10 +78,6 @@ class EnvironmentStatus(BaseModel):
     queues: QueueStatus
 
 
-def state_keys(env: str) -> StateKeys:
-    return StateKeys(f"c2c:{env}")
-
-
 def read_lease(client: redis.Redis, keys: StateKeys) -> LeaseStatus:
     holder = client.get(keys.lease)
     fence = client.get(keys.fencing_counter)
@@ -157,7 +153,7 @@ def gather(env: str, client: redis.Redis, redis_description: str, sqs, dlq_url: 
            start_queue_url: str | None, *, now: datetime | None = None, cycles: int = 5,
            worst: int = 5) -> EnvironmentStatus:
     now = now or datetime.now(timezone.utc)
-    keys = state_keys(env)
+    keys = StateKeys.for_env(env)
     return EnvironmentStatus(
         env=env,
         generated_at=now,

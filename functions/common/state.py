@@ -19,10 +19,15 @@ RUN_HISTORY_LENGTH = 50
 
 
 class StateKeys:
-    """Key names under one prefix (default `c2c:<env>`)."""
+    """Key names under one prefix (an environment's is `c2c:<env>`, see `for_env`)."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix.rstrip(":")
+
+    @classmethod
+    def for_env(cls, env: str) -> "StateKeys":
+        """The keys of environment `env`: what the worker writes and the CLI and the demo read."""
+        return cls(f"c2c:{env}")
 
     @property
     def lease(self) -> str:

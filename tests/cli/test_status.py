@@ -25,7 +25,7 @@ SLACK_S = 15
 
 def write_worker_state(url: str, heartbeat_age_s: float | None) -> datetime:
     client = redis.Redis.from_url(url)
-    keys = StateKeys(f"c2c:{ENV}")
+    keys = StateKeys.for_env(ENV)
     now = datetime.now(timezone.utc)
     client.set(keys.lease, "worker-7f3a", px=30_000)
     client.set(keys.fencing_counter, 7)
