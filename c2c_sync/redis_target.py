@@ -7,7 +7,6 @@ outside the VPC an operator uses a tunnel and `--redis-url`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import redis
@@ -17,6 +16,7 @@ from redis.retry import Retry
 from c2c_sync.aws import AwsTarget
 from c2c_sync.errors import CliError, ExitCode
 from c2c_sync.outputs import OutputKey, StackOutputs
+from functions.common.redis_auth import BadAuthSecret, auth_token
 
 _TIMEOUT_S = 5.0
 
@@ -80,17 +80,11 @@ def from_outputs(outputs: StackOutputs, aws: AwsTarget) -> RedisTarget:
 
 
 def auth_token_from_secret(secret_string: str) -> str:
-    """The token is either the whole secret string or one field of a JSON secret."""
+    """The token in the AUTH secret (the one rule of `functions.common.redis_auth`), or a CLI error."""
     try:
-        document = json.loads(secret_string)
-    except json.JSONDecodeError:
-        return secret_string
-    if isinstance(document, dict):
-        for key in ("password", "authToken", "auth_token", "token"):
-            if isinstance(document.get(key), str):
-                return document[key]
-        raise CliError("the Redis AUTH secret is JSON without a password/authToken/token field")
-    return secret_string
+        return auth_token(secret_string)
+    except BadAuthSecret as exc:
+        raise CliError(str(exc)) from None
 
 
 def resolve(redis_url: str | None, outputs_loader, aws: AwsTarget) -> RedisTarget:

@@ -8,7 +8,6 @@ coalesces overlapping ones.
 
 from __future__ import annotations
 
-import json
 from functools import cache
 
 import redis
@@ -16,6 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
+from functions.common.redis_auth import auth_token
 from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, StartSignal
 from functions.common.telemetry import TriggerMetric
 from functions.trigger.aws import client
@@ -26,10 +26,6 @@ _REDIS_TIMEOUT_S = 5.0
 # Few, short retries: a longer outage (failover) is better retried by the invoker, which re-runs the
 # whole invocation, than by sleeping inside a Lambda billed by the millisecond.
 _REDIS_RETRY = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=2)
-
-
-class BadAuthSecret(RuntimeError):
-    """The Redis AUTH secret has a shape we cannot use (the message never contains its value)."""
 
 
 def issue_signal(command: Command, source: Source, stations: list[str] | None,
@@ -74,24 +70,7 @@ def redis_client(config: RedisSettings) -> redis.Redis:
 
 def _auth_token(secret_arn: str) -> str:
     secret = client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
-    return parse_auth_secret(secret)
-
-
-def parse_auth_secret(secret: str) -> str:
-    """The token from a plain-string secret or a JSON one with `password` or `authToken` (CDK's generated form)."""
-    try:
-        value = json.loads(secret)
-    except json.JSONDecodeError:
-        value = None
-    if isinstance(value, dict):
-        token = value.get("password") or value.get("authToken")
-        if not isinstance(token, str) or not token:
-            raise BadAuthSecret(
-                f"Redis auth secret is JSON without a `password` or `authToken` string (keys: {sorted(value)})")
-        return token
-    if not secret:
-        raise BadAuthSecret("Redis auth secret is empty")
-    return secret
+    return auth_token(secret)
 
 
 def reset_redis() -> None:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, parse_signal
-from functions.trigger.publish import BadAuthSecret, parse_auth_secret
+from functions.common.redis_auth import BadAuthSecret, auth_token
 from tests.support.services import RedisServer, free_port, require_binary, wait_for_port
 from tests.trigger.conftest import load_event
 
@@ -113,12 +113,12 @@ def test_wrong_auth_token_fails_the_invocation(trigger_env, redis_with_auth, inv
 
 def test_json_secret_without_a_token_key_is_rejected_without_echoing_it():
     with pytest.raises(BadAuthSecret, match=r"keys: \['token'\]") as err:
-        parse_auth_secret(json.dumps({"token": TOKEN}))
+        auth_token(json.dumps({"token": TOKEN}))
     assert TOKEN not in str(err.value)
 
 
 def test_plain_secret_is_used_as_is():
-    assert parse_auth_secret(TOKEN) == TOKEN
+    assert auth_token(TOKEN) == TOKEN
 
 
 # --- TLS: a real redis-server speaking only TLS, its certificate signed by a throw-away CA -------------
