@@ -26,7 +26,9 @@ from functions.trigger.settings import settings
 @tracer.capture_lambda_handler
 def handler(event: Any, context: Any) -> dict[str, Any] | None:
     config = settings()
-    metrics.set_default_dimensions(**{ENV_DIMENSION: config.environment})
+    # Default dimensions persist across warm invocations; setting them again warns and changes nothing.
+    if metrics.default_dimensions.get(ENV_DIMENSION) != config.environment:
+        metrics.set_default_dimensions(**{ENV_DIMENSION: config.environment})
     match classify(event):
         case Scheduled(event_id=event_id):
             signal = issue_signal(config.schedule_command, Source.SCHEDULE, None, config)
