@@ -42,7 +42,7 @@ class EnvironmentStacks:
 
 
 def worker_environment(config: EnvironmentConfig) -> dict[str, str]:
-    """The worker's plain (non-secret) C2C_* variables (contracts.md)."""
+    """The worker's plain (non-secret) C2C_* variables, read by functions/sync_worker/settings.py."""
     env = {
         "C2C_ENV": config.name,
         "C2C_MODE": config.worker.mode.value,

@@ -20,7 +20,7 @@ from functions.common.telemetry import METRICS_NAMESPACE, WORKER_SERVICE
 from stacks.nag import acknowledge
 from stacks.naming import FUNCTIONS_DIR
 
-#: The container's health check (contracts.md): a separate process that reads the status file the
+#: The container's health check (`health` in functions/sync_worker/cli.py): a separate process that reads the status file the
 #: worker rewrites every heartbeat; exit 0 only for the lease holder with MQTT connected and a
 #: heartbeat fresher than HEARTBEAT_STALE_AFTER_S (a standby, not holding the lease, is unhealthy).
 HEALTH_CHECK_COMMAND = ["CMD", "python", "-m", "functions.sync_worker", "health"]
@@ -51,7 +51,7 @@ class WorkerSettings:
     memory_mib: int
     arm64: bool
     desired_count: int
-    #: Plain (non-secret) container environment: C2C_* values from contracts.md.
+    #: Plain (non-secret) container environment: C2C_* values (functions/sync_worker/settings.py).
     environment: Mapping[str, str]
     #: Env var name -> NAME of a Secrets Manager secret the operator created.
     named_secrets: Mapping[str, str]

@@ -39,7 +39,6 @@ class DemoResult:
     received_total: int = 0
     duplicates: int = 0
     reconciliation: Reconciliation | None = None
-    dropped_by_test_hook: list[str] = field(default_factory=list)
     vendor_requests: int = 0
     vendor_connections: int = 0
     vendor_faults: dict[str, int] = field(default_factory=dict)

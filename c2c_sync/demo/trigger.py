@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from c2c_sync.demo.topology import ACCOUNT_ID, REGION
+from functions.common.telemetry import METRICS_NAMESPACE, TRIGGER_SERVICE
 
 
 def scheduled_event(rule_name: str) -> dict[str, Any]:
@@ -82,7 +83,6 @@ class LocalTrigger:
         self.log_path = log_path
         self.redis = redis
         self.function_name = f"c2c-{env}-trigger"
-        self.invocations = 0
         self._saved: dict[str, str | None] | None = None
         self._log = None
 
@@ -106,11 +106,11 @@ class LocalTrigger:
             self._log = None
 
     def configure(self, redis: RedisPublishTarget | None) -> None:
-        """Set the environment the trigger stack gives the function (contracts.md), then cold-start."""
+        """Set the environment the trigger stack gives the function (stacks/trigger.py), then cold-start."""
         self.redis = redis
         values = {
             "START_TOPIC_ARN": self.topic_arn, "ENVIRONMENT": self.env, "SCHEDULE_COMMAND": self.schedule_command,
-            "POWERTOOLS_SERVICE_NAME": "sync-trigger", "POWERTOOLS_METRICS_NAMESPACE": "C2CSync",
+            "POWERTOOLS_SERVICE_NAME": TRIGGER_SERVICE, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "AWS_ENDPOINT_URL": self.aws_endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
             # moto accepts any key; fixed fake ones make sure no profile's real credentials are ever used.
             "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo",
@@ -139,7 +139,6 @@ class LocalTrigger:
 
             # Powertools Logger keeps the stream it saw at import; point it at the trigger's log file.
             logger.registered_handler.stream = self._log
-            self.invocations += 1
             return handler(event, LambdaContext(self.function_name, aws_request_id=str(uuid.uuid4())))
 
     @staticmethod

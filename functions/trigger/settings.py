@@ -1,7 +1,7 @@
 """The trigger's configuration, read once per cold start from the environment the trigger stack sets.
 
 Kept in one typed object so a missing required variable fails with its name on the first invocation
-instead of as a `KeyError` deep inside a publish call. Names are the contract in briefs/contracts.md.
+instead of as a `KeyError` deep inside a publish call. Names are the ones stacks/trigger.py sets.
 """
 
 from __future__ import annotations
