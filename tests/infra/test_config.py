@@ -197,3 +197,11 @@ def test_platform_rules_name_the_field(tmp_path, platform, expected):
 def test_valid_platform_sections_are_accepted(tmp_path, platform):
     write_platform(tmp_path, "x", platform)
     assert load_environment("x", tmp_path).platform.profile.value == platform["profile"]
+
+
+def test_every_retention_the_schema_accepts_maps_to_a_cdk_retention():
+    # The schema (no CDK import) and the stacks each list CloudWatch's retention values; they must agree.
+    from config.schema import ALLOWED_LOG_RETENTION_DAYS
+    from stacks.deployment import _RETENTION_BY_DAYS
+
+    assert set(_RETENTION_BY_DAYS) == set(ALLOWED_LOG_RETENTION_DAYS)
