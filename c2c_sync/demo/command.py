@@ -5,6 +5,7 @@ Defaults live in `DemoOptions`; this module only maps flags and environment vari
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -46,8 +47,6 @@ def demo_command(
         envvar="REDIS_URL", help="Use this Redis instead of starting redis-server (redis:// or rediss://).")] = None,
     mqtt_username: Annotated[Optional[str], typer.Option(envvar="MQTT_USERNAME", help="For an external broker.")
                              ] = None,
-    mqtt_password: Annotated[Optional[str], typer.Option(
-        envvar="MQTT_PASSWORD", help="For an external broker.", show_default=False)] = None,
     keep_logs: Annotated[bool, typer.Option(help="Keep the run's log directory even when it succeeds.")] = False,
     workdir: Annotated[Optional[Path], typer.Option(help="Directory for logs and service files (kept).")] = None,
     drop_first_reading_of: Annotated[Optional[str], typer.Option(
@@ -64,7 +63,8 @@ def demo_command(
         stations=stations, cycles=cycles, redis_cycles=redis_cycles, interval_s=interval, latency_ms=latency_ms,
         error_rate=error_rate, timeout_rate=timeout_rate, throttle_rate=throttle_rate, speed=speed,
         config_env=config_env, mqtt_url=mqtt_url, redis_url=redis_url, mqtt_username=mqtt_username,
-        mqtt_password=mqtt_password, keep_logs=keep_logs, workdir=workdir,
+        # From the environment only: a --flag would show the password in the process list.
+        mqtt_password=os.environ.get("MQTT_PASSWORD") or None, keep_logs=keep_logs, workdir=workdir,
         drop_first_reading_of=drop_first_reading_of)
     try:
         result = run_demo(options)
