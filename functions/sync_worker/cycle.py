@@ -55,7 +55,8 @@ class StationOutcome:
     station_id: str
     published: int = 0
     skipped: int = 0
-    #: Readings sent but not confirmed when the station failed: the next cycle sends them again.
+    #: Readings sent whose cursor did not move (no PUBACK, or the cursor write failed): the next
+    #: cycle sends them again, so each may reach the platform twice.
     unconfirmed: int = 0
     error: ErrorClass | None = None
     abandoned: bool = False
@@ -145,7 +146,8 @@ class CycleRunner:
         remaining = len(futures)
         drain_deadline: float | None = None
         while remaining:
-            if self.stop.is_set() and drain_deadline is None:
+            # A lost lease ends the cycle like a shutdown: no station may start without it.
+            if drain_deadline is None and (self.stop.is_set() or not self.lease_held()):
                 drain_deadline = time.monotonic() + drain_deadline_s
                 for f in futures:
                     f.cancel()  # stations not started yet are abandoned outright
@@ -179,7 +181,6 @@ class CycleRunner:
                 logger.error("lease lost mid-cycle; station stopped", extra={"station_id": station.station_id,
                                                                               "reason": str(exc)})
                 outcome.abandoned = True
-                self.stop.set()
                 return outcome
             except AuthError as exc:
                 if ErrorClass.AUTH not in retried and self._refresh_credentials(exc):
@@ -237,18 +238,23 @@ class CycleRunner:
             outcome.skipped += getattr(page, "skipped", 0)
             high_water = getattr(page, "high_water", None) or (page[-1].ts if page else None)
             has_more = getattr(page, "has_more", len(page) >= self.page_size)
-            if page:
-                self._publish_page(station, page, outcome)
+            sent = self._publish_page(station, page, outcome) if page else 0
             if high_water is None:
                 return
             if high_water > since:
-                self.cursor_store.advance_cursor(station.station_id, high_water)
+                try:
+                    self.cursor_store.advance_cursor(station.station_id, high_water)
+                except Exception:
+                    # Acknowledged by the broker, but the cursor stays: the next cycle sends them again.
+                    outcome.unconfirmed += sent
+                    raise
             if not has_more or high_water <= since:
                 return
             since = high_water
 
-    def _publish_page(self, station: Station, page: list[Reading], outcome: StationOutcome) -> None:
-        """Send a page and wait for all its PUBACKs; the caller moves the cursor only afterwards."""
+    def _publish_page(self, station: Station, page: list[Reading], outcome: StationOutcome) -> int:
+        """Send a page and wait for all its PUBACKs (returns how many were sent and acknowledged);
+        the caller moves the cursor only afterwards."""
         messages: list[OutboundMessage] = []
         for reading in page:
             try:
@@ -267,6 +273,7 @@ class CycleRunner:
             outcome.unconfirmed += sent
             raise
         outcome.published += sent
+        return sent
 
     @staticmethod
     def _skip(outcome: StationOutcome, message_id: str, exc: PermanentError) -> None:

@@ -34,6 +34,10 @@ class ReceivedSignal:
 
 
 class SignalSource(Protocol):
+    #: True when a released signal comes back to some worker (SQS); False when releasing one would
+    #: drop it (pub/sub), so the worker keeps it instead.
+    redelivers: bool
+
     def receive(self, stop: threading.Event) -> list[ReceivedSignal]:
         """Wait (bounded, a few seconds at most) for signals; [] on timeout or transport trouble."""
         ...
@@ -64,6 +68,8 @@ def unwrap_body(body: str) -> str:
 
 
 class SqsSignals:
+    redelivers = True
+
     def __init__(self, queue_url: str, *, wait_s: int = 20, visibility_s: int = 60, reject_visibility_s: int = 5,
                  on_reject: RejectHook | None = None) -> None:
         import boto3
@@ -170,6 +176,8 @@ class SqsSignals:
 class RedisSignals:
     """Redis pub/sub: fire-and-forget (a signal published while no worker listens is lost; the
     schedule sends the next one). Resubscribes after any connection loss."""
+
+    redelivers = False
 
     def __init__(self, client: redis.Redis, channel: str = REDIS_SIGNAL_CHANNEL, *,
                  on_reject: RejectHook | None = None) -> None:

@@ -1,10 +1,11 @@
 """The worker's Redis state: the single-active lease with its fencing token, cursors, heartbeat and
 run history (key names and record shapes are the shared contract in `functions.common.state`).
 
-Fencing: the lease value is `<holder>:<token>`, the token an INCR of a counter on each acquisition.
-Every cursor write is a Lua script that first compares the lease value, so a worker that lost its
-lease (paused, partitioned, replaced during a rolling deploy) cannot move a cursor even if it
-still believes it is active.
+Fencing: the lease value is `<holder>:<token>`, the token strictly increasing across acquisitions
+(a counter, floored by Redis server time so a restart that lost the counter cannot hand out an old
+token again). Every cursor write is a Lua script that first compares the lease value, so a worker
+that lost its lease (paused, partitioned, replaced during a rolling deploy, or cut off from Redis
+past the TTL) cannot move a cursor even if it still believes it is active.
 """
 
 from __future__ import annotations
@@ -20,8 +21,16 @@ from functions.common.state import HEARTBEAT_TTL_S, RUN_HISTORY_LENGTH, CycleRec
 from functions.sync_worker.backoff import Backoff
 from functions.sync_worker.observability import logger
 
+# The token is max(counter, Redis server time in ms) + 1: it increases across acquisitions even when
+# a Redis restart without persistence (or a failover that lost the last writes) took the counter
+# with it. Time alone would repeat within a millisecond, the counter alone would restart at 1.
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local now = redis.call('TIME')
+local floor = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+if tonumber(redis.call('GET', KEYS[2]) or '0') < floor then
+  redis.call('SET', KEYS[2], string.format('%d', floor))
+end
 local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
 return token
@@ -69,18 +78,23 @@ def parse_cursor(value: str) -> datetime:
 
 
 class Lease:
-    """Single-active-worker lease, renewed by a background thread while held."""
+    """Single-active-worker lease, renewed by a background thread while held.
+
+    Each acquisition gets its own renewer, bound to that acquisition's value: a renewer still
+    blocked on an unreachable Redis when the lease expired cannot renew or drop a later one.
+    """
 
     def __init__(self, client: redis.Redis, keys: StateKeys, holder: str, ttl_s: float = 30.0) -> None:
         self.client = client
         self.keys = keys
         self.holder = holder
         self.ttl_ms = int(ttl_s * 1000)
+        #: The token of the latest acquisition (kept after the lease is lost, for logs and the heartbeat).
         self.token: int | None = None
-        self._value: str | None = None
-        self._held = threading.Event()
-        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._value: str | None = None  # `<holder>:<token>` while held
         self._valid_until = 0.0
+        self._renewal_stop: threading.Event | None = None
         self._acquire = client.register_script(_ACQUIRE)
         self._extend = client.register_script(_EXTEND)
         self._release = client.register_script(_RELEASE)
@@ -89,24 +103,32 @@ class Lease:
     @property
     def held(self) -> bool:
         # Past the TTL without a confirmed renewal we must assume another worker may hold it.
-        return self._held.is_set() and time.monotonic() < self._valid_until
+        return self._value is not None and time.monotonic() < self._valid_until
 
     @property
     def value(self) -> str:
-        if self._value is None or not self.held:
+        value = self._value
+        if value is None or not self.held:
             raise LeaseLost("lease not held")
-        return self._value
+        return value
 
     def try_acquire(self) -> bool:
         started = time.monotonic()
         token = int(self._acquire(keys=[self.keys.lease, self.keys.fencing_counter], args=[self.holder, self.ttl_ms]))
         if token == 0:
             return False
-        self.token = token
-        self._value = f"{self.holder}:{token}"
-        self._valid_until = started + self.ttl_ms / 1000
-        self._held.set()
-        self._start_renewer()
+        value = f"{self.holder}:{token}"
+        stop = threading.Event()
+        with self._lock:
+            if self._renewal_stop is not None:
+                self._renewal_stop.set()
+            self.token = token
+            self._value = value
+            self._valid_until = started + self.ttl_ms / 1000
+            self._renewal_stop = stop
+        self._renewer = threading.Thread(target=self._renew_loop, args=(value, stop), name="lease-renewer",
+                                         daemon=True)
+        self._renewer.start()
         logger.info("lease acquired", extra={"holder": self.holder, "fencing_token": token})
         return True
 
@@ -134,46 +156,47 @@ class Lease:
     def current_holder(self) -> str | None:
         return self.client.get(self.keys.lease)
 
-    def _start_renewer(self) -> None:
-        self._stop.clear()
-        self._renewer = threading.Thread(target=self._renew_loop, name="lease-renewer", daemon=True)
-        self._renewer.start()
-
-    def _renew_loop(self) -> None:
+    def _renew_loop(self, value: str, stop: threading.Event) -> None:
         interval = self.ttl_ms / 1000 / 3
-        while not self._stop.wait(interval if self.held else 0.2):
-            if not self._held.is_set():
-                return
+        while not stop.wait(interval):
             started = time.monotonic()
             try:
-                ok = int(self._extend(keys=[self.keys.lease], args=[self._value, self.ttl_ms]))
+                ok = int(self._extend(keys=[self.keys.lease], args=[value, self.ttl_ms]))
             except RedisError as exc:
-                logger.warning("lease renewal failed; retrying", extra={"error": str(exc)})
-                if not self.held:
-                    self._lose("renewal impossible before expiry")
+                if time.monotonic() >= self._valid_until:
+                    self._lose(value, "redis unreachable until the lease expired")
                     return
+                logger.warning("lease renewal failed; retrying", extra={"error": str(exc)})
                 continue
-            if ok:
-                self._valid_until = started + self.ttl_ms / 1000
-            else:
-                self._lose("lease taken over")
+            if not ok:
+                # Gone (expired, or a Redis restart without it) or another worker's now.
+                self._lose(value, "lease key no longer ours")
                 return
+            with self._lock:
+                if self._value != value:
+                    return
+                self._valid_until = started + self.ttl_ms / 1000
 
-    def _lose(self, why: str) -> None:
-        self._held.clear()
+    def _lose(self, value: str, why: str) -> None:
+        with self._lock:
+            if self._value != value:  # a later acquisition replaced this one
+                return
+            self._value = None
         logger.error("lease lost; this worker stops cycling", extra={"reason": why, "fencing_token": self.token})
 
     def release(self) -> None:
-        self._stop.set()
+        with self._lock:
+            value, self._value = self._value, None
+            if self._renewal_stop is not None:
+                self._renewal_stop.set()
         if self._renewer is not None and self._renewer is not threading.current_thread():
             self._renewer.join(2)
-        if self._held.is_set() and self._value is not None:
+        if value is not None:
             try:
-                self._release(keys=[self.keys.lease], args=[self._value])
+                self._release(keys=[self.keys.lease], args=[value])
                 logger.info("lease released", extra={"fencing_token": self.token})
             except RedisError as exc:
                 logger.warning("lease release failed; it expires by itself", extra={"error": str(exc)})
-        self._held.clear()
 
 
 class StateStore:

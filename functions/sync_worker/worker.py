@@ -1,5 +1,10 @@
 """The long-lived worker: lease, signals in, one cycle at a time, heartbeat, graceful shutdown.
 
+Lease and uplink go together: the worker connects to MQTT only while it holds the lease, and a lost
+lease (taken over, expired while Redis was unreachable, gone with a Redis restart) makes it stand
+down — stop cycling, give back its signals, close the uplink — and stand by for the lease again in
+the same process, so a Redis outage never needs a restart.
+
 Threads and who owns what:
 - the *main* thread runs cycles, one at a time, and the shutdown sequence;
 - the *intake* thread receives signals and folds them into at most one pending follow-up cycle
@@ -15,6 +20,7 @@ import json
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -22,7 +28,7 @@ from typing import Callable
 from redis.exceptions import RedisError
 
 from functions.common.signal import Command
-from functions.common.state import CycleRecord, Heartbeat
+from functions.common.state import RUN_HISTORY_LENGTH, CycleRecord, Heartbeat
 from functions.sync_worker.backoff import Backoff
 from functions.sync_worker.cycle import CycleResult, CycleRunner
 from functions.sync_worker.observability import WorkerTelemetry, logger
@@ -33,7 +39,6 @@ from functions.sync_worker.store import Lease, StateStore
 from functions.sync_worker.uplink.mqtt import MqttUplink
 
 EXIT_OK = 0
-EXIT_LEASE_LOST = 3
 
 
 @dataclass
@@ -120,6 +125,15 @@ class Worker:
         self._next_due: float | None = None
         self._reload = False
         self._cycle_running = False
+        #: True while this worker holds the lease and takes signals (guarded by `_cond`).
+        self._active = False
+        #: Whether a signal given back reaches a worker again (SQS) or would be dropped (pub/sub,
+        #: direct submissions): those this worker keeps until it holds the lease again.
+        self._redelivers = signals is not None and signals.redelivers
+        #: Cycle records not yet in the Redis run history (Redis down, or the lease lost): written
+        #: oldest first as soon as the lease is held and Redis answers.
+        self._unrecorded: deque[CycleRecord] = deque(maxlen=RUN_HISTORY_LENGTH)
+        self._history_lock = threading.Lock()
         self._heartbeat_written_at: float | None = None
         self._heartbeat_written_wall: float | None = None
         self.cycles_run = 0
@@ -139,72 +153,108 @@ class Worker:
         """Serve until stopped (or run one cycle with `once`); returns the process exit code."""
         # The heartbeat thread runs from the start: a standby reports itself in the status file too.
         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
+        try:
+            if once:
+                if self._take_lease():
+                    self._run_job(Job(stations=stations))
+                return EXIT_OK
+            if self.signals is not None:
+                self._intake = threading.Thread(target=self._intake_loop, name="signal-intake", daemon=True)
+                self._intake.start()
+            while self._take_lease():
+                self._serve()
+                if self.stop_event.is_set():
+                    break
+                self._stand_down()
+            return EXIT_OK
+        finally:
+            self._shutdown()
+
+    def _take_lease(self) -> bool:
+        """Stand by until the lease is ours (False: stopped first), then connect and take signals."""
         if not self.lease.wait_acquire(self.stop_event):
             logger.info("stopped while standing by")
-            self.write_status(False)
-            self._close_resources()
-            return EXIT_OK
+            return False
+        with self._cond:
+            self._active = True
+            self._cond.notify_all()
         # Connect only as the lease holder: two connections with one client id would evict each other.
         self.uplink.start()
         if not self.uplink.wait_connected(10.0):
             logger.warning("MQTT not connected yet; publishes wait for the supervisor's reconnect")
         self._beat()
-        exit_code = EXIT_OK
-        try:
-            if once:
-                self._run_job(Job(stations=stations))
-            else:
-                if self.signals is not None:
-                    self._intake = threading.Thread(target=self._intake_loop, name="signal-intake", daemon=True)
-                    self._intake.start()
-                exit_code = self._serve()
-        finally:
-            self._shutdown()
-        return exit_code
+        return True
 
-    def _serve(self) -> int:
+    def _serve(self) -> None:
+        """Run cycles until stopped or the lease is lost."""
         logger.info("worker serving", extra={"mode": self.settings.mode, "worker_id": self.worker_id,
                                              "fencing_token": self.lease.token})
-        while not self.stop_event.is_set():
-            if not self.lease.held:
-                logger.error("lease lost: this worker stops cycling and exits")
-                return EXIT_LEASE_LOST
+        while not self.stop_event.is_set() and self.lease.held:
             job = self._next_job(timeout_s=1.0)
             if job is not None:
                 self._run_job(job)
-        return EXIT_OK
+
+    def _stand_down(self) -> None:
+        """The lease is gone: take no more signals, give back the unrun ones (another worker may run
+        them), and close the uplink, since whoever takes the lease connects with the same client id."""
+        logger.error("lease lost: this worker stops cycling and stands by", extra={"fencing_token": self.lease.token})
+        unrun = None
+        with self._cond:
+            self._active = False
+            if self._redelivers:
+                unrun, self._pending = self._pending, None
+        if self.signals is not None and unrun is not None:
+            self.signals.release(unrun.signals)
+        self.uplink.close(timeout_s=5.0)
+        self.write_status(False)
 
     # -- signals ------------------------------------------------------------------------------
 
     def _intake_loop(self) -> None:
         assert self.signals is not None
         while not self.stop_event.is_set():
+            with self._cond:
+                # A standby takes no signals: they belong to the worker that holds the lease.
+                active = self._cond.wait_for(lambda: self._active or self.stop_event.is_set(), timeout=1.0)
+            if not active or self.stop_event.is_set():
+                continue
             for received in self.signals.receive(self.stop_event):
-                if self.stop_event.is_set():
-                    self.signals.release([received])
-                else:
-                    self.submit(received)
+                self.submit(received)
 
     def submit(self, received: ReceivedSignal) -> None:
-        """Fold one signal into the worker's plan; never blocks on a running cycle."""
+        """Fold one signal into the worker's plan; never blocks on a running cycle. While stopping or
+        standing by, a signal is given back at once if its transport redelivers it; otherwise a
+        standby keeps it for when it holds the lease again."""
         command = received.signal.command
         logger.info("signal received", extra={"signal_id": str(received.signal.id), "command": command.value,
                                               "source": received.signal.source.value})
         with self._cond:
-            if command is Command.STOP_SYNC:
-                self._continuous = False
-                self._next_due = None
-            elif command is Command.RELOAD:
-                self._reload = True
-            else:
-                if command is Command.START_SYNC and self.settings.mode == "continuous":
-                    self._continuous = True
-                if self._pending is None:
-                    self._pending = Job()
-                self._pending.absorb(received)
-            self._cond.notify_all()
-        if command in (Command.STOP_SYNC, Command.RELOAD) and self.signals is not None:
+            accepted = not self.stop_event.is_set() and (self._active or not self._redelivers)
+            if accepted:
+                self._plan(received)
+                self._cond.notify_all()
+        if not accepted:
+            logger.warning("signal not taken: this worker is stopping or standing by",
+                           extra={"signal_id": str(received.signal.id), "given_back": self._redelivers})
+            if self.signals is not None:
+                self.signals.release([received])
+        elif command in (Command.STOP_SYNC, Command.RELOAD) and self.signals is not None:
             self.signals.done([received])
+
+    def _plan(self, received: ReceivedSignal) -> None:
+        """Apply one signal to the plan; the caller holds `_cond`."""
+        command = received.signal.command
+        if command is Command.STOP_SYNC:
+            self._continuous = False
+            self._next_due = None
+        elif command is Command.RELOAD:
+            self._reload = True
+        else:
+            if command is Command.START_SYNC and self.settings.mode == "continuous":
+                self._continuous = True
+            if self._pending is None:
+                self._pending = Job()
+            self._pending.absorb(received)
 
     def _next_job(self, timeout_s: float) -> Job | None:
         with self._cond:
@@ -261,8 +311,7 @@ class Worker:
         self.cycles_run += 1
         record = result.record
         self.last_record = record
-        if self.lease.held:
-            self._record_history(record)
+        self._record_history(record)
         connections, reconnects, planned, latencies = self.uplink.take_cycle_stats()
         self.telemetry.cycle(record, readings_skipped=result.readings_skipped, connections_opened=connections,
                              reconnects=reconnects, planned_reconnects=planned, puback_latencies_ms=latencies)
@@ -302,11 +351,21 @@ class Worker:
             self.stop_event.wait(delay)
             return None
 
-    def _record_history(self, record: CycleRecord) -> None:
-        try:
-            self.state.record_cycle(record)
-        except RedisError as exc:
-            logger.warning("run history not written", extra={"error": str(exc)})
+    def _record_history(self, record: CycleRecord | None = None) -> None:
+        """Add `record` to the run history, after any earlier ones Redis did not take; only the lease
+        holder writes. What cannot be written now waits for the next attempt (each cycle, each beat)."""
+        with self._history_lock:
+            if record is not None:
+                self._unrecorded.append(record)
+            if not self._unrecorded or not self.lease.held:
+                return
+            try:
+                while self._unrecorded:
+                    self.state.record_cycle(self._unrecorded[0])
+                    self._unrecorded.popleft()
+            except RedisError as exc:
+                logger.warning("run history not written yet", extra={"error": str(exc),
+                                                                     "waiting": len(self._unrecorded)})
 
     # -- heartbeat ----------------------------------------------------------------------------
 
@@ -335,6 +394,8 @@ class Worker:
                 self._heartbeat_written_wall = time.time()
             except RedisError as exc:
                 logger.warning("heartbeat not written", extra={"error": str(exc)})
+            else:
+                self._record_history()  # Redis answers again: write what an outage held back
         self.write_status(connected)
 
     def write_status(self, connected: bool) -> None:
@@ -363,6 +424,7 @@ class Worker:
         self.uplink.close(timeout_s=5.0)
         self.runner.close()
         self.write_status(False)
+        self._record_history()  # last chance for records an outage held back
         self.lease.release()
         self._close_resources()
         logger.info("worker stopped", extra={"cycles_run": self.cycles_run})
