@@ -139,6 +139,9 @@ class Worker:
         self.cycles_run = 0
         self._intake: threading.Thread | None = None
         self.last_record: CycleRecord | None = None
+        #: Delay before retrying a cycle Redis refused to start: kept across attempts so it grows
+        #: while Redis stays down, reset once a cycle runs.
+        self._cycle_start_backoff = Backoff(base_s=0.5, cap_s=10.0)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -328,7 +331,6 @@ class Worker:
         logger.set_correlation_id(None)
 
     def _run_cycle(self, job: Job) -> CycleResult | None:
-        backoff = Backoff(base_s=0.5, cap_s=10.0)
         try:
             stations = self.directory.select(job.stations)
         except Exception as exc:  # noqa: BLE001 - no station list, no cycle; the next signal retries
@@ -342,14 +344,16 @@ class Worker:
         logger.info("cycle starting", extra={"stations": len(stations), "signals": len(job.signals),
                                              "continuous": job.continuous})
         try:
-            return self.runner.run(stations, signal_id=job.signal_id,
-                                   drain_deadline_s=self.settings.shutdown_deadline_s)
+            result = self.runner.run(stations, signal_id=job.signal_id,
+                                     drain_deadline_s=self.settings.shutdown_deadline_s)
         except RedisError as exc:
-            delay = backoff.next_delay()
+            delay = self._cycle_start_backoff.next_delay()
             logger.warning("redis unavailable at cycle start; retrying", extra={"error": str(exc),
                                                                                 "retry_in_s": round(delay, 2)})
             self.stop_event.wait(delay)
             return None
+        self._cycle_start_backoff.reset()
+        return result
 
     def _record_history(self, record: CycleRecord | None = None) -> None:
         """Add `record` to the run history, after any earlier ones Redis did not take; only the lease

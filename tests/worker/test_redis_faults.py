@@ -20,8 +20,10 @@ import redis
 from c2c_sync.demo.services import spawn
 from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, StartSignal
 from functions.common.state import StateKeys
+from functions.sync_worker.app import build_worker
 from functions.sync_worker.health import check
 from functions.sync_worker.store import Lease, LeaseLost, StateStore
+from functions.sync_worker.worker import Job
 from tests.support.services import RedisServer, require_binary, wait_for_port
 from tests.worker.conftest import (
     INTERVAL_S,
@@ -274,3 +276,29 @@ def test_fencing_token_still_increases_after_a_restart_that_lost_the_fence_count
     finally:
         old.release()
         new.release()
+
+
+def test_cycle_start_retry_delay_grows_while_redis_stays_down_and_resets_after_a_cycle_runs(
+        redis_server, simulator_factory, tmp_path, monkeypatch):
+    """A cycle Redis refuses to start is retried after a delay whose ceiling doubles per failed
+    attempt (it used to start over at 0.5 s every time, retrying twice a second for the whole
+    outage). The stop event is set so each retry's wait returns at once; the growth is read from
+    the worker's backoff, whose attempt count sets the ceiling of the next delay."""
+    sim = simulator_factory(stations=2, clock=clock_spec(sim_clock_start()))
+    settings = settings_from(base_env(mqtt_url="mqtt://127.0.0.1:1", redis_url=redis_server.url, source_url=sim.url,
+                                      tmp_path=tmp_path), monkeypatch)
+    worker = build_worker(settings)
+    try:
+        backoff = worker._cycle_start_backoff
+        redis_server.stop()
+        worker.stop_event.set()
+        for attempt in (1, 2, 3, 4):
+            assert worker._run_cycle(Job(stations=set())) is None, "Redis is down: the cycle cannot start"
+            assert backoff.attempt == attempt, "the retry delay must keep growing while Redis stays down"
+
+        redis_server.start()
+        worker.stop_event.clear()
+        assert worker._run_cycle(Job(stations=set())) is not None
+        assert backoff.attempt == 0, "a cycle that ran resets the delay for the next outage"
+    finally:
+        worker._source.close()
