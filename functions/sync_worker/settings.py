@@ -3,7 +3,8 @@
 One typed model so a bad value refuses to start the worker with the variable named, instead of
 failing an hour later in the middle of a cycle. Secrets (`*_PASSWORD`, `*_API_KEY`) are
 `SecretStr`: ECS injects them from Secrets Manager as environment variables, and they never show
-up in logs or in `validate-config` output.
+up in logs or in `validate-config` output. A password written into a URL
+(`redis://:pw@host:6379/0`) is masked in that output too, see `redact_url`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -20,6 +21,9 @@ from functions.common.signal import describe_validation_error
 from functions.common.state import StateKeys
 
 ENV_PREFIX = "C2C_"
+MASK = "**********"
+#: Settings holding a URL, which may carry a password in its userinfo.
+_URL_FIELDS = ("redis_url", "mqtt_url", "source_url", "signal_url")
 
 
 class WorkerSettings(BaseSettings):
@@ -164,8 +168,20 @@ class WorkerSettings(BaseSettings):
         out = self.model_dump(mode="json")
         for key, value in out.items():
             if isinstance(getattr(self, key), SecretStr) and value is not None:
-                out[key] = "**********"
+                out[key] = MASK
+            elif key in _URL_FIELDS and isinstance(value, str):
+                out[key] = redact_url(value)
         return out
+
+
+def redact_url(url: str) -> str:
+    """`url` with the password of its userinfo masked (`redis://:pw@h/0` -> `redis://:***@h/0`)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{hostport}"))
 
 
 def _url_with_host(value: str, schemes: tuple[str, ...], form: str) -> str:

@@ -93,6 +93,18 @@ def test_cli_flag_overrides_the_environment(monkeypatch, capsys):
     assert "super-secret" not in out, "secrets are masked"
 
 
+def test_validate_config_masks_passwords_written_into_urls(monkeypatch, capsys):
+    monkeypatch.setenv("C2C_REDIS_URL", "rediss://:s3cret-redis@cache.example:6379/0")
+    monkeypatch.setenv("C2C_MQTT_URL", "mqtts://gateway:s3cret-mqtt@broker.example:8883")
+    monkeypatch.setenv("C2C_SOURCE_URL", "https://api-user:s3cret-api@vendor.example/v1")
+    assert main(["validate-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)["settings"]
+    assert "s3cret" not in json.dumps(printed), "a password in a URL was printed"
+    assert printed["redis_url"] == "rediss://:**********@cache.example:6379/0"
+    assert printed["mqtt_url"] == "mqtts://gateway:**********@broker.example:8883"
+    assert printed["source_url"] == "https://api-user:**********@vendor.example/v1"
+
+
 def test_plaintext_mqtt_to_a_remote_broker_needs_the_explicit_insecure_flag(monkeypatch, capsys):
     monkeypatch.setenv("C2C_MQTT_URL", "mqtt://broker.example:1883")
     assert main(["validate-config"]) == 2
