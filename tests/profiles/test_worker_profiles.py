@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 
+from functions.sync_worker.health import check
 from functions.sync_worker.uplink.profiles.aws_iot_core import AWS_THING_NAME, AwsIotCoreProfile
 from functions.sync_worker.uplink.profiles.azure_iot_hub import AZURE_DEVICE_ID, AzureCredentials, AzureIotHubProfile
 from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityMode
@@ -164,4 +165,52 @@ def test_azure_sas_renewal_by_planned_reconnects_loses_no_reading(
     assert expiries == sorted(expiries) and len(set(expiries)) == len(expiries), "every connect got a new token"
     for token, expiry in zip(issued, expiries):
         assert token == independent_sas_token(f"{HUB}/devices/gw-1", DEVICE_KEY, expiry)
+    assert running.stop() == 0
+
+
+def test_per_device_one_refused_identity_fails_its_station_only_and_health_stays_ok(
+        pki, auth_mosquitto_factory, redis_server, simulator_factory, capture_factory, worker_factory, tmp_path,
+        monkeypatch):
+    """Per-device mode against a broker whose password file admits every device but one: the other
+    stations sync, the refused one is counted failed with the auth class, and the worker stays
+    healthy (one refused device must not make ECS replace the task that serves all the others)."""
+    stations = station_ids(5)
+    devices = [f"ess-{s}" for s in stations]
+    refused_station, refused_device = stations[2], devices[2]
+    # The refused device is missing from the password file: Mosquitto answers its CONNECT "not authorised".
+    users = {hub_username(d): independent_sas_token(f"{HUB}/devices/{d}", DEVICE_KEY, int(PINNED_WALL + TTL),
+                                                    "device") for d in devices if d != refused_device}
+    broker = auth_mosquitto_factory(users)
+    capture = capture_factory(broker.plain_port, "devices/#", username=broker.subscriber_user,
+                              password=broker.subscriber_password)
+    profile = AzureIotHubProfile(
+        hostname=HUB, connect_host="127.0.0.1", port=broker.tls_port, api_version=API, token_ttl_s=TTL,
+        identities=IdentityMapping(IdentityMode.PER_DEVICE, None, "ess-{station_id}", AZURE_DEVICE_ID),
+        credentials=AzureCredentials(policy_name="device", policy_key=DEVICE_KEY),
+        tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem), wall_clock=lambda: PINNED_WALL)
+    t0 = sim_clock_start()
+    sim = simulator_factory(stations=len(stations), clock=clock_spec(t0))
+    seed_cursors(redis_server.url, "test", stations, t0 - timedelta(seconds=2 * INTERVAL_S))
+    settings = settings_from(worker_env(tmp_path, redis_server, sim, "azure_iot_hub"), monkeypatch)
+    running = worker_factory(settings, profile=profile)
+    wait_subscribed(redis_server.url)
+
+    run_cycles(redis_server.url, running, sim, 1)
+    record = running.history()[0]
+    assert (record.stations_synced, record.stations_failed) == (4, 1)
+    assert record.errors_by_class == {"auth": 1}, record.errors_by_class
+    synced = [s for s in stations if s != refused_station]
+    expected = expected_ids(synced, t0 - timedelta(seconds=2 * INTERVAL_S), t0)
+    wait_until(lambda: set(received_ids(capture)) >= expected, 20, what="the other stations' readings")
+    assert set(received_ids(capture)) == expected, "nothing of the refused station may arrive"
+    assert running.worker.uplink.totals().reconnects["not_authorized"] >= 1
+    assert "disconnected, not authorised" in broker.broker.log_text()
+
+    # Health: the status file the container check reads, rewritten after the cycle by the heartbeat.
+    after_cycle = time.time()
+    wait_until(lambda: json.loads(open(settings.status_file).read())["at"] > after_cycle + 0.5, 10,
+               what="a heartbeat after the cycle")
+    ok, reason = check(settings.status_file)
+    assert ok, reason
+    assert running.worker.uplink.connected
     assert running.stop() == 0

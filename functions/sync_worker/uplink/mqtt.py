@@ -19,7 +19,9 @@ Why it is built this way:
 - **TCP_NODELAY** on the socket as soon as paho opens it: small QoS 1 publishes and PUBACKs must
   not wait for Nagle.
 - **A refused CONNACK ends the attempt at once** (no waiting out `CONNECT_TIMEOUT_S`); the retry
-  is counted by reason (`not_authorized`, `bad_user_name_or_password`, ...) and backs off.
+  is counted by reason (`not_authorized`, `bad_user_name_or_password`, ...) and backs off. While an
+  identity's credentials stay refused, its publishes fail at once with `AuthError`: in per-device
+  mode that is a failure of that device's stations, not of the worker (see `MqttUplink.connected`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from functions.sync_worker.backoff import Backoff
-from functions.sync_worker.errors import ErrorClass, PermanentError, SyncError, ThrottledError, TransientError
+from functions.sync_worker.errors import (
+    AuthError,
+    ErrorClass,
+    PermanentError,
+    SyncError,
+    ThrottledError,
+    TransientError,
+)
 from functions.sync_worker.observability import logger
 from functions.sync_worker.uplink.pool import DEFAULT_MAX_CONNECTIONS, ConnectionPool
 from functions.sync_worker.uplink.profile import ConnectionSpec, OutboundMessage, PlatformProfile
@@ -156,6 +165,10 @@ class MqttConnection:
         self._backoff = backoff or Backoff(base_s=0.5, cap_s=30.0)
         self._session: _Session | None = None
         self._connected = threading.Event()
+        #: Why the broker refused this identity's credentials at the last CONNECT (None: not refused).
+        #: While set, publishes fail at once as `AuthError` (the station's failure, not a wait for
+        #: the PUBACK deadline); the supervisor keeps retrying with fresh credentials.
+        self._auth_refused: str | None = None
         self._closing = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, name=f"mqtt-{identity}", daemon=True)
         # One hand-off per page, not per message: with 32 station threads, a per-message queue
@@ -342,6 +355,7 @@ class MqttConnection:
             self._end_session(session, reason)
             return reason
         self.stats.connections_opened += 1
+        self._auth_refused = None
         self._backoff.reset()
         self._session = session
         publish_online(self.profile, self.identity, session.client)  # retained presence, if the profile has one
@@ -391,6 +405,7 @@ class MqttConnection:
             where = {"identity": self.identity, "reason": session.end_reason, "host": spec.host, "port": spec.port,
                      "username": spec.username, "client_certificate": spec.tls is not None}
             if is_auth_refusal(reason_code):
+                self._auth_refused = session.end_reason
                 logger.error(f"MQTT broker refused this identity's credentials ({session.end_reason}): check the "
                              "username/password, token or client certificate; retrying with backoff", extra=where)
             else:
@@ -433,6 +448,9 @@ class MqttConnection:
             session = self._session
             if session is not None and self._connected.is_set() and not session.closed:
                 return session
+            refused = self._auth_refused
+            if refused is not None:
+                raise AuthError(f"MQTT broker refused the credentials of {self.identity} ({refused})")
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._closing.is_set():
                 raise TransientError(f"MQTT connection {self.identity} is down")
@@ -577,15 +595,22 @@ class MqttUplink:
 
     @property
     def connected(self) -> bool:
+        """What the heartbeat and the health check report. Gateway: the one connection is up.
+        Per-device: at least one device connection is up, or none is open yet (nothing to connect
+        before the first cycle). One refused or unreachable device fails its own stations each
+        cycle; it must not fail the health check, or ECS would replace the task over one station."""
         conns = self._pool.connections()
-        if not conns:  # per-device mode before the first cycle has nothing to be connected yet
-            return is_per_device(self.profile)
-        return all(c.connected for c in conns)
+        if is_per_device(self.profile):
+            return not conns or any(c.connected for c in conns)
+        return bool(conns) and all(c.connected for c in conns)
 
     def wait_connected(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
-        conns = self._pool.connections()
-        return all(c.wait_connected(max(0.0, deadline - time.monotonic())) for c in conns)
+        while not self.connected:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def totals(self) -> ConnectionStats:
         with self._lock:
