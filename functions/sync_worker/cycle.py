@@ -20,7 +20,7 @@ from typing import Callable, Protocol
 from redis.exceptions import RedisError
 
 from functions.common.state import CycleRecord
-from functions.sync_worker.errors import AuthError, ErrorClass, PermanentError, SyncError, ThrottledError
+from functions.sync_worker.errors import ErrorClass, PermanentError, SyncError, ThrottledError
 from functions.sync_worker.observability import logger
 from functions.sync_worker.source.base import Reading, SourceAdapter, Station
 from functions.sync_worker.store import LeaseLost
@@ -169,7 +169,7 @@ class CycleRunner:
 
     def _run_station(self, station: Station, cursor: datetime | None, until: datetime) -> StationOutcome:
         outcome = StationOutcome(station.station_id)
-        retried: set[ErrorClass] = set()
+        throttled_once = False
         while True:
             try:
                 self._sync_station(station, cursor, until, outcome)
@@ -182,20 +182,18 @@ class CycleRunner:
                                                                               "reason": str(exc)})
                 outcome.abandoned = True
                 return outcome
-            except AuthError as exc:
-                if ErrorClass.AUTH not in retried and self._refresh_credentials(exc):
-                    retried.add(ErrorClass.AUTH)
-                    continue
-                return self._failed(outcome, ErrorClass.AUTH, exc)
             except ThrottledError as exc:
                 waited = self._throttle.hit(exc.retry_after_s)
-                if ErrorClass.THROTTLED not in retried and not self.stop.is_set():
-                    retried.add(ErrorClass.THROTTLED)
+                if not throttled_once and not self.stop.is_set():
+                    throttled_once = True
                     logger.info("throttled by the vendor; backing off", extra={"station_id": station.station_id,
                                                                                "retry_after_s": waited})
                     continue
                 return self._failed(outcome, ErrorClass.THROTTLED, exc)
-            except SyncError as exc:  # transient and permanent: the station is done for this cycle
+            # Transient, permanent and auth: the station is done for this cycle. An AuthError arrives
+            # after its renewal was already tried where the credential lives (the source transport
+            # refreshes once on a 401; the MQTT supervisor reconnects with a fresh ConnectionSpec).
+            except SyncError as exc:
                 return self._failed(outcome, exc.error_class, exc)
             except RedisError as exc:  # the cursor could not be written: retried next cycle
                 return self._failed(outcome, ErrorClass.TRANSIENT, exc)
@@ -210,17 +208,6 @@ class CycleRunner:
         log("station failed", extra={"station_id": outcome.station_id, "error_class": error_class.value,
                                      "error": str(exc), "published": outcome.published})
         return outcome
-
-    def _refresh_credentials(self, exc: AuthError) -> bool:
-        refresh = getattr(self.source, "refresh_credentials", None)
-        if refresh is None:
-            return False
-        try:
-            refresh()
-            return True
-        except Exception:  # noqa: BLE001
-            logger.exception("credential refresh failed")
-            return False
 
     def _sync_station(self, station: Station, cursor: datetime | None, until: datetime,
                       outcome: StationOutcome) -> None:
