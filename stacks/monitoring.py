@@ -20,10 +20,13 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.common.state import HEARTBEAT_STALE_AFTER_S
-from functions.common.telemetry import ENV_DIMENSION, METRICS_NAMESPACE, WORKER_SERVICE, WorkerMetric
-
-#: Powertools adds this dimension (its `service` name) to every metric it emits.
-SERVICE_DIMENSION = "service"
+from functions.common.telemetry import (
+    ENV_DIMENSION,
+    METRICS_NAMESPACE,
+    SERVICE_DIMENSION,
+    WORKER_SERVICE,
+    WorkerMetric,
+)
 
 
 @dataclass(frozen=True)

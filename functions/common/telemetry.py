@@ -8,6 +8,8 @@ from __future__ import annotations
 METRICS_NAMESPACE = "C2CSync"
 #: Dimension every worker metric carries; its value is the environment name (dev, prod, ...).
 ENV_DIMENSION = "Environment"
+#: Dimension Powertools Metrics adds to every metric: the component's `service` name below.
+SERVICE_DIMENSION = "service"
 #: Powertools `service` name of each component.
 WORKER_SERVICE = "sync-worker"
 TRIGGER_SERVICE = "sync-trigger"
@@ -25,9 +27,14 @@ class WorkerMetric:
     MQTT_CONNECTIONS_OPENED = "MqttConnectionsOpened"  # Count
     MQTT_RECONNECTS = "MqttReconnects"  # Count (fault reconnects)
     MQTT_PLANNED_RECONNECTS = "MqttPlannedReconnects"  # Count (token renewal)
-    PUBACK_LATENCY = "PubackLatency"  # Milliseconds
+    PUBACK_LATENCY = "PubackLatency"  # Milliseconds: raw samples (at most PUBACK_LATENCY_SAMPLES per cycle)
     HEARTBEAT_AGE = "HeartbeatAge"  # Seconds, emitted by the worker each heartbeat
     SIGNALS_REJECTED = "SignalsRejected"  # Count
+
+
+#: PUBACK latencies sent per cycle, drawn uniformly from all of the cycle's: EMF takes at most 100
+#: values per metric in one document (and Powertools flushes at the 100th, splitting the cycle's).
+PUBACK_LATENCY_SAMPLES = 99
 
 
 def failed_metric(error_class: str) -> str:

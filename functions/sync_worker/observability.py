@@ -8,7 +8,7 @@ contract the monitoring stack alarms on.
 from __future__ import annotations
 
 import os
-import statistics
+import random
 from collections import Counter
 from typing import Iterable
 
@@ -19,6 +19,8 @@ from functions.common.state import CycleRecord
 from functions.common.telemetry import (
     ENV_DIMENSION,
     METRICS_NAMESPACE,
+    PUBACK_LATENCY_SAMPLES,
+    SERVICE_DIMENSION,
     WORKER_SERVICE,
     WorkerMetric,
     failed_metric,
@@ -52,11 +54,13 @@ class WorkerTelemetry:
         m.add_metric(WorkerMetric.MQTT_CONNECTIONS_OPENED, MetricUnit.Count, connections_opened)
         m.add_metric(WorkerMetric.MQTT_RECONNECTS, MetricUnit.Count, sum(reconnects.values()))
         m.add_metric(WorkerMetric.MQTT_PLANNED_RECONNECTS, MetricUnit.Count, planned_reconnects)
+        # Raw values, so CloudWatch's statistics (Average, p99, ...) mean what they say; a uniform
+        # sample when the cycle had more than one EMF document can carry.
         latencies = list(puback_latencies_ms)
-        if latencies:
-            # Mean and p99 rather than every sample: EMF caps values per metric at 100.
-            m.add_metric(WorkerMetric.PUBACK_LATENCY, MetricUnit.Milliseconds, statistics.fmean(latencies))
-            m.add_metric(WorkerMetric.PUBACK_LATENCY, MetricUnit.Milliseconds, _p99(latencies))
+        if len(latencies) > PUBACK_LATENCY_SAMPLES:
+            latencies = random.sample(latencies, PUBACK_LATENCY_SAMPLES)
+        for latency in latencies:
+            m.add_metric(WorkerMetric.PUBACK_LATENCY, MetricUnit.Milliseconds, latency)
         m.flush_metrics()
         if reconnects:
             logger.info("mqtt reconnects by reason", extra={"reconnects": dict(reconnects)})
@@ -71,10 +75,5 @@ class WorkerTelemetry:
     def _single(self, name: str, unit: MetricUnit, value: float) -> None:
         # A separate document, so a thread other than the cycle's never flushes the cycle's metrics.
         with single_metric(name=name, unit=unit, value=value, namespace=METRICS_NAMESPACE,
-                           default_dimensions={ENV_DIMENSION: self.env, "service": WORKER_SERVICE}):
+                           default_dimensions={ENV_DIMENSION: self.env, SERVICE_DIMENSION: WORKER_SERVICE}):
             pass
-
-
-def _p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]

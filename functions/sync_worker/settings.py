@@ -161,7 +161,7 @@ class WorkerSettings(BaseSettings):
 
     @property
     def state_keys(self) -> StateKeys:
-        return StateKeys(f"c2c:{self.env}")
+        return StateKeys.for_env(self.env)
 
     def redacted(self) -> dict[str, object]:
         """The settings as `validate-config` prints them: secrets masked."""

@@ -53,11 +53,11 @@ def station_ids(n: int) -> list[str]:
 
 def seed_cursors(redis_url: str, env: str, stations: list[str], ts: datetime) -> None:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.hset(StateKeys(f"c2c:{env}").cursors, mapping={s: format_cursor(ts) for s in stations})
+    client.hset(StateKeys.for_env(env).cursors, mapping={s: format_cursor(ts) for s in stations})
 
 
 def read_cursors(redis_url: str, env: str) -> dict[str, str]:
-    return redis.Redis.from_url(redis_url, decode_responses=True).hgetall(StateKeys(f"c2c:{env}").cursors)
+    return redis.Redis.from_url(redis_url, decode_responses=True).hgetall(StateKeys.for_env(env).cursors)
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition") -> None:

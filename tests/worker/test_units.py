@@ -14,6 +14,7 @@ import redis
 
 from functions.common.signal import Command, Source, StartSignal
 from functions.common.state import CycleRecord, StateKeys
+from functions.common.telemetry import PUBACK_LATENCY_SAMPLES
 from functions.sync_worker.errors import PermanentError
 from functions.sync_worker.health import check
 from functions.sync_worker.observability import WorkerTelemetry
@@ -145,6 +146,24 @@ def test_cycle_metrics_use_the_contract_namespace_names_and_dimensions(capsys):
             "ReadingsPublished", "ReadingsSkipped", "MqttConnectionsOpened", "MqttReconnects",
             "MqttPlannedReconnects", "PubackLatency"} <= names
     assert doc["MqttReconnects"] == [2.0] and doc["ReadingsPublished"] == [7.0]
+    assert sorted(doc["PubackLatency"]) == [1.0, 3.0], "raw latencies, not derived statistics"
+
+
+def test_puback_latency_is_a_uniform_sample_of_raw_values_within_one_emf_document(capsys):
+    now = datetime.now(timezone.utc)
+    record = CycleRecord(started_at=now, finished_at=now, duration_ms=1.0, stations_total=1, stations_synced=1,
+                         stations_failed=0, readings_published=5000)
+    latencies = [float(i) for i in range(5000)]
+    from collections import Counter
+    WorkerTelemetry("prod").cycle(record, readings_skipped=0, connections_opened=0, reconnects=Counter(),
+                                  planned_reconnects=0, puback_latencies_ms=latencies)
+    docs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert len(docs) == 1, "the cycle's metrics must stay in one EMF document"
+    sample = docs[0]["PubackLatency"]
+    assert len(sample) == PUBACK_LATENCY_SAMPLES < 100
+    assert len(set(sample)) == len(sample) and set(sample) <= set(latencies), "distinct raw values"
+    # Uniform over the cycle, not its first or last values: the sample spans the range.
+    assert min(sample) < 1000 and max(sample) > 4000
 
 
 def test_health_needs_a_live_process_mqtt_connected_and_a_fresh_heartbeat(tmp_path):
