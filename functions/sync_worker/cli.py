@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    from functions.sync_worker.observability import apply_log_level
+
+    apply_log_level(settings.log_level)
     if args.command == "validate-config":
         return _validate(settings)
     if args.dry_run:

@@ -26,7 +26,13 @@ from functions.common.telemetry import (
     failed_metric,
 )
 
+#: Level from C2C_LOG_LEVEL at import, for code that builds parts without the CLI (bench scripts);
+#: the CLI then applies the validated `WorkerSettings.log_level` (`apply_log_level`).
 logger = Logger(service=WORKER_SERVICE, level=os.environ.get("C2C_LOG_LEVEL", "INFO"))
+
+
+def apply_log_level(level: str) -> None:
+    logger.setLevel(level)
 
 
 class WorkerTelemetry:
@@ -36,7 +42,7 @@ class WorkerTelemetry:
         self.env = env
         self.metrics = Metrics(namespace=METRICS_NAMESPACE, service=WORKER_SERVICE)
         self.metrics.set_default_dimensions(**{ENV_DIMENSION: env})
-        #: Totals since start, for the status file and the tests (CloudWatch gets the EMF documents).
+        #: Malformed signals since start (each also goes to CloudWatch as its own EMF document).
         self.signals_rejected = 0
 
     def cycle(self, record: CycleRecord, *, readings_skipped: int, connections_opened: int,

@@ -10,7 +10,6 @@ up in logs or in `validate-config` output. A password written into a URL
 from __future__ import annotations
 
 import ipaddress
-import socket
 from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -226,7 +225,3 @@ def _name_fields(exc: ValidationError) -> str:
             name, _, rest = msg.partition(": ")
             parts.append(f"{ENV_PREFIX}{name.upper()} ({name}): {rest}" if rest else msg)
     return "; ".join(parts) or describe_validation_error(exc)
-
-
-def hostname() -> str:
-    return socket.gethostname()

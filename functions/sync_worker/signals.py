@@ -30,7 +30,6 @@ class ReceivedSignal:
     signal: StartSignal
     #: SQS receipt handle; None for transports without acknowledgement (Redis pub/sub).
     receipt: str | None = None
-    transport_id: str | None = None
 
 
 class SignalSource(Protocol):
@@ -84,7 +83,7 @@ class SqsSignals:
         self.client = boto3.client("sqs", region_name=region, endpoint_url=endpoint,
                                    config=Config(retries={"mode": "standard", "max_attempts": 3},
                                                  connect_timeout=5, read_timeout=wait_s + 10))
-        self._held: dict[str, str] = {}  # receipt -> message id, signals received and not yet done
+        self._held: set[str] = set()  # receipts of signals received and not yet done
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._backoff = Backoff(base_s=0.5, cap_s=20.0)
@@ -115,8 +114,8 @@ class SqsSignals:
                 self._return_soon(msg["ReceiptHandle"])
                 continue
             with self._lock:
-                self._held[msg["ReceiptHandle"]] = msg["MessageId"]
-            out.append(ReceivedSignal(signal, msg["ReceiptHandle"], msg["MessageId"]))
+                self._held.add(msg["ReceiptHandle"])
+            out.append(ReceivedSignal(signal, msg["ReceiptHandle"]))
         return out
 
     def _return_soon(self, receipt: str) -> None:
@@ -139,14 +138,12 @@ class SqsSignals:
             except Exception as exc:  # noqa: BLE001 - at worst the signal comes back: one extra cycle
                 logger.warning("SQS delete failed; the signal will be seen again", extra={"error": str(exc)})
             with self._lock:
-                for r in chunk:
-                    self._held.pop(r, None)
+                self._held.difference_update(chunk)
 
     def release(self, signals: list[ReceivedSignal]) -> None:
         receipts = [s.receipt for s in signals if s.receipt]
         with self._lock:
-            for r in receipts:
-                self._held.pop(r, None)
+            self._held.difference_update(receipts)
         for chunk in _chunks(receipts, 10):
             try:
                 self.client.change_message_visibility_batch(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import ssl
@@ -200,3 +201,17 @@ def test_lease_is_exclusive_fenced_and_a_stale_holder_cannot_write_cursors(redis
     assert client.hget(keys.cursors, "site-1") == "2024-06-01T12:00:00.000000Z", "cursors never move backwards"
     second.release()
     assert client.get(keys.lease) is None
+
+
+def test_the_cli_applies_c2c_log_level_to_the_worker_logger(no_c2c_env, monkeypatch):
+    from functions.sync_worker.cli import main
+    from functions.sync_worker.observability import logger
+
+    before = logger.log_level
+    monkeypatch.setenv("C2C_LOG_LEVEL", "ERROR")
+    try:
+        assert main(["validate-config"]) == 0
+        assert logger.log_level == logging.ERROR
+        assert not logger.isEnabledFor(logging.WARNING) and logger.isEnabledFor(logging.ERROR)
+    finally:
+        logger.setLevel(before)

@@ -84,7 +84,6 @@ class OAuth2ClientCredentialsAuth(VendorAuth):
         self._lock = threading.Lock()
         self._token: str | None = None
         self._expires_at = 0.0
-        self.tokens_fetched = 0
 
     def _fetch(self) -> None:
         """Called with the lock held: one token request however many threads need it."""
@@ -114,7 +113,6 @@ class OAuth2ClientCredentialsAuth(VendorAuth):
             raise TransientError(f"token endpoint answered an unusable body: {exc}") from exc
         self._token = token
         self._expires_at = time.monotonic() + expires_in - min(self._cfg.refresh_skew_s, expires_in / 2)
-        self.tokens_fetched += 1
 
     def current_token(self) -> str:
         with self._lock:

@@ -72,7 +72,6 @@ class PublishBatch:
         self._settled = threading.Event()  # set exactly while nothing is pending
         self._settled.set()
         self._pending = 0
-        self.acked = 0
         self.error: SyncError | None = None
 
     def _added(self, n: int = 1) -> None:
@@ -83,7 +82,6 @@ class PublishBatch:
     def _acked(self) -> None:
         with self._lock:
             self._pending -= 1
-            self.acked += 1
             if self._pending == 0:
                 self._settled.set()
 

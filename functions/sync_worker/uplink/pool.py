@@ -7,7 +7,7 @@
 - **Bounded**: at most `max_connections` at once. A new identity beyond the bound retires the
   least recently used connection (clean DISCONNECT after its PUBACKs drain; a PUBACK it never
   gets fails that batch as transient, so the reading is retried, not lost). Each retirement is
-  counted and logged: it means the bound is below the identities in use and connections churn.
+  logged as a warning: it means the bound is below the identities in use and connections churn.
 """
 
 from __future__ import annotations
@@ -41,8 +41,6 @@ class ConnectionPool(Generic[C]):
         self._retire_timeout_s = retire_timeout_s
         self._live: OrderedDict[str, C] = OrderedDict()  # least recently used first
         self._lock = threading.Lock()
-        self.opened = 0
-        self.retired = 0
 
     def get(self, identity: str) -> C:
         """The identity's connection, opened on first use; marks it most recently used."""
@@ -56,29 +54,15 @@ class ConnectionPool(Generic[C]):
                 victims.append(self._live.popitem(last=False))
             conn = self._open(identity)
             self._live[identity] = conn
-            self.opened += 1
-            self.retired += len(victims)
         for old_identity, old in victims:  # outside the lock: draining may take a while
             logger.warning("connection pool full; retiring the least recently used connection",
                            extra={"retired": old_identity, "for": identity, "max_connections": self.max_connections})
             self._retire(old_identity, old)
         return conn
 
-    def peek(self, identity: str) -> C | None:
-        with self._lock:
-            return self._live.get(identity)
-
     def connections(self) -> list[C]:
         with self._lock:
             return list(self._live.values())
-
-    def identities(self) -> list[str]:
-        with self._lock:
-            return list(self._live)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._live)
 
     def _retire(self, identity: str, conn: C, timeout_s: float | None = None) -> None:
         try:
