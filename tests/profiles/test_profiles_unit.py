@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ssl
 from urllib.parse import parse_qsl
 
@@ -13,7 +14,7 @@ from functions.sync_worker.uplink.profiles.aws_iot_core import AWS_THING_NAME, A
 from functions.sync_worker.uplink.profiles.azure_iot_hub import AZURE_DEVICE_ID, AzureCredentials, AzureIotHubProfile
 from functions.sync_worker.uplink.profiles.generic import GenericProfile
 from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityMode
-from functions.sync_worker.uplink.profiles.sas import generate_sas_token
+from functions.sync_worker.uplink.profiles.sas import SasToken, SasTokenIssuer, generate_sas_token
 from functions.sync_worker.uplink.profiles.tls import TlsMaterial
 from tests.profiles.conftest import DEVICE_KEY, message
 
@@ -206,3 +207,28 @@ def test_generic_status_topic_can_be_disabled_and_tls_is_optional():
     spec = profile.connection_spec("c")
     assert spec.will is None and spec.tls is None and profile.online_message("c") is None
 
+
+
+def test_secrets_stay_out_of_the_reprs_of_profiles_specs_and_credentials(pki):
+    """A profile, a connection spec or TLS material in a log line or a traceback must not carry a
+    password, a device/policy key, a SAS token or a private key."""
+    policy_key = base64.b64encode(b"a policy key of thirty-two bytes").decode()
+    hub = AzureIotHubProfile(hostname="hub.azure-devices.net", identities=IdentityMapping(
+        IdentityMode.GATEWAY, "gw-1", "{station_id}", AZURE_DEVICE_ID),
+        credentials=AzureCredentials(device_keys={"gw-1": DEVICE_KEY}, policy_name="device", policy_key=policy_key))
+    spec = hub.connection_spec("gw-1")
+    token = SasToken(generate_sas_token("hub.azure-devices.net/devices/gw-1", DEVICE_KEY, 4_000_000_000), 4_000_000_000,
+                     0.0)
+    client = pki["ca"].client_certificate("repr-test")
+    material = TlsMaterial(cert_pem=client.cert_pem, key_pem=client.key_pem)
+    generic = GenericProfile(host="127.0.0.1", port=1883, username="worker", password="hunter2-password",
+                             identities=IdentityMapping(IdentityMode.GATEWAY, "c2c", "{station_id}",
+                                                        AZURE_DEVICE_ID))
+    secrets = [DEVICE_KEY, policy_key, spec.password, token.token, client.key_pem.strip().splitlines()[1],
+               "hunter2-password"]
+    issuer = SasTokenIssuer(policy_key, policy_name="device")
+    reprs = " ".join(repr(x) for x in (hub, spec, token, issuer, material, generic, generic.connection_spec("c2c")))
+    assert spec.password and "SharedAccessSignature" not in reprs
+    for secret in secrets:
+        assert secret not in reprs
+    assert "gw-1" in reprs and "worker" in reprs  # the rest of the repr is still there

@@ -39,7 +39,7 @@ class ConnectionSpec:
     port: int
     client_id: str
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # secrets stay out of reprs and logs
     tls: ssl.SSLContext | None = None
     protocol: int = 4  # paho's MQTTv311 (4) or MQTTv5 (5)
     keepalive_s: int = 60

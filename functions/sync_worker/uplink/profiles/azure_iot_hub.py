@@ -61,9 +61,9 @@ def encode_property_bag(message: OutboundMessage) -> str:
 class AzureCredentials:
     """Device keys (id -> base64 key) and/or a shared access policy (name + key) for any device."""
 
-    device_keys: Mapping[str, str] = field(default_factory=dict)
+    device_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
     policy_name: str | None = None
-    policy_key: str | None = None
+    policy_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if bool(self.policy_name) != bool(self.policy_key):

@@ -33,7 +33,7 @@ class GenericProfile(MappedIdentities):
     port: int
     identities: IdentityMapping
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     #: None: plain TCP (mqtt://); otherwise TLS with this material (mqtts://).
     tls_material: TlsMaterial | None = None
     protocol: int = 4

@@ -17,7 +17,7 @@ import binascii
 import hashlib
 import hmac
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from functions.sync_worker.errors import PermanentError
@@ -54,7 +54,7 @@ class SasToken:
     """A token with both clocks of its life: `expiry` (wall, what Azure checks) and `renew_at`
     (monotonic, when the uplink should reconnect with a fresh one)."""
 
-    token: str
+    token: str = field(repr=False)
     expiry: int
     renew_at: float
 
@@ -64,7 +64,7 @@ class SasTokenIssuer:
     """Issues tokens for one key. TTL and renewal margin are configurable; the margin is capped at
     a fifth of the TTL so that a short TTL (tests, strict policies) still renews before expiry."""
 
-    key_b64: str
+    key_b64: str = field(repr=False)
     ttl_s: int = 3600
     renew_margin_s: float = 300.0
     policy_name: str | None = None

@@ -12,7 +12,7 @@ import os
 import ssl
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from functions.sync_worker.errors import PermanentError
@@ -27,7 +27,7 @@ class TlsMaterial:
     cert_file: str | None = None
     cert_pem: str | None = None
     key_file: str | None = None
-    key_pem: str | None = None
+    key_pem: str | None = field(default=None, repr=False)  # private key: never in a repr or a log
     insecure: bool = False
     alpn_protocols: tuple[str, ...] = ()
 
