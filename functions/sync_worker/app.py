@@ -21,8 +21,13 @@ from functions.sync_worker.worker import Worker
 
 
 def source_secrets(settings: WorkerSettings):
-    """Secrets the vendor config names, read on demand (so a rotated secret is picked up on a 401):
-    `api_key` is C2C_SOURCE_API_KEY; any other name N is C2C_SOURCE_<N>."""
+    """Secrets the vendor config names: `api_key` is C2C_SOURCE_API_KEY (from the settings, read
+    once); any other name N is C2C_SOURCE_<N>, read from the environment on each call.
+
+    A 401 makes the source read its secret again, but that only finds a new value where the
+    environment can change under a running process (tests). In ECS the secrets are injected into
+    the environment when the task starts, so a rotated secret reaches the worker with the next
+    task: force a new deployment after rotating one."""
 
     def read(name: str) -> str:
         if name == "api_key" and settings.source_api_key is not None:
