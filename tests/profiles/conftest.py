@@ -15,7 +15,7 @@ import pytest
 from functions.sync_worker.uplink.profile import OutboundMessage
 from tests.support.services import MosquittoBroker, free_port, wait_for_port
 from tests.support.tls import TestCA, tls_listener
-from tests.worker.conftest import worker_factory  # noqa: F401 - fixture reused by the end-to-end tests
+from tests.worker.conftest import sync_worker, worker_factory  # noqa: F401 - fixtures reused by the end-to-end tests
 
 DEVICE_KEY = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 

@@ -19,18 +19,7 @@ from functions.sync_worker.uplink.profiles.tls import TlsMaterial
 from tests.profiles.conftest import DEVICE_KEY
 from tests.profiles.test_azure_broker import API, HUB, PINNED_WALL, TTL, hub_username
 from tests.profiles.test_sas import fields_of, independent_sas_token
-from tests.worker.conftest import (
-    INTERVAL_S,
-    base_env,
-    clock_spec,
-    expected_ids,
-    seed_cursors,
-    settings_from,
-    sim_clock_start,
-    station_ids,
-    wait_until,
-)
-from tests.worker.test_cycles import publish_signal, wait_subscribed
+from tests.worker.conftest import INTERVAL_S, expected_ids, publish_signal, station_ids, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -50,16 +39,16 @@ def run_cycles(redis_url: str, running, sim, cycles: int, *, first: int = 1, adv
         wait_until(lambda: len(running.history()) >= cycle, 60, what=f"cycle {cycle}")
 
 
-def worker_env(tmp_path, redis_server, sim, profile_name: str) -> dict[str, str]:
-    # C2C_MQTT_URL is unused by these profiles (the profile object carries the endpoint).
-    return base_env(mqtt_url="mqtt://127.0.0.1:1", redis_url=redis_server.url, source_url=sim.url, tmp_path=tmp_path,
-                    C2C_SIGNAL_URL="redis", C2C_PLATFORM_PROFILE=profile_name, C2C_CONCURRENCY="16")
+def start_worker(sync_worker, n_stations: int, profile, *, backlog: int = 1):
+    """The worker on `profile`, signalled over Redis pub/sub; C2C_MQTT_URL is unused by these
+    profiles (the profile object carries the endpoint)."""
+    return sync_worker(n_stations, mqtt_url="mqtt://127.0.0.1:1", backlog=backlog, profile=profile,
+                       C2C_SIGNAL_URL="redis", C2C_PLATFORM_PROFILE=profile.name, C2C_CONCURRENCY="16")
 
 
 @pytest.mark.parametrize("platform", ["azure_iot_hub", "aws_iot_core"])
 def test_per_device_50_identities_10_cycles_50_connections(
-        platform, pki, auth_mosquitto_factory, tls_mosquitto, redis_server, simulator_factory, capture_factory,
-        worker_factory, tmp_path, monkeypatch):
+        platform, pki, auth_mosquitto_factory, tls_mosquitto, redis_server, capture_factory, sync_worker):
     stations = station_ids(N_DEVICES)
     devices = [f"ess-{s}" for s in stations]
     if platform == "azure_iot_hub":
@@ -86,17 +75,13 @@ def test_per_device_50_identities_10_cycles_50_connections(
             tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem, cert_pem=fleet.cert_pem, key_pem=fleet.key_pem),
             env="test")
 
-    t0 = sim_clock_start()
-    sim = simulator_factory(stations=N_DEVICES, clock=clock_spec(t0))
-    seed_cursors(redis_server.url, "test", stations, t0 - timedelta(seconds=INTERVAL_S))
-    running = worker_factory(settings_from(worker_env(tmp_path, redis_server, sim, platform), monkeypatch),
-                             profile=profile)
-    wait_subscribed(redis_server.url)
+    setup = start_worker(sync_worker, N_DEVICES, profile)
+    running = setup.running
     assert mosquitto.client_ids_connected() == [capture.client_id]  # per-device: nothing opened before a cycle
 
-    run_cycles(redis_server.url, running, sim, N_CYCLES)
+    run_cycles(redis_server.url, running, setup.sim, N_CYCLES)
 
-    expected = expected_ids(stations, t0 - timedelta(seconds=INTERVAL_S), t0 + timedelta(seconds=9 * INTERVAL_S))
+    expected = setup.expected(upto=setup.t0 + timedelta(seconds=9 * INTERVAL_S))
     assert len(expected) == N_DEVICES * N_CYCLES
     wait_until(lambda: set(received_ids(capture)) >= expected, 20, what="every reading at the subscriber")
     assert set(received_ids(capture)) == expected
@@ -112,7 +97,7 @@ def test_per_device_50_identities_10_cycles_50_connections(
 
 
 def test_azure_sas_renewal_by_planned_reconnects_loses_no_reading(
-        pki, tls_mosquitto, redis_server, simulator_factory, capture_factory, worker_factory, tmp_path, monkeypatch):
+        pki, tls_mosquitto, redis_server, capture_factory, sync_worker):
     """TTL 3 s: the token is renewed about every 2.4 s by a clean, planned reconnect.
 
     Auth here: Mosquitto's password_file holds one fixed password per user and cannot follow a
@@ -132,12 +117,8 @@ def test_azure_sas_renewal_by_planned_reconnects_loses_no_reading(
     spec_for = profile.connection_spec
     profile.connection_spec = lambda identity: (spec := spec_for(identity), issued.append(spec.password))[0]
 
-    t0 = sim_clock_start()
-    sim = simulator_factory(stations=20, clock=clock_spec(t0))
-    seed_cursors(redis_server.url, "test", stations, t0 - timedelta(seconds=INTERVAL_S))
-    running = worker_factory(settings_from(worker_env(tmp_path, redis_server, sim, "azure_iot_hub"), monkeypatch),
-                             profile=profile)
-    wait_subscribed(redis_server.url)
+    setup = start_worker(sync_worker, len(stations), profile)
+    t0, sim, running = setup.t0, setup.sim, setup.running
 
     cycles, started = 0, time.monotonic()
     while time.monotonic() - started < 8.5:  # ~3 token lifetimes of cycles back to back
@@ -148,8 +129,7 @@ def test_azure_sas_renewal_by_planned_reconnects_loses_no_reading(
     cycles += 1
     run_cycles(redis_server.url, running, sim, 1, first=cycles, advance=False)
 
-    expected = expected_ids(stations, t0 - timedelta(seconds=INTERVAL_S),
-                            t0 + timedelta(seconds=(cycles - 2) * INTERVAL_S))
+    expected = setup.expected(upto=t0 + timedelta(seconds=(cycles - 2) * INTERVAL_S))
     wait_until(lambda: set(received_ids(capture)) >= expected, 20, what="every reading at the subscriber")
     ids = received_ids(capture)
     assert set(ids) == expected, "a reading was lost across a renewal"
@@ -169,8 +149,7 @@ def test_azure_sas_renewal_by_planned_reconnects_loses_no_reading(
 
 
 def test_per_device_one_refused_identity_fails_its_station_only_and_health_stays_ok(
-        pki, auth_mosquitto_factory, redis_server, simulator_factory, capture_factory, worker_factory, tmp_path,
-        monkeypatch):
+        pki, auth_mosquitto_factory, redis_server, capture_factory, sync_worker):
     """Per-device mode against a broker whose password file admits every device but one: the other
     stations sync, the refused one is counted failed with the auth class, and the worker stays
     healthy (one refused device must not make ECS replace the task that serves all the others)."""
@@ -188,19 +167,15 @@ def test_per_device_one_refused_identity_fails_its_station_only_and_health_stays
         identities=IdentityMapping(IdentityMode.PER_DEVICE, None, "ess-{station_id}", AZURE_DEVICE_ID),
         credentials=AzureCredentials(policy_name="device", policy_key=DEVICE_KEY),
         tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem), wall_clock=lambda: PINNED_WALL)
-    t0 = sim_clock_start()
-    sim = simulator_factory(stations=len(stations), clock=clock_spec(t0))
-    seed_cursors(redis_server.url, "test", stations, t0 - timedelta(seconds=2 * INTERVAL_S))
-    settings = settings_from(worker_env(tmp_path, redis_server, sim, "azure_iot_hub"), monkeypatch)
-    running = worker_factory(settings, profile=profile)
-    wait_subscribed(redis_server.url)
+    setup = start_worker(sync_worker, len(stations), profile, backlog=2)
+    settings, running = setup.settings, setup.running
 
-    run_cycles(redis_server.url, running, sim, 1)
+    run_cycles(redis_server.url, running, setup.sim, 1)
     record = running.history()[0]
     assert (record.stations_synced, record.stations_failed) == (4, 1)
     assert record.errors_by_class == {"auth": 1}, record.errors_by_class
     synced = [s for s in stations if s != refused_station]
-    expected = expected_ids(synced, t0 - timedelta(seconds=2 * INTERVAL_S), t0)
+    expected = expected_ids(synced, setup.since, setup.t0)
     wait_until(lambda: set(received_ids(capture)) >= expected, 20, what="the other stations' readings")
     assert set(received_ids(capture)) == expected, "nothing of the refused station may arrive"
     assert running.worker.uplink.totals().reconnects["not_authorized"] >= 1

@@ -24,6 +24,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import redis
 
+from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, StartSignal
 from functions.common.state import StateKeys
 from functions.sync_worker.app import build_worker
 from functions.sync_worker.settings import WorkerSettings, load_settings
@@ -204,6 +205,61 @@ def worker_factory():
         if rw.thread.is_alive():
             rw.worker.request_stop()
             rw.thread.join(30)
+
+
+def publish_signal(redis_url: str, command: Command = Command.SYNC_NOW, **kw) -> StartSignal:
+    signal = StartSignal(command=command, source=Source.CLI, **kw)
+    receivers = redis.Redis.from_url(redis_url).publish(REDIS_SIGNAL_CHANNEL, signal.to_json())
+    assert receivers == 1, "the worker is not subscribed"
+    return signal
+
+
+def wait_subscribed(redis_url: str) -> None:
+    """Until the worker listens on the Redis signal channel (a PUBLISH before that is lost)."""
+    client = redis.Redis.from_url(redis_url)
+    wait_until(lambda: client.pubsub_numsub(REDIS_SIGNAL_CHANNEL)[0][1] >= 1, 15, what="worker subscription")
+
+
+@dataclass
+class SyncSetup:
+    """A worker serving signals over a simulator whose cursors are seeded `backlog` readings back."""
+
+    t0: datetime  # the simulator's frozen clock
+    stations: list[str]
+    since: datetime  # the seeded cursor
+    sim: object
+    settings: WorkerSettings
+    running: RunningWorker
+
+    def expected(self, upto: datetime | None = None) -> set[str]:
+        """Message ids of every station's readings after the seeded cursor, up to `upto` (default t0)."""
+        return expected_ids(self.stations, self.since, upto or self.t0)
+
+
+@pytest.fixture
+def sync_worker(redis_server, simulator_factory, worker_factory, tmp_path, monkeypatch):
+    """The usual start of an end-to-end worker test, in one call: a simulator with `n_stations`
+    frozen at `sim_clock_start()`, cursors of the first `seeded` stations (default: all) seeded
+    `backlog` intervals before it, settings from `base_env` plus `env` (C2C_* overrides), the worker
+    started in-process and waited for: subscribed to the Redis channel when C2C_SIGNAL_URL is
+    `redis`, otherwise MQTT connected. Start the test's own subscriber before it."""
+
+    def start(n_stations: int, *, mqtt_url: str, backlog: int, seeded: int | None = None,
+              sim_options: dict | None = None, profile=None, **env: str) -> SyncSetup:
+        t0 = sim_clock_start()
+        sim = simulator_factory(stations=n_stations, clock=clock_spec(t0), **(sim_options or {}))
+        since = t0 - timedelta(seconds=backlog * INTERVAL_S)
+        seed_cursors(redis_server.url, "test", station_ids(seeded or n_stations), since)
+        settings = settings_from(base_env(mqtt_url=mqtt_url, redis_url=redis_server.url, source_url=sim.url,
+                                          tmp_path=tmp_path, **env), monkeypatch)
+        running = worker_factory(settings, **({"profile": profile} if profile is not None else {}))
+        if env.get("C2C_SIGNAL_URL") == "redis":
+            wait_subscribed(redis_server.url)
+        else:
+            wait_until(lambda: running.worker.uplink.connected, 15, what="worker connected")
+        return SyncSetup(t0, station_ids(n_stations), since, sim, settings, running)
+
+    return start
 
 
 def start_worker_process(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen:

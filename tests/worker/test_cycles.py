@@ -8,54 +8,23 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import redis
 
-from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, StartSignal
-from tests.worker.conftest import (
-    INTERVAL_S,
-    base_env,
-    clock_spec,
-    expected_ids,
-    read_cursors,
-    retained_message,
-    seed_cursors,
-    settings_from,
-    sim_clock_start,
-    station_ids,
-    wait_until,
-)
+from functions.common.signal import Command, Source, StartSignal
+from tests.worker.conftest import INTERVAL_S, publish_signal, read_cursors, retained_message, wait_until
 
 pytestmark = pytest.mark.integration
 
 
-def publish_signal(redis_url: str, command: Command = Command.SYNC_NOW, **kw) -> StartSignal:
-    signal = StartSignal(command=command, source=Source.CLI, **kw)
-    receivers = redis.Redis.from_url(redis_url).publish(REDIS_SIGNAL_CHANNEL, signal.to_json())
-    assert receivers == 1, "the worker is not subscribed"
-    return signal
-
-
-def wait_subscribed(redis_url: str) -> None:
-    client = redis.Redis.from_url(redis_url)
-    wait_until(lambda: client.pubsub_numsub(REDIS_SIGNAL_CHANNEL)[0][1] >= 1, 15, what="worker subscription")
-
-
 def test_200_stations_one_cycle_every_reading_once_and_cursors_advanced(
-        mosquitto, redis_server, simulator_factory, subscriber_factory, worker_factory, tmp_path, monkeypatch):
-    t0 = sim_clock_start()
-    stations = station_ids(200)
-    sim = simulator_factory(stations=200, clock=clock_spec(t0))
-    seed_cursors(redis_server.url, "test", stations, t0 - timedelta(seconds=5 * INTERVAL_S))
+        mosquitto, redis_server, subscriber_factory, sync_worker):
     sub = subscriber_factory(mosquitto.port)
-    settings = settings_from(base_env(mqtt_url=mosquitto.url, redis_url=redis_server.url, source_url=sim.url,
-                                      tmp_path=tmp_path, C2C_SIGNAL_URL="redis"), monkeypatch)
-    running = worker_factory(settings)
-    wait_subscribed(redis_server.url)
+    setup = sync_worker(200, mqtt_url=mosquitto.url, backlog=5, C2C_SIGNAL_URL="redis")
+    t0, stations, running = setup.t0, setup.stations, setup.running
 
     signal = publish_signal(redis_server.url)
     wait_until(lambda: len(running.history()) == 1, 60, what="one finished cycle")
 
-    expected = expected_ids(stations, t0 - timedelta(seconds=5 * INTERVAL_S), t0)
+    expected = setup.expected()
     assert len(expected) == 1000
     sub.wait_for(len(expected))
     assert set(sub.ids) == expected
@@ -73,16 +42,10 @@ def test_200_stations_one_cycle_every_reading_once_and_cursors_advanced(
 
 
 def test_20_cycles_one_broker_connection_and_only_new_readings(
-        mosquitto, redis_server, simulator_factory, subscriber_factory, worker_factory, tmp_path, monkeypatch):
-    t0 = sim_clock_start()
-    stations = station_ids(20)
-    sim = simulator_factory(stations=20, clock=clock_spec(t0))
-    seed_cursors(redis_server.url, "test", stations, t0 - timedelta(seconds=3 * INTERVAL_S))
+        mosquitto, redis_server, subscriber_factory, sync_worker):
     sub = subscriber_factory(mosquitto.port)
-    settings = settings_from(base_env(mqtt_url=mosquitto.url, redis_url=redis_server.url, source_url=sim.url,
-                                      tmp_path=tmp_path, C2C_SIGNAL_URL="redis"), monkeypatch)
-    running = worker_factory(settings)
-    wait_subscribed(redis_server.url)
+    setup = sync_worker(20, mqtt_url=mosquitto.url, backlog=3, C2C_SIGNAL_URL="redis")
+    t0, sim, running = setup.t0, setup.sim, setup.running
 
     for cycle in range(1, 21):
         if cycle > 1:
@@ -93,8 +56,7 @@ def test_20_cycles_one_broker_connection_and_only_new_readings(
         assert newest.stations_failed == 0
         assert newest.readings_published == (60 if cycle == 1 else 20), f"cycle {cycle}"
 
-    end = t0 + timedelta(seconds=19 * INTERVAL_S)
-    expected = expected_ids(stations, t0 - timedelta(seconds=3 * INTERVAL_S), end)
+    expected = setup.expected(upto=t0 + timedelta(seconds=19 * INTERVAL_S))
     sub.wait_for(len(expected))
     assert set(sub.ids) == expected and max(sub.ids.values()) == 1
     # Counted by the broker, from its own log: one CONNECT from the worker's client id in 20 cycles.
@@ -107,18 +69,11 @@ def test_20_cycles_one_broker_connection_and_only_new_readings(
     assert retained_message(mosquitto.port, "c2c/test/status/c2c-sync-test") == (b"offline", True)
 
 
-def test_50_signals_at_once_never_two_cycles_and_at_most_one_follow_up(
-        redis_server, mosquitto, moto, simulator_factory, worker_factory, tmp_path, monkeypatch):
+def test_50_signals_at_once_never_two_cycles_and_at_most_one_follow_up(mosquitto, moto, sync_worker):
     sqs = moto.client("sqs")
     queue_url = sqs.create_queue(QueueName="start", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
-    t0 = sim_clock_start()
-    stations = station_ids(60)
-    sim = simulator_factory(stations=60, latency_ms=60, clock=clock_spec(t0))
-    seed_cursors(redis_server.url, "test", stations, t0 - timedelta(seconds=2 * INTERVAL_S))
-    settings = settings_from(base_env(mqtt_url=mosquitto.url, redis_url=redis_server.url, source_url=sim.url,
-                                      tmp_path=tmp_path, C2C_SIGNAL_URL=queue_url, C2C_CONCURRENCY="8"), monkeypatch)
-    running = worker_factory(settings)
-    wait_until(lambda: running.worker.uplink.connected, 15, what="worker connected")
+    running = sync_worker(60, mqtt_url=mosquitto.url, backlog=2, sim_options={"latency_ms": 60},
+                          C2C_SIGNAL_URL=queue_url, C2C_CONCURRENCY="8").running
 
     bodies = [StartSignal(command=Command.SYNC_NOW, source=Source.SCHEDULE).to_json() for _ in range(50)]
     for i in range(0, 50, 10):

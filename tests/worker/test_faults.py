@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 
 import pytest
 
 from functions.common.signal import Command, Source, StartSignal
 from functions.sync_worker.signals import ReceivedSignal
 from tests.support.services import MosquittoBroker
-from tests.worker.conftest import (
-    INTERVAL_S,
-    base_env,
-    clock_spec,
-    expected_ids,
-    read_cursors,
-    seed_cursors,
-    settings_from,
-    sim_clock_start,
-    station_ids,
-    wait_until,
-)
+from tests.worker.conftest import read_cursors, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -30,22 +18,17 @@ def sync_now(running) -> None:
 
 
 def test_broker_stopped_mid_cycle_and_restarted_loses_nothing_and_recovers_by_itself(
-        redis_server, simulator_factory, subscriber_factory, worker_factory, tmp_path, monkeypatch):
+        redis_server, subscriber_factory, sync_worker, tmp_path):
     # A persistent broker: the subscriber's QoS 1 session survives the restart, so what the broker
     # acknowledged before going down still reaches it; what it did not acknowledge the worker resends.
     broker_dir = tmp_path / "persistent-mosquitto"
     broker = MosquittoBroker(broker_dir, extra_config=f"persistence true\npersistence_location {broker_dir}/\n")
     broker.start()
     try:
-        t0 = sim_clock_start()
-        stations = station_ids(100)
-        sim = simulator_factory(stations=100, latency_ms=40, clock=clock_spec(t0))
-        seed_cursors(redis_server.url, "test", stations, t0 - timedelta(seconds=10 * INTERVAL_S))
         sub = subscriber_factory(broker.port)
-        settings = settings_from(base_env(mqtt_url=broker.url, redis_url=redis_server.url, source_url=sim.url,
-                                          tmp_path=tmp_path, C2C_CONCURRENCY="4"), monkeypatch)
-        running = worker_factory(settings)
-        wait_until(lambda: running.worker.uplink.connected, 15, what="worker connected")
+        setup = sync_worker(100, mqtt_url=broker.url, backlog=10, sim_options={"latency_ms": 40},
+                            C2C_CONCURRENCY="4")
+        t0, running = setup.t0, setup.running
 
         sync_now(running)
         wait_until(lambda: sub.count() >= 150, 30, what="cycle under way")
@@ -62,7 +45,7 @@ def test_broker_stopped_mid_cycle_and_restarted_loses_nothing_and_recovers_by_it
         second = running.history()[0]
         assert second.stations_failed == 0
 
-        expected = expected_ids(stations, t0 - timedelta(seconds=10 * INTERVAL_S), t0)
+        expected = setup.expected()
         sub.wait_for(len(expected), timeout=30)
         assert set(sub.ids) == expected, "a reading was lost"
         duplicates = sum(n - 1 for n in sub.ids.values())
@@ -76,18 +59,12 @@ def test_broker_stopped_mid_cycle_and_restarted_loses_nothing_and_recovers_by_it
 
 
 def test_vendor_faults_on_some_stations_others_complete_failures_classified_next_cycle_retries(
-        mosquitto, redis_server, simulator_factory, subscriber_factory, worker_factory, tmp_path, monkeypatch):
-    t0 = sim_clock_start()
-    stations = station_ids(30)
-    sim = simulator_factory(stations=30, clock=clock_spec(t0), retry_after_s=1, fault_stations=[
-        "error=site-00003", "not_found=site-00007", "forbidden=site-00011", "throttle=site-00015",
-        "malformed=site-00019"])
-    seed_cursors(redis_server.url, "test", stations, t0 - timedelta(seconds=4 * INTERVAL_S))
+        mosquitto, redis_server, subscriber_factory, sync_worker):
     sub = subscriber_factory(mosquitto.port)
-    settings = settings_from(base_env(mqtt_url=mosquitto.url, redis_url=redis_server.url, source_url=sim.url,
-                                      tmp_path=tmp_path), monkeypatch)
-    running = worker_factory(settings)
-    wait_until(lambda: running.worker.uplink.connected, 15, what="worker connected")
+    setup = sync_worker(30, mqtt_url=mosquitto.url, backlog=4, sim_options={"retry_after_s": 1, "fault_stations": [
+        "error=site-00003", "not_found=site-00007", "forbidden=site-00011", "throttle=site-00015",
+        "malformed=site-00019"]})
+    t0, stations, sim, running = setup.t0, setup.stations, setup.sim, setup.running
 
     sync_now(running)
     wait_until(lambda: len(running.history()) == 1, 90, what="first cycle")
@@ -97,7 +74,7 @@ def test_vendor_faults_on_some_stations_others_complete_failures_classified_next
     faulty = {"site-00003", "site-00007", "site-00011", "site-00015", "site-00019"}
     healthy = [s for s in stations if s not in faulty]
     cursors = read_cursors(redis_server.url, "test")
-    seeded = (t0 - timedelta(seconds=4 * INTERVAL_S)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    seeded = setup.since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert {cursors[s] for s in faulty} == {seeded}, "a failed station's cursor moved"
     assert {cursors[s] for s in healthy} == {t0.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
 
@@ -108,5 +85,5 @@ def test_vendor_faults_on_some_stations_others_complete_failures_classified_next
     assert (second.stations_synced, second.stations_failed) == (30, 0)
     assert second.readings_published == 5 * 4  # only the stations that failed before had anything new
     sub.wait_for(30 * 4)
-    assert set(sub.ids) == expected_ids(stations, t0 - timedelta(seconds=4 * INTERVAL_S), t0)
+    assert set(sub.ids) == setup.expected()
     assert running.stop() == 0

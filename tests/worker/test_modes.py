@@ -8,24 +8,13 @@ from __future__ import annotations
 
 import shutil
 import time
-from datetime import timedelta
 
 import pytest
 import yaml
 
 from functions.common.signal import Command
 from functions.sync_worker.source.http_json import resolve_config_path
-from tests.worker.conftest import (
-    INTERVAL_S,
-    base_env,
-    clock_spec,
-    seed_cursors,
-    settings_from,
-    sim_clock_start,
-    station_ids,
-    wait_until,
-)
-from tests.worker.test_cycles import publish_signal, wait_subscribed
+from tests.worker.conftest import publish_signal, station_ids, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -33,16 +22,9 @@ CYCLE_INTERVAL_S = 1.0
 
 
 def test_continuous_mode_cycles_every_interval_until_stop_sync(
-        mosquitto, redis_server, simulator_factory, worker_factory, tmp_path, monkeypatch):
-    t0 = sim_clock_start()
-    stations = station_ids(5)
-    sim = simulator_factory(stations=5, clock=clock_spec(t0))
-    seed_cursors(redis_server.url, "test", stations, t0 - timedelta(seconds=2 * INTERVAL_S))
-    settings = settings_from(base_env(mqtt_url=mosquitto.url, redis_url=redis_server.url, source_url=sim.url,
-                                      tmp_path=tmp_path, C2C_SIGNAL_URL="redis", C2C_MODE="continuous",
-                                      C2C_INTERVAL_S=str(CYCLE_INTERVAL_S)), monkeypatch)
-    running = worker_factory(settings)
-    wait_subscribed(redis_server.url)
+        mosquitto, redis_server, sync_worker):
+    running = sync_worker(5, mqtt_url=mosquitto.url, backlog=2, C2C_SIGNAL_URL="redis", C2C_MODE="continuous",
+                          C2C_INTERVAL_S=str(CYCLE_INTERVAL_S)).running
     time.sleep(2 * CYCLE_INTERVAL_S)
     assert running.history() == [], "continuous mode must wait for start_sync"
 
@@ -72,19 +54,15 @@ def test_continuous_mode_cycles_every_interval_until_stop_sync(
 
 
 def test_reload_rereads_the_vendor_config_and_the_station_list(
-        mosquitto, redis_server, simulator_factory, subscriber_factory, worker_factory, tmp_path, monkeypatch):
-    t0 = sim_clock_start()
-    sim = simulator_factory(stations=6, clock=clock_spec(t0))
-    seed_cursors(redis_server.url, "test", station_ids(10), t0 - timedelta(seconds=2 * INTERVAL_S))
+        mosquitto, redis_server, subscriber_factory, sync_worker, tmp_path):
     vendor = tmp_path / "vendor.yaml"
     shutil.copy(resolve_config_path("simulator"), vendor)
     sub = subscriber_factory(mosquitto.port)
-    # A long station-list cache (the default 900 s): only `reload` makes the worker list again.
-    settings = settings_from(base_env(mqtt_url=mosquitto.url, redis_url=redis_server.url, source_url=sim.url,
-                                      tmp_path=tmp_path, C2C_SIGNAL_URL="redis", C2C_SOURCE_CONFIG=str(vendor),
-                                      C2C_STATION_LIST_TTL_S="900"), monkeypatch)
-    running = worker_factory(settings)
-    wait_subscribed(redis_server.url)
+    # Cursors of all 10 stations, 4 of which the vendor adds later. A long station-list cache (the
+    # default 900 s): only `reload` makes the worker list again.
+    setup = sync_worker(6, seeded=10, mqtt_url=mosquitto.url, backlog=2, C2C_SIGNAL_URL="redis",
+                        C2C_SOURCE_CONFIG=str(vendor), C2C_STATION_LIST_TTL_S="900")
+    sim, running = setup.sim, setup.running
 
     def cycle(n: int):
         publish_signal(redis_server.url, Command.SYNC_NOW)
