@@ -74,7 +74,14 @@ class Subscriber:
     """An MQTT client independent of the worker: what a consumer on the platform would receive."""
 
     def __init__(self, port: int, topic: str = TELEMETRY_FILTER, client_id: str = "test-subscriber") -> None:
+        #: Every receipt per message id, as a consumer on the platform would see them.
         self.ids: Counter[str] = Counter()
+        #: Receipts that were the broker re-sending a delivery this subscriber already had (QoS 1
+        #: towards a persistent session: a delivery whose PUBACK the broker had not processed when
+        #: it went down is re-sent on reconnect, DUP set, with its original packet id). The broker
+        #: causes these, not the publisher.
+        self.redeliveries: Counter[str] = Counter()
+        self._deliveries: set[tuple[str, int]] = set()
         self.payloads: list[dict] = []
         self._lock = threading.Lock()
         self._ready = threading.Event()
@@ -94,6 +101,10 @@ class Subscriber:
         body = json.loads(msg.payload)
         with self._lock:
             self.ids[body["message_id"]] += 1
+            delivery = (body["message_id"], msg.mid)
+            if msg.dup and delivery in self._deliveries:
+                self.redeliveries[body["message_id"]] += 1
+            self._deliveries.add(delivery)
             self.payloads.append({"topic": msg.topic, **body})
 
     def count(self) -> int:
