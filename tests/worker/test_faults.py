@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 
 import pytest
 
@@ -34,6 +35,9 @@ def test_broker_stopped_mid_cycle_and_restarted_loses_nothing_and_recovers_by_it
         wait_until(lambda: sub.count() >= 150, 30, what="cycle under way")
         broker.stop()
         wait_until(lambda: not running.worker.uplink.connected, 10, what="worker noticed the outage")
+        # Down for longer than the PUBACK deadline: stations waiting to publish must fail (transient)
+        # rather than all riding out a short outage, so the retry path below is really exercised.
+        time.sleep(float(running.worker.settings.puback_timeout_s) + 0.5)
         broker.start()  # same port, same persistence file
         wait_until(lambda: running.worker.uplink.connected, 20, what="worker reconnected by itself")
         wait_until(lambda: len(running.history()) == 1, 60, what="first cycle finished")
