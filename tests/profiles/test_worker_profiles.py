@@ -46,6 +46,15 @@ def start_worker(sync_worker, n_stations: int, profile, *, backlog: int = 1):
                        C2C_SIGNAL_URL="redis", C2C_PLATFORM_PROFILE=profile.name, C2C_CONCURRENCY="16")
 
 
+def azure_per_device_profile(tls_port: int, pki) -> AzureIotHubProfile:
+    """Per-device IoT Hub profile (`ess-{station_id}`) signed by one DeviceConnect policy key."""
+    return AzureIotHubProfile(
+        hostname=HUB, connect_host="127.0.0.1", port=tls_port, api_version=API, token_ttl_s=TTL,
+        identities=IdentityMapping(IdentityMode.PER_DEVICE, None, "ess-{station_id}", AZURE_DEVICE_ID),
+        credentials=AzureCredentials(policy_name="device", policy_key=DEVICE_KEY),
+        tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem), wall_clock=lambda: PINNED_WALL)
+
+
 @pytest.mark.parametrize("platform", ["azure_iot_hub", "aws_iot_core"])
 def test_per_device_50_identities_10_cycles_50_connections(
         platform, pki, auth_mosquitto_factory, tls_mosquitto, redis_server, capture_factory, sync_worker):
@@ -59,11 +68,7 @@ def test_per_device_50_identities_10_cycles_50_connections(
         mosquitto = broker.broker
         capture = capture_factory(broker.plain_port, "devices/#", username=broker.subscriber_user,
                                   password=broker.subscriber_password)
-        profile = AzureIotHubProfile(
-            hostname=HUB, connect_host="127.0.0.1", port=broker.tls_port, api_version=API, token_ttl_s=TTL,
-            identities=IdentityMapping(IdentityMode.PER_DEVICE, None, "ess-{station_id}", AZURE_DEVICE_ID),
-            credentials=AzureCredentials(policy_name="device", policy_key=DEVICE_KEY),
-            tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem), wall_clock=lambda: PINNED_WALL)
+        profile = azure_per_device_profile(broker.tls_port, pki)
     else:
         # One fleet certificate attached to every thing; the client id is the thing name.
         fleet = pki["ca"].client_certificate("c2c-fleet")
@@ -162,11 +167,7 @@ def test_per_device_one_refused_identity_fails_its_station_only_and_health_stays
     broker = auth_mosquitto_factory(users)
     capture = capture_factory(broker.plain_port, "devices/#", username=broker.subscriber_user,
                               password=broker.subscriber_password)
-    profile = AzureIotHubProfile(
-        hostname=HUB, connect_host="127.0.0.1", port=broker.tls_port, api_version=API, token_ttl_s=TTL,
-        identities=IdentityMapping(IdentityMode.PER_DEVICE, None, "ess-{station_id}", AZURE_DEVICE_ID),
-        credentials=AzureCredentials(policy_name="device", policy_key=DEVICE_KEY),
-        tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem), wall_clock=lambda: PINNED_WALL)
+    profile = azure_per_device_profile(broker.tls_port, pki)
     setup = start_worker(sync_worker, len(stations), profile, backlog=2)
     settings, running = setup.settings, setup.running
 

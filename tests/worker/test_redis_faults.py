@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -70,11 +71,25 @@ def duplicates(sub) -> int:
     return sum(n - 1 for n in sub.ids.values())
 
 
-def test_redis_down_longer_than_the_lease_mid_cycle_worker_stands_by_reacquires_and_loses_nothing(
-        persistent_redis, mosquitto, moto, simulator_factory, subscriber_factory, worker_factory, tmp_path,
-        monkeypatch):
-    """Persistent restart; the outage outlasts the 3 s lease TTL, so the lease key has expired when
-    Redis returns (the fence counter and the cursors are still there). SQS signal transport."""
+@dataclass
+class MidCycle:
+    """A worker on SQS signals and the persistent Redis, 40 stations, caught in its first cycle."""
+
+    sqs: Any
+    queue_url: str
+    t0: datetime
+    stations: list[str]
+    since: datetime
+    sub: Any
+    running: Any
+
+    @property
+    def worker(self):
+        return self.running.worker
+
+
+def start_mid_cycle(persistent_redis, mosquitto, moto, simulator_factory, subscriber_factory, worker_factory,
+                    tmp_path, monkeypatch, **env: str) -> MidCycle:
     sqs = moto.client("sqs")
     queue_url, _ = queue_with_dlq(sqs)
     t0 = sim_clock_start()
@@ -84,14 +99,27 @@ def test_redis_down_longer_than_the_lease_mid_cycle_worker_stands_by_reacquires_
     seed_cursors(persistent_redis.url, "test", stations, since)
     sub = subscriber_factory(mosquitto.port)
     settings = settings_from(base_env(mqtt_url=mosquitto.url, redis_url=persistent_redis.url, source_url=sim.url,
-                                      tmp_path=tmp_path, C2C_SIGNAL_URL=queue_url, C2C_CONCURRENCY="4"), monkeypatch)
+                                      tmp_path=tmp_path, C2C_SIGNAL_URL=queue_url, C2C_CONCURRENCY="4", **env),
+                             monkeypatch)
     running = worker_factory(settings)
     worker = running.worker
     wait_until(lambda: worker.uplink.connected and worker.lease.held, 15, what="worker connected, lease held")
-    token_before = worker.lease.token
-
     send(sqs, queue_url)
     wait_until(lambda: sub.count() >= 25, 20, what="cycle under way")
+    return MidCycle(sqs, queue_url, t0, stations, since, sub, running)
+
+
+def test_redis_down_longer_than_the_lease_mid_cycle_worker_stands_by_reacquires_and_loses_nothing(
+        persistent_redis, mosquitto, moto, simulator_factory, subscriber_factory, worker_factory, tmp_path,
+        monkeypatch):
+    """Persistent restart; the outage outlasts the 3 s lease TTL, so the lease key has expired when
+    Redis returns (the fence counter and the cursors are still there). SQS signal transport."""
+    run = start_mid_cycle(persistent_redis, mosquitto, moto, simulator_factory, subscriber_factory, worker_factory,
+                          tmp_path, monkeypatch)
+    sqs, queue_url, t0, stations, since, sub, running = (run.sqs, run.queue_url, run.t0, run.stations, run.since,
+                                                         run.sub, run.running)
+    worker = run.worker
+    token_before = worker.lease.token  # taken before the outage below
     persistent_redis.stop()
     # Cursor writes fail at once (connection refused), so the cycle usually ends before the lease
     # does; if the lease expires first, the cycle is cut short and its signal given back instead.
@@ -128,24 +156,12 @@ def test_redis_down_shorter_than_the_lease_mid_cycle_failed_cursor_writes_are_tr
         monkeypatch):
     """Persistent restart; the outage (6 s: longer than redis-py's own retries, so cursor writes do
     fail) stays within the 15 s lease TTL: same lease, same token, same MQTT connection. SQS transport."""
-    sqs = moto.client("sqs")
-    queue_url, _ = queue_with_dlq(sqs)
-    t0 = sim_clock_start()
-    stations = station_ids(40)
-    since = t0 - timedelta(seconds=5 * INTERVAL_S)
-    sim = simulator_factory(stations=40, latency_ms=100, clock=clock_spec(t0))
-    seed_cursors(persistent_redis.url, "test", stations, since)
-    sub = subscriber_factory(mosquitto.port)
-    settings = settings_from(base_env(mqtt_url=mosquitto.url, redis_url=persistent_redis.url, source_url=sim.url,
-                                      tmp_path=tmp_path, C2C_SIGNAL_URL=queue_url, C2C_CONCURRENCY="4",
-                                      C2C_LEASE_TTL_S="15"), monkeypatch)
-    running = worker_factory(settings)
-    worker = running.worker
-    wait_until(lambda: worker.uplink.connected and worker.lease.held, 15, what="worker connected, lease held")
-    token = worker.lease.token
-
-    send(sqs, queue_url)
-    wait_until(lambda: sub.count() >= 25, 20, what="cycle under way")
+    run = start_mid_cycle(persistent_redis, mosquitto, moto, simulator_factory, subscriber_factory, worker_factory,
+                          tmp_path, monkeypatch, C2C_LEASE_TTL_S="15")
+    sqs, queue_url, t0, stations, since, sub, running = (run.sqs, run.queue_url, run.t0, run.stations, run.since,
+                                                         run.sub, run.running)
+    worker = run.worker
+    token = worker.lease.token  # taken before the outage below
     persistent_redis.stop()
     time.sleep(6)
     assert worker.lease.held and running.thread.is_alive()
