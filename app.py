@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 # The pinned Node 20 is past end-of-life for jsii; its banner adds nothing to a synth.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from config import CONFIG_DIR, ConfigError, load_environment  # noqa: E402
+from config import CONFIG_DIR, ConfigError, load_environment
 
 if TYPE_CHECKING:
     import aws_cdk as cdk

@@ -29,8 +29,9 @@ sys.path.insert(0, str(ROOT))
 from tests.support.services import free_port, wait_for_port  # noqa: E402
 
 
-def _client_process(port: int, threads: int, stations: int, limit: int, seconds: float, start_at: float,
-                    out: mp.Queue) -> None:
+def _client_process(
+    port: int, threads: int, stations: int, limit: int, seconds: float, start_at: float, out: mp.Queue
+) -> None:
     counts = [0] * threads
     errors = [0] * threads
     stop_at = start_at + seconds
@@ -62,17 +63,34 @@ def _client_process(port: int, threads: int, stations: int, limit: int, seconds:
 
 def run(concurrency: int, latency_ms: float, seconds: float, stations: int, limit: int, procs: int) -> dict:
     port = free_port()
-    sim = subprocess.Popen([sys.executable, "-m", "simulator", "--port", str(port), "--stations", str(stations),
-                            "--latency-ms", str(latency_ms), "--api-key", "bench"], cwd=ROOT,
-                           stdout=subprocess.DEVNULL)
+    sim = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "--port",
+            str(port),
+            "--stations",
+            str(stations),
+            "--latency-ms",
+            str(latency_ms),
+            "--api-key",
+            "bench",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port)
         urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz").read()
         out: mp.Queue = mp.Queue()
         start_at = time.time() + 1.0
         per_proc = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
-        workers = [mp.Process(target=_client_process, args=(port, n, stations, limit, seconds, start_at, out))
-                   for n in per_proc if n]
+        workers = [
+            mp.Process(target=_client_process, args=(port, n, stations, limit, seconds, start_at, out))
+            for n in per_proc
+            if n
+        ]
         for w in workers:
             w.start()
         results = [out.get() for _ in workers]
@@ -81,9 +99,17 @@ def run(concurrency: int, latency_ms: float, seconds: float, stations: int, limi
         ok = sum(r[0] for r in results)
         errors = sum(r[1] for r in results)
         io_limit = concurrency / (latency_ms / 1000.0) if latency_ms else None
-        return {"concurrency": concurrency, "latency_ms": latency_ms, "readings_per_request": limit,
-                "requests": ok, "errors": errors, "seconds": seconds, "rps": round(ok / seconds, 1),
-                "io_limit_rps": io_limit, "share_of_io_limit": round(ok / seconds / io_limit, 3) if io_limit else None}
+        return {
+            "concurrency": concurrency,
+            "latency_ms": latency_ms,
+            "readings_per_request": limit,
+            "requests": ok,
+            "errors": errors,
+            "seconds": seconds,
+            "rps": round(ok / seconds, 1),
+            "io_limit_rps": io_limit,
+            "share_of_io_limit": round(ok / seconds / io_limit, 3) if io_limit else None,
+        }
     finally:
         sim.terminate()
         sim.wait(10)
@@ -103,11 +129,25 @@ def main() -> None:
     for latency in args.latency_ms:
         row = run(args.concurrency, latency, args.seconds, args.stations, args.limit, args.client_processes)
         rows.append(row)
-        print(f"latency {latency:>5} ms  concurrency {args.concurrency}  {row['rps']:>8} req/s"
-              + (f"  ({row['share_of_io_limit']:.0%} of the I/O limit {row['io_limit_rps']:.0f})"
-                 if row["io_limit_rps"] else "") + f"  errors {row['errors']}", flush=True)
-    summary = json.dumps({"command": " ".join(["bench/simulator_throughput.py", *sys.argv[1:]]),
-                          "cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg(), "runs": rows}, indent=2)
+        print(
+            f"latency {latency:>5} ms  concurrency {args.concurrency}  {row['rps']:>8} req/s"
+            + (
+                f"  ({row['share_of_io_limit']:.0%} of the I/O limit {row['io_limit_rps']:.0f})"
+                if row["io_limit_rps"]
+                else ""
+            )
+            + f"  errors {row['errors']}",
+            flush=True,
+        )
+    summary = json.dumps(
+        {
+            "command": " ".join(["bench/simulator_throughput.py", *sys.argv[1:]]),
+            "cpus": os.cpu_count(),
+            "load_avg_at_end": os.getloadavg(),
+            "runs": rows,
+        },
+        indent=2,
+    )
     print(summary)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,21 +64,35 @@ class Services:
 
 
 def t0_for_sim() -> datetime:
-    return (datetime.now(timezone.utc) - timedelta(hours=1)).replace(second=0, microsecond=0)
+    return (datetime.now(UTC) - timedelta(hours=1)).replace(second=0, microsecond=0)
 
 
 def make_runner(svc: Services, source, *, concurrency: int, page_size: int = 500):
-    settings = load_settings(env="bench", mqtt_url=svc.broker.url, redis_url=svc.redis.url,
-                             source_url=svc.sim.url if svc.sim else None, source_api_key="sim-key",
-                             concurrency=concurrency, page_size=page_size, mqtt_client_id="c2c-bench")
+    settings = load_settings(
+        env="bench",
+        mqtt_url=svc.broker.url,
+        redis_url=svc.redis.url,
+        source_url=svc.sim.url if svc.sim else None,
+        source_api_key="sim-key",
+        concurrency=concurrency,
+        page_size=page_size,
+        mqtt_client_id="c2c-bench",
+    )
     client = connect_redis(svc.redis.url)
     lease = Lease(client, settings.state_keys, "bench", ttl_s=30)
     assert lease.try_acquire()
     uplink = build_uplink(settings).start()
     assert uplink.wait_connected(10)
-    runner = CycleRunner(source, uplink, StateStore(client, settings.state_keys, lease), concurrency=concurrency,
-                         page_size=page_size, backfill_window_s=settings.backfill_window_s,
-                         puback_timeout_s=settings.puback_timeout_s, lease_held=lambda: lease.held)
+    runner = CycleRunner(
+        source,
+        uplink,
+        StateStore(client, settings.state_keys, lease),
+        concurrency=concurrency,
+        page_size=page_size,
+        backfill_window_s=settings.backfill_window_s,
+        puback_timeout_s=settings.puback_timeout_s,
+        lease_held=lambda: lease.held,
+    )
     return settings, runner, uplink, lease
 
 
@@ -86,19 +100,21 @@ def seed(svc: Services, stations: list[str], ts: datetime) -> None:
     client = redis.Redis.from_url(svc.redis.url)
     keys = StateKeys("c2c:bench")
     for i in range(0, len(stations), 1000):
-        client.hset(keys.cursors, mapping={s: format_cursor(ts) for s in stations[i:i + 1000]})
+        client.hset(keys.cursors, mapping={s: format_cursor(ts) for s in stations[i : i + 1000]})
 
 
 def bench_cycle(args: argparse.Namespace) -> dict:
     svc = Services()
     try:
         t0 = t0_for_sim()
-        svc.sim = SimulatorProcess(stations=args.stations, latency_ms=args.latency_ms,
-                                   clock=t0.strftime("%Y-%m-%dT%H:%M:%SZ") + "@0").start(timeout=60)
+        svc.sim = SimulatorProcess(
+            stations=args.stations, latency_ms=args.latency_ms, clock=t0.strftime("%Y-%m-%dT%H:%M:%SZ") + "@0"
+        ).start(timeout=60)
         ids = [f"site-{i:05d}" for i in range(1, args.stations + 1)]
         seed(svc, ids, t0 - timedelta(seconds=INTERVAL_S))
-        settings = load_settings(env="bench", source_url=svc.sim.url, source_api_key="sim-key",
-                                 concurrency=args.concurrency)
+        settings = load_settings(
+            env="bench", source_url=svc.sim.url, source_api_key="sim-key", concurrency=args.concurrency
+        )
         source = build_source(settings)
         t_list = time.perf_counter()
         stations = source.list_stations()
@@ -110,12 +126,18 @@ def bench_cycle(args: argparse.Namespace) -> dict:
         rec = timed.record
         limit_s = args.stations * args.latency_ms / 1000 / args.concurrency
         result = {
-            "bench": "cycle", "stations": args.stations, "latency_ms": args.latency_ms,
-            "concurrency": args.concurrency, "station_list_s": round(list_s, 2),
+            "bench": "cycle",
+            "stations": args.stations,
+            "latency_ms": args.latency_ms,
+            "concurrency": args.concurrency,
+            "station_list_s": round(list_s, 2),
             "warmup_cycle_s": round(warm.record.duration_ms / 1000, 2),
-            "cycle_s": round(rec.duration_ms / 1000, 2), "io_limit_s": round(limit_s, 2),
+            "cycle_s": round(rec.duration_ms / 1000, 2),
+            "io_limit_s": round(limit_s, 2),
             "ratio": round(rec.duration_ms / 1000 / limit_s, 3) if limit_s else None,
-            "synced": rec.stations_synced, "failed": rec.stations_failed, "published": rec.readings_published,
+            "synced": rec.stations_synced,
+            "failed": rec.stations_failed,
+            "published": rec.readings_published,
             "rss_peak_mb": round(rss_peak_mb(), 1),
         }
         uplink.close()
@@ -143,9 +165,19 @@ class MemorySource:
         for i in range(self.per_station):
             ts = self.t0 + timedelta(seconds=INTERVAL_S * i)
             if since < ts <= until:
-                out.append(Reading(station.station_id, ts, {"soc_pct": 50.0 + i % 50, "battery_power_kw": -3.2,
-                                                            "battery_voltage_v": 768.1, "cell_temp_max_c": 31.5,
-                                                            "energy_charged_kwh": 1234.5 + i}))
+                out.append(
+                    Reading(
+                        station.station_id,
+                        ts,
+                        {
+                            "soc_pct": 50.0 + i % 50,
+                            "battery_power_kw": -3.2,
+                            "battery_voltage_v": 768.1,
+                            "cell_temp_max_c": 31.5,
+                            "energy_charged_kwh": 1234.5 + i,
+                        },
+                    )
+                )
                 if len(out) >= limit:
                     break
         return out
@@ -178,9 +210,11 @@ def bench_publish(args: argparse.Namespace) -> dict:
         source = MemorySource(args.stations, per_station, t0 - timedelta(seconds=INTERVAL_S * per_station))
         seed(svc, [s.station_id for s in source.stations], t0 - timedelta(seconds=INTERVAL_S * (per_station + 1)))
         _, runner, uplink, lease = make_runner(svc, source, concurrency=args.concurrency)
-        sample = b'{"schema":1,"message_id":"site-00001:2024-06-01T12:00:00.000000Z","station_id":"site-00001",' \
-                 b'"ts":"2024-06-01T12:00:00.000000Z","values":{"soc_pct":50.0,"battery_power_kw":-3.2,' \
-                 b'"battery_voltage_v":768.1,"cell_temp_max_c":31.5,"energy_charged_kwh":1234.5}}'
+        sample = (
+            b'{"schema":1,"message_id":"site-00001:2024-06-01T12:00:00.000000Z","station_id":"site-00001",'
+            b'"ts":"2024-06-01T12:00:00.000000Z","values":{"soc_pct":50.0,"battery_power_kw":-3.2,'
+            b'"battery_voltage_v":768.1,"cell_temp_max_c":31.5,"energy_charged_kwh":1234.5}}'
+        )
         # Alternate worker and raw runs: the machine is shared, so load drifts between runs.
         worker_rates, raw_rates = [], []
         for _ in range(args.rounds):
@@ -198,12 +232,14 @@ def bench_publish(args: argparse.Namespace) -> dict:
 
         sim_rate = None
         if args.with_simulator:
-            svc.sim = SimulatorProcess(stations=args.stations, latency_ms=0,
-                                       clock=t0.strftime("%Y-%m-%dT%H:%M:%SZ") + "@0").start(timeout=60)
+            svc.sim = SimulatorProcess(
+                stations=args.stations, latency_ms=0, clock=t0.strftime("%Y-%m-%dT%H:%M:%SZ") + "@0"
+            ).start(timeout=60)
             redis.Redis.from_url(svc.redis.url).delete(StateKeys("c2c:bench").cursors)
             seed(svc, [s.station_id for s in source.stations], t0 - timedelta(seconds=INTERVAL_S * per_station))
-            settings = load_settings(env="bench", source_url=svc.sim.url, source_api_key="sim-key",
-                                     concurrency=args.concurrency)
+            settings = load_settings(
+                env="bench", source_url=svc.sim.url, source_api_key="sim-key", concurrency=args.concurrency
+            )
             http_source = build_source(settings)
             stations = http_source.list_stations()
             _, runner2, uplink2, lease2 = make_runner(svc, http_source, concurrency=args.concurrency)
@@ -215,11 +251,17 @@ def bench_publish(args: argparse.Namespace) -> dict:
             lease2.release()
             http_source.close()
         return {
-            "bench": "publish", "readings": result.record.readings_published, "stations": args.stations,
-            "concurrency": args.concurrency, "max_inflight": 20,
-            "worker_memory_source_msgs_per_s": round(worker_rate), "raw_paho_msgs_per_s": round(raw_rate),
-            "ratio": round(worker_rate / raw_rate, 3), "rounds": args.rounds,
-            "worker_runs": [round(r) for r in worker_rates], "raw_runs": [round(r) for r in raw_rates],
+            "bench": "publish",
+            "readings": result.record.readings_published,
+            "stations": args.stations,
+            "concurrency": args.concurrency,
+            "max_inflight": 20,
+            "worker_memory_source_msgs_per_s": round(worker_rate),
+            "raw_paho_msgs_per_s": round(raw_rate),
+            "ratio": round(worker_rate / raw_rate, 3),
+            "rounds": args.rounds,
+            "worker_runs": [round(r) for r in worker_rates],
+            "raw_runs": [round(r) for r in raw_rates],
             "worker_simulator_0ms_msgs_per_s": round(sim_rate) if sim_rate else None,
             "ratio_simulator": round(sim_rate / raw_rate, 3) if sim_rate else None,
         }

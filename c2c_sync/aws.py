@@ -38,8 +38,9 @@ class AwsTarget:
         return region
 
     def client(self, service: str) -> Any:
-        return self.session.client(service, region_name=self.region_name, endpoint_url=self.endpoint_url,
-                                   config=_CLIENT_CONFIG)
+        return self.session.client(
+            service, region_name=self.region_name, endpoint_url=self.endpoint_url, config=_CLIENT_CONFIG
+        )
 
     def credentials(self) -> Credentials:
         """Frozen credentials for signing a request by hand (the function URL call)."""

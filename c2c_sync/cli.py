@@ -15,7 +15,7 @@ from __future__ import annotations
 import subprocess
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -36,13 +36,22 @@ app = typer.Typer(
 )
 
 EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment name: one config/<env>.yaml.")]
-RegionOption = Annotated[Optional[str], typer.Option(
-    "--region", envvar="AWS_REGION", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION / profile).")]
-EndpointOption = Annotated[Optional[str], typer.Option(
-    "--endpoint-url", envvar="AWS_ENDPOINT_URL", help="Send every AWS call here (moto, LocalStack).")]
-RedisUrlOption = Annotated[Optional[str], typer.Option(
-    "--redis-url",
-    help="Redis to use instead of the stack's ElastiCache (e.g. through a tunnel, or a local Redis).")]
+RegionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--region", envvar="AWS_REGION", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION / profile)."
+    ),
+]
+EndpointOption = Annotated[
+    str | None,
+    typer.Option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="Send every AWS call here (moto, LocalStack)."),
+]
+RedisUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--redis-url", help="Redis to use instead of the stack's ElastiCache (e.g. through a tunnel, or a local Redis)."
+    ),
+]
 
 
 class SignalVerb(str, Enum):
@@ -66,9 +75,14 @@ def _stations(value: str | None) -> list[str] | None:
 def signal_command(
     verb: Annotated[SignalVerb, typer.Argument(help="start | stop | sync-now | reload")],
     env: EnvOption,
-    via: Annotated[signals.Via, typer.Option(help="sns: the start topic; url: the trigger's function URL "
-                                             "(SigV4); redis: PUBLISH on the worker's channel.")] = signals.Via.SNS,
-    stations: Annotated[Optional[str], typer.Option(help="Comma-separated subset of station ids.")] = None,
+    via: Annotated[
+        signals.Via,
+        typer.Option(
+            help="sns: the start topic; url: the trigger's function URL "
+            "(SigV4); redis: PUBLISH on the worker's channel."
+        ),
+    ] = signals.Via.SNS,
+    stations: Annotated[str | None, typer.Option(help="Comma-separated subset of station ids.")] = None,
     redis_url: RedisUrlOption = None,
     region: RegionOption = None,
     endpoint_url: EndpointOption = None,
@@ -117,8 +131,16 @@ def status_command(
     target = redis_target.resolve(redis_url, lambda: stack_outputs, aws)
     client = target.connect()
     try:
-        result = status.gather(env, client, target.describe(), aws.client("sqs"), dlq_url,
-                               stack_outputs.optional(outputs.OutputKey.START_QUEUE_URL), cycles=cycles, worst=worst)
+        result = status.gather(
+            env,
+            client,
+            target.describe(),
+            aws.client("sqs"),
+            dlq_url,
+            stack_outputs.optional(outputs.OutputKey.START_QUEUE_URL),
+            cycles=cycles,
+            worst=worst,
+        )
     finally:
         client.close()
     if as_json:
@@ -149,7 +171,7 @@ def validate_config_command(env: EnvOption) -> None:
 @operator_errors
 def synth_command(
     env: EnvOption,
-    output: Annotated[Optional[Path], typer.Option(help="cdk.out directory (default cdk.out/<env>).")] = None,
+    output: Annotated[Path | None, typer.Option(help="cdk.out directory (default cdk.out/<env>).")] = None,
     quiet: Annotated[bool, typer.Option(help="Do not print the templates.")] = True,
 ) -> None:
     """Run `cdk synth -c env=ENV` from the repository root."""

@@ -7,8 +7,9 @@ command ever shows a traceback for a condition the operator can fix.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from enum import IntEnum
-from typing import Callable, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import typer
 from botocore.exceptions import (
@@ -53,7 +54,9 @@ def translate(exc: BaseException) -> CliError | None:
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return CliError(
             "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
-            "(or run `aws sso login`)", ExitCode.AWS_ACCESS)
+            "(or run `aws sso login`)",
+            ExitCode.AWS_ACCESS,
+        )
     if isinstance(exc, NoRegionError):
         return CliError("no AWS region: pass --region or set AWS_REGION", ExitCode.AWS_ACCESS)
     if isinstance(exc, EndpointConnectionError):
@@ -63,9 +66,15 @@ def translate(exc: BaseException) -> CliError | None:
         code, message = error.get("Code", "?"), error.get("Message", str(exc))
         if code == "ValidationError" and "does not exist" in message:
             return CliError(f"stack not deployed: {message}", ExitCode.NOT_DEPLOYED)
-        if code in {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId",
-                    "UnrecognizedClientException", "SignatureDoesNotMatch", "AccessDenied",
-                    "AccessDeniedException"}:
+        if code in {
+            "ExpiredToken",
+            "ExpiredTokenException",
+            "InvalidClientTokenId",
+            "UnrecognizedClientException",
+            "SignatureDoesNotMatch",
+            "AccessDenied",
+            "AccessDeniedException",
+        }:
             return CliError(f"AWS refused the credentials ({code}): {message}", ExitCode.AWS_ACCESS)
         return CliError(f"AWS error {code} in {exc.operation_name}: {message}")
     if isinstance(exc, redis.AuthenticationError):

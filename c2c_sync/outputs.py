@@ -29,8 +29,14 @@ class OutputKey:
 
 
 # A stack in one of these states has no usable outputs (it is gone or never finished creating).
-_UNUSABLE_STATUSES = {"DELETE_COMPLETE", "CREATE_FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED",
-                      "CREATE_IN_PROGRESS", "DELETE_IN_PROGRESS"}
+_UNUSABLE_STATUSES = {
+    "DELETE_COMPLETE",
+    "CREATE_FAILED",
+    "ROLLBACK_COMPLETE",
+    "ROLLBACK_FAILED",
+    "CREATE_IN_PROGRESS",
+    "DELETE_IN_PROGRESS",
+}
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,9 @@ class StackOutputs:
             raise CliError(
                 f"stack output {key} not found in the deployed stacks of {self.env!r} "
                 f"({', '.join(self.stacks)}) in {self.region}: deploy the stack that defines it "
-                f"(make deploy ENV={self.env})", ExitCode.NOT_DEPLOYED) from None
+                f"(make deploy ENV={self.env})",
+                ExitCode.NOT_DEPLOYED,
+            ) from None
 
     def optional(self, key: str) -> str | None:
         entry = self.values.get(key)
@@ -70,6 +78,8 @@ def discover(env: str, aws: AwsTarget) -> StackOutputs:
             for output in stack.get("Outputs", []):
                 values[output["OutputKey"]] = (output["OutputValue"], name)
     if not stacks:
-        raise CliError(f"stack not deployed: no stack named {prefix}* in {aws.region_name} "
-                       f"(make deploy ENV={env})", ExitCode.NOT_DEPLOYED)
+        raise CliError(
+            f"stack not deployed: no stack named {prefix}* in {aws.region_name} (make deploy ENV={env})",
+            ExitCode.NOT_DEPLOYED,
+        )
     return StackOutputs(env=env, region=aws.region_name, values=values, stacks=tuple(sorted(stacks)))

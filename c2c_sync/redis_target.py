@@ -42,12 +42,24 @@ class RedisTarget:
 
     def client(self) -> redis.Redis:
         if self.url:
-            return redis.Redis.from_url(self.url, socket_timeout=_TIMEOUT_S,
-                                        socket_connect_timeout=_TIMEOUT_S, decode_responses=True,
-                                        retry=_retry())
-        return redis.Redis(host=self.host, port=self.port, db=self.db, password=self.password, ssl=self.tls,
-                           socket_timeout=_TIMEOUT_S, socket_connect_timeout=_TIMEOUT_S,
-                           decode_responses=True, retry=_retry())
+            return redis.Redis.from_url(
+                self.url,
+                socket_timeout=_TIMEOUT_S,
+                socket_connect_timeout=_TIMEOUT_S,
+                decode_responses=True,
+                retry=_retry(),
+            )
+        return redis.Redis(
+            host=self.host,
+            port=self.port,
+            db=self.db,
+            password=self.password,
+            ssl=self.tls,
+            socket_timeout=_TIMEOUT_S,
+            socket_connect_timeout=_TIMEOUT_S,
+            decode_responses=True,
+            retry=_retry(),
+        )
 
     def connect(self) -> redis.Redis:
         """A client that has answered PING; failure names the endpoint (not the password)."""
@@ -55,19 +67,27 @@ class RedisTarget:
         try:
             client.ping()
         except redis.AuthenticationError as exc:
-            raise CliError(f"Redis at {self.describe()} refused the AUTH token: {exc}",
-                           ExitCode.REDIS_UNREACHABLE) from None
+            raise CliError(
+                f"Redis at {self.describe()} refused the AUTH token: {exc}", ExitCode.REDIS_UNREACHABLE
+            ) from None
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise CliError(f"Redis unreachable at {self.describe()}: {exc} (ElastiCache is reachable only "
-                           "inside the VPC: open a tunnel and pass --redis-url)",
-                           ExitCode.REDIS_UNREACHABLE) from None
+            raise CliError(
+                f"Redis unreachable at {self.describe()}: {exc} (ElastiCache is reachable only "
+                "inside the VPC: open a tunnel and pass --redis-url)",
+                ExitCode.REDIS_UNREACHABLE,
+            ) from None
         return client
 
 
 def from_url(url: str) -> RedisTarget:
     pool_kwargs = redis.connection.parse_url(url)
-    return RedisTarget(host=pool_kwargs.get("host", "localhost"), port=int(pool_kwargs.get("port", 6379)),
-                       tls=url.startswith("rediss://"), db=int(pool_kwargs.get("db", 0)), url=url)
+    return RedisTarget(
+        host=pool_kwargs.get("host", "localhost"),
+        port=int(pool_kwargs.get("port", 6379)),
+        tls=url.startswith("rediss://"),
+        db=int(pool_kwargs.get("db", 0)),
+        url=url,
+    )
 
 
 def from_outputs(outputs: StackOutputs, aws: AwsTarget) -> RedisTarget:

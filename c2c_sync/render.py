@@ -37,8 +37,9 @@ def _errors(errors: dict[str, int]) -> str:
 
 
 def worker_table(status: EnvironmentStatus) -> Table:
-    table = Table(title=f"c2c-sync {status.env} — worker at {_time(status.generated_at)}", show_header=False,
-                  title_justify="left")
+    table = Table(
+        title=f"c2c-sync {status.env} — worker at {_time(status.generated_at)}", show_header=False, title_justify="left"
+    )
     table.add_column("what", style="bold")
     table.add_column("value")
     lease, beat = status.lease, status.heartbeat
@@ -50,8 +51,9 @@ def worker_table(status: EnvironmentStatus) -> Table:
     elif beat.error:
         heartbeat = Text(f"unreadable: {beat.error}", style="bold red")
     else:
-        verdict = (Text(f"STALE > {beat.stale_after_s}s", style="bold red") if beat.stale
-                   else Text("fresh", style="green"))
+        verdict = (
+            Text(f"STALE > {beat.stale_after_s}s", style="bold red") if beat.stale else Text("fresh", style="green")
+        )
         heartbeat = Text.assemble(f"{seconds(beat.age_s)} ago, ", verdict)
     table.add_row("heartbeat age", heartbeat)
     if beat.present and not beat.error:
@@ -72,22 +74,38 @@ def cycles_table(status: EnvironmentStatus) -> Group:
     if cycles.unreadable:
         heading += f" — {cycles.unreadable} unreadable record(s)"
     table = Table()
-    for column, justify in (("finished", "left"), ("duration", "right"), ("synced", "right"),
-                            ("failed", "right"), ("total", "right"), ("readings", "right"), ("errors", "left")):
+    for column, justify in (
+        ("finished", "left"),
+        ("duration", "right"),
+        ("synced", "right"),
+        ("failed", "right"),
+        ("total", "right"),
+        ("readings", "right"),
+        ("errors", "left"),
+    ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for record in cycles.last:
         failed = Text(str(record.stations_failed), style="red" if record.stations_failed else "")
         finished = _time(record.finished_at) + (" (aborted)" if record.aborted else "")
-        table.add_row(finished, seconds(record.duration_ms / 1000), str(record.stations_synced), failed,
-                      str(record.stations_total), str(record.readings_published), _errors(record.errors_by_class))
+        table.add_row(
+            finished,
+            seconds(record.duration_ms / 1000),
+            str(record.stations_synced),
+            failed,
+            str(record.stations_total),
+            str(record.readings_published),
+            _errors(record.errors_by_class),
+        )
     # Headings are lines of their own: a table title would wrap to the table's width.
     return Group(Text(heading, style="italic"), table)
 
 
 def lag_table(status: EnvironmentStatus) -> Group:
     lag = status.cursors
-    heading = (f"cursor lag over {lag.stations} stations — newest {seconds(lag.newest_lag_s)}, "
-               f"median {seconds(lag.median_lag_s)}, oldest {seconds(lag.oldest_lag_s)}")
+    heading = (
+        f"cursor lag over {lag.stations} stations — newest {seconds(lag.newest_lag_s)}, "
+        f"median {seconds(lag.median_lag_s)}, oldest {seconds(lag.oldest_lag_s)}"
+    )
     table = Table()
     table.add_column("worst stations")
     table.add_column("cursor")

@@ -15,7 +15,6 @@ from enum import Enum
 import requests
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-
 from pydantic import ValidationError
 
 from c2c_sync.aws import AwsTarget
@@ -67,8 +66,13 @@ def build_signal(command: Command, stations: list[str] | None) -> StartSignal:
 
 def send_sns(signal: StartSignal, topic_arn: str, aws: AwsTarget) -> Sent:
     response = aws.client("sns").publish(TopicArn=topic_arn, Message=signal.to_json())
-    return Sent(Via.SNS, str(signal.id), signal.command, signal.stations,
-                f"published to {topic_arn} (message id {response['MessageId']})")
+    return Sent(
+        Via.SNS,
+        str(signal.id),
+        signal.command,
+        signal.stations,
+        f"published to {topic_arn} (message id {response['MessageId']})",
+    )
 
 
 def signed_function_url_request(url: str, body: bytes, aws: AwsTarget) -> AWSRequest:
@@ -85,15 +89,20 @@ def send_url(command: Command, stations: list[str] | None, function_url: str, aw
     payload = json.dumps(body).encode()
     request = signed_function_url_request(function_url, payload, aws)
     try:
-        response = requests.post(function_url, data=payload, headers=dict(request.headers.items()),
-                                 timeout=_HTTP_TIMEOUT_S)
+        response = requests.post(
+            function_url, data=payload, headers=dict(request.headers.items()), timeout=_HTTP_TIMEOUT_S
+        )
     except requests.RequestException as exc:
         raise CliError(f"cannot reach the trigger function URL {function_url}: {exc}") from None
     if response.status_code >= 300:
-        raise CliError(f"the trigger function URL answered HTTP {response.status_code}: "
-                       f"{response.text.strip()[:300]}")
-    return Sent(Via.URL, _signal_id_from_response(response), command, stations,
-                f"POST {function_url} -> HTTP {response.status_code}")
+        raise CliError(f"the trigger function URL answered HTTP {response.status_code}: {response.text.strip()[:300]}")
+    return Sent(
+        Via.URL,
+        _signal_id_from_response(response),
+        command,
+        stations,
+        f"POST {function_url} -> HTTP {response.status_code}",
+    )
 
 
 def _signal_id_from_response(response: requests.Response) -> str | None:
@@ -104,8 +113,11 @@ def _signal_id_from_response(response: requests.Response) -> str | None:
         return None
     if not isinstance(document, dict):
         return None
-    for candidate in (document.get("id"), document.get("signal_id"),
-                      (document.get("signal") or {}).get("id") if isinstance(document.get("signal"), dict) else None):
+    for candidate in (
+        document.get("id"),
+        document.get("signal_id"),
+        (document.get("signal") or {}).get("id") if isinstance(document.get("signal"), dict) else None,
+    ):
         if isinstance(candidate, str) and candidate:
             return candidate
     return None
@@ -114,5 +126,10 @@ def _signal_id_from_response(response: requests.Response) -> str | None:
 def send_redis(signal: StartSignal, target: RedisTarget) -> Sent:
     client = target.connect()
     receivers = client.publish(REDIS_SIGNAL_CHANNEL, signal.to_json())
-    return Sent(Via.REDIS, str(signal.id), signal.command, signal.stations,
-                f"PUBLISH {REDIS_SIGNAL_CHANNEL} on {target.describe()} -> {receivers} subscriber(s)")
+    return Sent(
+        Via.REDIS,
+        str(signal.id),
+        signal.command,
+        signal.stations,
+        f"PUBLISH {REDIS_SIGNAL_CHANNEL} on {target.describe()} -> {receivers} subscriber(s)",
+    )

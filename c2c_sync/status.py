@@ -8,7 +8,7 @@ JSON form (`--json`) is the stable interface for scripts; the Rich tables render
 from __future__ import annotations
 
 import statistics
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis
 from pydantic import BaseModel, ValidationError
@@ -82,8 +82,11 @@ def read_lease(client: redis.Redis, keys: StateKeys) -> LeaseStatus:
     holder = client.get(keys.lease)
     fence = client.get(keys.fencing_counter)
     ttl_ms = client.pttl(keys.lease) if holder is not None else None
-    return LeaseStatus(holder=holder, fencing_token=int(fence) if fence is not None else None,
-                       ttl_s=ttl_ms / 1000 if ttl_ms is not None and ttl_ms >= 0 else None)
+    return LeaseStatus(
+        holder=holder,
+        fencing_token=int(fence) if fence is not None else None,
+        ttl_s=ttl_ms / 1000 if ttl_ms is not None and ttl_ms >= 0 else None,
+    )
 
 
 def read_heartbeat(client: redis.Redis, keys: StateKeys, now: datetime) -> HeartbeatStatus:
@@ -96,9 +99,17 @@ def read_heartbeat(client: redis.Redis, keys: StateKeys, now: datetime) -> Heart
     except ValidationError as exc:
         return HeartbeatStatus(present=True, stale=True, error=f"not a Heartbeat: {exc.error_count()} error(s)")
     age = (now - beat.at).total_seconds()
-    return HeartbeatStatus(present=True, stale=age > HEARTBEAT_STALE_AFTER_S, age_s=round(age, 3), at=beat.at,
-                           worker_id=beat.worker_id, fencing_token=beat.fencing_token,
-                           mqtt_connected=beat.mqtt_connected, cycle_running=beat.cycle_running, mode=beat.mode)
+    return HeartbeatStatus(
+        present=True,
+        stale=age > HEARTBEAT_STALE_AFTER_S,
+        age_s=round(age, 3),
+        at=beat.at,
+        worker_id=beat.worker_id,
+        fencing_token=beat.fencing_token,
+        mqtt_connected=beat.mqtt_connected,
+        cycle_running=beat.cycle_running,
+        mode=beat.mode,
+    )
 
 
 def read_cycles(client: redis.Redis, keys: StateKeys, limit: int) -> CyclesStatus:
@@ -115,8 +126,13 @@ def read_cycles(client: redis.Redis, keys: StateKeys, limit: int) -> CyclesStatu
     for record in records:
         for error_class, count in record.errors_by_class.items():
             errors[error_class] = errors.get(error_class, 0) + count
-    return CyclesStatus(recorded=recorded, last=records, unreadable=unreadable, errors_by_class=dict(sorted(errors.items())),
-                        readings_published=sum(r.readings_published for r in records))
+    return CyclesStatus(
+        recorded=recorded,
+        last=records,
+        unreadable=unreadable,
+        errors_by_class=dict(sorted(errors.items())),
+        readings_published=sum(r.readings_published for r in records),
+    )
 
 
 def cursor_lag(cursors: dict[str, str], now: datetime, worst: int) -> CursorLagStatus:
@@ -130,7 +146,7 @@ def cursor_lag(cursors: dict[str, str], now: datetime, worst: int) -> CursorLagS
             unreadable.append(station)
             continue
         if cursor.tzinfo is None:  # the contract says UTC; a naive value is read as UTC rather than dropped
-            cursor = cursor.replace(tzinfo=timezone.utc)
+            cursor = cursor.replace(tzinfo=UTC)
         lags.append(StationLag(station=station, cursor=cursor, lag_s=round((now - cursor).total_seconds(), 3)))
     lags.sort(key=lambda lag: (-lag.lag_s, lag.station))
     values = [lag.lag_s for lag in lags]
@@ -149,10 +165,19 @@ def queue_depth(sqs, queue_url: str) -> int:
     return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
 
-def gather(env: str, client: redis.Redis, redis_description: str, sqs, dlq_url: str,
-           start_queue_url: str | None, *, now: datetime | None = None, cycles: int = 5,
-           worst: int = 5) -> EnvironmentStatus:
-    now = now or datetime.now(timezone.utc)
+def gather(
+    env: str,
+    client: redis.Redis,
+    redis_description: str,
+    sqs,
+    dlq_url: str,
+    start_queue_url: str | None,
+    *,
+    now: datetime | None = None,
+    cycles: int = 5,
+    worst: int = 5,
+) -> EnvironmentStatus:
+    now = now or datetime.now(UTC)
     keys = StateKeys.for_env(env)
     return EnvironmentStatus(
         env=env,
@@ -163,7 +188,8 @@ def gather(env: str, client: redis.Redis, redis_description: str, sqs, dlq_url: 
         cycles=read_cycles(client, keys, cycles),
         cursors=cursor_lag(client.hgetall(keys.cursors), now, worst),
         queues=QueueStatus(
-            dlq_url=dlq_url, dlq_depth=queue_depth(sqs, dlq_url),
+            dlq_url=dlq_url,
+            dlq_depth=queue_depth(sqs, dlq_url),
             start_queue_url=start_queue_url,
             start_queue_depth=queue_depth(sqs, start_queue_url) if start_queue_url else None,
         ),

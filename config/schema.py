@@ -26,8 +26,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 #: The retention periods CloudWatch Logs accepts (AWS::Logs::LogGroup RetentionInDays).
 ALLOWED_LOG_RETENTION_DAYS = frozenset(
-    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
-     3288, 3653}
+    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
 )
 
 #: Fargate task sizes: cpu units -> allowed memory (MiB).
@@ -171,8 +170,9 @@ def _topic_template(value: str) -> str:
     try:
         value.format(**TOPIC_PLACEHOLDERS)
     except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(f"unknown placeholder {exc}; allowed: "
-                         + " ".join(f"{{{name}}}" for name in TOPIC_PLACEHOLDERS)) from None
+        raise ValueError(
+            f"unknown placeholder {exc}; allowed: " + " ".join(f"{{{name}}}" for name in TOPIC_PLACEHOLDERS)
+        ) from None
     if "+" in value or "#" in value:
         raise ValueError("a publish topic cannot contain the wildcards + or #")
     return value
@@ -296,9 +296,14 @@ class PlatformConfig(_Strict):
         if problems:
             raise ValidationError.from_exception_data(
                 "PlatformConfig",
-                [InitErrorDetails(type=PydanticCustomError("platform_rule", "{rule}", {"rule": message}), loc=loc,
-                                  input=getattr(self, loc[0], None))
-                 for loc, message in problems],
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("platform_rule", "{rule}", {"rule": message}),
+                        loc=loc,
+                        input=getattr(self, loc[0], None),
+                    )
+                    for loc, message in problems
+                ],
             )
         return self
 
@@ -306,8 +311,10 @@ class PlatformConfig(_Strict):
         profile = self.profile.value
         secrets = {name for name in PlatformSecrets.model_fields if getattr(self.secrets, name) is not None}
         if not self.endpoint.startswith("mqtts://"):
-            yield ("endpoint",), ("must start with mqtts:// (the deployed worker refuses plaintext MQTT "
-                                  "to a remote broker)")
+            yield (
+                ("endpoint",),
+                ("must start with mqtts:// (the deployed worker refuses plaintext MQTT to a remote broker)"),
+            )
         for name in sorted(secrets - PROFILE_SECRETS[self.profile]):
             yield ("secrets", name), f"not used by profile {profile}; remove it (it would be granted for nothing)"
         by_secret: dict[str, list[str]] = {}
@@ -332,25 +339,40 @@ class PlatformConfig(_Strict):
                 (missing,) = {"mqtt_client_certificate", "mqtt_client_private_key"} - has_cert
                 yield ("secrets", missing), "a client certificate needs both its certificate and private key"
             if not secrets & PROFILE_SECRETS[self.profile]:
-                yield ("secrets", "mqtt_password"), ("profile generic needs secrets.mqtt_password and/or "
-                                                     "secrets.mqtt_client_certificate + mqtt_client_private_key")
+                yield (
+                    ("secrets", "mqtt_password"),
+                    (
+                        "profile generic needs secrets.mqtt_password and/or "
+                        "secrets.mqtt_client_certificate + mqtt_client_private_key"
+                    ),
+                )
             if "mqtt_password" in secrets and self.username is None:
                 yield ("username",), "required with secrets.mqtt_password"
         elif self.profile is PlatformProfile.AZURE_IOT_HUB:
             credentials = [name for name in AZURE_CREDENTIAL_SECRETS if name in secrets]
             if len(credentials) != 1:
-                yield ("secrets", "azure_sas_key"), (
-                    "profile azure_iot_hub needs exactly one of secrets.azure_sas_key, "
-                    f"azure_connection_string, azure_device_keys (got {len(credentials)})")
+                yield (
+                    ("secrets", "azure_sas_key"),
+                    (
+                        "profile azure_iot_hub needs exactly one of secrets.azure_sas_key, "
+                        f"azure_connection_string, azure_device_keys (got {len(credentials)})"
+                    ),
+                )
             policy_name = self.azure.policy_name if self.azure else None
             if policy_name is not None and "azure_sas_key" not in secrets:
-                yield ("azure", "policy_name"), ("only used with secrets.azure_sas_key (a connection string "
-                                                 "carries its own policy name)")
-            if (self.identity_mode is IdentityMode.PER_DEVICE and "azure_sas_key" in secrets
-                    and policy_name is None):
-                yield ("azure", "policy_name"), ("required in per-device mode with secrets.azure_sas_key: one "
-                                                 "device's key cannot sign for other devices, a DeviceConnect "
-                                                 "policy's key can")
+                yield (
+                    ("azure", "policy_name"),
+                    ("only used with secrets.azure_sas_key (a connection string carries its own policy name)"),
+                )
+            if self.identity_mode is IdentityMode.PER_DEVICE and "azure_sas_key" in secrets and policy_name is None:
+                yield (
+                    ("azure", "policy_name"),
+                    (
+                        "required in per-device mode with secrets.azure_sas_key: one "
+                        "device's key cannot sign for other devices, a DeviceConnect "
+                        "policy's key can"
+                    ),
+                )
         elif self.profile is PlatformProfile.AWS_IOT_CORE:
             for name in sorted(PROFILE_SECRETS[self.profile] - secrets):
                 yield ("secrets", name), "profile aws_iot_core needs it (mutual TLS with the thing's certificate)"
@@ -433,6 +455,8 @@ class EnvironmentConfig(_Strict):
 __all__ = [
     "ALLOWED_LOG_RETENTION_DAYS",
     "AZURE_CREDENTIAL_SECRETS",
+    "PROFILE_SECRETS",
+    "PROFILE_SECTIONS",
     "AlarmConfig",
     "AwsIotCoreConfig",
     "AzureIotHubConfig",
@@ -444,8 +468,6 @@ __all__ = [
     "NetworkConfig",
     "PlatformConfig",
     "PlatformProfile",
-    "PROFILE_SECRETS",
-    "PROFILE_SECTIONS",
     "PlatformSecrets",
     "SignalTransport",
     "SourceConfig",

@@ -33,17 +33,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client-secret", default=None, help="OAuth2 client secret (default: --api-key)")
     p.add_argument("--token-ttl-s", type=float, default=3600.0, help="lifetime of issued OAuth2 tokens")
     p.add_argument("--reading-interval-s", type=int, default=60, help="telemetry cadence")
-    p.add_argument("--clock", default="real",
-                   help="`real`, or `<ISO start>[@speed]`, e.g. 2024-06-01T00:00:00Z@60 (speed 0 = frozen)")
+    p.add_argument(
+        "--clock",
+        default="real",
+        help="`real`, or `<ISO start>[@speed]`, e.g. 2024-06-01T00:00:00Z@60 (speed 0 = frozen)",
+    )
     p.add_argument("--error-rate", type=_rate, default=0.0, help="share of API requests answered 503")
     p.add_argument("--timeout-rate", type=_rate, default=0.0, help="share held for --timeout-s before answering")
     p.add_argument("--malformed-rate", type=_rate, default=0.0, help="share answered with broken JSON")
     p.add_argument("--throttle-rate", type=_rate, default=0.0, help="share answered 429 + Retry-After")
     p.add_argument("--retry-after-s", type=int, default=1, help="Retry-After of throttled answers")
     p.add_argument("--timeout-s", type=float, default=30.0, help="how long a timeout fault holds the answer")
-    p.add_argument("--fault-stations", action="append", default=[], metavar="KIND=IDS|COUNT",
-                   help="stations that always fail with KIND (error, timeout, malformed, throttle, bad_reading, "
-                        "not_found, forbidden): a comma list of ids or a count; repeatable")
+    p.add_argument(
+        "--fault-stations",
+        action="append",
+        default=[],
+        metavar="KIND=IDS|COUNT",
+        help="stations that always fail with KIND (error, timeout, malformed, throttle, bad_reading, "
+        "not_found, forbidden): a comma list of ids or a count; repeatable",
+    )
     return p
 
 
@@ -52,16 +60,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.stations < 0 or args.reading_interval_s <= 0:
         print("--stations must be >= 0 and --reading-interval-s > 0", file=sys.stderr)
         return 2
-    config = SimulatorConfig(stations=args.stations, seed=args.seed, api_key=args.api_key, auth=args.auth,
-                             client_id=args.client_id, client_secret=args.client_secret,
-                             token_ttl_s=args.token_ttl_s, reading_interval_s=args.reading_interval_s)
+    config = SimulatorConfig(
+        stations=args.stations,
+        seed=args.seed,
+        api_key=args.api_key,
+        auth=args.auth,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        token_ttl_s=args.token_ttl_s,
+        reading_interval_s=args.reading_interval_s,
+    )
     try:
-        pinned = assign_station_faults(args.fault_stations, [station_id(i) for i in range(1, args.stations + 1)],
-                                       args.seed)
-        settings = FaultSettings(error_rate=args.error_rate, timeout_rate=args.timeout_rate,
-                                 malformed_rate=args.malformed_rate, throttle_rate=args.throttle_rate,
-                                 latency_ms=args.latency_ms, retry_after_s=args.retry_after_s,
-                                 timeout_s=args.timeout_s, stations=pinned)
+        pinned = assign_station_faults(
+            args.fault_stations, [station_id(i) for i in range(1, args.stations + 1)], args.seed
+        )
+        settings = FaultSettings(
+            error_rate=args.error_rate,
+            timeout_rate=args.timeout_rate,
+            malformed_rate=args.malformed_rate,
+            throttle_rate=args.throttle_rate,
+            latency_ms=args.latency_ms,
+            retry_after_s=args.retry_after_s,
+            timeout_s=args.timeout_s,
+            stations=pinned,
+        )
         faults = FaultInjector(settings, seed=args.seed)
         faults.update({})  # validates the rates' sum
         clock = SimClock(args.clock)
@@ -70,10 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     server = make_server(args.host, args.port, SimulatorState(config, clock, faults))
     host, port = server.server_address[:2]
-    print(f"simulator listening on http://{host}:{port} stations={args.stations} auth={args.auth} "
-          f"latency_ms={args.latency_ms} clock={args.clock}", flush=True)
+    print(
+        f"simulator listening on http://{host}:{port} stations={args.stations} auth={args.auth} "
+        f"latency_ms={args.latency_ms} clock={args.clock}",
+        flush=True,
+    )
 
-    def _stop(signum, frame) -> None:  # noqa: ANN001
+    def _stop(signum, frame) -> None:
         # shutdown() blocks until serve_forever returns, so it must not run on the serving thread.
         threading.Thread(target=server.shutdown, daemon=True).start()
 

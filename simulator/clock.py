@@ -54,5 +54,9 @@ class SimClock:
             self._offset_s += when.timestamp() - self.now()
 
     def describe(self) -> dict:
-        return {"spec": self.spec, "now": self.now_dt().isoformat().replace("+00:00", "Z"),
-                "speed": 1.0 if self._real else self._speed, "offset_s": self._offset_s}
+        return {
+            "spec": self.spec,
+            "now": self.now_dt().isoformat().replace("+00:00", "Z"),
+            "speed": 1.0 if self._real else self._speed,
+            "offset_s": self._offset_s,
+        }

@@ -83,8 +83,11 @@ class FaultInjector:
         `burst` = {"kind", "count"}; `clear: true` resets everything except latency first."""
         with self._lock:
             if patch.get("clear"):
-                latency, retry_after, timeout = (self.settings.latency_ms, self.settings.retry_after_s,
-                                                 self.settings.timeout_s)
+                latency, retry_after, timeout = (
+                    self.settings.latency_ms,
+                    self.settings.retry_after_s,
+                    self.settings.timeout_s,
+                )
                 self.settings = FaultSettings(latency_ms=latency, retry_after_s=retry_after, timeout_s=timeout)
             s = self.settings
             for name in ("error_rate", "timeout_rate", "malformed_rate", "throttle_rate", "latency_ms", "timeout_s"):
@@ -113,8 +116,13 @@ class FaultInjector:
     def describe(self) -> dict:
         with self._lock:
             data = asdict(self.settings)
-        data["stations"] = {sid: {"kind": f["kind"].value if isinstance(f["kind"], FaultKind) else f["kind"],
-                                  "remaining": f["remaining"]} for sid, f in data["stations"].items()}
+        data["stations"] = {
+            sid: {
+                "kind": f["kind"].value if isinstance(f["kind"], FaultKind) else f["kind"],
+                "remaining": f["remaining"],
+            }
+            for sid, f in data["stations"].items()
+        }
         if isinstance(data["burst_kind"], FaultKind):
             data["burst_kind"] = data["burst_kind"].value
         return data

@@ -130,14 +130,18 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.state.stats.connection()
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args) -> None:
         pass  # thousands of requests per second: access logs would cost more than the API
 
     # -- plumbing ---------------------------------------------------------------------------------
-    def _send(self, status: int, body: bytes, content_type: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:
-        head = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
-                f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
+    def _send(
+        self, status: int, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None
+    ) -> None:
+        head = [
+            f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
+            f"Content-Type: {content_type}",
+            f"Content-Length: {len(body)}",
+        ]
         for key, value in (headers or {}).items():
             head.append(f"{key}: {value}")
         if self.close_connection:
@@ -153,10 +157,10 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         self._dispatch("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
@@ -249,13 +253,19 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         size = _int_param(query, "page_size", 100, 1, MAX_PAGE_SIZE)
         total = len(state.station_ids)
         total_pages = max(1, -(-total // size))
-        ids = state.station_ids[(page - 1) * size: page * size]
+        ids = state.station_ids[(page - 1) * size : page * size]
         nxt = f"/v1/sites?{urlencode({'page': page + 1, 'page_size': size})}" if page < total_pages else None
-        self._json(200, {
-            "sites": [site(profile(state.config.seed, sid)) for sid in ids],
-            "page": page, "page_size": size, "total": total, "total_pages": total_pages,
-            "links": {"next": nxt},
-        })
+        self._json(
+            200,
+            {
+                "sites": [site(profile(state.config.seed, sid)) for sid in ids],
+                "page": page,
+                "page_size": size,
+                "total": total,
+                "total_pages": total_pages,
+                "links": {"next": nxt},
+            },
+        )
 
     def _telemetry(self, sid: str, query: dict, corrupt: bool) -> None:
         state = self.server.state
@@ -288,15 +298,23 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         next_cursor = None
         if count > take:
             next_cursor = _encode_cursor(first + (take - 1) * interval, until)
-        self._json(200, {
-            "site_id": sid,
-            "interval_s": interval,
-            "until": format_ts(until),
-            "data": data,
-            "next_cursor": next_cursor,
-            "links": {"next": (f"/v1/sites/{sid}/telemetry?{urlencode({'cursor': next_cursor, 'limit': limit})}"
-                               if next_cursor else None)},
-        })
+        self._json(
+            200,
+            {
+                "site_id": sid,
+                "interval_s": interval,
+                "until": format_ts(until),
+                "data": data,
+                "next_cursor": next_cursor,
+                "links": {
+                    "next": (
+                        f"/v1/sites/{sid}/telemetry?{urlencode({'cursor': next_cursor, 'limit': limit})}"
+                        if next_cursor
+                        else None
+                    )
+                },
+            },
+        )
 
     def _token(self) -> None:
         state = self.server.state
@@ -315,8 +333,9 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         if form.get("grant_type") != "client_credentials":
             raise ApiError(400, "unsupported_grant_type")
         expected_secret = cfg.client_secret or cfg.api_key
-        if not (secrets.compare_digest(client_id, cfg.client_id)
-                and secrets.compare_digest(client_secret, expected_secret)):
+        if not (
+            secrets.compare_digest(client_id, cfg.client_id) and secrets.compare_digest(client_secret, expected_secret)
+        ):
             state.stats.auth_failure()
             raise ApiError(401, "invalid_client")
         token = secrets.token_urlsafe(24)
@@ -334,8 +353,12 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self._json(200, {"ok": True, "stations": len(state.station_ids), "now": state.clock.describe()["now"]})
         elif path == "/_stats" and method == "GET":
             wanted = query.get("stations", [""])[0]
-            self._json(200, state.stats.snapshot(set(wanted.split(",")) if wanted else None,
-                                                 with_arrivals=query.get("arrivals", ["0"])[0] == "1"))
+            self._json(
+                200,
+                state.stats.snapshot(
+                    set(wanted.split(",")) if wanted else None, with_arrivals=query.get("arrivals", ["0"])[0] == "1"
+                ),
+            )
         elif path == "/_stats/reset" and method == "POST":
             state.stats.reset()
             self._json(200, {"ok": True})
@@ -372,7 +395,7 @@ class SimulatorServer(ThreadingHTTPServer):
         self.state = state
         super().__init__(address, SimulatorHandler)
 
-    def handle_error(self, request, client_address) -> None:  # noqa: ANN001 - stdlib signature
+    def handle_error(self, request, client_address) -> None:
         pass  # a client that hung up mid-response (timeouts are injected on purpose) is not an error
 
 

@@ -25,8 +25,12 @@ OMEGA_H = TWO_PI / 24.0  # rad per hour: integrals of kW over phase, in kWh
 _MASK64 = (1 << 64) - 1
 
 STATUS_IDLE, STATUS_CHARGING, STATUS_DISCHARGING, STATUS_WARNING = 0, 1, 2, 3
-STATUS_TEXT = {STATUS_IDLE: "idle", STATUS_CHARGING: "charging", STATUS_DISCHARGING: "discharging",
-               STATUS_WARNING: "warning"}
+STATUS_TEXT = {
+    STATUS_IDLE: "idle",
+    STATUS_CHARGING: "charging",
+    STATUS_DISCHARGING: "discharging",
+    STATUS_WARNING: "warning",
+}
 
 
 def station_id(index: int) -> str:
@@ -65,8 +69,28 @@ class StationProfile:
 
 
 _SITE_NAMES = ("Harbour", "Mill", "Ridge", "Depot", "Farm", "Campus", "Quarry", "Works", "Park", "Yard")
-_TOWNS = ("Aachen", "Bilbao", "Cork", "Delft", "Esbjerg", "Faro", "Graz", "Hamar", "Izmir", "Jena",
-          "Kassel", "Lille", "Malmo", "Nantes", "Oulu", "Porto", "Reims", "Split", "Turku", "Uppsala")
+_TOWNS = (
+    "Aachen",
+    "Bilbao",
+    "Cork",
+    "Delft",
+    "Esbjerg",
+    "Faro",
+    "Graz",
+    "Hamar",
+    "Izmir",
+    "Jena",
+    "Kassel",
+    "Lille",
+    "Malmo",
+    "Nantes",
+    "Oulu",
+    "Porto",
+    "Reims",
+    "Split",
+    "Turku",
+    "Uppsala",
+)
 
 
 @lru_cache(maxsize=200_000)
@@ -141,8 +165,11 @@ def reading(p: StationProfile, t: int) -> dict:
     local_s = (t + p.tz_offset_s) % DAY_S
     local_h = local_s / 3600.0
     day_of_year = (t / DAY_S) % 365.25
-    ambient = (p.mean_ambient_c + 8.0 * math.sin(TWO_PI * (day_of_year - 110.0) / 365.25)
-               + 6.0 * math.sin(TWO_PI * (local_h - 9.0) / 24.0))
+    ambient = (
+        p.mean_ambient_c
+        + 8.0 * math.sin(TWO_PI * (day_of_year - 110.0) / 365.25)
+        + 6.0 * math.sin(TWO_PI * (local_h - 9.0) / 24.0)
+    )
     load_frac = abs(power) / pm
     cell_min = 22.0 + 0.25 * (ambient - 22.0) + 4.0 * load_frac + 0.3 * _noise(p.key, t, 2)
     cell_max = cell_min + 1.5 + 2.0 * load_frac + 0.2 * abs(_noise(p.key, t, 3))
@@ -156,7 +183,9 @@ def reading(p: StationProfile, t: int) -> dict:
     sun = math.sin(math.pi * (local_h - 6.0) / 12.0) if 6.0 < local_h < 18.0 else 0.0
     clouds = 0.8 + 0.2 * _noise(p.key, int(t // 3600), 5)
     pv = p.pv_peak_kw * sun * clouds
-    load = p.base_load_kw * (1.0 + 0.8 * math.exp(-(((local_h - 19.0) / 2.0) ** 2))) * (1.0 + 0.05 * _noise(p.key, t, 6))
+    load = (
+        p.base_load_kw * (1.0 + 0.8 * math.exp(-(((local_h - 19.0) / 2.0) ** 2))) * (1.0 + 0.05 * _noise(p.key, t, 6))
+    )
     grid = load + power - pv  # + import, - export
 
     charged_at_start, discharged_at_start = _phase_at_commissioning(p)

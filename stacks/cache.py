@@ -65,9 +65,7 @@ class CacheStack(cdk.Stack):
             allow_all_outbound=False,
         )
         for client in client_security_groups:
-            self.security_group.add_ingress_rule(
-                client, ec2.Port.tcp(port), f"Redis TLS from {client.node.id}"
-            )
+            self.security_group.add_ingress_rule(client, ec2.Port.tcp(port), f"Redis TLS from {client.node.id}")
 
         subnet_group = elasticache.CfnSubnetGroup(
             self,
@@ -75,8 +73,9 @@ class CacheStack(cdk.Stack):
             description=f"c2c-sync {env_name}: isolated subnets",
             subnet_ids=vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids,
         )
-        slow_log = logs.LogGroup(self, "RedisSlowLog", retention=log_retention,
-                                 removal_policy=cdk.RemovalPolicy.DESTROY)
+        slow_log = logs.LogGroup(
+            self, "RedisSlowLog", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY
+        )
 
         self.replication_group = elasticache.CfnReplicationGroup(
             self,
@@ -127,8 +126,16 @@ class CacheStack(cdk.Stack):
         self.endpoint_address = self.replication_group.attr_primary_end_point_address
         self.endpoint_port = self.replication_group.attr_primary_end_point_port
 
-        cdk.CfnOutput(self, "RedisEndpoint", value=self.endpoint_address,
-                      description="Primary endpoint of the Redis replication group (TLS)")
+        cdk.CfnOutput(
+            self,
+            "RedisEndpoint",
+            value=self.endpoint_address,
+            description="Primary endpoint of the Redis replication group (TLS)",
+        )
         cdk.CfnOutput(self, "RedisPort", value=self.endpoint_port, description="Redis port")
-        cdk.CfnOutput(self, "RedisAuthSecretArn", value=self.auth_secret.secret_arn,
-                      description="Secrets Manager secret holding the Redis AUTH token")
+        cdk.CfnOutput(
+            self,
+            "RedisAuthSecretArn",
+            value=self.auth_secret.secret_arn,
+            description="Secrets Manager secret holding the Redis AUTH token",
+        )

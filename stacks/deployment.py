@@ -83,7 +83,8 @@ def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentS
         }
 
     network = NetworkStack(
-        scope, stack_name(config.name, "Network"),
+        scope,
+        stack_name(config.name, "Network"),
         nat_gateways=config.network.nat_gateways,
         log_retention=retention,
         trigger_in_vpc=redis_signals,
@@ -91,7 +92,8 @@ def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentS
         **common("Network", stateful=True),
     )
     messaging = MessagingStack(
-        scope, stack_name(config.name, "Messaging"),
+        scope,
+        stack_name(config.name, "Messaging"),
         env_name=config.name,
         max_cycle_s=config.worker.max_cycle_s,
         removal_policy=removal,
@@ -101,7 +103,8 @@ def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentS
     if network.trigger_security_group is not None:
         clients.append(network.trigger_security_group)
     cache = CacheStack(
-        scope, stack_name(config.name, "Cache"),
+        scope,
+        stack_name(config.name, "Cache"),
         env_name=config.name,
         vpc=network.vpc,
         client_security_groups=clients,
@@ -115,7 +118,8 @@ def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentS
         **common("Cache", stateful=True),
     )
     sync_service = SyncServiceStack(
-        scope, stack_name(config.name, "SyncService"),
+        scope,
+        stack_name(config.name, "SyncService"),
         settings=WorkerSettings(
             env_name=config.name,
             cpu=config.worker.cpu,
@@ -135,11 +139,13 @@ def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentS
         **common("SyncService", stateful=False),
     )
     trigger = TriggerStack(
-        scope, stack_name(config.name, "Trigger"),
+        scope,
+        stack_name(config.name, "Trigger"),
         env_name=config.name,
         schedule_expression=config.schedule,
-        schedule_command=(Command.SYNC_NOW if config.worker.mode is WorkerMode.PER_SIGNAL
-                          else Command.START_SYNC).value,
+        schedule_command=(
+            Command.SYNC_NOW if config.worker.mode is WorkerMode.PER_SIGNAL else Command.START_SYNC
+        ).value,
         retry_attempts=config.trigger.retry_attempts,
         reserved_concurrency=config.trigger.reserved_concurrency,
         log_retention=retention,
@@ -154,11 +160,14 @@ def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentS
             auth_secret=cache.auth_secret,
             vpc=network.vpc,
             security_group=network.trigger_security_group,
-        ) if redis_signals and network.trigger_security_group is not None else None,
+        )
+        if redis_signals and network.trigger_security_group is not None
+        else None,
         **common("Trigger", stateful=False),
     )
     monitoring = MonitoringStack(
-        scope, stack_name(config.name, "Monitoring"),
+        scope,
+        stack_name(config.name, "Monitoring"),
         env_name=config.name,
         settings=AlarmSettings(
             failure_ratio=config.alarms.failure_ratio,
@@ -182,14 +191,28 @@ def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentS
 
 
 _RETENTION_BY_DAYS = {
-    1: logs.RetentionDays.ONE_DAY, 3: logs.RetentionDays.THREE_DAYS, 5: logs.RetentionDays.FIVE_DAYS,
-    7: logs.RetentionDays.ONE_WEEK, 14: logs.RetentionDays.TWO_WEEKS, 30: logs.RetentionDays.ONE_MONTH,
-    60: logs.RetentionDays.TWO_MONTHS, 90: logs.RetentionDays.THREE_MONTHS, 120: logs.RetentionDays.FOUR_MONTHS,
-    150: logs.RetentionDays.FIVE_MONTHS, 180: logs.RetentionDays.SIX_MONTHS, 365: logs.RetentionDays.ONE_YEAR,
-    400: logs.RetentionDays.THIRTEEN_MONTHS, 545: logs.RetentionDays.EIGHTEEN_MONTHS,
-    731: logs.RetentionDays.TWO_YEARS, 1096: logs.RetentionDays.THREE_YEARS, 1827: logs.RetentionDays.FIVE_YEARS,
-    2192: logs.RetentionDays.SIX_YEARS, 2557: logs.RetentionDays.SEVEN_YEARS, 2922: logs.RetentionDays.EIGHT_YEARS,
-    3288: logs.RetentionDays.NINE_YEARS, 3653: logs.RetentionDays.TEN_YEARS,
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS,
+    545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS,
+    1096: logs.RetentionDays.THREE_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    2192: logs.RetentionDays.SIX_YEARS,
+    2557: logs.RetentionDays.SEVEN_YEARS,
+    2922: logs.RetentionDays.EIGHT_YEARS,
+    3288: logs.RetentionDays.NINE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
 }
 
 

@@ -55,9 +55,11 @@ def normalise(name: str) -> str:
 
 def requirement_lines(requirements_file: Path) -> list[str]:
     """The requirement lines of `requirements_file` without comments and blank lines."""
-    return [raw.split("#", 1)[0].strip()
-            for raw in requirements_file.read_text(encoding="utf-8").splitlines()
-            if requirement_name(raw) is not None]
+    return [
+        raw.split("#", 1)[0].strip()
+        for raw in requirements_file.read_text(encoding="utf-8").splitlines()
+        if requirement_name(raw) is not None
+    ]
 
 
 def remove_distributions(target: Path, names: Collection[str]) -> list[str]:
@@ -112,7 +114,7 @@ class LocalPythonBundling:
         self.cache_dir = Path(cache_dir)
         self.exclude_distributions = tuple(sorted({normalise(n) for n in exclude_distributions}))
 
-    def try_bundle(self, output_dir: str, *args: object, **kwargs: object) -> bool:  # noqa: ARG002
+    def try_bundle(self, output_dir: str, *args: object, **kwargs: object) -> bool:
         """Called by the CDK; returning True means "bundled locally, do not start Docker"."""
         out = Path(output_dir)
         package_dir = out / self.package_name
@@ -128,8 +130,15 @@ class LocalPythonBundling:
         return True
 
     def _cache_key(self) -> str:
-        material = "\n".join([self.python_version, self.pip_platform, *sorted(self.requirements),
-                              "exclude:", *self.exclude_distributions])
+        material = "\n".join(
+            [
+                self.python_version,
+                self.pip_platform,
+                *sorted(self.requirements),
+                "exclude:",
+                *self.exclude_distributions,
+            ]
+        )
         return hashlib.sha256(material.encode()).hexdigest()[:32]
 
     def _installed_dependencies(self) -> Path:
@@ -139,10 +148,22 @@ class LocalPythonBundling:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix="pip-", dir=self.cache_dir))
         cmd = [
-            sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-            "--no-compile", "--target", str(staging),
-            "--platform", self.pip_platform, "--implementation", "cp",
-            "--python-version", self.python_version, "--only-binary=:all:",
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-compile",
+            "--target",
+            str(staging),
+            "--platform",
+            self.pip_platform,
+            "--implementation",
+            "cp",
+            "--python-version",
+            self.python_version,
+            "--only-binary=:all:",
             *self.requirements,
         ]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)

@@ -126,9 +126,21 @@ class MessagingStack(cdk.Stack):
         ):
             construct.node.default_child.override_logical_id(logical_id)
 
-        cdk.CfnOutput(self, "StartTopicArn", value=self.start_topic.topic_arn,
-                      description="SNS topic the trigger publishes start signals to")
-        cdk.CfnOutput(self, "StartQueueUrl", value=self.start_queue.queue_url,
-                      description="SQS queue the worker long-polls for start signals")
-        cdk.CfnOutput(self, "DlqUrl", value=self.dead_letter_queue.queue_url,
-                      description="Dead-letter queue of rejected start signals")
+        cdk.CfnOutput(
+            self,
+            "StartTopicArn",
+            value=self.start_topic.topic_arn,
+            description="SNS topic the trigger publishes start signals to",
+        )
+        cdk.CfnOutput(
+            self,
+            "StartQueueUrl",
+            value=self.start_queue.queue_url,
+            description="SQS queue the worker long-polls for start signals",
+        )
+        cdk.CfnOutput(
+            self,
+            "DlqUrl",
+            value=self.dead_letter_queue.queue_url,
+            description="Dead-letter queue of rejected start signals",
+        )

@@ -84,28 +84,33 @@ class MonitoringStack(cdk.Stack):
             """A dead-letter queue's depth and the alarm on its first message (alarm name C2C-<env>-<alarm_id>)."""
             depth = queue.metric_approximate_number_of_messages_visible(period=minute, statistic="Maximum")
             return depth, depth.create_alarm(
-                self, alarm_id,
+                self,
+                alarm_id,
                 alarm_name=f"C2C-{env_name}-{alarm_id}",
                 alarm_description=description,
-                threshold=1, evaluation_periods=1,
+                threshold=1,
+                evaluation_periods=1,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             )
 
         # --- alarms -------------------------------------------------------------------------
         dlq_depth, self.dlq_alarm = not_empty(
-            dead_letter_queue, "DlqNotEmpty",
-            "Start signals were dead-lettered (rejected repeatedly): inspect the DLQ")
+            dead_letter_queue, "DlqNotEmpty", "Start signals were dead-lettered (rejected repeatedly): inspect the DLQ"
+        )
         schedule_dlq_depth, self.schedule_dlq_alarm = not_empty(
-            schedule_dead_letter_queue, "ScheduleDlqNotEmpty",
-            "Scheduled trigger invocations failed after all retries")
+            schedule_dead_letter_queue, "ScheduleDlqNotEmpty", "Scheduled trigger invocations failed after all retries"
+        )
 
         heartbeat_age = metric(WorkerMetric.HEARTBEAT_AGE, "Maximum")
         self.heartbeat_alarm = heartbeat_age.create_alarm(
-            self, "HeartbeatStale",
+            self,
+            "HeartbeatStale",
             alarm_name=heartbeat_alarm_name,
-            alarm_description=(f"Worker heartbeat older than {HEARTBEAT_STALE_AFTER_S}s or missing: the trigger "
-                               "sends a start signal and forces a new deployment"),
+            alarm_description=(
+                f"Worker heartbeat older than {HEARTBEAT_STALE_AFTER_S}s or missing: the trigger "
+                "sends a start signal and forces a new deployment"
+            ),
             threshold=HEARTBEAT_STALE_AFTER_S,
             evaluation_periods=2,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
@@ -125,10 +130,12 @@ class MonitoringStack(cdk.Stack):
             period=ratio_period,
         )
         self.failure_ratio_alarm = failure_ratio.create_alarm(
-            self, "FailureRatio",
+            self,
+            "FailureRatio",
             alarm_name=f"C2C-{env_name}-FailureRatio",
             alarm_description=f"More than {settings.failure_ratio:.0%} of stations failed to sync",
-            threshold=settings.failure_ratio, evaluation_periods=1,
+            threshold=settings.failure_ratio,
+            evaluation_periods=1,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
         )
@@ -143,7 +150,8 @@ class MonitoringStack(cdk.Stack):
         self.running_tasks_alarm: cw.Alarm | None = None
         if settings.desired_count > 0:
             self.running_tasks_alarm = running_tasks.create_alarm(
-                self, "RunningTasksBelowDesired",
+                self,
+                "RunningTasksBelowDesired",
                 alarm_name=f"C2C-{env_name}-RunningTasksBelowDesired",
                 alarm_description=f"Fewer than {settings.desired_count} worker task(s) running",
                 threshold=settings.desired_count,
@@ -154,16 +162,28 @@ class MonitoringStack(cdk.Stack):
 
         lambda_errors = trigger_function.metric_errors(period=cdk.Duration.minutes(5), statistic="Sum")
         self.lambda_errors_alarm = lambda_errors.create_alarm(
-            self, "TriggerErrors",
+            self,
+            "TriggerErrors",
             alarm_name=f"C2C-{env_name}-TriggerErrors",
             alarm_description="The trigger Lambda failed",
-            threshold=settings.lambda_errors, evaluation_periods=1,
+            threshold=settings.lambda_errors,
+            evaluation_periods=1,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
         )
 
-        self.alarms = [a for a in (self.dlq_alarm, self.schedule_dlq_alarm, self.heartbeat_alarm,
-                                   self.failure_ratio_alarm, self.running_tasks_alarm, self.lambda_errors_alarm) if a]
+        self.alarms = [
+            a
+            for a in (
+                self.dlq_alarm,
+                self.schedule_dlq_alarm,
+                self.heartbeat_alarm,
+                self.failure_ratio_alarm,
+                self.running_tasks_alarm,
+                self.lambda_errors_alarm,
+            )
+            if a
+        ]
         for alarm in self.alarms:
             alarm.add_alarm_action(notify)
             alarm.add_ok_action(notify)
@@ -171,34 +191,62 @@ class MonitoringStack(cdk.Stack):
         # --- dashboard ----------------------------------------------------------------------
         five = cdk.Duration.minutes(5)
         self.dashboard = cw.Dashboard(
-            self, "Dashboard",
+            self,
+            "Dashboard",
             dashboard_name=f"C2C-{env_name}",
             default_interval=cdk.Duration.hours(6),
         )
         self.dashboard.add_widgets(
-            cw.GraphWidget(title="Cycle duration (ms)", width=8,
-                           left=[metric(WorkerMetric.CYCLE_DURATION, "Average", five),
-                                 metric(WorkerMetric.CYCLE_DURATION, "p99", five)]),
-            cw.GraphWidget(title="Stations synced / failed", width=8,
-                           left=[metric(WorkerMetric.STATIONS_SYNCED, period=five),
-                                 metric(WorkerMetric.STATIONS_FAILED, period=five)]),
-            cw.GraphWidget(title="Readings published", width=8,
-                           left=[metric(WorkerMetric.READINGS_PUBLISHED, period=five)]),
+            cw.GraphWidget(
+                title="Cycle duration (ms)",
+                width=8,
+                left=[
+                    metric(WorkerMetric.CYCLE_DURATION, "Average", five),
+                    metric(WorkerMetric.CYCLE_DURATION, "p99", five),
+                ],
+            ),
+            cw.GraphWidget(
+                title="Stations synced / failed",
+                width=8,
+                left=[
+                    metric(WorkerMetric.STATIONS_SYNCED, period=five),
+                    metric(WorkerMetric.STATIONS_FAILED, period=five),
+                ],
+            ),
+            cw.GraphWidget(
+                title="Readings published", width=8, left=[metric(WorkerMetric.READINGS_PUBLISHED, period=five)]
+            ),
         )
         self.dashboard.add_widgets(
-            cw.GraphWidget(title="MQTT reconnects", width=8,
-                           left=[metric(WorkerMetric.MQTT_RECONNECTS, period=five),
-                                 metric(WorkerMetric.MQTT_PLANNED_RECONNECTS, period=five)]),
-            cw.GraphWidget(title="Heartbeat age (s)", width=8, left=[heartbeat_age],
-                           left_annotations=[cw.HorizontalAnnotation(value=HEARTBEAT_STALE_AFTER_S, label="stale")]),
+            cw.GraphWidget(
+                title="MQTT reconnects",
+                width=8,
+                left=[
+                    metric(WorkerMetric.MQTT_RECONNECTS, period=five),
+                    metric(WorkerMetric.MQTT_PLANNED_RECONNECTS, period=five),
+                ],
+            ),
+            cw.GraphWidget(
+                title="Heartbeat age (s)",
+                width=8,
+                left=[heartbeat_age],
+                left_annotations=[cw.HorizontalAnnotation(value=HEARTBEAT_STALE_AFTER_S, label="stale")],
+            ),
             cw.GraphWidget(title="Dead-letter queues", width=8, left=[dlq_depth, schedule_dlq_depth]),
         )
         self.dashboard.add_widgets(
-            cw.GraphWidget(title="Trigger Lambda errors / invocations", width=8,
-                           left=[lambda_errors, trigger_function.metric_invocations(period=five)]),
+            cw.GraphWidget(
+                title="Trigger Lambda errors / invocations",
+                width=8,
+                left=[lambda_errors, trigger_function.metric_invocations(period=five)],
+            ),
             cw.GraphWidget(title="Worker running tasks", width=8, left=[running_tasks]),
             cw.AlarmStatusWidget(title="Alarms", width=8, alarms=self.alarms),
         )
 
-        cdk.CfnOutput(self, "DashboardName", value=self.dashboard.dashboard_name,
-                      description="CloudWatch dashboard of this environment")
+        cdk.CfnOutput(
+            self,
+            "DashboardName",
+            value=self.dashboard.dashboard_name,
+            description="CloudWatch dashboard of this environment",
+        )

@@ -45,9 +45,7 @@ class NetworkStack(cdk.Stack):
                 ec2.SubnetConfiguration(name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24),
             ],
         )
-        flow_log_group = logs.LogGroup(
-            self, "FlowLogGroup", retention=log_retention, removal_policy=removal_policy
-        )
+        flow_log_group = logs.LogGroup(self, "FlowLogGroup", retention=log_retention, removal_policy=removal_policy)
         self.vpc.add_flow_log(
             "FlowLog",
             destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_log_group),

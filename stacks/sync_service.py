@@ -75,9 +75,7 @@ class SyncServiceStack(cdk.Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
 
-        self.cluster = ecs.Cluster(
-            self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
-        )
+        self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
         log_group = logs.LogGroup(
             self, "WorkerLogGroup", retention=settings.log_retention, removal_policy=cdk.RemovalPolicy.DESTROY
         )
@@ -191,8 +189,10 @@ class SyncServiceStack(cdk.Stack):
                 "AwsSolutions-IAM5",
                 "Operator-created secrets are referenced by name; their ARN ends in a random 6-character "
                 "suffix unknown at synth, so the grant matches exactly that name followed by -??????",
-                findings=[f"Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:{name}-??????"
-                          for name in settings.named_secrets.values()],
+                findings=[
+                    f"Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:{name}-??????"
+                    for name in settings.named_secrets.values()
+                ],
             )
 
         cdk.CfnOutput(self, "ClusterName", value=self.cluster.cluster_name, description="ECS cluster of the worker")

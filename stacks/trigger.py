@@ -42,8 +42,17 @@ REQUIREMENTS_FILE = FUNCTIONS_DIR / "trigger" / "requirements.txt"
 CODE_PARTS = ("__init__.py", "common", "trigger")
 #: Glob excludes for the asset's source hash: everything but CODE_PARTS (so worker edits do not
 #: change the Lambda's asset) and caches.
-ASSET_EXCLUDES = ["*", "!__init__.py", "!common", "!common/**", "!trigger", "!trigger/**",
-                  "**/__pycache__", "**/*.pyc", "**/tests"]
+ASSET_EXCLUDES = [
+    "*",
+    "!__init__.py",
+    "!common",
+    "!common/**",
+    "!trigger",
+    "!trigger/**",
+    "**/__pycache__",
+    "**/*.pyc",
+    "**/tests",
+]
 
 
 @dataclass(frozen=True)
@@ -245,8 +254,11 @@ class TriggerStack(cdk.Stack):
             role,
             "AwsSolutions-IAM5",
             "X-Ray PutTraceSegments/PutTelemetryRecords (tracing=ACTIVE) support no resource scoping"
-            + ("; Lambda VPC networking (ec2:*NetworkInterface*) cannot be scoped before the ENIs exist"
-               if redis is not None else ""),
+            + (
+                "; Lambda VPC networking (ec2:*NetworkInterface*) cannot be scoped before the ENIs exist"
+                if redis is not None
+                else ""
+            ),
             findings=["Resource::*"],
         )
         acknowledge(
@@ -255,5 +267,9 @@ class TriggerStack(cdk.Stack):
             f"Python {PYTHON_VERSION} on purpose: it matches the worker image and the cp{PYTHON_VERSION.replace('.', '')} "
             "wheels bundled into the Lambda asset; bump them together",
         )
-        cdk.CfnOutput(self, "TriggerFunctionUrl", value=self.function_url.url,
-                      description="HTTPS endpoint of the trigger (IAM/SigV4 auth): POST {\"command\": ...}")
+        cdk.CfnOutput(
+            self,
+            "TriggerFunctionUrl",
+            value=self.function_url.url,
+            description='HTTPS endpoint of the trigger (IAM/SigV4 auth): POST {"command": ...}',
+        )

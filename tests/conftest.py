@@ -13,8 +13,12 @@ from tests.support.simulator import simulator, simulator_factory  # noqa: F401 -
 @pytest.fixture(autouse=True, scope="session")
 def _no_real_aws() -> None:
     # Tests never reach a real AWS account: fake credentials, and every client points at moto.
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }.items():
         os.environ[key] = value
 
 

@@ -25,7 +25,8 @@ def test_mosquitto_round_trip_and_log_counts_connections(mosquitto):
     deadline = time.monotonic() + 5
     while not got and time.monotonic() < deadline:
         time.sleep(0.01)
-    pub.loop_stop(); sub.loop_stop()
+    pub.loop_stop()
+    sub.loop_stop()
     assert got == [b"hello"]
     assert mosquitto.connections_from("smoke-pub") == 1
 

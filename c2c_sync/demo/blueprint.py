@@ -50,22 +50,32 @@ def build(config_env: str, env: str) -> Blueprint:
     config = load_environment(config_env).model_copy(update={"name": env})
     app = cdk.App(analytics_reporting=False)
     name = stack_name(env, "Messaging")
-    MessagingStack(app, name, env_name=env, max_cycle_s=config.worker.max_cycle_s,
-                   removal_policy=cdk.RemovalPolicy.DESTROY)
+    MessagingStack(
+        app, name, env_name=env, max_cycle_s=config.worker.max_cycle_s, removal_policy=cdk.RemovalPolicy.DESTROY
+    )
     template = app.synth().get_stack_by_name(name).template
     # The same rule as stacks.deployment.add_environment's TriggerStack(schedule_command=...).
     command = Command.SYNC_NOW if config.worker.mode is WorkerMode.PER_SIGNAL else Command.START_SYNC
-    return Blueprint(env=env, config_env=config_env, messaging_template=template,
-                     worker_environment=worker_environment(config), schedule_command=command.value,
-                     worker_mode=config.worker.mode.value)
+    return Blueprint(
+        env=env,
+        config_env=config_env,
+        messaging_template=template,
+        worker_environment=worker_environment(config),
+        schedule_command=command.value,
+        worker_mode=config.worker.mode.value,
+    )
 
 
 def start(config_env: str, env: str, log_path: os.PathLike[str]) -> subprocess.Popen:
     """Start the synthesis in a child process; `collect()` waits for it."""
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "c2c_sync.demo.blueprint", "--config-env", config_env,
-                                 "--env", env], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=log,
-                                start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "c2c_sync.demo.blueprint", "--config-env", config_env, "--env", env],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            start_new_session=True,
+        )
 
 
 def collect(proc: subprocess.Popen, log_path: os.PathLike[str], timeout: float = 90.0) -> Blueprint:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,39 +18,59 @@ _DEFAULT = DemoOptions()
 
 def demo_command(
     stations: Annotated[int, typer.Option(min=1, help="Stations the vendor simulator serves.")] = _DEFAULT.stations,
-    cycles: Annotated[int, typer.Option(
-        min=1, help="Cycles started through trigger → SNS → SQS → worker.")] = _DEFAULT.cycles,
-    redis_cycles: Annotated[int, typer.Option(
-        min=0, help="Then cycles through trigger → Redis pub/sub → worker (0: skip that phase).")
+    cycles: Annotated[
+        int, typer.Option(min=1, help="Cycles started through trigger → SNS → SQS → worker.")
+    ] = _DEFAULT.cycles,
+    redis_cycles: Annotated[
+        int, typer.Option(min=0, help="Then cycles through trigger → Redis pub/sub → worker (0: skip that phase).")
     ] = _DEFAULT.redis_cycles,
-    interval: Annotated[float, typer.Option(
-        min=0.1, help="Seconds between scheduled invocations (the EventBridge rate, compressed).")
+    interval: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between scheduled invocations (the EventBridge rate, compressed).")
     ] = _DEFAULT.interval_s,
-    latency_ms: Annotated[float, typer.Option(min=0, help="Vendor API latency added to every request.")
-                          ] = _DEFAULT.latency_ms,
-    error_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of vendor requests answered 503.")
-                          ] = _DEFAULT.error_rate,
-    timeout_rate: Annotated[float, typer.Option(
-        min=0, max=1, help="Share of vendor requests that time out (each holds a station ~10 s).")
+    latency_ms: Annotated[
+        float, typer.Option(min=0, help="Vendor API latency added to every request.")
+    ] = _DEFAULT.latency_ms,
+    error_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of vendor requests answered 503.")
+    ] = _DEFAULT.error_rate,
+    timeout_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of vendor requests that time out (each holds a station ~10 s).")
     ] = _DEFAULT.timeout_rate,
-    throttle_rate: Annotated[float, typer.Option(
-        min=0, max=1, help="Share of vendor requests answered 429 with Retry-After.")] = _DEFAULT.throttle_rate,
-    speed: Annotated[float, typer.Option(
-        min=0.1, help="Simulated seconds per real second: new readings per station and cycle = interval × speed / 60.")
+    throttle_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of vendor requests answered 429 with Retry-After.")
+    ] = _DEFAULT.throttle_rate,
+    speed: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Simulated seconds per real second: new readings per station and cycle = interval × speed / 60.",
+        ),
     ] = _DEFAULT.speed,
-    config_env: Annotated[str, typer.Option(
-        help="config/<name>.yaml the deployed values come from (worker mode, max cycle, schedule command).")
+    config_env: Annotated[
+        str,
+        typer.Option(
+            help="config/<name>.yaml the deployed values come from (worker mode, max cycle, schedule command)."
+        ),
     ] = _DEFAULT.config_env,
-    mqtt_url: Annotated[Optional[str], typer.Option(
-        envvar="MQTT_URL", help="Use this MQTT broker instead of starting mosquitto (mqtt:// or mqtts://).")] = None,
-    redis_url: Annotated[Optional[str], typer.Option(
-        envvar="REDIS_URL", help="Use this Redis instead of starting redis-server (redis:// or rediss://).")] = None,
-    mqtt_username: Annotated[Optional[str], typer.Option(envvar="MQTT_USERNAME", help="For an external broker.")
-                             ] = None,
+    mqtt_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MQTT_URL", help="Use this MQTT broker instead of starting mosquitto (mqtt:// or mqtts://)."
+        ),
+    ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="REDIS_URL", help="Use this Redis instead of starting redis-server (redis:// or rediss://)."
+        ),
+    ] = None,
+    mqtt_username: Annotated[str | None, typer.Option(envvar="MQTT_USERNAME", help="For an external broker.")] = None,
     keep_logs: Annotated[bool, typer.Option(help="Keep the run's log directory even when it succeeds.")] = False,
-    workdir: Annotated[Optional[Path], typer.Option(help="Directory for logs and service files (kept).")] = None,
-    drop_first_reading_of: Annotated[Optional[str], typer.Option(
-        hidden=True, help="TEST ONLY: the subscriber ignores the first reading of this station.")] = None,
+    workdir: Annotated[Path | None, typer.Option(help="Directory for logs and service files (kept).")] = None,
+    drop_first_reading_of: Annotated[
+        str | None,
+        typer.Option(hidden=True, help="TEST ONLY: the subscriber ignores the first reading of this station."),
+    ] = None,
 ) -> None:
     """Run the whole system locally: trigger → SNS → SQS (and Redis pub/sub) → worker → MQTT.
 
@@ -60,12 +80,25 @@ def demo_command(
     Exit 0: no reading lost; 1: a reading was lost; 3: the demo could not run to its end.
     """
     options = DemoOptions(
-        stations=stations, cycles=cycles, redis_cycles=redis_cycles, interval_s=interval, latency_ms=latency_ms,
-        error_rate=error_rate, timeout_rate=timeout_rate, throttle_rate=throttle_rate, speed=speed,
-        config_env=config_env, mqtt_url=mqtt_url, redis_url=redis_url, mqtt_username=mqtt_username,
+        stations=stations,
+        cycles=cycles,
+        redis_cycles=redis_cycles,
+        interval_s=interval,
+        latency_ms=latency_ms,
+        error_rate=error_rate,
+        timeout_rate=timeout_rate,
+        throttle_rate=throttle_rate,
+        speed=speed,
+        config_env=config_env,
+        mqtt_url=mqtt_url,
+        redis_url=redis_url,
+        mqtt_username=mqtt_username,
         # From the environment only: a --flag would show the password in the process list.
-        mqtt_password=os.environ.get("MQTT_PASSWORD") or None, keep_logs=keep_logs, workdir=workdir,
-        drop_first_reading_of=drop_first_reading_of)
+        mqtt_password=os.environ.get("MQTT_PASSWORD") or None,
+        keep_logs=keep_logs,
+        workdir=workdir,
+        drop_first_reading_of=drop_first_reading_of,
+    )
     try:
         result = run_demo(options)
     except DemoUsageError as exc:

@@ -21,8 +21,7 @@ class DemoDisplay:
             TextColumn("{task.description}"),
             BarColumn(bar_width=28),
             MofNCompleteColumn(),
-            TextColumn("stations  [red]{task.fields[failed]}[/] failed  "
-                       "[cyan]{task.fields[readings]}[/] readings"),
+            TextColumn("stations  [red]{task.fields[failed]}[/] failed  [cyan]{task.fields[readings]}[/] readings"),
             TimeElapsedColumn(),
             console=self.console,
             transient=False,
@@ -31,7 +30,7 @@ class DemoDisplay:
         )
         self._tasks: dict[int, TaskID] = {}
 
-    def __enter__(self) -> "DemoDisplay":
+    def __enter__(self) -> DemoDisplay:
         if self.console.is_terminal:
             self.progress.start()
         return self
@@ -52,20 +51,23 @@ class DemoDisplay:
         self.console.print(f"[yellow]![/] {text}")
 
     def cycle_started(self, number: int, via: str, stations: int) -> None:
-        self._tasks[number] = self.progress.add_task(f"cycle {number} [dim]via {via:<5}[/]", total=stations,
-                                                     failed=0, readings=0)
+        self._tasks[number] = self.progress.add_task(
+            f"cycle {number} [dim]via {via:<5}[/]", total=stations, failed=0, readings=0
+        )
 
     def cycle_progress(self, number: int, stations_done: int, readings_received: int) -> None:
         self.progress.update(self._tasks[number], completed=stations_done, readings=readings_received)
 
     def cycle_finished(self, number: int, record: CycleRecord, readings_received: int) -> None:
         task = self._tasks[number]
-        self.progress.update(task, completed=record.stations_synced, failed=record.stations_failed,
-                             readings=readings_received)
+        self.progress.update(
+            task, completed=record.stations_synced, failed=record.stations_failed, readings=readings_received
+        )
         self.progress.stop_task(task)
         if not self.console.is_terminal:
             errors = ", ".join(f"{k} {v}" for k, v in sorted(record.errors_by_class.items())) or "none"
             self.console.print(
                 f"cycle {number}: {record.stations_synced}/{record.stations_total} stations synced, "
                 f"{record.stations_failed} failed (errors: {errors}), {record.readings_published} readings "
-                f"published, {readings_received} received, {record.duration_ms / 1000:.1f} s")
+                f"published, {readings_received} received, {record.duration_ms / 1000:.1f} s"
+            )

@@ -50,9 +50,11 @@ class Reconciliation:
         return not self.lost
 
 
-def reconcile(baseline: datetime, final_cursors: dict[str, datetime], received: set[str],
-              interval_s: int) -> Reconciliation:
+def reconcile(
+    baseline: datetime, final_cursors: dict[str, datetime], received: set[str], interval_s: int
+) -> Reconciliation:
     expected = expected_ids(baseline, final_cursors, interval_s)
     lost = sorted(expected - received)
-    return Reconciliation(expected=len(expected), received_distinct=len(received), lost=lost,
-                          beyond_cursor=len(received - expected))
+    return Reconciliation(
+        expected=len(expected), received_distinct=len(received), lost=lost, beyond_cursor=len(received - expected)
+    )

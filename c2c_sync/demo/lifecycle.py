@@ -11,7 +11,7 @@ from __future__ import annotations
 import atexit
 import signal
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 
 class Interrupted(BaseException):
@@ -36,7 +36,7 @@ class Teardown:
         with self._lock:
             self._actions.append((name, action))
 
-    def install(self) -> "Teardown":
+    def install(self) -> Teardown:
         atexit.register(self.close)
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -54,7 +54,7 @@ class Teardown:
                 name, action = self._actions.pop()
             try:
                 action()
-            except BaseException as exc:  # noqa: BLE001 - keep stopping the rest
+            except BaseException as exc:
                 self.failures.append(f"{name}: {exc!r}")
                 self._report(f"stopping {name} failed: {exc!r}")
         for signum, handler in self._previous.items():

@@ -18,10 +18,11 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -183,8 +184,10 @@ def _run(ctx: _Context, result: DemoResult) -> None:
     blueprint = blueprints.collect(synth, synth_log)
     moto_client = _moto_clients(ctx)
     messaging = topology.deploy(blueprint.messaging_template, moto_client, f"c2c-{ctx.env}")
-    display.step(f"messaging stack C2C-{ctx.env}-Messaging from its synthesized template (config "
-                 f"{opts.config_env}, worker mode {blueprint.worker_mode})")
+    display.step(
+        f"messaging stack C2C-{ctx.env}-Messaging from its synthesized template (config "
+        f"{opts.config_env}, worker mode {blueprint.worker_mode})"
+    )
     display.note(messaging.describe())
 
     ctx.stations = _list_stations(ctx)
@@ -194,16 +197,27 @@ def _run(ctx: _Context, result: DemoResult) -> None:
     result.identities = _identities(ctx)
 
     topic = subscription_topic(_topic_template(), ctx.env)
-    ctx.subscriber = Subscriber(ctx.mqtt_url, topic, f"c2c-demo-subscriber-{ctx.env}", username=opts.mqtt_username,
-                                password=opts.mqtt_password, drop_first_of=opts.drop_first_reading_of).start()
+    ctx.subscriber = Subscriber(
+        ctx.mqtt_url,
+        topic,
+        f"c2c-demo-subscriber-{ctx.env}",
+        username=opts.mqtt_username,
+        password=opts.mqtt_password,
+        drop_first_of=opts.drop_first_reading_of,
+    ).start()
     ctx.teardown.push("subscriber", ctx.subscriber.stop)
     display.step(f"independent subscriber on {topic}")
     if opts.drop_first_reading_of:
         display.warn(f"TEST ONLY: the subscriber will ignore the first reading of {opts.drop_first_reading_of}")
 
     trigger_log = ctx.workdir / "trigger.log"
-    with LocalTrigger(env=ctx.env, topic_arn=messaging.topic_arn, schedule_command=blueprint.schedule_command,
-                      aws_endpoint=ctx.moto.url, log_path=trigger_log) as trigger:
+    with LocalTrigger(
+        env=ctx.env,
+        topic_arn=messaging.topic_arn,
+        schedule_command=blueprint.schedule_command,
+        aws_endpoint=ctx.moto.url,
+        log_path=trigger_log,
+    ) as trigger:
         display.phase("trigger → SNS → SQS → worker → MQTT")
         _start_worker(ctx, result, signal_url=messaging.queue_url, name="worker-sqs")
         _run_cycles(ctx, result, opts.cycles, "SQS", trigger.fire_schedule, first_number=1)
@@ -217,16 +231,22 @@ def _run(ctx: _Context, result: DemoResult) -> None:
             trigger.configure(_redis_publish_target(ctx, moto_client))
             subscribers_before = _channel_subscribers(ctx)
             _start_worker(ctx, result, signal_url="redis", name="worker-redis")
-            _wait(lambda: _channel_subscribers(ctx) > subscribers_before, 30, ctx,
-                  "the worker's subscription to the Redis signal channel")
-            _run_cycles(ctx, result, opts.redis_cycles, "Redis", trigger.fire_schedule,
-                        first_number=len(result.cycles) + 1)
+            _wait(
+                lambda: _channel_subscribers(ctx) > subscribers_before,
+                30,
+                ctx,
+                "the worker's subscription to the Redis signal channel",
+            )
+            _run_cycles(
+                ctx, result, opts.redis_cycles, "Redis", trigger.fire_schedule, first_number=len(result.cycles) + 1
+            )
             _stop_worker(ctx)
 
     _reconcile(ctx, result)
 
 
 # -- services ----------------------------------------------------------------------------------
+
 
 def _start_services(ctx: _Context) -> None:
     opts, display, teardown = ctx.options, ctx.display, ctx.teardown
@@ -253,26 +273,38 @@ def _start_services(ctx: _Context) -> None:
     ctx.moto = MotoProcess(ctx.workdir / "moto", die_with_parent=True).start()
     teardown.push("moto server", ctx.moto.stop)
     display.step(f"moto server (SNS, SQS, KMS) on {ctx.moto.url}")
-    start = (datetime.now(timezone.utc) - BASELINE_AGE).replace(second=0, microsecond=0)
+    start = (datetime.now(UTC) - BASELINE_AGE).replace(second=0, microsecond=0)
     ctx.baseline = start
     ctx.simulator = SimulatorService(
-        workdir=ctx.workdir / "simulator", stations=opts.stations, api_key=SIMULATOR_API_KEY,
-        clock=f"{start.strftime('%Y-%m-%dT%H:%M:%SZ')}@{opts.speed:g}", latency_ms=opts.latency_ms,
-        error_rate=opts.error_rate, timeout_rate=opts.timeout_rate, throttle_rate=opts.throttle_rate,
-        timeout_s=SIMULATED_TIMEOUT_S, die_with_parent=True).start()
+        workdir=ctx.workdir / "simulator",
+        stations=opts.stations,
+        api_key=SIMULATOR_API_KEY,
+        clock=f"{start.strftime('%Y-%m-%dT%H:%M:%SZ')}@{opts.speed:g}",
+        latency_ms=opts.latency_ms,
+        error_rate=opts.error_rate,
+        timeout_rate=opts.timeout_rate,
+        throttle_rate=opts.throttle_rate,
+        timeout_s=SIMULATED_TIMEOUT_S,
+        die_with_parent=True,
+    ).start()
     teardown.push("vendor simulator", ctx.simulator.stop)
-    display.step(f"vendor simulator on {ctx.simulator.url}: {opts.stations} stations, latency {opts.latency_ms:g} ms, "
-                 f"faults error {opts.error_rate:g} / timeout {opts.timeout_rate:g} / throttle {opts.throttle_rate:g}, "
-                 f"clock ×{opts.speed:g}")
+    display.step(
+        f"vendor simulator on {ctx.simulator.url}: {opts.stations} stations, latency {opts.latency_ms:g} ms, "
+        f"faults error {opts.error_rate:g} / timeout {opts.timeout_rate:g} / throttle {opts.throttle_rate:g}, "
+        f"clock ×{opts.speed:g}"
+    )
 
 
 def _connect_state(ctx: _Context) -> None:
-    ctx.state = redis.Redis.from_url(ctx.redis_url, password=ctx.redis_password, decode_responses=True,
-                                     socket_timeout=5, socket_connect_timeout=5)
+    ctx.state = redis.Redis.from_url(
+        ctx.redis_url, password=ctx.redis_password, decode_responses=True, socket_timeout=5, socket_connect_timeout=5
+    )
     ctx.keys = StateKeys.for_env(ctx.env)
     keys = ctx.keys
-    ctx.teardown.push("demo keys in Redis", lambda: ctx.state.delete(
-        keys.cursors, keys.history, keys.heartbeat, keys.lease, keys.fencing_counter))
+    ctx.teardown.push(
+        "demo keys in Redis",
+        lambda: ctx.state.delete(keys.cursors, keys.history, keys.heartbeat, keys.lease, keys.fencing_counter),
+    )
     ctx.state.ping()
 
 
@@ -281,8 +313,13 @@ def _moto_clients(ctx: _Context) -> Callable[[str], object]:
 
     def client(service: str):
         if service not in cache:
-            cache[service] = boto3.client(service, endpoint_url=ctx.moto.url, region_name=topology.REGION,
-                                          aws_access_key_id="demo", aws_secret_access_key="demo")
+            cache[service] = boto3.client(
+                service,
+                endpoint_url=ctx.moto.url,
+                region_name=topology.REGION,
+                aws_access_key_id="demo",
+                aws_secret_access_key="demo",
+            )
         return cache[service]
 
     return client
@@ -322,17 +359,22 @@ def _worker_environment(ctx: _Context, deployed: dict[str, str]) -> dict[str, st
     opts = ctx.options
     env = dict(deployed)
     env.pop("C2C_MQTT_USERNAME", None)  # the deployed identity's username means nothing to a local broker
-    env.update({
-        "C2C_ENV": ctx.env,
-        "C2C_MQTT_URL": ctx.mqtt_url,
-        "C2C_MQTT_CLIENT_ID": f"c2c-sync-{ctx.env}",
-        "C2C_SOURCE_URL": ctx.simulator.url,
-        "C2C_SOURCE_API_KEY": SIMULATOR_API_KEY,
-        "C2C_REDIS_URL": ctx.redis_url,
-        "C2C_STATUS_FILE": str(ctx.workdir / "worker-status.json"),
-        "AWS_REGION": topology.REGION, "AWS_DEFAULT_REGION": topology.REGION,
-        "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo", "AWS_ENDPOINT_URL": ctx.moto.url,
-    })
+    env.update(
+        {
+            "C2C_ENV": ctx.env,
+            "C2C_MQTT_URL": ctx.mqtt_url,
+            "C2C_MQTT_CLIENT_ID": f"c2c-sync-{ctx.env}",
+            "C2C_SOURCE_URL": ctx.simulator.url,
+            "C2C_SOURCE_API_KEY": SIMULATOR_API_KEY,
+            "C2C_REDIS_URL": ctx.redis_url,
+            "C2C_STATUS_FILE": str(ctx.workdir / "worker-status.json"),
+            "AWS_REGION": topology.REGION,
+            "AWS_DEFAULT_REGION": topology.REGION,
+            "AWS_ACCESS_KEY_ID": "demo",
+            "AWS_SECRET_ACCESS_KEY": "demo",
+            "AWS_ENDPOINT_URL": ctx.moto.url,
+        }
+    )
     if ctx.redis_password:
         env["C2C_REDIS_PASSWORD"] = ctx.redis_password
     if opts.mqtt_username:
@@ -351,9 +393,13 @@ def _identities(ctx: _Context) -> int:
     from functions.sync_worker.settings import WorkerSettings
 
     env = ctx.worker_env
-    settings = WorkerSettings(env=ctx.env, mqtt_url=ctx.mqtt_url, mqtt_client_id=env["C2C_MQTT_CLIENT_ID"],
-                              platform_profile=env.get("C2C_PLATFORM_PROFILE", "generic"),
-                              mqtt_insecure=env.get("C2C_MQTT_INSECURE") == "true")
+    settings = WorkerSettings(
+        env=ctx.env,
+        mqtt_url=ctx.mqtt_url,
+        mqtt_client_id=env["C2C_MQTT_CLIENT_ID"],
+        platform_profile=env.get("C2C_PLATFORM_PROFILE", "generic"),
+        mqtt_insecure=env.get("C2C_MQTT_INSECURE") == "true",
+    )
     profile = build_profile(settings)
     return len({profile.identity_for(s) for s in ctx.stations})
 
@@ -364,9 +410,14 @@ def _redis_publish_target(ctx: _Context, moto_client: Callable[[str], object]) -
     secret_arn = None
     if ctx.redis_password:
         secret_arn = moto_client("secretsmanager").create_secret(
-            Name=f"c2c-sync/{ctx.env}/redis-auth", SecretString=ctx.redis_password)["ARN"]
-    return RedisPublishTarget(host=parts.hostname or "127.0.0.1", port=parts.port or 6379,
-                              tls=parts.scheme == "rediss", auth_secret_arn=secret_arn)
+            Name=f"c2c-sync/{ctx.env}/redis-auth", SecretString=ctx.redis_password
+        )["ARN"]
+    return RedisPublishTarget(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 6379,
+        tls=parts.scheme == "rediss",
+        auth_secret_arn=secret_arn,
+    )
 
 
 def _channel_subscribers(ctx: _Context) -> int:
@@ -374,12 +425,14 @@ def _channel_subscribers(ctx: _Context) -> int:
 
 
 def _queue_depth(sqs, url: str) -> int:
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
-        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
     return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
 
 # -- the worker --------------------------------------------------------------------------------
+
 
 def _start_worker(ctx: _Context, result: DemoResult, *, signal_url: str, name: str) -> None:
     env = dict(ctx.worker_env, C2C_SIGNAL_URL=signal_url)
@@ -394,8 +447,10 @@ def _start_worker(ctx: _Context, result: DemoResult, *, signal_url: str, name: s
 
     _wait(connected, 60, ctx, "the worker's first heartbeat with MQTT connected")
     transport = "SQS long-poll" if signal_url != "redis" else "Redis pub/sub"
-    ctx.display.step(f"worker process pid {worker.proc.pid}: `python -m functions.sync_worker run`, "
-                     f"signals from {transport}, MQTT client id {env['C2C_MQTT_CLIENT_ID']}")
+    ctx.display.step(
+        f"worker process pid {worker.proc.pid}: `python -m functions.sync_worker run`, "
+        f"signals from {transport}, MQTT client id {env['C2C_MQTT_CLIENT_ID']}"
+    )
 
 
 def _stop_worker(ctx: _Context) -> None:
@@ -415,8 +470,12 @@ _T = TypeVar("_T")
 def _poll(probe: Callable[[], _T], done: Callable[[_T], bool], timeout: float, interval: float) -> _T:
     """Call `probe` every `interval` s until `done(result)` or `timeout` s have passed; the last result
     either way. An exception from `probe` (a worker that died) ends the polling at once."""
-    return Retrying(retry=retry_if_result(lambda result: not done(result)), stop=stop_after_delay(timeout),
-                    wait=wait_fixed(interval), retry_error_callback=lambda state: state.outcome.result())(probe)
+    return Retrying(
+        retry=retry_if_result(lambda result: not done(result)),
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(interval),
+        retry_error_callback=lambda state: state.outcome.result(),
+    )(probe)
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, ctx: _Context, what: str) -> None:
@@ -433,14 +492,15 @@ def _wait(predicate: Callable[[], bool], timeout: float, ctx: _Context, what: st
 def _check_worker(ctx: _Context) -> None:
     worker = ctx.worker
     if worker is not None and worker.exit_code is not None:
-        raise DemoFailed(f"the worker exited with code {worker.exit_code}; log {worker.log_path}:\n"
-                         f"{worker.log_tail()}")
+        raise DemoFailed(f"the worker exited with code {worker.exit_code}; log {worker.log_path}:\n{worker.log_tail()}")
 
 
 # -- cycles --------------------------------------------------------------------------------------
 
-def _run_cycles(ctx: _Context, result: DemoResult, count: int, via: str, fire: Callable[[], str], *,
-                first_number: int) -> None:
+
+def _run_cycles(
+    ctx: _Context, result: DemoResult, count: int, via: str, fire: Callable[[], str], *, first_number: int
+) -> None:
     """Fire a scheduled invocation every `interval_s` (or as soon as the previous cycle ended, if later)."""
     phase_start = time.monotonic()
     for i in range(count):
@@ -469,8 +529,10 @@ def _run_cycle(ctx: _Context, number: int, via: str, fire: Callable[[], str]) ->
 
     record = _poll(finished, lambda found: found is not None, ctx.options.cycle_timeout_s, 0.2)
     if record is None:
-        raise DemoFailed(f"cycle {number} (signal {signal_id}) did not finish within "
-                         f"{ctx.options.cycle_timeout_s:g} s; worker log {ctx.worker.log_path}")
+        raise DemoFailed(
+            f"cycle {number} (signal {signal_id}) did not finish within "
+            f"{ctx.options.cycle_timeout_s:g} s; worker log {ctx.worker.log_path}"
+        )
     # PUBACKs came before the record; deliveries to the subscriber may trail them by a moment.
     _poll(sub.total, lambda total: total - received_before >= record.readings_published, 2.0, 0.05)
     received = sub.total() - received_before
@@ -488,13 +550,18 @@ def _finished_record(ctx: _Context, signal_id: str) -> CycleRecord | None:
 
 # -- verdict ---------------------------------------------------------------------------------------
 
+
 def _reconcile(ctx: _Context, result: DemoResult) -> None:
     from functions.sync_worker.store import parse_cursor
 
     final = {s: parse_cursor(v) for s, v in ctx.state.hgetall(ctx.keys.cursors).items()}
     sub = ctx.subscriber
-    rec = _poll(lambda: reconcile(ctx.baseline, final, sub.received_ids(), READING_INTERVAL_S),
-                lambda reconciled: reconciled.ok, 5.0, 0.2)
+    rec = _poll(
+        lambda: reconcile(ctx.baseline, final, sub.received_ids(), READING_INTERVAL_S),
+        lambda reconciled: reconciled.ok,
+        5.0,
+        0.2,
+    )
     result.reconciliation = rec
     result.received_total = sub.total()
     result.duplicates = sub.duplicates()

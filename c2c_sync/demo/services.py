@@ -24,9 +24,10 @@ import tempfile
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, ClassVar, Self
+from typing import IO, Any, ClassVar, Self
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
@@ -51,8 +52,12 @@ def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> 
     def give_up(state: RetryCallState) -> None:
         raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
 
-    Retrying(retry=retry_if_exception_type(OSError), stop=stop_after_delay(timeout), wait=wait_fixed(0.02),
-             retry_error_callback=give_up)(connect)
+    Retrying(
+        retry=retry_if_exception_type(OSError),
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(0.02),
+        retry_error_callback=give_up,
+    )(connect)
 
 
 def require_binary(name: str) -> str:
@@ -72,8 +77,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def spawn(args: list[str], *, die_with_parent: bool = False, stdout: IO[Any] | int | None = subprocess.DEVNULL,
-          **kwargs: Any) -> subprocess.Popen:
+def spawn(
+    args: list[str], *, die_with_parent: bool = False, stdout: IO[Any] | int | None = subprocess.DEVNULL, **kwargs: Any
+) -> subprocess.Popen:
     """Popen with the options every service shares. With `die_with_parent` the child also gets its own
     session, so a Ctrl-C in the terminal reaches only the parent, which then stops children in order."""
     if die_with_parent:
@@ -107,9 +113,20 @@ class RedisServer:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisServer":
-        args = [require_binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+    def start(self) -> RedisServer:
+        args = [
+            require_binary("redis-server"),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+        ]
         if self.password:
             args += ["--requirepass", self.password]
         self.proc = spawn(args, die_with_parent=self.die_with_parent)
@@ -139,7 +156,7 @@ class MosquittoBroker:
     def log_path(self) -> Path:
         return self.workdir / "mosquitto.log"
 
-    def start(self) -> "MosquittoBroker":
+    def start(self) -> MosquittoBroker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
@@ -215,8 +232,13 @@ class HttpChildProcess(ABC):
             self._log = open(self.workdir / f"{stem}.log", "ab")
         try:
             self.proc = spawn(self.args(), stdout=self._log, die_with_parent=self.die_with_parent, cwd=REPO_ROOT)
-            _wait_ready(self.proc, lambda: urllib.request.urlopen(self.url + self.READY_PATH, timeout=1).read(),
-                        timeout, self.NAME, Path(self._log.name))
+            _wait_ready(
+                self.proc,
+                lambda: urllib.request.urlopen(self.url + self.READY_PATH, timeout=1).read(),
+                timeout,
+                self.NAME,
+                Path(self._log.name),
+            )
         except BaseException:
             self.stop()
             raise
@@ -283,13 +305,43 @@ class SimulatorService(HttpChildProcess):
     extra_args: list[str] = field(default_factory=list)
 
     def args(self) -> list[str]:
-        args = [sys.executable, "-m", "simulator", "--port", str(self.port), "--stations", str(self.stations),
-                "--latency-ms", str(self.latency_ms), "--seed", str(self.seed), "--api-key", self.api_key,
-                "--auth", self.auth, "--clock", self.clock, "--reading-interval-s", str(self.reading_interval_s),
-                "--error-rate", str(self.error_rate), "--timeout-rate", str(self.timeout_rate),
-                "--malformed-rate", str(self.malformed_rate), "--throttle-rate", str(self.throttle_rate),
-                "--retry-after-s", str(self.retry_after_s), "--timeout-s", str(self.timeout_s),
-                "--token-ttl-s", str(self.token_ttl_s), "--client-id", self.client_id]
+        args = [
+            sys.executable,
+            "-m",
+            "simulator",
+            "--port",
+            str(self.port),
+            "--stations",
+            str(self.stations),
+            "--latency-ms",
+            str(self.latency_ms),
+            "--seed",
+            str(self.seed),
+            "--api-key",
+            self.api_key,
+            "--auth",
+            self.auth,
+            "--clock",
+            self.clock,
+            "--reading-interval-s",
+            str(self.reading_interval_s),
+            "--error-rate",
+            str(self.error_rate),
+            "--timeout-rate",
+            str(self.timeout_rate),
+            "--malformed-rate",
+            str(self.malformed_rate),
+            "--throttle-rate",
+            str(self.throttle_rate),
+            "--retry-after-s",
+            str(self.retry_after_s),
+            "--timeout-s",
+            str(self.timeout_s),
+            "--token-ttl-s",
+            str(self.token_ttl_s),
+            "--client-id",
+            self.client_id,
+        ]
         for spec in self.fault_stations:
             args += ["--fault-stations", spec]
         return args + self.extra_args
@@ -300,8 +352,9 @@ class SimulatorService(HttpChildProcess):
     # -- admin API --------------------------------------------------------------------------------
     def admin(self, method: str, path: str, payload: dict | None = None) -> Any:
         data = json.dumps(payload).encode() if payload is not None else (b"" if method == "POST" else None)
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=5) as resp:
             return json.loads(resp.read())
 
@@ -357,5 +410,9 @@ def _wait_ready(proc: subprocess.Popen, probe: Callable[[], object], timeout: fl
         terminate(proc)
         raise TimeoutError(f"{what} not ready after {timeout}s (log: {log})")
 
-    Retrying(retry=retry_if_exception_type(OSError), stop=stop_after_delay(timeout), wait=wait_fixed(0.05),
-             retry_error_callback=give_up)(attempt)
+    Retrying(
+        retry=retry_if_exception_type(OSError),
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(0.05),
+        retry_error_callback=give_up,
+    )(attempt)

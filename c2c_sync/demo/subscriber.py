@@ -21,8 +21,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 
 class Subscriber:
-    def __init__(self, broker_url: str, topic: str, client_id: str, *, username: str | None = None,
-                 password: str | None = None, drop_first_of: str | None = None) -> None:
+    def __init__(
+        self,
+        broker_url: str,
+        topic: str,
+        client_id: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        drop_first_of: str | None = None,
+    ) -> None:
         parts = urlsplit(broker_url)
         self.host = parts.hostname or "127.0.0.1"
         self.tls = parts.scheme == "mqtts"
@@ -36,8 +44,9 @@ class Subscriber:
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         # A persistent session: if this connection blips, the broker keeps the QoS 1 messages for us.
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
-                                  protocol=mqtt.MQTTv311)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, protocol=mqtt.MQTTv311
+        )
         if username:
             self.client.username_pw_set(username, password)
         if self.tls:
@@ -46,7 +55,7 @@ class Subscriber:
         self.client.on_subscribe = lambda *args: self._subscribed.set()
         self.client.on_message = self._on_message
 
-    def start(self, timeout: float = 10.0) -> "Subscriber":
+    def start(self, timeout: float = 10.0) -> Subscriber:
         self.client.connect(self.host, self.port, keepalive=30)
         self.client.loop_start()
         if not self._subscribed.wait(timeout):
@@ -58,8 +67,9 @@ class Subscriber:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason_code: object,
-                    properties: object) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason_code: object, properties: object
+    ) -> None:
         client.subscribe(self.topic, qos=1)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:

@@ -80,30 +80,48 @@ def summary_table(result: DemoResult) -> Table:
     table.add_row("cycles", str(len(result.cycles)), ", ".join(f"{n} via {v}" for v, n in by_via.items()) or "-")
     synced = sum(c.record.stations_synced for c in result.cycles)
     failed = sum(c.record.stations_failed for c in result.cycles)
-    table.add_row("stations", str(result.stations),
-                  f"station-cycles: {synced} synced, {failed} failed (retried next cycle)")
+    table.add_row(
+        "stations", str(result.stations), f"station-cycles: {synced} synced, {failed} failed (retried next cycle)"
+    )
     table.add_row("readings published", str(result.published), "worker run history (PUBACKed)")
     table.add_row("readings received", str(result.received_total), "independent MQTT subscriber")
     table.add_row("duplicates", str(result.duplicates), "same message id received again")
     rec = result.reconciliation
     if rec is not None:
         lost_style = "bold red" if rec.lost else "green"
-        table.add_row("readings lost", f"[{lost_style}]{len(rec.lost)}[/]",
-                      f"{rec.expected} expected up to the final cursors, {rec.received_distinct} distinct received")
-    connections = (str(result.broker_connections) if result.broker_connections is not None
-                   else f"{result.worker_reported_connections}*")
-    source = (f"broker log, client id {result.client_id}; {result.worker_starts} worker process start(s)"
-              if result.broker_connections is not None
-              else "* worker-reported (external broker: no log to read)")
+        table.add_row(
+            "readings lost",
+            f"[{lost_style}]{len(rec.lost)}[/]",
+            f"{rec.expected} expected up to the final cursors, {rec.received_distinct} distinct received",
+        )
+    connections = (
+        str(result.broker_connections)
+        if result.broker_connections is not None
+        else f"{result.worker_reported_connections}*"
+    )
+    source = (
+        f"broker log, client id {result.client_id}; {result.worker_starts} worker process start(s)"
+        if result.broker_connections is not None
+        else "* worker-reported (external broker: no log to read)"
+    )
     table.add_row("MQTT connections from the worker", connections, source)
-    table.add_row("connect-per-invocation would open", str(result.per_run_connections),
-                  f"{len(result.cycles)} cycles × {result.identities} identit{'y' if result.identities == 1 else 'ies'}")
+    table.add_row(
+        "connect-per-invocation would open",
+        str(result.per_run_connections),
+        f"{len(result.cycles)} cycles × {result.identities} identit{'y' if result.identities == 1 else 'ies'}",
+    )
     faults = ", ".join(f"{kind} ×{n}" for kind, n in sorted(result.vendor_faults.items())) or "none"
-    table.add_row("vendor API requests", str(result.vendor_requests),
-                  f"simulator's count; faults injected: {faults}; {result.vendor_connections} TCP connections")
+    table.add_row(
+        "vendor API requests",
+        str(result.vendor_requests),
+        f"simulator's count; faults injected: {faults}; {result.vendor_connections} TCP connections",
+    )
     if result.start_queue_left is not None:
-        table.add_row("start queue / DLQ after SQS cycles", f"{result.start_queue_left} / {result.dlq_depth}",
-                      "signals deleted only after their cycle")
+        table.add_row(
+            "start queue / DLQ after SQS cycles",
+            f"{result.start_queue_left} / {result.dlq_depth}",
+            "signals deleted only after their cycle",
+        )
     table.add_row("wall time", f"{result.wall_time_s:.1f} s", "")
     return table
 
@@ -116,5 +134,7 @@ def verdict(result: DemoResult) -> str:
         return f"[bold red]ABORTED: {result.aborted}[/]"
     if result.reconciliation is None:
         return "[bold red]ABORTED: no final reconciliation[/]"
-    return (f"[bold green]OK: every reading up to the final cursors reached the subscriber "
-            f"({result.reconciliation.expected} readings, {result.duplicates} duplicates)[/]")
+    return (
+        f"[bold green]OK: every reading up to the final cursors reached the subscriber "
+        f"({result.reconciliation.expected} readings, {result.duplicates} duplicates)[/]"
+    )

@@ -12,17 +12,26 @@ on a topology the stack does not have.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
-from typing import Any, Callable
+from typing import Any
 
 #: moto's default account and the region the demo uses.
 ACCOUNT_ID = "123456789012"
 REGION = "eu-west-1"
 
-_SQS_PROPERTIES = {"VisibilityTimeout", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds",
-                   "KmsMasterKeyId", "KmsDataKeyReusePeriodSeconds", "RedrivePolicy", "DelaySeconds",
-                   "MaximumMessageSize", "SqsManagedSseEnabled"}
+_SQS_PROPERTIES = {
+    "VisibilityTimeout",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
+    "RedrivePolicy",
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "SqsManagedSseEnabled",
+}
 _SNS_TOPIC_PROPERTIES = {"DisplayName", "KmsMasterKeyId"}
 _SUBSCRIPTION_ATTRIBUTES = {"RawMessageDelivery", "FilterPolicy", "FilterPolicyScope", "RedrivePolicy"}
 
@@ -57,17 +66,20 @@ class Messaging:
     def describe(self) -> str:
         q = self.queue_attributes
         raw = self.subscription_attributes.get("RawMessageDelivery", "false")
-        return (f"SNS start topic → SQS start queue (raw delivery {raw}, visibility {q.get('VisibilityTimeout')} s, "
-                f"long-poll {q.get('ReceiveMessageWaitTimeSeconds')} s, retention {q.get('MessageRetentionPeriod')} s) "
-                f"→ DLQ after {self.max_receive_count} receives; KMS {self.kms_alias or 'key'}")
+        return (
+            f"SNS start topic → SQS start queue (raw delivery {raw}, visibility {q.get('VisibilityTimeout')} s, "
+            f"long-poll {q.get('ReceiveMessageWaitTimeSeconds')} s, retention {q.get('MessageRetentionPeriod')} s) "
+            f"→ DLQ after {self.max_receive_count} receives; KMS {self.kms_alias or 'key'}"
+        )
 
 
 def deploy(template: dict[str, Any], client: Callable[[str], Any], name_prefix: str) -> Messaging:
     """Create every resource of `template` through `client(service)` (boto3 clients bound to moto)."""
     resources: dict[str, dict[str, Any]] = template["Resources"]
     created = Created()
-    order = TopologicalSorter({lid: _references(res.get("Properties", {})) & resources.keys()
-                               for lid, res in resources.items()}).static_order()
+    order = TopologicalSorter(
+        {lid: _references(res.get("Properties", {})) & resources.keys() for lid, res in resources.items()}
+    ).static_order()
     for logical_id in order:
         resource = resources[logical_id]
         kind = resource["Type"]
@@ -81,8 +93,7 @@ def deploy(template: dict[str, Any], client: Callable[[str], Any], name_prefix: 
         if required not in outputs:
             raise UnsupportedTemplate(f"the messaging template has no {required} output")
     sqs, sns = client("sqs"), client("sns")
-    queue_attributes = sqs.get_queue_attributes(QueueUrl=outputs["StartQueueUrl"],
-                                                AttributeNames=["All"])["Attributes"]
+    queue_attributes = sqs.get_queue_attributes(QueueUrl=outputs["StartQueueUrl"], AttributeNames=["All"])["Attributes"]
     subscriptions = sns.list_subscriptions_by_topic(TopicArn=outputs["StartTopicArn"])["Subscriptions"]
     queue_arn = queue_attributes["QueueArn"]
     subscription = next((s for s in subscriptions if s["Endpoint"] == queue_arn), None)
@@ -90,14 +101,24 @@ def deploy(template: dict[str, Any], client: Callable[[str], Any], name_prefix: 
         raise UnsupportedTemplate("the start queue is not subscribed to the start topic")
     sub_attrs = sns.get_subscription_attributes(SubscriptionArn=subscription["SubscriptionArn"])["Attributes"]
     aliases = [v for k, v in created.ref.items() if resources[k]["Type"] == "AWS::KMS::Alias"]
-    return Messaging(outputs["StartTopicArn"], outputs["StartQueueUrl"], outputs["DlqUrl"], queue_attributes,
-                     sub_attrs, aliases[0] if aliases else None)
+    return Messaging(
+        outputs["StartTopicArn"],
+        outputs["StartQueueUrl"],
+        outputs["DlqUrl"],
+        queue_attributes,
+        sub_attrs,
+        aliases[0] if aliases else None,
+    )
 
 
 # -- intrinsic functions -----------------------------------------------------------------------
 
-_PSEUDO = {"AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws", "AWS::Region": REGION,
-           "AWS::URLSuffix": "amazonaws.com"}
+_PSEUDO = {
+    "AWS::AccountId": ACCOUNT_ID,
+    "AWS::Partition": "aws",
+    "AWS::Region": REGION,
+    "AWS::URLSuffix": "amazonaws.com",
+}
 
 
 def _references(value: Any) -> set[str]:
@@ -154,9 +175,9 @@ def _as_attribute(value: Any) -> str:
 
 # -- one creator per resource type -------------------------------------------------------------
 
+
 def _kms_key(lid: str, props: dict, created: Created, client: Callable[[str], Any], prefix: str) -> None:
-    _known(lid, props, {"Description", "EnableKeyRotation", "KeyPolicy", "PendingWindowInDays", "KeySpec",
-                        "KeyUsage"})
+    _known(lid, props, {"Description", "EnableKeyRotation", "KeyPolicy", "PendingWindowInDays", "KeySpec", "KeyUsage"})
     kms = client("kms")
     kwargs: dict[str, Any] = {"Description": props.get("Description", ""), "Policy": json.dumps(props["KeyPolicy"])}
     if "KeySpec" in props:
@@ -179,8 +200,9 @@ def _kms_alias(lid: str, props: dict, created: Created, client: Callable[[str], 
 def _sqs_queue(lid: str, props: dict, created: Created, client: Callable[[str], Any], prefix: str) -> None:
     _known(lid, props, _SQS_PROPERTIES)
     sqs = client("sqs")
-    url = sqs.create_queue(QueueName=f"{prefix}-{lid}",
-                           Attributes={k: _as_attribute(v) for k, v in props.items()})["QueueUrl"]
+    url = sqs.create_queue(QueueName=f"{prefix}-{lid}", Attributes={k: _as_attribute(v) for k, v in props.items()})[
+        "QueueUrl"
+    ]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     created.ref[lid] = url
     created.attrs[lid] = {"Arn": arn, "QueueUrl": url, "QueueName": arn.rsplit(":", 1)[1]}
@@ -195,8 +217,9 @@ def _sqs_queue_policy(lid: str, props: dict, created: Created, client: Callable[
 
 def _sns_topic(lid: str, props: dict, created: Created, client: Callable[[str], Any], prefix: str) -> None:
     _known(lid, props, _SNS_TOPIC_PROPERTIES)
-    arn = client("sns").create_topic(Name=f"{prefix}-{lid}",
-                                     Attributes={k: _as_attribute(v) for k, v in props.items()})["TopicArn"]
+    arn = client("sns").create_topic(
+        Name=f"{prefix}-{lid}", Attributes={k: _as_attribute(v) for k, v in props.items()}
+    )["TopicArn"]
     created.ref[lid] = arn
     created.attrs[lid] = {"TopicArn": arn, "TopicName": arn.rsplit(":", 1)[1]}
 
@@ -204,16 +227,22 @@ def _sns_topic(lid: str, props: dict, created: Created, client: Callable[[str], 
 def _sns_topic_policy(lid: str, props: dict, created: Created, client: Callable[[str], Any], prefix: str) -> None:
     _known(lid, props, {"PolicyDocument", "Topics"})
     for arn in props["Topics"]:
-        client("sns").set_topic_attributes(TopicArn=arn, AttributeName="Policy",
-                                           AttributeValue=json.dumps(props["PolicyDocument"]))
+        client("sns").set_topic_attributes(
+            TopicArn=arn, AttributeName="Policy", AttributeValue=json.dumps(props["PolicyDocument"])
+        )
     created.ref[lid] = lid
 
 
 def _sns_subscription(lid: str, props: dict, created: Created, client: Callable[[str], Any], prefix: str) -> None:
     _known(lid, props, {"TopicArn", "Protocol", "Endpoint"} | _SUBSCRIPTION_ATTRIBUTES)
     attributes = {k: _as_attribute(props[k]) for k in _SUBSCRIPTION_ATTRIBUTES if k in props}
-    arn = client("sns").subscribe(TopicArn=props["TopicArn"], Protocol=props["Protocol"], Endpoint=props["Endpoint"],
-                                  Attributes=attributes, ReturnSubscriptionArn=True)["SubscriptionArn"]
+    arn = client("sns").subscribe(
+        TopicArn=props["TopicArn"],
+        Protocol=props["Protocol"],
+        Endpoint=props["Endpoint"],
+        Attributes=attributes,
+        ReturnSubscriptionArn=True,
+    )["SubscriptionArn"]
     created.ref[lid] = arn
 
 

@@ -13,7 +13,7 @@ import json
 import os
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ def scheduled_event(rule_name: str) -> dict[str, Any]:
     event = json.loads(resources.files("c2c_sync.demo").joinpath("events/scheduled_event.json").read_text())
     event = copy.deepcopy(event)
     event["id"] = str(uuid.uuid4())
-    event["time"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event["time"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     event["account"] = ACCOUNT_ID
     event["region"] = REGION
     event["resources"] = [f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{rule_name}"]
@@ -68,14 +68,38 @@ class LocalTrigger:
     Each `configure` is a cold start: the handler's cached settings and clients are rebuilt.
     """
 
-    _KEYS = ("START_TOPIC_ARN", "ENVIRONMENT", "SCHEDULE_COMMAND", "POWERTOOLS_SERVICE_NAME",
-             "POWERTOOLS_METRICS_NAMESPACE", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION",
-             "REDIS_HOST", "REDIS_PORT", "REDIS_TLS", "REDIS_AUTH_SECRET_ARN", "ECS_CLUSTER_NAME",
-             "ECS_SERVICE_NAME", "HEARTBEAT_ALARM_NAME", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-             "AWS_SESSION_TOKEN", "AWS_PROFILE")
+    _KEYS = (
+        "START_TOPIC_ARN",
+        "ENVIRONMENT",
+        "SCHEDULE_COMMAND",
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "REDIS_HOST",
+        "REDIS_PORT",
+        "REDIS_TLS",
+        "REDIS_AUTH_SECRET_ARN",
+        "ECS_CLUSTER_NAME",
+        "ECS_SERVICE_NAME",
+        "HEARTBEAT_ALARM_NAME",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+    )
 
-    def __init__(self, *, env: str, topic_arn: str, schedule_command: str, aws_endpoint: str, log_path: Path,
-                 redis: RedisPublishTarget | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        env: str,
+        topic_arn: str,
+        schedule_command: str,
+        aws_endpoint: str,
+        log_path: Path,
+        redis: RedisPublishTarget | None = None,
+    ) -> None:
         self.env = env
         self.topic_arn = topic_arn
         self.schedule_command = schedule_command
@@ -86,7 +110,7 @@ class LocalTrigger:
         self._saved: dict[str, str | None] | None = None
         self._log = None
 
-    def __enter__(self) -> "LocalTrigger":
+    def __enter__(self) -> LocalTrigger:
         self._saved = {k: os.environ.get(k) for k in self._KEYS}
         self._log = open(self.log_path, "a", buffering=1)
         self.configure(self.redis)
@@ -109,17 +133,24 @@ class LocalTrigger:
         """Set the environment the trigger stack gives the function (stacks/trigger.py), then cold-start."""
         self.redis = redis
         values = {
-            "START_TOPIC_ARN": self.topic_arn, "ENVIRONMENT": self.env, "SCHEDULE_COMMAND": self.schedule_command,
-            "POWERTOOLS_SERVICE_NAME": TRIGGER_SERVICE, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-            "AWS_ENDPOINT_URL": self.aws_endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
+            "START_TOPIC_ARN": self.topic_arn,
+            "ENVIRONMENT": self.env,
+            "SCHEDULE_COMMAND": self.schedule_command,
+            "POWERTOOLS_SERVICE_NAME": TRIGGER_SERVICE,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "AWS_ENDPOINT_URL": self.aws_endpoint,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
             # moto accepts any key; fixed fake ones make sure no profile's real credentials are ever used.
-            "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo",
+            "AWS_ACCESS_KEY_ID": "demo",
+            "AWS_SECRET_ACCESS_KEY": "demo",
         }
         for key in self._KEYS:
             os.environ.pop(key, None)
         if redis is not None:
-            values.update({"REDIS_HOST": redis.host, "REDIS_PORT": str(redis.port),
-                           "REDIS_TLS": "true" if redis.tls else "false"})
+            values.update(
+                {"REDIS_HOST": redis.host, "REDIS_PORT": str(redis.port), "REDIS_TLS": "true" if redis.tls else "false"}
+            )
             if redis.auth_secret_arn:
                 values["REDIS_AUTH_SECRET_ARN"] = redis.auth_secret_arn
         os.environ.update(values)

@@ -22,14 +22,19 @@ class WorkerProcess:
         self.proc: subprocess.Popen | None = None
         self._log: IO[bytes] | None = None
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("C2C_")}
         env.update(self.environment)
         env["PYTHONPATH"] = str(REPO_ROOT)
         env["PYTHONUNBUFFERED"] = "1"
         self._log = open(self.log_path, "ab")
-        self.proc = spawn([sys.executable, "-m", "functions.sync_worker", "run"], stdout=self._log,
-                          die_with_parent=True, cwd=REPO_ROOT, env=env)
+        self.proc = spawn(
+            [sys.executable, "-m", "functions.sync_worker", "run"],
+            stdout=self._log,
+            die_with_parent=True,
+            cwd=REPO_ROOT,
+            env=env,
+        )
         return self
 
     @property

@@ -24,7 +24,8 @@ def auth_token(secret_string: str) -> str:
         token = value.get("password") or value.get("authToken")
         if not isinstance(token, str) or not token:
             raise BadAuthSecret(
-                f"Redis auth secret is JSON without a `password` or `authToken` string (keys: {sorted(value)})")
+                f"Redis auth secret is JSON without a `password` or `authToken` string (keys: {sorted(value)})"
+            )
         return token
     if not secret_string:
         raise BadAuthSecret("Redis auth secret is empty")

@@ -7,7 +7,7 @@ releases fail loudly instead of guessing. Both ends import this module.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated, Literal
 
@@ -42,7 +42,7 @@ class StartSignal(BaseModel):
     v: Literal[1] = SIGNAL_VERSION
     command: Command
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    issued_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    issued_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     source: Source
     stations: list[StationId] | None = Field(default=None, min_length=1, max_length=10_000)
 
@@ -50,7 +50,7 @@ class StartSignal(BaseModel):
     @classmethod
     def _must_be_utc(cls, value: datetime) -> datetime:
         # A naive timestamp is ambiguous across hosts; an offset other than UTC is a producer bug.
-        if value.tzinfo is None or value.utcoffset() != timezone.utc.utcoffset(None):
+        if value.tzinfo is None or value.utcoffset() != UTC.utcoffset(None):
             raise ValueError("issued_at must be an ISO-8601 timestamp in UTC (suffix Z or +00:00)")
         return value
 

@@ -25,7 +25,7 @@ class StateKeys:
         self.prefix = prefix.rstrip(":")
 
     @classmethod
-    def for_env(cls, env: str) -> "StateKeys":
+    def for_env(cls, env: str) -> StateKeys:
         """The keys of environment `env`: what the worker writes and the CLI and the demo read."""
         return cls(f"c2c:{env}")
 

@@ -40,14 +40,19 @@ def source_secrets(settings: WorkerSettings):
 def build_source(settings: WorkerSettings) -> SourceAdapter:
     from functions.sync_worker.source.http_json import load_source
 
-    return load_source(settings.source_config, settings.source_url, source_secrets(settings),
-                       pool_size=settings.concurrency)
+    return load_source(
+        settings.source_config, settings.source_url, source_secrets(settings), pool_size=settings.concurrency
+    )
 
 
 def build_uplink(settings: WorkerSettings, profile: PlatformProfile | None = None) -> MqttUplink:
-    return MqttUplink(profile or build_profile(settings), max_inflight=settings.max_inflight,
-                      puback_timeout_s=settings.puback_timeout_s, reconnect_max_s=settings.mqtt_reconnect_max_s,
-                      max_connections=settings.mqtt_max_connections)
+    return MqttUplink(
+        profile or build_profile(settings),
+        max_inflight=settings.max_inflight,
+        puback_timeout_s=settings.puback_timeout_s,
+        reconnect_max_s=settings.mqtt_reconnect_max_s,
+        max_connections=settings.mqtt_max_connections,
+    )
 
 
 def build_signals(settings: WorkerSettings, redis_client, telemetry: WorkerTelemetry) -> SignalSource | None:
@@ -56,8 +61,13 @@ def build_signals(settings: WorkerSettings, redis_client, telemetry: WorkerTelem
         return None
     if settings.signal_url == "redis":
         return RedisSignals(redis_client, on_reject=reject)
-    return SqsSignals(settings.signal_url, wait_s=settings.sqs_wait_s, visibility_s=settings.sqs_visibility_s,
-                      reject_visibility_s=settings.sqs_reject_visibility_s, on_reject=reject)
+    return SqsSignals(
+        settings.signal_url,
+        wait_s=settings.sqs_wait_s,
+        visibility_s=settings.sqs_visibility_s,
+        reject_visibility_s=settings.sqs_reject_visibility_s,
+        on_reject=reject,
+    )
 
 
 def worker_id() -> str:
@@ -72,6 +82,13 @@ def build_worker(settings: WorkerSettings, *, source_factory=None, profile: Plat
     wid = worker_id()
     lease = Lease(redis_client, keys, wid, ttl_s=settings.lease_ttl_s)
     state = StateStore(redis_client, keys, lease)
-    return Worker(settings, source_factory=source_factory or (lambda: build_source(settings)),
-                  uplink=build_uplink(settings, profile), lease=lease, state=state,
-                  signals=build_signals(settings, redis_client, telemetry), telemetry=telemetry, worker_id=wid)
+    return Worker(
+        settings,
+        source_factory=source_factory or (lambda: build_source(settings)),
+        uplink=build_uplink(settings, profile),
+        lease=lease,
+        state=state,
+        signals=build_signals(settings, redis_client, telemetry),
+        telemetry=telemetry,
+        worker_id=wid,
+    )

@@ -17,7 +17,7 @@ class Backoff:
         self._rng = rng or random.Random()
 
     def next_delay(self) -> float:
-        ceiling = min(self.cap_s, self.base_s * (2 ** self.attempt))
+        ceiling = min(self.cap_s, self.base_s * (2**self.attempt))
         self.attempt = min(self.attempt + 1, 32)
         # Never zero: a floor of base/10 keeps a flapping peer from being hammered in a tight loop.
         return max(self.base_s / 10, self._rng.uniform(0, ceiling))

@@ -15,7 +15,7 @@ import json
 import os
 import signal
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from functions.sync_worker.settings import ConfigError, WorkerSettings, load_settings
@@ -56,19 +56,29 @@ _FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for flag, (field, kwargs) in _FLAGS.items():
         parser.add_argument(flag, dest=field, default=None, help=f"overrides C2C_{field.upper()}", **kwargs)
-    parser.add_argument("--mqtt-insecure", dest="mqtt_insecure", action="store_const", const=True, default=None,
-                        help="local use only: plaintext to a non-local broker / no TLS verification")
+    parser.add_argument(
+        "--mqtt-insecure",
+        dest="mqtt_insecure",
+        action="store_const",
+        const=True,
+        default=None,
+        help="local use only: plaintext to a non-local broker / no TLS verification",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="c2c-sync-worker", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="c2c-sync-worker", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="serve start signals (the container's default command)")
     _add_setting_flags(run)
     run.add_argument("--once", action="store_true", help="run one cycle and exit (1 if a station failed)")
-    run.add_argument("--dry-run", action="store_true",
-                     help="fetch and transform, print the messages instead of publishing; writes nothing")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="fetch and transform, print the messages instead of publishing; writes nothing",
+    )
     validate = sub.add_parser("validate-config", help="validate the configuration and print it (secrets masked)")
     _add_setting_flags(validate)
     health = sub.add_parser("health", help="exit 0 when MQTT is connected and the heartbeat is fresh")
@@ -104,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
 def _health(args: argparse.Namespace) -> int:
     from functions.sync_worker.health import check
 
-    status_file = args.status_file or os.environ.get("C2C_STATUS_FILE") or WorkerSettings.model_fields[
-        "status_file"].default
+    status_file = (
+        args.status_file or os.environ.get("C2C_STATUS_FILE") or WorkerSettings.model_fields["status_file"].default
+    )
     ok, reason = check(status_file)
     print(reason)
     return 0 if ok else 1
@@ -169,20 +180,34 @@ def _dry_run(settings: WorkerSettings) -> int:
                 except PermanentError as exc:
                     refused.append((message, exc))
                     continue
-                print(json.dumps({"topic": profile.topic_for(identity, message), "message_id": message.message_id,
-                                  "payload": json.loads(message.payload)}), flush=False)
+                print(
+                    json.dumps(
+                        {
+                            "topic": profile.topic_for(identity, message),
+                            "message_id": message.message_id,
+                            "payload": json.loads(message.payload),
+                        }
+                    ),
+                    flush=False,
+                )
             return refused
 
     source = build_source(settings)
     try:
         stations = [s for s in source.list_stations() if not settings.stations or s.station_id in settings.stations]
-        runner = CycleRunner(source, PrintPublisher(), MemoryState(), concurrency=settings.concurrency,
-                             page_size=settings.page_size, backfill_window_s=settings.backfill_window_s)
+        runner = CycleRunner(
+            source,
+            PrintPublisher(),
+            MemoryState(),
+            concurrency=settings.concurrency,
+            page_size=settings.page_size,
+            backfill_window_s=settings.backfill_window_s,
+        )
         result = runner.run(stations)
         runner.close()
     finally:
         source.close()
     summary = result.record.model_dump(mode="json")
-    summary["dry_run_at"] = datetime.now(timezone.utc).isoformat()
+    summary["dry_run_at"] = datetime.now(UTC).isoformat()
     print(json.dumps({"dry_run_summary": summary}), file=sys.stderr)
     return 0 if not result.record.stations_failed else 1

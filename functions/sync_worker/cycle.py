@@ -12,10 +12,11 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from redis.exceptions import RedisError
 
@@ -34,8 +35,9 @@ class Publisher(Protocol):
 
     def new_batch(self) -> PublishBatch: ...
 
-    def publish_page(self, messages: list[OutboundMessage], batch: PublishBatch
-                     ) -> list[tuple[OutboundMessage, PermanentError]]:
+    def publish_page(
+        self, messages: list[OutboundMessage], batch: PublishBatch
+    ) -> list[tuple[OutboundMessage, PermanentError]]:
         """Queue a page's messages into `batch`; return those the platform refuses (not sent)."""
         ...
 
@@ -95,10 +97,19 @@ class ThrottleGate:
 
 
 class CycleRunner:
-    def __init__(self, source: SourceAdapter, publisher: Publisher, cursors: CursorStore, *,
-                 concurrency: int = 32, page_size: int = 500, backfill_window_s: float = 86_400.0,
-                 puback_timeout_s: float = 15.0, lease_held: Callable[[], bool] = lambda: True,
-                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+    def __init__(
+        self,
+        source: SourceAdapter,
+        publisher: Publisher,
+        cursors: CursorStore,
+        *,
+        concurrency: int = 32,
+        page_size: int = 500,
+        backfill_window_s: float = 86_400.0,
+        puback_timeout_s: float = 15.0,
+        lease_held: Callable[[], bool] = lambda: True,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.source = source
         self.publisher = publisher
         self.cursor_store = cursors
@@ -111,10 +122,11 @@ class CycleRunner:
         self._throttle = ThrottleGate(self.stop)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="station")
 
-    def run(self, stations: list[Station], *, signal_id: str | None = None, drain_deadline_s: float = 20.0
-            ) -> CycleResult:
+    def run(
+        self, stations: list[Station], *, signal_id: str | None = None, drain_deadline_s: float = 20.0
+    ) -> CycleResult:
         """Sync `stations`; returns when all are done, or, once `stop` is set, within `drain_deadline_s`."""
-        started_at = datetime.now(timezone.utc)
+        started_at = datetime.now(UTC)
         t0 = time.monotonic()
         until = self.now()
         cursors = self.cursor_store.cursors()
@@ -123,17 +135,22 @@ class CycleRunner:
             for st in stations
         }
         outcomes = self._collect(futures, drain_deadline_s)
-        finished_at = datetime.now(timezone.utc)
+        finished_at = datetime.now(UTC)
         errors = Counter(o.error.value for o in outcomes if o.error is not None)
         aborted = self.stop.is_set() or any(o.abandoned for o in outcomes) or len(outcomes) < len(stations)
         record = CycleRecord(
-            signal_id=signal_id, started_at=started_at, finished_at=finished_at,
-            duration_ms=(time.monotonic() - t0) * 1000, stations_total=len(stations),
+            signal_id=signal_id,
+            started_at=started_at,
+            finished_at=finished_at,
+            duration_ms=(time.monotonic() - t0) * 1000,
+            stations_total=len(stations),
             stations_synced=sum(1 for o in outcomes if o.error is None and not o.abandoned),
             stations_failed=sum(1 for o in outcomes if o.error is not None),
             readings_published=sum(o.published for o in outcomes),
             duplicates_possible=sum(o.unconfirmed for o in outcomes),
-            errors_by_class=dict(errors), aborted=aborted)
+            errors_by_class=dict(errors),
+            aborted=aborted,
+        )
         return CycleResult(record, sum(o.skipped for o in outcomes), outcomes)
 
     def _collect(self, futures: dict[Future[StationOutcome], str], drain_deadline_s: float) -> list[StationOutcome]:
@@ -154,8 +171,10 @@ class CycleRunner:
             timeout = 0.2 if drain_deadline is None else min(0.2, drain_deadline - time.monotonic())
             if timeout <= 0:
                 running = [sid for f, sid in futures.items() if not f.done()]
-                logger.warning("shutdown deadline reached; abandoning stations still running",
-                               extra={"stations": running[:20], "count": len(running)})
+                logger.warning(
+                    "shutdown deadline reached; abandoning stations still running",
+                    extra={"stations": running[:20], "count": len(running)},
+                )
                 break
             try:
                 f = finished.get(timeout=timeout)
@@ -178,16 +197,20 @@ class CycleRunner:
                 outcome.abandoned = True
                 return outcome
             except LeaseLost as exc:
-                logger.error("lease lost mid-cycle; station stopped", extra={"station_id": station.station_id,
-                                                                              "reason": str(exc)})
+                logger.error(
+                    "lease lost mid-cycle; station stopped",
+                    extra={"station_id": station.station_id, "reason": str(exc)},
+                )
                 outcome.abandoned = True
                 return outcome
             except ThrottledError as exc:
                 waited = self._throttle.hit(exc.retry_after_s)
                 if not throttled_once and not self.stop.is_set():
                     throttled_once = True
-                    logger.info("throttled by the vendor; backing off", extra={"station_id": station.station_id,
-                                                                               "retry_after_s": waited})
+                    logger.info(
+                        "throttled by the vendor; backing off",
+                        extra={"station_id": station.station_id, "retry_after_s": waited},
+                    )
                     continue
                 return self._failed(outcome, ErrorClass.THROTTLED, exc)
             # Transient, permanent and auth: the station is done for this cycle. An AuthError arrives
@@ -197,20 +220,29 @@ class CycleRunner:
                 return self._failed(outcome, exc.error_class, exc)
             except RedisError as exc:  # the cursor could not be written: retried next cycle
                 return self._failed(outcome, ErrorClass.TRANSIENT, exc)
-            except Exception as exc:  # noqa: BLE001 - a bug in one station's data must not stop the cycle
-                logger.exception("unexpected error; station treated as transient failure",
-                                 extra={"station_id": station.station_id})
+            except Exception as exc:
+                logger.exception(
+                    "unexpected error; station treated as transient failure", extra={"station_id": station.station_id}
+                )
                 return self._failed(outcome, ErrorClass.TRANSIENT, exc)
 
     def _failed(self, outcome: StationOutcome, error_class: ErrorClass, exc: BaseException) -> StationOutcome:
         outcome.error = error_class
         log = logger.error if error_class in (ErrorClass.PERMANENT, ErrorClass.AUTH) else logger.warning
-        log("station failed", extra={"station_id": outcome.station_id, "error_class": error_class.value,
-                                     "error": str(exc), "published": outcome.published})
+        log(
+            "station failed",
+            extra={
+                "station_id": outcome.station_id,
+                "error_class": error_class.value,
+                "error": str(exc),
+                "published": outcome.published,
+            },
+        )
         return outcome
 
-    def _sync_station(self, station: Station, cursor: datetime | None, until: datetime,
-                      outcome: StationOutcome) -> None:
+    def _sync_station(
+        self, station: Station, cursor: datetime | None, until: datetime, outcome: StationOutcome
+    ) -> None:
         floor = until - self.backfill
         since = max(cursor, floor) if cursor is not None else floor
         while True:
@@ -265,8 +297,9 @@ class CycleRunner:
     @staticmethod
     def _skip(outcome: StationOutcome, message_id: str, exc: PermanentError) -> None:
         outcome.skipped += 1
-        logger.warning("reading skipped", extra={"station_id": outcome.station_id, "message_id": message_id,
-                                                 "error": str(exc)})
+        logger.warning(
+            "reading skipped", extra={"station_id": outcome.station_id, "message_id": message_id, "error": str(exc)}
+        )
 
     def close(self) -> None:
         self.stop.set()

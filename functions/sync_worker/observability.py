@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import random
 from collections import Counter
-from typing import Iterable
+from collections.abc import Iterable
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -45,8 +45,16 @@ class WorkerTelemetry:
         #: Malformed signals since start (each also goes to CloudWatch as its own EMF document).
         self.signals_rejected = 0
 
-    def cycle(self, record: CycleRecord, *, readings_skipped: int, connections_opened: int,
-              reconnects: Counter[str], planned_reconnects: int, puback_latencies_ms: Iterable[float]) -> None:
+    def cycle(
+        self,
+        record: CycleRecord,
+        *,
+        readings_skipped: int,
+        connections_opened: int,
+        reconnects: Counter[str],
+        planned_reconnects: int,
+        puback_latencies_ms: Iterable[float],
+    ) -> None:
         """One EMF document per cycle. Counters are the deltas since the previous cycle."""
         m = self.metrics
         m.add_metric(WorkerMetric.CYCLE_DURATION, MetricUnit.Milliseconds, record.duration_ms)
@@ -80,6 +88,11 @@ class WorkerTelemetry:
 
     def _single(self, name: str, unit: MetricUnit, value: float) -> None:
         # A separate document, so a thread other than the cycle's never flushes the cycle's metrics.
-        with single_metric(name=name, unit=unit, value=value, namespace=METRICS_NAMESPACE,
-                           default_dimensions={ENV_DIMENSION: self.env, SERVICE_DIMENSION: WORKER_SERVICE}):
+        with single_metric(
+            name=name,
+            unit=unit,
+            value=value,
+            namespace=METRICS_NAMESPACE,
+            default_dimensions={ENV_DIMENSION: self.env, SERVICE_DIMENSION: WORKER_SERVICE},
+        ):
             pass

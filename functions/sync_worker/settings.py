@@ -116,7 +116,9 @@ class WorkerSettings(BaseSettings):
             return value
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.count("/") < 2:
-            raise ValueError("must be an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>) or `redis`")
+            raise ValueError(
+                "must be an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>) or `redis`"
+            )
         return value
 
     @field_validator("source_url")
@@ -132,7 +134,9 @@ class WorkerSettings(BaseSettings):
         try:
             value.format(env="e", station_id="s", identity="i", message_id="m")
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"unknown placeholder {exc}; allowed: {{env}} {{station_id}} {{identity}} {{message_id}}") from None
+            raise ValueError(
+                f"unknown placeholder {exc}; allowed: {{env}} {{station_id}} {{identity}} {{message_id}}"
+            ) from None
         if "+" in value or "#" in value:
             raise ValueError("a publish topic cannot contain the wildcards + or #")
         return value
@@ -145,11 +149,13 @@ class WorkerSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _plaintext_only_when_allowed(self) -> "WorkerSettings":
+    def _plaintext_only_when_allowed(self) -> WorkerSettings:
         # Credentials over plaintext MQTT are only acceptable on the loopback or when explicitly asked for.
         parts = urlsplit(self.mqtt_url)
         if parts.scheme == "mqtt" and not self.mqtt_insecure and not _is_loopback(parts.hostname or ""):
-            raise ValueError("mqtt_url: plaintext mqtt:// to a non-local broker needs C2C_MQTT_INSECURE=true; use mqtts://")
+            raise ValueError(
+                "mqtt_url: plaintext mqtt:// to a non-local broker needs C2C_MQTT_INSECURE=true; use mqtts://"
+            )
         return self
 
     # -- derived values -------------------------------------------------------------------------

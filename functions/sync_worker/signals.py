@@ -13,8 +13,9 @@ import json
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import redis
@@ -69,8 +70,15 @@ def unwrap_body(body: str) -> str:
 class SqsSignals:
     redelivers = True
 
-    def __init__(self, queue_url: str, *, wait_s: int = 20, visibility_s: int = 60, reject_visibility_s: int = 5,
-                 on_reject: RejectHook | None = None) -> None:
+    def __init__(
+        self,
+        queue_url: str,
+        *,
+        wait_s: int = 20,
+        visibility_s: int = 60,
+        reject_visibility_s: int = 5,
+        on_reject: RejectHook | None = None,
+    ) -> None:
         import boto3
         from botocore.config import Config
 
@@ -80,9 +88,12 @@ class SqsSignals:
         self.reject_visibility_s = reject_visibility_s
         self.on_reject = on_reject or (lambda reason: None)
         region, endpoint = _sqs_region_and_endpoint(queue_url)
-        self.client = boto3.client("sqs", region_name=region, endpoint_url=endpoint,
-                                   config=Config(retries={"mode": "standard", "max_attempts": 3},
-                                                 connect_timeout=5, read_timeout=wait_s + 10))
+        self.client = boto3.client(
+            "sqs",
+            region_name=region,
+            endpoint_url=endpoint,
+            config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=wait_s + 10),
+        )
         self._held: set[str] = set()  # receipts of signals received and not yet done
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -93,9 +104,13 @@ class SqsSignals:
     def receive(self, stop: threading.Event) -> list[ReceivedSignal]:
         try:
             response = self.client.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait_s,
-                VisibilityTimeout=self.visibility_s, MessageSystemAttributeNames=["ApproximateReceiveCount"])
-        except Exception as exc:  # noqa: BLE001 - network/AWS trouble must not end the loop
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=self.wait_s,
+                VisibilityTimeout=self.visibility_s,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+        except Exception as exc:
             delay = self._backoff.next_delay()
             logger.warning("SQS receive failed", extra={"error": str(exc), "retry_in_s": round(delay, 2)})
             stop.wait(delay)
@@ -107,9 +122,14 @@ class SqsSignals:
                 signal = parse_signal(unwrap_body(msg["Body"]))
             except InvalidSignal as exc:
                 # Not deleted: after maxReceiveCount the redrive policy moves it to the DLQ.
-                logger.error("rejected malformed signal", extra={
-                    "reason": exc.reason, "sqs_message_id": msg.get("MessageId"),
-                    "receive_count": msg.get("Attributes", {}).get("ApproximateReceiveCount")})
+                logger.error(
+                    "rejected malformed signal",
+                    extra={
+                        "reason": exc.reason,
+                        "sqs_message_id": msg.get("MessageId"),
+                        "receive_count": msg.get("Attributes", {}).get("ApproximateReceiveCount"),
+                    },
+                )
                 self.on_reject(exc.reason)
                 self._return_soon(msg["ReceiptHandle"])
                 continue
@@ -122,9 +142,10 @@ class SqsSignals:
         # Not deleted: visible again shortly, so it reaches maxReceiveCount (and the DLQ) at a
         # steady pace instead of after the long visibility a valid signal gets.
         try:
-            self.client.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=receipt,
-                                                  VisibilityTimeout=self.reject_visibility_s)
-        except Exception as exc:  # noqa: BLE001 - it reappears after the normal timeout anyway
+            self.client.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=self.reject_visibility_s
+            )
+        except Exception as exc:
             logger.warning("SQS visibility change failed", extra={"error": str(exc)})
 
     def done(self, signals: list[ReceivedSignal]) -> None:
@@ -132,10 +153,11 @@ class SqsSignals:
         for chunk in _chunks(receipts, 10):
             try:
                 result = self.client.delete_message_batch(
-                    QueueUrl=self.queue_url, Entries=[{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(chunk)])
+                    QueueUrl=self.queue_url, Entries=[{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(chunk)]
+                )
                 for failure in result.get("Failed", []):
                     logger.warning("SQS delete failed; the signal will be seen again", extra={"failure": failure})
-            except Exception as exc:  # noqa: BLE001 - at worst the signal comes back: one extra cycle
+            except Exception as exc:
                 logger.warning("SQS delete failed; the signal will be seen again", extra={"error": str(exc)})
             with self._lock:
                 self._held.difference_update(chunk)
@@ -148,8 +170,9 @@ class SqsSignals:
             try:
                 self.client.change_message_visibility_batch(
                     QueueUrl=self.queue_url,
-                    Entries=[{"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": 0} for i, r in enumerate(chunk)])
-            except Exception as exc:  # noqa: BLE001 - it becomes visible by itself after the timeout
+                    Entries=[{"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": 0} for i, r in enumerate(chunk)],
+                )
+            except Exception as exc:
                 logger.warning("SQS release failed", extra={"error": str(exc)})
 
     def _extend_loop(self) -> None:
@@ -160,10 +183,13 @@ class SqsSignals:
             for chunk in _chunks(receipts, 10):
                 try:
                     self.client.change_message_visibility_batch(
-                        QueueUrl=self.queue_url, Entries=[{"Id": str(i), "ReceiptHandle": r,
-                                                           "VisibilityTimeout": self.visibility_s}
-                                                          for i, r in enumerate(chunk)])
-                except Exception as exc:  # noqa: BLE001
+                        QueueUrl=self.queue_url,
+                        Entries=[
+                            {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": self.visibility_s}
+                            for i, r in enumerate(chunk)
+                        ],
+                    )
+                except Exception as exc:
                     logger.warning("SQS visibility extension failed", extra={"error": str(exc)})
 
     def close(self) -> None:
@@ -176,8 +202,9 @@ class RedisSignals:
 
     redelivers = False
 
-    def __init__(self, client: redis.Redis, channel: str = REDIS_SIGNAL_CHANNEL, *,
-                 on_reject: RejectHook | None = None) -> None:
+    def __init__(
+        self, client: redis.Redis, channel: str = REDIS_SIGNAL_CHANNEL, *, on_reject: RejectHook | None = None
+    ) -> None:
         self.client = client
         self.channel = channel
         self.on_reject = on_reject or (lambda reason: None)
@@ -210,7 +237,9 @@ class RedisSignals:
         except (RedisError, OSError, ValueError) as exc:  # ValueError: socket closed under us
             self._drop()
             delay = self._backoff.next_delay()
-            logger.warning("redis pub/sub lost; resubscribing", extra={"error": str(exc), "retry_in_s": round(delay, 2)})
+            logger.warning(
+                "redis pub/sub lost; resubscribing", extra={"error": str(exc), "retry_in_s": round(delay, 2)}
+            )
             stop.wait(delay)
             return []
 
@@ -218,7 +247,7 @@ class RedisSignals:
         if self._pubsub is not None:
             try:
                 self._pubsub.close()
-            except Exception:  # noqa: BLE001 - already broken
+            except Exception:
                 pass
             self._pubsub = None
 
@@ -233,7 +262,7 @@ class RedisSignals:
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _sqs_region_and_endpoint(queue_url: str) -> tuple[str, str | None]:

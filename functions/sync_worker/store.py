@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis
 from redis.exceptions import RedisError
@@ -65,16 +65,22 @@ class LeaseLost(RuntimeError):
 
 
 def connect_redis(url: str, password: str | None = None) -> redis.Redis:
-    return redis.Redis.from_url(url, password=password, socket_timeout=5, socket_connect_timeout=5,
-                                health_check_interval=30, decode_responses=True)
+    return redis.Redis.from_url(
+        url,
+        password=password,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        decode_responses=True,
+    )
 
 
 def format_cursor(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime(CURSOR_FORMAT)
+    return ts.astimezone(UTC).strftime(CURSOR_FORMAT)
 
 
 def parse_cursor(value: str) -> datetime:
-    return datetime.strptime(value, CURSOR_FORMAT).replace(tzinfo=timezone.utc)
+    return datetime.strptime(value, CURSOR_FORMAT).replace(tzinfo=UTC)
 
 
 class Lease:
@@ -126,8 +132,7 @@ class Lease:
             self._value = value
             self._valid_until = started + self.ttl_ms / 1000
             self._renewal_stop = stop
-        self._renewer = threading.Thread(target=self._renew_loop, args=(value, stop), name="lease-renewer",
-                                         daemon=True)
+        self._renewer = threading.Thread(target=self._renew_loop, args=(value, stop), name="lease-renewer", daemon=True)
         self._renewer.start()
         logger.info("lease acquired", extra={"holder": self.holder, "fencing_token": token})
         return True
@@ -141,15 +146,16 @@ class Lease:
                 if self.try_acquire():
                     return True
                 if not logged:
-                    logger.info("standing by: another worker holds the lease",
-                                extra={"holder": self.current_holder()})
+                    logger.info("standing by: another worker holds the lease", extra={"holder": self.current_holder()})
                     logged = True
                 stop.wait(poll_s)
                 backoff.reset()
             except RedisError as exc:
                 delay = backoff.next_delay()
-                logger.warning("redis unavailable while acquiring the lease", extra={"error": str(exc),
-                                                                                     "retry_in_s": round(delay, 2)})
+                logger.warning(
+                    "redis unavailable while acquiring the lease",
+                    extra={"error": str(exc), "retry_in_s": round(delay, 2)},
+                )
                 stop.wait(delay)
         return False
 
@@ -216,8 +222,11 @@ class StateStore:
         """Move one station's cursor forward; `LeaseLost` if our fencing token is no longer current."""
         if self.lease is None:
             raise LeaseLost("no lease")
-        result = int(self._set_cursors(keys=[self.keys.lease, self.keys.cursors],
-                                       args=[self.lease.value, station_id, format_cursor(ts)]))
+        result = int(
+            self._set_cursors(
+                keys=[self.keys.lease, self.keys.cursors], args=[self.lease.value, station_id, format_cursor(ts)]
+            )
+        )
         if result < 0:
             raise LeaseLost(f"fencing token {self.lease.token} is stale; cursor of {station_id} not written")
 

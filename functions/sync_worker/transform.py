@@ -27,16 +27,21 @@ def to_message(reading: Reading) -> OutboundMessage:
         "schema": PAYLOAD_SCHEMA_VERSION,
         "message_id": message_id,
         "station_id": reading.station_id,
-        "ts": message_id[len(reading.station_id) + 1:],
+        "ts": message_id[len(reading.station_id) + 1 :],
         "values": reading.values,
     }
     try:
         payload = _encode(body)
     except (TypeError, ValueError) as exc:
-        raise PermanentError(f"reading {message_id} is not JSON-encodable: {exc}",
-                             station_id=reading.station_id) from None
-    return OutboundMessage(station_id=reading.station_id, message_id=message_id, payload=payload,
-                           properties={"message_id": message_id, "schema": _SCHEMA})
+        raise PermanentError(
+            f"reading {message_id} is not JSON-encodable: {exc}", station_id=reading.station_id
+        ) from None
+    return OutboundMessage(
+        station_id=reading.station_id,
+        message_id=message_id,
+        payload=payload,
+        properties={"message_id": message_id, "schema": _SCHEMA},
+    )
 
 
 _SCHEMA = str(PAYLOAD_SCHEMA_VERSION)

@@ -21,9 +21,9 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
 
@@ -95,16 +95,26 @@ class StationDirectory:
             known = {s.station_id for s in stations}
             unknown = sorted(subset - known)
             if unknown:
-                logger.warning("signal names unknown stations; ignored", extra={"stations": unknown[:20],
-                                                                                "count": len(unknown)})
+                logger.warning(
+                    "signal names unknown stations; ignored", extra={"stations": unknown[:20], "count": len(unknown)}
+                )
             stations = [s for s in stations if s.station_id in subset]
         return stations
 
 
 class Worker:
-    def __init__(self, settings: WorkerSettings, *, source_factory: Callable[[], SourceAdapter],
-                 uplink: MqttUplink, lease: Lease, state: StateStore, signals: SignalSource | None,
-                 telemetry: WorkerTelemetry, worker_id: str) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        source_factory: Callable[[], SourceAdapter],
+        uplink: MqttUplink,
+        lease: Lease,
+        state: StateStore,
+        signals: SignalSource | None,
+        telemetry: WorkerTelemetry,
+        worker_id: str,
+    ) -> None:
         self.settings = settings
         self.source_factory = source_factory
         self.uplink = uplink
@@ -116,9 +126,16 @@ class Worker:
         self.stop_event = threading.Event()
         self._source = source_factory()
         self.directory = StationDirectory(lambda: self._source, settings.stations, settings.station_list_ttl_s)
-        self.runner = CycleRunner(self._source, uplink, state, concurrency=settings.concurrency,
-                                  page_size=settings.page_size, backfill_window_s=settings.backfill_window_s,
-                                  puback_timeout_s=settings.puback_timeout_s, lease_held=lambda: lease.held)
+        self.runner = CycleRunner(
+            self._source,
+            uplink,
+            state,
+            concurrency=settings.concurrency,
+            page_size=settings.page_size,
+            backfill_window_s=settings.backfill_window_s,
+            puback_timeout_s=settings.puback_timeout_s,
+            lease_held=lambda: lease.held,
+        )
         self._cond = threading.Condition()
         self._pending: Job | None = None
         self._continuous = False
@@ -190,8 +207,10 @@ class Worker:
 
     def _serve(self) -> None:
         """Run cycles until stopped or the lease is lost."""
-        logger.info("worker serving", extra={"mode": self.settings.mode, "worker_id": self.worker_id,
-                                             "fencing_token": self.lease.token})
+        logger.info(
+            "worker serving",
+            extra={"mode": self.settings.mode, "worker_id": self.worker_id, "fencing_token": self.lease.token},
+        )
         while not self.stop_event.is_set() and self.lease.held:
             job = self._next_job(timeout_s=1.0)
             if job is not None:
@@ -229,16 +248,24 @@ class Worker:
         standing by, a signal is given back at once if its transport redelivers it; otherwise a
         standby keeps it for when it holds the lease again."""
         command = received.signal.command
-        logger.info("signal received", extra={"signal_id": str(received.signal.id), "command": command.value,
-                                              "source": received.signal.source.value})
+        logger.info(
+            "signal received",
+            extra={
+                "signal_id": str(received.signal.id),
+                "command": command.value,
+                "source": received.signal.source.value,
+            },
+        )
         with self._cond:
             accepted = not self.stop_event.is_set() and (self._active or not self._redelivers)
             if accepted:
                 self._plan(received)
                 self._cond.notify_all()
         if not accepted:
-            logger.warning("signal not taken: this worker is stopping or standing by",
-                           extra={"signal_id": str(received.signal.id), "given_back": self._redelivers})
+            logger.warning(
+                "signal not taken: this worker is stopping or standing by",
+                extra={"signal_id": str(received.signal.id), "given_back": self._redelivers},
+            )
             if self.signals is not None:
                 self.signals.release([received])
         elif command in (Command.STOP_SYNC, Command.RELOAD) and self.signals is not None:
@@ -287,7 +314,7 @@ class Worker:
         self.directory.invalidate()
         try:
             old.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.warning("closing the previous source failed", exc_info=True)
 
     # -- one cycle ----------------------------------------------------------------------------
@@ -316,10 +343,18 @@ class Worker:
         self.last_record = record
         self._record_history(record)
         connections, reconnects, planned, latencies = self.uplink.take_cycle_stats()
-        self.telemetry.cycle(record, readings_skipped=result.readings_skipped, connections_opened=connections,
-                             reconnects=reconnects, planned_reconnects=planned, puback_latencies_ms=latencies)
-        logger.info("cycle finished", extra={"cycle": record.model_dump(mode="json"),
-                                             "readings_skipped": result.readings_skipped})
+        self.telemetry.cycle(
+            record,
+            readings_skipped=result.readings_skipped,
+            connections_opened=connections,
+            reconnects=reconnects,
+            planned_reconnects=planned,
+            puback_latencies_ms=latencies,
+        )
+        logger.info(
+            "cycle finished",
+            extra={"cycle": record.model_dump(mode="json"), "readings_skipped": result.readings_skipped},
+        )
         if self.signals is not None and job.signals:
             if record.aborted:
                 self.signals.release(job.signals)  # another worker (or our restart) runs it again
@@ -333,23 +368,37 @@ class Worker:
     def _run_cycle(self, job: Job) -> CycleResult | None:
         try:
             stations = self.directory.select(job.stations)
-        except Exception as exc:  # noqa: BLE001 - no station list, no cycle; the next signal retries
+        except Exception as exc:
             logger.exception("station list unavailable; cycle skipped")
-            now = datetime.now(timezone.utc)
-            return CycleResult(CycleRecord(signal_id=job.signal_id, started_at=now, finished_at=now, duration_ms=0,
-                                           stations_total=0, stations_synced=0, stations_failed=0,
-                                           readings_published=0,
-                                           errors_by_class={getattr(getattr(exc, "error_class", None), "value",
-                                                                    "transient"): 1}), 0, [])
-        logger.info("cycle starting", extra={"stations": len(stations), "signals": len(job.signals),
-                                             "continuous": job.continuous})
+            now = datetime.now(UTC)
+            return CycleResult(
+                CycleRecord(
+                    signal_id=job.signal_id,
+                    started_at=now,
+                    finished_at=now,
+                    duration_ms=0,
+                    stations_total=0,
+                    stations_synced=0,
+                    stations_failed=0,
+                    readings_published=0,
+                    errors_by_class={getattr(getattr(exc, "error_class", None), "value", "transient"): 1},
+                ),
+                0,
+                [],
+            )
+        logger.info(
+            "cycle starting",
+            extra={"stations": len(stations), "signals": len(job.signals), "continuous": job.continuous},
+        )
         try:
-            result = self.runner.run(stations, signal_id=job.signal_id,
-                                     drain_deadline_s=self.settings.shutdown_deadline_s)
+            result = self.runner.run(
+                stations, signal_id=job.signal_id, drain_deadline_s=self.settings.shutdown_deadline_s
+            )
         except RedisError as exc:
             delay = self._cycle_start_backoff.next_delay()
-            logger.warning("redis unavailable at cycle start; retrying", extra={"error": str(exc),
-                                                                                "retry_in_s": round(delay, 2)})
+            logger.warning(
+                "redis unavailable at cycle start; retrying", extra={"error": str(exc), "retry_in_s": round(delay, 2)}
+            )
             self.stop_event.wait(delay)
             return None
         self._cycle_start_backoff.reset()
@@ -368,8 +417,9 @@ class Worker:
                     self.state.record_cycle(self._unrecorded[0])
                     self._unrecorded.popleft()
             except RedisError as exc:
-                logger.warning("run history not written yet", extra={"error": str(exc),
-                                                                     "waiting": len(self._unrecorded)})
+                logger.warning(
+                    "run history not written yet", extra={"error": str(exc), "waiting": len(self._unrecorded)}
+                )
 
     # -- heartbeat ----------------------------------------------------------------------------
 
@@ -389,9 +439,14 @@ class Worker:
     def _beat(self) -> None:
         connected = self.uplink.connected
         if self.lease.held:
-            heartbeat = Heartbeat(worker_id=self.worker_id, fencing_token=self.lease.token or 0,
-                                  at=datetime.now(timezone.utc), mqtt_connected=connected,
-                                  cycle_running=self._cycle_running, mode=self.settings.mode)
+            heartbeat = Heartbeat(
+                worker_id=self.worker_id,
+                fencing_token=self.lease.token or 0,
+                at=datetime.now(UTC),
+                mqtt_connected=connected,
+                cycle_running=self._cycle_running,
+                mode=self.settings.mode,
+            )
             try:
                 self.state.write_heartbeat(heartbeat)
                 self._heartbeat_written_at = time.monotonic()
@@ -404,9 +459,14 @@ class Worker:
 
     def write_status(self, connected: bool) -> None:
         """The local status file `health` reads: the check runs in another process of the container."""
-        status = {"worker_id": self.worker_id, "pid": os.getpid(), "at": time.time(),
-                  "mqtt_connected": connected, "lease_held": self.lease.held,
-                  "heartbeat_at": self._heartbeat_written_wall}
+        status = {
+            "worker_id": self.worker_id,
+            "pid": os.getpid(),
+            "at": time.time(),
+            "mqtt_connected": connected,
+            "lease_held": self.lease.held,
+            "heartbeat_at": self._heartbeat_written_wall,
+        }
         tmp = f"{self.settings.status_file}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             with open(tmp, "w") as fh:
@@ -440,5 +500,5 @@ class Worker:
             self.signals.close()
         try:
             self._source.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.warning("closing the source failed", exc_info=True)

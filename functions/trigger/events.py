@@ -106,8 +106,9 @@ def _http(event: dict) -> TriggerEvent:
     # A function URL accepts any method, so GET, PUT, etc. arrive here too and must get a 400.
     method = str(event["requestContext"]["http"].get("method", "")).upper()
     if method != "POST":
-        return BadHttpRequest(f"method: {method or 'missing'} is not allowed, use POST",
-                              str(event["requestContext"].get("requestId", "")))
+        return BadHttpRequest(
+            f"method: {method or 'missing'} is not allowed, use POST", str(event["requestContext"].get("requestId", ""))
+        )
     try:
         request = parse(event=event, model=LambdaFunctionUrlModel)
     except ValidationError as exc:
@@ -147,5 +148,7 @@ def _alarms(event: dict) -> TriggerEvent:
     try:
         alarms = parse(event=event, model=AlarmStateChange, envelope=envelopes.SnsEnvelope)
     except ValidationError as exc:
-        return UnknownEvent(f"records that are not SNS CloudWatch alarm notifications: {describe_validation_error(exc)}")
+        return UnknownEvent(
+            f"records that are not SNS CloudWatch alarm notifications: {describe_validation_error(exc)}"
+        )
     return AlarmNotifications(alarms)

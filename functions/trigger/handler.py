@@ -13,8 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.common.signal import Source
 from functions.common.telemetry import ENV_DIMENSION, TriggerMetric
-from functions.trigger.events import (AlarmNotifications, BadHttpRequest, HttpRequest, Scheduled, UnknownEvent,
-                                      classify)
+from functions.trigger.events import AlarmNotifications, BadHttpRequest, HttpRequest, Scheduled, UnknownEvent, classify
 from functions.trigger.observability import logger, metrics, tracer
 from functions.trigger.publish import issue_signal
 from functions.trigger.self_heal import on_alarm

@@ -28,8 +28,7 @@ _REDIS_TIMEOUT_S = 5.0
 _REDIS_RETRY = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=2)
 
 
-def issue_signal(command: Command, source: Source, stations: list[str] | None,
-                 config: TriggerSettings) -> StartSignal:
+def issue_signal(command: Command, source: Source, stations: list[str] | None, config: TriggerSettings) -> StartSignal:
     """Build the versioned signal, make its id the log correlation id, send it and count it."""
     signal = StartSignal(command=command, source=source, stations=stations)
     logger.set_correlation_id(str(signal.id))
@@ -50,22 +49,30 @@ def send_signal(signal: StartSignal, config: TriggerSettings) -> None:
             "source": {"DataType": "String", "StringValue": signal.source.value},
         },
     )
-    logger.info("start signal published to SNS", extra={"sns_message_id": response["MessageId"],
-                                                        "command": signal.command.value,
-                                                        "source": signal.source.value})
+    logger.info(
+        "start signal published to SNS",
+        extra={"sns_message_id": response["MessageId"], "command": signal.command.value, "source": signal.source.value},
+    )
     if config.redis is not None:
         receivers = redis_client(config.redis).publish(REDIS_SIGNAL_CHANNEL, body)
-        logger.info("start signal published to Redis",
-                    extra={"channel": REDIS_SIGNAL_CHANNEL, "subscribers": receivers})
+        logger.info(
+            "start signal published to Redis", extra={"channel": REDIS_SIGNAL_CHANNEL, "subscribers": receivers}
+        )
 
 
 @cache
 def redis_client(config: RedisSettings) -> redis.Redis:
     """One client (and pool) per execution environment; the AUTH token is fetched once, here."""
     password = _auth_token(config.auth_secret_arn) if config.auth_secret_arn else None
-    return redis.Redis(host=config.host, port=config.port, password=password, ssl=config.tls,
-                       socket_timeout=_REDIS_TIMEOUT_S, socket_connect_timeout=_REDIS_TIMEOUT_S,
-                       retry=_REDIS_RETRY)
+    return redis.Redis(
+        host=config.host,
+        port=config.port,
+        password=password,
+        ssl=config.tls,
+        socket_timeout=_REDIS_TIMEOUT_S,
+        socket_connect_timeout=_REDIS_TIMEOUT_S,
+        retry=_REDIS_RETRY,
+    )
 
 
 def _auth_token(secret_arn: str) -> str:

@@ -42,6 +42,8 @@ def force_new_deployment(cluster: str, service: str) -> str:
     deployments = response["service"].get("deployments") or [{}]
     deployment_id = deployments[0].get("id", "")
     metrics.add_metric(name=TriggerMetric.SELF_HEAL_DEPLOYMENTS, unit=MetricUnit.Count, value=1)
-    logger.warning("self-heal: forced a new deployment of the worker service",
-                   extra={"cluster": cluster, "service": service, "deployment_id": deployment_id})
+    logger.warning(
+        "self-heal: forced a new deployment of the worker service",
+        extra={"cluster": cluster, "service": service, "deployment_id": deployment_id},
+    )
     return deployment_id

@@ -47,7 +47,7 @@ class TriggerSettings:
         return None
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | os._Environ = os.environ) -> "TriggerSettings":
+    def from_env(cls, env: dict[str, str] | os._Environ = os.environ) -> TriggerSettings:
         topic = env.get("START_TOPIC_ARN", "").strip()
         if not topic:
             raise MissingSetting("START_TOPIC_ARN is required (the SNS start topic's ARN)")

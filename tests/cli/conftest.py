@@ -55,11 +55,13 @@ MESSAGING_TEMPLATE = {
 
 def outputs_only_template(**outputs: str) -> str:
     """A stack whose only content is outputs (e.g. the Trigger stack's function URL pointing at a local server)."""
-    return json.dumps({
-        "AWSTemplateFormatVersion": "2010-09-09",
-        "Resources": {"Marker": {"Type": "AWS::SNS::Topic", "Properties": {}}},
-        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
-    })
+    return json.dumps(
+        {
+            "AWSTemplateFormatVersion": "2010-09-09",
+            "Resources": {"Marker": {"Type": "AWS::SNS::Topic", "Properties": {}}},
+            "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+        }
+    )
 
 
 @dataclass
@@ -82,8 +84,9 @@ def deploy_messaging(moto, env: str) -> DeployedEnv:
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
     sns = moto.client("sns")
     for subscription in sns.list_subscriptions_by_topic(TopicArn=outputs["StartTopicArn"])["Subscriptions"]:
-        sns.set_subscription_attributes(SubscriptionArn=subscription["SubscriptionArn"],
-                                        AttributeName="RawMessageDelivery", AttributeValue="true")
+        sns.set_subscription_attributes(
+            SubscriptionArn=subscription["SubscriptionArn"], AttributeName="RawMessageDelivery", AttributeValue="true"
+        )
     return DeployedEnv(moto, env, outputs["StartTopicArn"], outputs["StartQueueUrl"], outputs["DlqUrl"])
 
 
@@ -124,23 +127,27 @@ class RecordingServer:
 
     port: int = field(default_factory=free_port)
     status: int = 202
-    body: dict = field(default_factory=lambda: {"id": "11111111-2222-4333-8444-555555555555",
-                                                "command": "sync_now"})
+    body: dict = field(default_factory=lambda: {"id": "11111111-2222-4333-8444-555555555555", "command": "sync_now"})
     requests: list[dict] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def start(self) -> "RecordingServer":
+    def start(self) -> RecordingServer:
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
+            def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
-                recorder.requests.append({"method": "POST", "path": self.path,
-                                          "headers": dict(self.headers.items()),
-                                          "body": self.rfile.read(length)})
+                recorder.requests.append(
+                    {
+                        "method": "POST",
+                        "path": self.path,
+                        "headers": dict(self.headers.items()),
+                        "body": self.rfile.read(length),
+                    }
+                )
                 payload = json.dumps(recorder.body).encode()
                 self.send_response(recorder.status)
                 self.send_header("Content-Type", "application/json")

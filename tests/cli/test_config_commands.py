@@ -22,9 +22,11 @@ def test_validate_config_ok(cli, config_dir):
 def test_validate_config_lists_every_bad_field(cli, config_dir):
     path = config_dir / "test.yaml"
     text = path.read_text()
-    broken = (text.replace("log_retention_days: 14", "log_retention_days: 15")
-                  .replace("schedule: rate(3 minutes)", "schedule: every 3 minutes")
-                  .replace("retain_data: false", "retain_data: false\nunexpected_key: 1"))
+    broken = (
+        text.replace("log_retention_days: 14", "log_retention_days: 15")
+        .replace("schedule: rate(3 minutes)", "schedule: every 3 minutes")
+        .replace("retain_data: false", "retain_data: false\nunexpected_key: 1")
+    )
     assert broken.count("\n") == text.count("\n") + 1  # all three edits applied
     path.write_text(broken)
 
@@ -44,5 +46,12 @@ def test_synth_runs_the_repository_cdk_with_the_env_context():
     if not cdk.exists():
         pytest.fail(f"{cdk} missing: run `make install`")
 
-    assert synth_args("dev", None, quiet=True) == [str(cdk), "synth", "-c", "env=dev", "--output",
-                                                   str(Path("cdk.out") / "dev"), "--quiet"]
+    assert synth_args("dev", None, quiet=True) == [
+        str(cdk),
+        "synth",
+        "-c",
+        "env=dev",
+        "--output",
+        str(Path("cdk.out") / "dev"),
+        "--quiet",
+    ]

@@ -34,8 +34,7 @@ def test_unknown_env_lists_the_known_ones(cli, argv):
     assert_one_line_error(result, ExitCode.UNKNOWN_ENV, "unknown environment 'staging'", "known: prod, test")
 
 
-@pytest.mark.parametrize("argv", [["signal", "start", "--via", "sns"], ["signal", "start", "--via", "url"],
-                                  ["status"]])
+@pytest.mark.parametrize("argv", [["signal", "start", "--via", "sns"], ["signal", "start", "--via", "url"], ["status"]])
 def test_stack_not_deployed(moto, cli, argv):
     result = cli(*argv, "--env", ENV, "--region", REGION, "--endpoint-url", moto.url)
 
@@ -45,8 +44,9 @@ def test_stack_not_deployed(moto, cli, argv):
 def test_missing_output_names_the_key_and_the_stacks_searched(deployed, cli):
     result = cli("signal", "start", "--env", ENV, "--via", "url", *deployed.aws_args())
 
-    assert_one_line_error(result, ExitCode.NOT_DEPLOYED, "stack output TriggerFunctionUrl not found",
-                          f"C2C-{ENV}-Messaging")
+    assert_one_line_error(
+        result, ExitCode.NOT_DEPLOYED, "stack output TriggerFunctionUrl not found", f"C2C-{ENV}-Messaging"
+    )
 
 
 def test_cloudformation_does_not_exist_error_is_translated(moto):
@@ -61,9 +61,15 @@ def test_cloudformation_does_not_exist_error_is_translated(moto):
 
 
 def test_no_aws_credentials(moto, cli, monkeypatch, tmp_path):
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE"):
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
@@ -95,8 +101,14 @@ def test_status_with_unreachable_redis(deployed, cli):
 def test_installed_script_reports_an_unknown_env_without_traceback(config_dir):
     """The `c2c-sync` console script from pyproject's [project.scripts], run as its own process."""
     script = Path(sys.executable).with_name("c2c-sync")
-    completed = subprocess.run([str(script), "status", "--env", "nope"], cwd=REPO_ROOT, capture_output=True,
-                               text=True, timeout=60, env={**os.environ, CONFIG_DIR_ENV: str(config_dir)})
+    completed = subprocess.run(
+        [str(script), "status", "--env", "nope"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, CONFIG_DIR_ENV: str(config_dir)},
+    )
 
     assert completed.returncode == int(ExitCode.UNKNOWN_ENV)
     assert completed.stderr.strip() == "error: unknown environment 'nope' (known: prod, test)"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -26,28 +26,59 @@ SLACK_S = 15
 def write_worker_state(url: str, heartbeat_age_s: float | None) -> datetime:
     client = redis.Redis.from_url(url)
     keys = StateKeys.for_env(ENV)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     client.set(keys.lease, "worker-7f3a", px=30_000)
     client.set(keys.fencing_counter, 7)
     if heartbeat_age_s is not None:
-        beat = Heartbeat(worker_id="worker-7f3a", fencing_token=7, at=now - timedelta(seconds=heartbeat_age_s),
-                         mqtt_connected=True, cycle_running=False, mode="per-signal")
+        beat = Heartbeat(
+            worker_id="worker-7f3a",
+            fencing_token=7,
+            at=now - timedelta(seconds=heartbeat_age_s),
+            mqtt_connected=True,
+            cycle_running=False,
+            mode="per-signal",
+        )
         client.set(keys.heartbeat, beat.model_dump_json(), ex=300)
     cycles = [  # oldest first; LPUSH makes the list newest first, as the worker keeps it
-        CycleRecord(signal_id="s1", started_at=now - timedelta(minutes=9), finished_at=now - timedelta(minutes=8),
-                    duration_ms=61_000, stations_total=5, stations_synced=5, stations_failed=0,
-                    readings_published=120),
-        CycleRecord(signal_id="s2", started_at=now - timedelta(minutes=6), finished_at=now - timedelta(minutes=5),
-                    duration_ms=45_500, stations_total=5, stations_synced=3, stations_failed=2,
-                    readings_published=80, errors_by_class={"transient": 1, "throttled": 1}),
-        CycleRecord(signal_id="s3", started_at=now - timedelta(minutes=3), finished_at=now - timedelta(minutes=2),
-                    duration_ms=30_250, stations_total=5, stations_synced=4, stations_failed=1,
-                    readings_published=95, errors_by_class={"transient": 1, "permanent": 0}),
+        CycleRecord(
+            signal_id="s1",
+            started_at=now - timedelta(minutes=9),
+            finished_at=now - timedelta(minutes=8),
+            duration_ms=61_000,
+            stations_total=5,
+            stations_synced=5,
+            stations_failed=0,
+            readings_published=120,
+        ),
+        CycleRecord(
+            signal_id="s2",
+            started_at=now - timedelta(minutes=6),
+            finished_at=now - timedelta(minutes=5),
+            duration_ms=45_500,
+            stations_total=5,
+            stations_synced=3,
+            stations_failed=2,
+            readings_published=80,
+            errors_by_class={"transient": 1, "throttled": 1},
+        ),
+        CycleRecord(
+            signal_id="s3",
+            started_at=now - timedelta(minutes=3),
+            finished_at=now - timedelta(minutes=2),
+            duration_ms=30_250,
+            stations_total=5,
+            stations_synced=4,
+            stations_failed=1,
+            readings_published=95,
+            errors_by_class={"transient": 1, "permanent": 0},
+        ),
     ]
     for record in cycles:
         client.lpush(keys.history, record.model_dump_json())
-    client.hset(keys.cursors, mapping={station: (now - timedelta(seconds=lag)).isoformat()
-                                       for station, lag in CURSOR_LAGS.items()})
+    client.hset(
+        keys.cursors,
+        mapping={station: (now - timedelta(seconds=lag)).isoformat() for station, lag in CURSOR_LAGS.items()},
+    )
     client.close()
     return now
 
@@ -90,8 +121,9 @@ def test_status_json_reports_lease_heartbeat_cycles_lag_and_dlq(dlq_with_two_mes
     assert status["queues"]["dlq_depth"] == 2 and status["queues"]["start_queue_depth"] == 0
 
 
-@pytest.mark.parametrize("age, present, stale", [(10, True, False), (HEARTBEAT_STALE_AFTER_S + 30, True, True),
-                                                 (None, False, True)])
+@pytest.mark.parametrize(
+    "age, present, stale", [(10, True, False), (HEARTBEAT_STALE_AFTER_S + 30, True, True), (None, False, True)]
+)
 def test_heartbeat_staleness_follows_the_shared_threshold(deployed, redis_server, cli, age, present, stale):
     write_worker_state(redis_server.url, heartbeat_age_s=age)
 
@@ -103,8 +135,18 @@ def test_heartbeat_staleness_follows_the_shared_threshold(deployed, redis_server
 def test_status_table_is_readable(dlq_with_two_messages, redis_server, cli):
     write_worker_state(redis_server.url, heartbeat_age_s=120)
 
-    result = cli("status", "--env", ENV, "--cycles", "2", "--worst", "2", "--redis-url", redis_server.url,
-                 *dlq_with_two_messages.aws_args())
+    result = cli(
+        "status",
+        "--env",
+        ENV,
+        "--cycles",
+        "2",
+        "--worst",
+        "2",
+        "--redis-url",
+        redis_server.url,
+        *dlq_with_two_messages.aws_args(),
+    )
 
     assert result.exit_code == 0, result.output
     lines = {line.strip("│ ").split("│")[0].strip(): line for line in result.stdout.splitlines() if "│" in line}

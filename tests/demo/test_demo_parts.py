@@ -11,7 +11,7 @@ import json
 import os
 import signal
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -25,16 +25,19 @@ from c2c_sync.demo.subscriber import Subscriber, subscription_topic
 from c2c_sync.demo.trigger import LocalTrigger, RedisPublishTarget, scheduled_event
 from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, parse_signal
 
-T0 = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
 
 # -- ledger ---------------------------------------------------------------------------------------
 
+
 def test_expected_ids_are_the_grid_readings_after_the_baseline_up_to_each_final_cursor():
     cursors = {"site-00001": T0 + timedelta(minutes=3), "site-00002": T0}
     assert expected_ids(T0, cursors, 60) == {
-        "site-00001:2024-06-01T12:01:00.000000Z", "site-00001:2024-06-01T12:02:00.000000Z",
-        "site-00001:2024-06-01T12:03:00.000000Z"}
+        "site-00001:2024-06-01T12:01:00.000000Z",
+        "site-00001:2024-06-01T12:02:00.000000Z",
+        "site-00001:2024-06-01T12:03:00.000000Z",
+    }
 
 
 def test_reconcile_names_lost_readings_and_does_not_count_readings_past_the_cursor_as_lost():
@@ -52,6 +55,7 @@ def test_reconcile_is_ok_when_every_expected_reading_was_received():
 
 
 # -- teardown -------------------------------------------------------------------------------------
+
 
 def test_teardown_runs_actions_last_first_and_keeps_going_after_a_failure():
     ran: list[str] = []
@@ -84,6 +88,7 @@ def test_sigterm_unwinds_the_main_thread_so_finally_blocks_run():
 
 # -- topology from the synthesized messaging stack -------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def blueprint(tmp_path_factory) -> blueprints.Blueprint:
     log = tmp_path_factory.mktemp("synth") / "synth.log"
@@ -115,8 +120,9 @@ def test_topology_creates_queue_dlq_topic_and_subscription_as_the_template_defin
     for name in ("VisibilityTimeout", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds"):
         assert attrs[name] == str(start[name])
     assert messaging.max_receive_count == start["RedrivePolicy"]["maxReceiveCount"]
-    dlq_arn = moto.client("sqs").get_queue_attributes(QueueUrl=messaging.dlq_url,
-                                                      AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    dlq_arn = moto.client("sqs").get_queue_attributes(QueueUrl=messaging.dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
     assert json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"] == dlq_arn
     assert attrs["KmsMasterKeyId"].startswith("arn:aws:kms:")
     topic_attrs = moto.client("sns").get_topic_attributes(TopicArn=messaging.topic_arn)["Attributes"]
@@ -145,6 +151,7 @@ def test_topology_refuses_a_queue_property_it_would_otherwise_drop(moto, messagi
 
 # -- trigger ----------------------------------------------------------------------------------------
 
+
 def test_scheduled_event_is_a_fresh_eventbridge_scheduled_event_for_the_rule():
     a, b = scheduled_event("c2c-x-schedule"), scheduled_event("c2c-x-schedule")
     assert a["detail-type"] == "Scheduled Event" and a["source"] == "aws.events"
@@ -153,21 +160,31 @@ def test_scheduled_event_is_a_fresh_eventbridge_scheduled_event_for_the_rule():
 
 
 def test_local_trigger_turns_a_scheduled_event_into_a_signal_on_the_start_queue_and_on_redis(
-        moto, messaging_template, redis_server, tmp_path):
+    moto, messaging_template, redis_server, tmp_path
+):
     messaging = topology.deploy(messaging_template, moto.client, "c2c-demo-test")
     listener = redis.Redis.from_url(redis_server.url).pubsub(ignore_subscribe_messages=True)
     listener.subscribe(REDIS_SIGNAL_CHANNEL)
     os.environ.pop("START_TOPIC_ARN", None)
 
-    with LocalTrigger(env="demo-test", topic_arn=messaging.topic_arn, schedule_command="sync_now",
-                      aws_endpoint=moto.url, log_path=tmp_path / "trigger.log") as trigger:
+    with LocalTrigger(
+        env="demo-test",
+        topic_arn=messaging.topic_arn,
+        schedule_command="sync_now",
+        aws_endpoint=moto.url,
+        log_path=tmp_path / "trigger.log",
+    ) as trigger:
         via_sqs = trigger.fire_schedule()
         trigger.configure(RedisPublishTarget(host="127.0.0.1", port=redis_server.port))
         via_both = trigger.fire_schedule()
 
     assert "START_TOPIC_ARN" not in os.environ  # the Lambda's environment is gone again
-    bodies = [m["Body"] for m in moto.client("sqs").receive_message(
-        QueueUrl=messaging.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]]
+    bodies = [
+        m["Body"]
+        for m in moto.client("sqs").receive_message(
+            QueueUrl=messaging.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )["Messages"]
+    ]
     signals = {str(s.id): s for s in map(parse_signal, bodies)}
     assert set(signals) == {via_sqs, via_both}
     assert all(s.command is Command.SYNC_NOW and s.source is Source.SCHEDULE for s in signals.values())
@@ -180,6 +197,7 @@ def test_local_trigger_turns_a_scheduled_event_into_a_signal_on_the_start_queue_
 
 
 # -- subscriber -------------------------------------------------------------------------------------
+
 
 def _publish(port: int, messages: list[tuple[str, str]]) -> None:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-publisher")

@@ -28,12 +28,16 @@ class DemoRun:
     """The demo as a child process; remembers every process it started, to check they all stop."""
 
     def __init__(self, workdir: Path, *args: str, inherit: tuple[str, ...] = ()) -> None:
-        env = {k: v for k, v in os.environ.items()
-               if k in inherit or not k.startswith(("C2C_", "MQTT_", "REDIS_"))}
+        env = {k: v for k, v in os.environ.items() if k in inherit or not k.startswith(("C2C_", "MQTT_", "REDIS_"))}
         env["COLUMNS"] = "220"  # one summary row per line
-        self.proc = subprocess.Popen([sys.executable, "-m", "c2c_sync", "demo", "--workdir", str(workdir), *args],
-                                     cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "c2c_sync", "demo", "--workdir", str(workdir), *args],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.lines: list[str] = []
         self.descendants: dict[int, float] = {}  # pid -> create_time
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -136,14 +140,27 @@ def test_small_demo_delivers_every_reading_through_sqs_and_redis_and_stops_every
 
 def test_demo_fails_naming_the_reading_the_subscriber_dropped(demo):
     # TEST-ONLY hook: the subscriber ignores the first reading of site-00001 it receives.
-    run = demo("--stations", "5", "--cycles", "1", "--redis-cycles", "0", "--error-rate", "0",
-               "--throttle-rate", "0", "--drop-first-reading-of", "site-00001")
+    run = demo(
+        "--stations",
+        "5",
+        "--cycles",
+        "1",
+        "--redis-cycles",
+        "0",
+        "--error-rate",
+        "0",
+        "--throttle-rate",
+        "0",
+        "--drop-first-reading-of",
+        "site-00001",
+    )
     code = run.wait(240)
 
     assert code == 1, run.output
     assert run.row("readings lost") == "1"
-    assert re.search(r"FAILED: 1 reading\(s\) lost: site-00001:\d{4}-\d\d-\d\dT\d\d:\d\d:00\.000000Z", run.output), \
+    assert re.search(r"FAILED: 1 reading\(s\) lost: site-00001:\d{4}-\d\d-\d\dT\d\d:\d\d:00\.000000Z", run.output), (
         run.output
+    )
     assert run.still_running() == []
 
 
@@ -172,8 +189,18 @@ def test_mqtt_url_and_redis_url_point_the_demo_at_external_services(tmp_path, mo
     try:
         monkeypatch.setenv("MQTT_URL", mosquitto.url)
         monkeypatch.setenv("REDIS_URL", external_redis.url)
-        run = DemoRun(tmp_path / "run", "--stations", "5", "--cycles", "1", "--redis-cycles", "1",
-                      "--interval", "1", inherit=("MQTT_URL", "REDIS_URL"))
+        run = DemoRun(
+            tmp_path / "run",
+            "--stations",
+            "5",
+            "--cycles",
+            "1",
+            "--redis-cycles",
+            "1",
+            "--interval",
+            "1",
+            inherit=("MQTT_URL", "REDIS_URL"),
+        )
         code = run.wait(240)
 
         assert code == 0, run.output

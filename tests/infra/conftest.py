@@ -23,13 +23,13 @@ import yaml
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from aws_cdk.assertions import Template  # noqa: E402
+from aws_cdk.assertions import Template
 
-from app import build_app  # noqa: E402
-from config import CONFIG_DIR, load_environment  # noqa: E402
-from config.schema import EnvironmentConfig  # noqa: E402
-from stacks.deployment import EnvironmentStacks  # noqa: E402
-from stacks.naming import REPO_ROOT  # noqa: E402
+from app import build_app
+from config import CONFIG_DIR, load_environment
+from config.schema import EnvironmentConfig
+from stacks.deployment import EnvironmentStacks
+from stacks.naming import REPO_ROOT
 
 PARTS = ("Network", "Messaging", "Cache", "SyncService", "Trigger", "Monitoring")
 STAGE_ACCOUNT = "111122223333"
@@ -76,9 +76,11 @@ PROFILE_VARIANTS: dict[str, dict[str, object]] = {
         "identity_mode": "per-device",
         "identity_template": "c2c-{station_id}",
         "generic": {"protocol": "5", "status_topic": ""},
-        "secrets": {"mqtt_password": "c2c-sync/edge/mqtt-password",
-                    "mqtt_client_certificate": "c2c-sync/edge/mqtt-cert",
-                    "mqtt_client_private_key": "c2c-sync/edge/mqtt-key"},
+        "secrets": {
+            "mqtt_password": "c2c-sync/edge/mqtt-password",
+            "mqtt_client_certificate": "c2c-sync/edge/mqtt-cert",
+            "mqtt_client_private_key": "c2c-sync/edge/mqtt-key",
+        },
     },
     "hub": {
         "profile": "azure_iot_hub",

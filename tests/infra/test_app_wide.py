@@ -72,8 +72,9 @@ def test_stateful_stacks_are_protected_where_data_is_retained(dev, prod):
 
 
 def test_every_log_group_has_the_configured_retention(any_synth):
-    groups = [r for t in any_synth.templates.values() for r in t["Resources"].values()
-              if r["Type"] == "AWS::Logs::LogGroup"]
+    groups = [
+        r for t in any_synth.templates.values() for r in t["Resources"].values() if r["Type"] == "AWS::Logs::LogGroup"
+    ]
     assert len(groups) == 4  # flow logs, Redis slow log, worker, trigger
     assert {g["Properties"]["RetentionInDays"] for g in groups} == {any_synth.config.log_retention_days}
 
@@ -83,6 +84,9 @@ def test_no_public_ip_and_no_plaintext_secret_anywhere(any_synth):
     assert '"AssignPublicIp": "ENABLED"' not in text and "AssociatePublicIpAddress" not in text
     for part, template in any_synth.templates.items():
         for resource in template["Resources"].values():
-            env = resource["Properties"].get("Environment", {}).get("Variables", {}) \
-                if resource["Type"] == "AWS::Lambda::Function" else {}
+            env = (
+                resource["Properties"].get("Environment", {}).get("Variables", {})
+                if resource["Type"] == "AWS::Lambda::Function"
+                else {}
+            )
             assert not [k for k in env if "PASSWORD" in k or k.endswith("_TOKEN")], part

@@ -48,8 +48,10 @@ def test_ingress_only_from_the_worker_security_group(env_synth):
 
 
 def test_trigger_security_group_is_admitted_with_redis_signals(stage):
-    sources = sorted(r["Properties"]["SourceSecurityGroupId"]["Fn::ImportValue"]
-                     for r in stage.resources("Cache", "AWS::EC2::SecurityGroupIngress").values())
+    sources = sorted(
+        r["Properties"]["SourceSecurityGroupId"]["Fn::ImportValue"]
+        for r in stage.resources("Cache", "AWS::EC2::SecurityGroupIngress").values()
+    )
     assert len(sources) == 2
     assert "TriggerSecurityGroup" in sources[0] and "WorkerSecurityGroup" in sources[1]
 

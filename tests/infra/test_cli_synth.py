@@ -52,8 +52,9 @@ class CliRun:
 @pytest.fixture(scope="module")
 def cli_runs(tmp_path_factory) -> dict[str, CliRun]:
     """All CLI synths of this module, started together (each is mostly process start-up)."""
-    broken_dir = write_env(tmp_path_factory.mktemp("config"), "broken", log_retention_days=13,
-                           schedule="hourly", cache={"port": 6379})
+    broken_dir = write_env(
+        tmp_path_factory.mktemp("config"), "broken", log_retention_days=13, schedule="hourly", cache={"port": 6379}
+    )
     cases = {
         "dev": ["-c", "env=dev"],
         "prod": ["-c", "env=prod"],
@@ -65,8 +66,7 @@ def cli_runs(tmp_path_factory) -> dict[str, CliRun]:
         tmp = tmp_path_factory.mktemp(f"cli-{name}")
         env, marker = offline_env(tmp)
         cmd = [str(CDK), "synth", "--quiet", "--no-notices", "--output", str(tmp / "cdk.out"), *args]
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         started[name] = (proc, cmd, tmp, marker)
     runs = {}
     for name, (proc, cmd, tmp, marker) in started.items():

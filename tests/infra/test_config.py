@@ -42,7 +42,8 @@ def test_dev_and_prod_load_as_typed_configs():
 
 def test_invalid_file_lists_every_bad_field_in_one_message(tmp_path):
     write_env(
-        tmp_path, "broken",
+        tmp_path,
+        "broken",
         schedule="every 3 minutes",
         log_retention_days=13,
         colour="blue",
@@ -54,8 +55,16 @@ def test_invalid_file_lists_every_bad_field_in_one_message(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_environment("broken", tmp_path)
     message = str(info.value)
-    for field in ("schedule", "log_retention_days", "colour: unknown field", "worker.desired_count",
-                  "worker.cpu: must be one of", "cache.port", "platform.profile", "source.base_url"):
+    for field in (
+        "schedule",
+        "log_retention_days",
+        "colour: unknown field",
+        "worker.desired_count",
+        "worker.cpu: must be one of",
+        "cache.port",
+        "platform.profile",
+        "source.base_url",
+    ):
         assert field in message, f"{field!r} missing from:\n{message}"
     assert "8 invalid field(s)" in message
     assert str(tmp_path / "broken.yaml") in message
@@ -84,7 +93,10 @@ def test_file_name_and_name_field_must_agree(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"platform": {"profile": "aws_iot_core"}}, "platform.secrets.aws_iot_certificate: profile aws_iot_core needs it"),
+        (
+            {"platform": {"profile": "aws_iot_core"}},
+            "platform.secrets.aws_iot_certificate: profile aws_iot_core needs it",
+        ),
         ({"platform": {"endpoint": "mqtt://hub.example.com:1883"}}, "platform.endpoint: must start with mqtts://"),
         ({"cache": {"multi_az": True, "replicas": 0}}, "multi_az requires replicas >= 1"),
         ({"account": "123456789012"}, "account is set but region is not"),
@@ -116,17 +128,34 @@ def write_platform(config_dir: Path, env: str, platform: dict[str, object]) -> P
 
 
 AZURE = {"profile": "azure_iot_hub", "endpoint": "mqtts://hub.azure-devices.net:8883", "client_id": "gw"}
-AWS = {"profile": "aws_iot_core", "endpoint": "mqtts://x-ats.iot.eu-west-1.amazonaws.com:8883", "client_id": "thing",
-       "secrets": {"aws_iot_certificate": "c", "aws_iot_private_key": "k"}}
-GENERIC = {"profile": "generic", "endpoint": "mqtts://broker.example.com:8883", "client_id": "c2c",
-           "username": "c2c", "secrets": {"mqtt_password": "p"}}
+AWS = {
+    "profile": "aws_iot_core",
+    "endpoint": "mqtts://x-ats.iot.eu-west-1.amazonaws.com:8883",
+    "client_id": "thing",
+    "secrets": {"aws_iot_certificate": "c", "aws_iot_private_key": "k"},
+}
+GENERIC = {
+    "profile": "generic",
+    "endpoint": "mqtts://broker.example.com:8883",
+    "client_id": "c2c",
+    "username": "c2c",
+    "secrets": {"mqtt_password": "p"},
+}
 
 
 def test_every_platform_problem_is_reported_at_once_under_its_own_field(tmp_path):
-    write_platform(tmp_path, "x", {
-        **AZURE, "endpoint": "mqtt://hub.azure-devices.net:1883", "username": "u", "identity_mode": "per-device",
-        "aws": {"protocol": 5}, "secrets": {"azure_sas_key": "a", "azure_device_keys": "b", "mqtt_password": "c"},
-    })
+    write_platform(
+        tmp_path,
+        "x",
+        {
+            **AZURE,
+            "endpoint": "mqtt://hub.azure-devices.net:1883",
+            "username": "u",
+            "identity_mode": "per-device",
+            "aws": {"protocol": 5},
+            "secrets": {"azure_sas_key": "a", "azure_device_keys": "b", "mqtt_password": "c"},
+        },
+    )
     with pytest.raises(ConfigError) as info:
         load_environment("x", tmp_path)
     lines = str(info.value).splitlines()
@@ -148,28 +177,43 @@ def test_every_platform_problem_is_reported_at_once_under_its_own_field(tmp_path
     [
         ({**AZURE}, "platform.secrets.azure_sas_key: profile azure_iot_hub needs exactly one of"),
         ({**AZURE, "secrets": {"azure_connection_string": "s", "azure_device_keys": "k"}}, "(got 2)"),
-        ({**AZURE, "azure": {"policy_name": "device"}, "secrets": {"azure_connection_string": "s"}},
-         "platform.azure.policy_name: only used with secrets.azure_sas_key"),
+        (
+            {**AZURE, "azure": {"policy_name": "device"}, "secrets": {"azure_connection_string": "s"}},
+            "platform.azure.policy_name: only used with secrets.azure_sas_key",
+        ),
         ({**AZURE, "azure": {"token_ttl_s": 60}, "secrets": {"azure_sas_key": "k"}}, "platform.azure.token_ttl_s"),
-        ({**AZURE, "azure": {"api_version": "latest"}, "secrets": {"azure_sas_key": "k"}}, "platform.azure.api_version"),
-        ({**AWS, "secrets": {"aws_iot_certificate": "c"}},
-         "platform.secrets.aws_iot_private_key: profile aws_iot_core needs it"),
+        (
+            {**AZURE, "azure": {"api_version": "latest"}, "secrets": {"azure_sas_key": "k"}},
+            "platform.azure.api_version",
+        ),
+        (
+            {**AWS, "secrets": {"aws_iot_certificate": "c"}},
+            "platform.secrets.aws_iot_private_key: profile aws_iot_core needs it",
+        ),
         ({**AWS, "aws": {"topic": "c2c/{env}/+/telemetry"}}, "platform.aws.topic: a publish topic cannot contain"),
         ({**AWS, "aws": {"topic": "a/b/c/d/e/f/g/h/{station_id}"}}, "at most 7 slashes"),
         ({**AWS, "aws": {"topic": "c2c/{site}/{station_id}"}}, "platform.aws.topic: unknown placeholder 'site'"),
         ({**AWS, "aws": {"protocol": 4}}, "platform.aws.protocol"),
-        ({**AWS, "identity_mode": "per-device", "identity_template": "ess"},
-         "platform.identity_template: must contain {station_id}"),
+        (
+            {**AWS, "identity_mode": "per-device", "identity_template": "ess"},
+            "platform.identity_template: must contain {station_id}",
+        ),
         ({**AWS, "max_connections": 10}, "platform.max_connections: only used with identity_mode per-device"),
         ({**AWS, "identity_template": "ess-{station_id}"}, "platform.identity_template: only used with identity_mode"),
         ({**GENERIC, "secrets": {}}, "platform.secrets.mqtt_password: profile generic needs"),
-        ({**GENERIC, "secrets": {"mqtt_client_certificate": "c"}},
-         "platform.secrets.mqtt_client_private_key: a client certificate needs both"),
+        (
+            {**GENERIC, "secrets": {"mqtt_client_certificate": "c"}},
+            "platform.secrets.mqtt_client_private_key: a client certificate needs both",
+        ),
         ({**GENERIC, "username": None}, "platform.username: required with secrets.mqtt_password"),
-        ({**GENERIC, "secrets": {"mqtt_client_certificate": "same", "mqtt_client_private_key": "same"}},
-         "names the same secret 'same'"),
-        ({**GENERIC, "secrets": {"mqtt_password": "p", "aws_iot_certificate": "c"}},
-         "platform.secrets.aws_iot_certificate: not used by profile generic"),
+        (
+            {**GENERIC, "secrets": {"mqtt_client_certificate": "same", "mqtt_client_private_key": "same"}},
+            "names the same secret 'same'",
+        ),
+        (
+            {**GENERIC, "secrets": {"mqtt_password": "p", "aws_iot_certificate": "c"}},
+            "platform.secrets.aws_iot_certificate: not used by profile generic",
+        ),
         ({**GENERIC, "azure": {"policy_name": "device"}}, "platform.azure: only used by profile azure_iot_hub"),
         ({**GENERIC, "generic": {"status_topic": "c2c/{env}/#"}}, "platform.generic.status_topic"),
         ({**GENERIC, "identity_mode": "per-station"}, "platform.identity_mode"),

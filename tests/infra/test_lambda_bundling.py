@@ -20,11 +20,14 @@ pytestmark = pytest.mark.infra
 
 def test_every_pinned_trigger_requirement_is_bundled():
     assert requirement_lines(FUNCTIONS_DIR / "trigger" / "requirements.txt") == [
-        "aws-lambda-powertools[tracer,parser]==3.37.0", "pydantic==2.14.4", "redis==8.1.0"]
+        "aws-lambda-powertools[tracer,parser]==3.37.0",
+        "pydantic==2.14.4",
+        "redis==8.1.0",
+    ]
 
 
 def test_only_the_runtime_sdk_and_its_dependencies_are_left_to_the_runtime():
-    assert RUNTIME_PROVIDED == {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
+    assert {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"} == RUNTIME_PROVIDED
     assert not {"aws-lambda-powertools", "pydantic", "pydantic-core", "aws-xray-sdk", "redis"} & RUNTIME_PROVIDED
 
 
@@ -50,20 +53,31 @@ def test_removal_follows_each_records_files_and_keeps_everything_else(tmp_path):
     outside.parent.mkdir(exist_ok=True)
     outside.write_text("keep")
     assert remove_distributions(tmp_path, {"Botocore", "python_dateutil", "six", "boto3"}) == [
-        "botocore", "python-dateutil", "six"]
+        "botocore",
+        "python-dateutil",
+        "six",
+    ]
     left = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")}
-    assert left == {"redis", "redis/__init__.py", "redis-1.0.dist-info", "redis-1.0.dist-info/METADATA",
-                    "redis-1.0.dist-info/RECORD"}
+    assert left == {
+        "redis",
+        "redis/__init__.py",
+        "redis-1.0.dist-info",
+        "redis-1.0.dist-info/METADATA",
+        "redis-1.0.dist-info/RECORD",
+    }
     assert outside.read_text() == "keep"
 
 
-@pytest.mark.parametrize(("line", "name"), [
-    ("aws-lambda-powertools[tracer,parser]==3.37.0", "aws-lambda-powertools"),
-    ("Pydantic_Core>=2  # comment", "pydantic-core"),
-    ("# only a comment", None),
-    ("-r other.txt", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    ("line", "name"),
+    [
+        ("aws-lambda-powertools[tracer,parser]==3.37.0", "aws-lambda-powertools"),
+        ("Pydantic_Core>=2  # comment", "pydantic-core"),
+        ("# only a comment", None),
+        ("-r other.txt", None),
+        ("", None),
+    ],
+)
 def test_requirement_names_are_normalised(line, name):
     assert requirement_name(line) == name
 
@@ -79,8 +93,13 @@ def test_bundle_copies_the_listed_parts_under_the_package_without_caches(tmp_pat
     (source / "sync_worker" / "worker.py").write_text("")
     (source / "__init__.py").write_text("")
     bundler = LocalPythonBundling(
-        source_root=source, package_name="functions", packages=("__init__.py", "common", "trigger"),
-        requirements=(), python_version="3.12", pip_platform="manylinux2014_aarch64", cache_dir=tmp_path / "cache",
+        source_root=source,
+        package_name="functions",
+        packages=("__init__.py", "common", "trigger"),
+        requirements=(),
+        python_version="3.12",
+        pip_platform="manylinux2014_aarch64",
+        cache_dir=tmp_path / "cache",
     )
     out = tmp_path / "out"
     out.mkdir()
@@ -91,9 +110,13 @@ def test_bundle_copies_the_listed_parts_under_the_package_without_caches(tmp_pat
 
 def test_pip_failure_raises_instead_of_falling_back_to_docker(tmp_path):
     bundler = LocalPythonBundling(
-        source_root=FUNCTIONS_DIR, package_name="functions", packages=("__init__.py",),
-        requirements=("--no-index", "surely-not-a-package==0.0.1"), python_version="3.12",
-        pip_platform="manylinux2014_aarch64", cache_dir=tmp_path / "cache",
+        source_root=FUNCTIONS_DIR,
+        package_name="functions",
+        packages=("__init__.py",),
+        requirements=("--no-index", "surely-not-a-package==0.0.1"),
+        python_version="3.12",
+        pip_platform="manylinux2014_aarch64",
+        cache_dir=tmp_path / "cache",
     )
     out = tmp_path / "out"
     out.mkdir()
@@ -104,9 +127,13 @@ def test_pip_failure_raises_instead_of_falling_back_to_docker(tmp_path):
 
 def test_cached_dependencies_are_reused(tmp_path):
     bundler = LocalPythonBundling(
-        source_root=FUNCTIONS_DIR, package_name="functions", packages=("__init__.py",),
-        requirements=("redis==8.1.0",), python_version="3.12",
-        pip_platform="manylinux2014_aarch64", cache_dir=tmp_path / "cache",
+        source_root=FUNCTIONS_DIR,
+        package_name="functions",
+        packages=("__init__.py",),
+        requirements=("redis==8.1.0",),
+        python_version="3.12",
+        pip_platform="manylinux2014_aarch64",
+        cache_dir=tmp_path / "cache",
     )
     # Pre-fill the cache entry: a cache hit must not run pip (no network needed).
     entry = tmp_path / "cache" / bundler._cache_key()

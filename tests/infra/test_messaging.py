@@ -63,13 +63,22 @@ def test_queue_subscribes_with_raw_delivery_and_admits_only_the_start_topic(env_
     sub = env_synth.only("Messaging", "AWS::SNS::Subscription")["Properties"]
     assert sub["Protocol"] == "sqs" and sub["RawMessageDelivery"] is True
     assert sub["TopicArn"] == {"Ref": "StartTopic"} and sub["Endpoint"] == {"Fn::GetAtt": ["StartQueue", "Arn"]}
-    allow = [s for p in env_synth.resources("Messaging", "AWS::SQS::QueuePolicy").values()
-             for s in statements(p) if s["Effect"] == "Allow"]
-    assert allow == [{
-        "Action": "sqs:SendMessage", "Effect": "Allow", "Sid": "AllowStartTopic",
-        "Principal": {"Service": "sns.amazonaws.com"}, "Resource": {"Fn::GetAtt": ["StartQueue", "Arn"]},
-        "Condition": {"ArnEquals": {"aws:SourceArn": {"Ref": "StartTopic"}}},
-    }]
+    allow = [
+        s
+        for p in env_synth.resources("Messaging", "AWS::SQS::QueuePolicy").values()
+        for s in statements(p)
+        if s["Effect"] == "Allow"
+    ]
+    assert allow == [
+        {
+            "Action": "sqs:SendMessage",
+            "Effect": "Allow",
+            "Sid": "AllowStartTopic",
+            "Principal": {"Service": "sns.amazonaws.com"},
+            "Resource": {"Fn::GetAtt": ["StartQueue", "Arn"]},
+            "Condition": {"ArnEquals": {"aws:SourceArn": {"Ref": "StartTopic"}}},
+        }
+    ]
 
 
 def test_queues_and_key_are_retained_only_where_configured(dev, prod):

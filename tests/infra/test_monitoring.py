@@ -15,8 +15,10 @@ pytestmark = pytest.mark.infra
 
 
 def alarms(synth) -> dict[str, dict]:
-    return {a["Properties"]["AlarmName"]: a["Properties"]
-            for a in synth.resources("Monitoring", "AWS::CloudWatch::Alarm").values()}
+    return {
+        a["Properties"]["AlarmName"]: a["Properties"]
+        for a in synth.resources("Monitoring", "AWS::CloudWatch::Alarm").values()
+    }
 
 
 def alarm_topic(synth) -> str:
@@ -30,8 +32,17 @@ def test_every_alarm_notifies_the_encrypted_alarm_topic(env_synth):
     assert "MessagingKey" in topic["KmsMasterKeyId"]["Fn::ImportValue"]
     found = alarms(env_synth)
     env = env_synth.env
-    assert set(found) == {f"C2C-{env}-{n}" for n in ("DlqNotEmpty", "ScheduleDlqNotEmpty", "HeartbeatStale",
-                                                    "FailureRatio", "RunningTasksBelowDesired", "TriggerErrors")}
+    assert set(found) == {
+        f"C2C-{env}-{n}"
+        for n in (
+            "DlqNotEmpty",
+            "ScheduleDlqNotEmpty",
+            "HeartbeatStale",
+            "FailureRatio",
+            "RunningTasksBelowDesired",
+            "TriggerErrors",
+        )
+    }
     for alarm in found.values():
         assert {"Ref": topic_id} in alarm["AlarmActions"]
 
@@ -39,13 +50,16 @@ def test_every_alarm_notifies_the_encrypted_alarm_topic(env_synth):
 def test_heartbeat_stale_alarm_follows_the_contract_and_reaches_self_heal(env_synth):
     alarm = alarms(env_synth)[heartbeat_alarm_name(env_synth.env)]
     assert alarm["Namespace"] == METRICS_NAMESPACE and alarm["MetricName"] == WorkerMetric.HEARTBEAT_AGE
-    assert alarm["Dimensions"] == [{"Name": ENV_DIMENSION, "Value": env_synth.env},
-                                   {"Name": "service", "Value": WORKER_SERVICE}]
+    assert alarm["Dimensions"] == [
+        {"Name": ENV_DIMENSION, "Value": env_synth.env},
+        {"Name": "service", "Value": WORKER_SERVICE},
+    ]
     assert alarm["Statistic"] == "Maximum" and alarm["Threshold"] == HEARTBEAT_STALE_AFTER_S
     assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
     assert alarm["TreatMissingData"] == "breaching"  # a dead worker emits nothing
-    assert {"Fn::ImportValue": f"C2C-{env_synth.env}-Trigger:ExportsOutputRefSelfHealTopicF308E28F0314878A"} \
-        in alarm["AlarmActions"]
+    assert {"Fn::ImportValue": f"C2C-{env_synth.env}-Trigger:ExportsOutputRefSelfHealTopicF308E28F0314878A"} in alarm[
+        "AlarmActions"
+    ]
 
 
 def test_dlq_alarm_fires_on_the_first_dead_letter(env_synth):
@@ -84,9 +98,18 @@ def test_lambda_errors_alarm(env_synth):
 
 def test_dashboard_graphs_every_required_metric(env_synth):
     body = json.dumps(env_synth.only("Monitoring", "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
-    for name in (WorkerMetric.CYCLE_DURATION, WorkerMetric.STATIONS_SYNCED, WorkerMetric.STATIONS_FAILED,
-                 WorkerMetric.READINGS_PUBLISHED, WorkerMetric.MQTT_RECONNECTS, WorkerMetric.HEARTBEAT_AGE,
-                 "ApproximateNumberOfMessagesVisible", "AWS/Lambda", "Errors", "RunningTaskCount"):
+    for name in (
+        WorkerMetric.CYCLE_DURATION,
+        WorkerMetric.STATIONS_SYNCED,
+        WorkerMetric.STATIONS_FAILED,
+        WorkerMetric.READINGS_PUBLISHED,
+        WorkerMetric.MQTT_RECONNECTS,
+        WorkerMetric.HEARTBEAT_AGE,
+        "ApproximateNumberOfMessagesVisible",
+        "AWS/Lambda",
+        "Errors",
+        "RunningTaskCount",
+    ):
         assert f'\\"{name}\\"' in body, name
 
 

@@ -17,20 +17,26 @@ pytestmark = pytest.mark.infra
 #: Every acknowledgement in the app, per variant. Adding one is a reviewed decision: it shows here.
 EXPECTED = {
     "dev": {
-        "C2C-dev-Network": {"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]"},
+        "C2C-dev-Network": {
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]"
+        },
         "C2C-dev-Cache": {"AwsSolutions-SMG4", "AwsSolutions-AEC4"},
         "C2C-dev-SyncService": {
-            "AwsSolutions-ECS2", "AwsSolutions-IAM5[Resource::*]",
+            "AwsSolutions-ECS2",
+            "AwsSolutions-IAM5[Resource::*]",
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:c2c-sync/dev/source-api-key-??????]",
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:c2c-sync/dev/mqtt-password-??????]",
         },
         "C2C-dev-Trigger": {"AwsSolutions-IAM5[Resource::*]", "AwsSolutions-L1", "AwsSolutions-SQS3"},
     },
     "prod": {
-        "C2C-prod-Network": {"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]"},
+        "C2C-prod-Network": {
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]"
+        },
         "C2C-prod-Cache": {"AwsSolutions-SMG4"},  # multi-AZ: no AEC4 acknowledgement needed
         "C2C-prod-SyncService": {
-            "AwsSolutions-ECS2", "AwsSolutions-IAM5[Resource::*]",
+            "AwsSolutions-ECS2",
+            "AwsSolutions-IAM5[Resource::*]",
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:c2c-sync/prod/source-api-key-??????]",
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:c2c-sync/prod/azure-device-policy-key-??????]",
         },

@@ -30,8 +30,11 @@ def normalise(template: dict) -> dict:
 def test_normalise_replaces_hashes_image_tags_and_account_ids():
     image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/repo:" + "ab" * 32
     out = normalise({"Image": image, "S3Key": "cd" * 32 + ".zip", "Port": 6380})
-    assert out == {"Image": "<ACCOUNT_ID>.dkr.ecr.eu-west-1.amazonaws.com/repo:<ASSET_HASH>",
-                   "S3Key": "<ASSET_HASH>.zip", "Port": 6380}
+    assert out == {
+        "Image": "<ACCOUNT_ID>.dkr.ecr.eu-west-1.amazonaws.com/repo:<ASSET_HASH>",
+        "S3Key": "<ASSET_HASH>.zip",
+        "Port": 6380,
+    }
 
 
 @pytest.fixture

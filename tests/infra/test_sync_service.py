@@ -74,8 +74,10 @@ def test_health_check_is_the_contract_command(env_synth):
 def test_health_check_gives_a_replacement_task_time_for_its_first_connect(env_synth):
     from functions.sync_worker.settings import WorkerSettings
 
-    defaults = {name: WorkerSettings.model_fields[name].default
-                for name in ("lease_ttl_s", "mqtt_reconnect_max_s", "heartbeat_interval_s")}
+    defaults = {
+        name: WorkerSettings.model_fields[name].default
+        for name in ("lease_ttl_s", "mqtt_reconnect_max_s", "heartbeat_interval_s")
+    }
     check = container(env_synth)["HealthCheck"]
     # A predecessor killed without releasing the lease holds it for its TTL; then the MQTT connect
     # (10 s initial wait, backoff capped at the reconnect maximum) and the first heartbeat.
@@ -97,8 +99,15 @@ def _health(status_file, status: dict | None) -> subprocess.CompletedProcess:
     if status is not None:
         status_file.write_text(json.dumps(status))
     env = {**os.environ, "C2C_STATUS_FILE": str(status_file)}
-    return subprocess.run([sys.executable, "-m", "functions.sync_worker", "health"], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=30, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "functions.sync_worker", "health"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
 def test_health_command_reads_c2c_status_file_and_fails_a_standby(tmp_path):
@@ -119,26 +128,50 @@ PLATFORM_SECRETS = {
     "dev": {"C2C_MQTT_PASSWORD": "c2c-sync/dev/mqtt-password"},
     "prod": {"C2C_AZURE_SAS_KEY": "c2c-sync/prod/azure-device-policy-key"},
     "stage": {"C2C_AWS_IOT_CERT_PEM": "c2c-sync/stage/cert", "C2C_AWS_IOT_KEY_PEM": "c2c-sync/stage/key"},
-    "edge": {"C2C_MQTT_PASSWORD": "c2c-sync/edge/mqtt-password", "C2C_MQTT_CERT_PEM": "c2c-sync/edge/mqtt-cert",
-             "C2C_MQTT_KEY_PEM": "c2c-sync/edge/mqtt-key"},
+    "edge": {
+        "C2C_MQTT_PASSWORD": "c2c-sync/edge/mqtt-password",
+        "C2C_MQTT_CERT_PEM": "c2c-sync/edge/mqtt-cert",
+        "C2C_MQTT_KEY_PEM": "c2c-sync/edge/mqtt-key",
+    },
     "hub": {"C2C_AZURE_CONNECTION_STRING": "c2c-sync/hub/azure-connection-string"},
 }
 #: The platform-profile variables (plain values) each variant's worker receives.
 PLATFORM_ENV = {
-    "dev": {"C2C_PLATFORM_PROFILE": "generic", "C2C_MQTT_IDENTITY_MODE": "gateway",
-            "C2C_MQTT_USERNAME": "c2c-sync-dev"},
-    "prod": {"C2C_PLATFORM_PROFILE": "azure_iot_hub", "C2C_AZURE_IDENTITY_MODE": "per-device",
-             "C2C_AZURE_DEVICE_ID_TEMPLATE": "ess-{station_id}", "C2C_MQTT_MAX_CONNECTIONS": "500",
-             "C2C_AZURE_POLICY_NAME": "device", "C2C_AZURE_TOKEN_TTL_S": "3600",
-             "C2C_AZURE_API_VERSION": "2021-04-12"},
-    "stage": {"C2C_PLATFORM_PROFILE": "aws_iot_core", "C2C_AWS_IOT_IDENTITY_MODE": "per-device",
-              "C2C_AWS_IOT_THING_NAME_TEMPLATE": "ess-{station_id}", "C2C_MQTT_MAX_CONNECTIONS": "50",
-              "C2C_AWS_IOT_TOPIC": "dt/c2c/{env}/{identity}/telemetry", "C2C_AWS_IOT_PROTOCOL": "5"},
-    "edge": {"C2C_PLATFORM_PROFILE": "generic", "C2C_MQTT_IDENTITY_MODE": "per-device",
-             "C2C_MQTT_CLIENT_ID_TEMPLATE": "c2c-{station_id}", "C2C_MQTT_USERNAME": "c2c-edge",
-             "C2C_MQTT_PROTOCOL": "5", "C2C_MQTT_STATUS_TOPIC": ""},
-    "hub": {"C2C_PLATFORM_PROFILE": "azure_iot_hub", "C2C_AZURE_IDENTITY_MODE": "gateway",
-            "C2C_AZURE_TOKEN_TTL_S": "900"},
+    "dev": {
+        "C2C_PLATFORM_PROFILE": "generic",
+        "C2C_MQTT_IDENTITY_MODE": "gateway",
+        "C2C_MQTT_USERNAME": "c2c-sync-dev",
+    },
+    "prod": {
+        "C2C_PLATFORM_PROFILE": "azure_iot_hub",
+        "C2C_AZURE_IDENTITY_MODE": "per-device",
+        "C2C_AZURE_DEVICE_ID_TEMPLATE": "ess-{station_id}",
+        "C2C_MQTT_MAX_CONNECTIONS": "500",
+        "C2C_AZURE_POLICY_NAME": "device",
+        "C2C_AZURE_TOKEN_TTL_S": "3600",
+        "C2C_AZURE_API_VERSION": "2021-04-12",
+    },
+    "stage": {
+        "C2C_PLATFORM_PROFILE": "aws_iot_core",
+        "C2C_AWS_IOT_IDENTITY_MODE": "per-device",
+        "C2C_AWS_IOT_THING_NAME_TEMPLATE": "ess-{station_id}",
+        "C2C_MQTT_MAX_CONNECTIONS": "50",
+        "C2C_AWS_IOT_TOPIC": "dt/c2c/{env}/{identity}/telemetry",
+        "C2C_AWS_IOT_PROTOCOL": "5",
+    },
+    "edge": {
+        "C2C_PLATFORM_PROFILE": "generic",
+        "C2C_MQTT_IDENTITY_MODE": "per-device",
+        "C2C_MQTT_CLIENT_ID_TEMPLATE": "c2c-{station_id}",
+        "C2C_MQTT_USERNAME": "c2c-edge",
+        "C2C_MQTT_PROTOCOL": "5",
+        "C2C_MQTT_STATUS_TOPIC": "",
+    },
+    "hub": {
+        "C2C_PLATFORM_PROFILE": "azure_iot_hub",
+        "C2C_AZURE_IDENTITY_MODE": "gateway",
+        "C2C_AZURE_TOKEN_TTL_S": "900",
+    },
 }
 #: Shared by every profile (always set) and so not part of PLATFORM_ENV.
 SHARED_MQTT = {"C2C_MQTT_URL", "C2C_MQTT_CLIENT_ID"}
@@ -160,8 +193,11 @@ def test_secrets_are_injected_by_name_never_plain(profile_synth):
 
 def test_platform_profile_settings_reach_the_worker_as_plain_values(profile_synth):
     env = env_vars(profile_synth)
-    platform = {k: v for k, v in env.items()
-                if k.startswith(("C2C_PLATFORM_", "C2C_AZURE_", "C2C_AWS_IOT_", "C2C_MQTT_")) and k not in SHARED_MQTT}
+    platform = {
+        k: v
+        for k, v in env.items()
+        if k.startswith(("C2C_PLATFORM_", "C2C_AZURE_", "C2C_AWS_IOT_", "C2C_MQTT_")) and k not in SHARED_MQTT
+    }
     assert platform == PLATFORM_ENV[profile_synth.env]
     assert env["C2C_MQTT_URL"] == profile_synth.config.platform.endpoint
 
@@ -184,17 +220,24 @@ def test_every_platform_variable_is_one_the_worker_reads(profile_synth):
 
 def test_each_platform_secret_is_granted_and_acknowledged_by_its_exact_name(profile_synth):
     names = [profile_synth.config.source.api_key_secret, *PLATFORM_SECRETS[profile_synth.env].values()]
-    statements = [s for p in profile_synth.resources("SyncService", "AWS::IAM::Policy").values()
-                  for s in p["Properties"]["PolicyDocument"]["Statement"]
-                  if "secretsmanager:GetSecretValue" in s["Action"]]
+    statements = [
+        s
+        for p in profile_synth.resources("SyncService", "AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if "secretsmanager:GetSecretValue" in s["Action"]
+    ]
     (statement,) = statements
-    granted = {json.dumps(r).split(":secret:")[1].split('"')[0] for r in statement["Resource"]
-               if ":secret:" in json.dumps(r)}
+    granted = {
+        json.dumps(r).split(":secret:")[1].split('"')[0] for r in statement["Resource"] if ":secret:" in json.dumps(r)
+    }
     assert granted == {f"{n}-??????" for n in names}
     assert len(statement["Resource"]) == len(names) + 1  # + the Redis AUTH secret (an exact ARN)
-    acknowledged = {rule["id"] for r in profile_synth.templates["SyncService"]["Resources"].values()
-                    for rule in r.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
-                    if rule["id"].startswith("AwsSolutions-IAM5[Resource::arn:")}
+    acknowledged = {
+        rule["id"]
+        for r in profile_synth.templates["SyncService"]["Resources"].values()
+        for rule in r.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", [])
+        if rule["id"].startswith("AwsSolutions-IAM5[Resource::arn:")
+    }
     prefix = "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:"
     assert acknowledged == {f"{prefix}{n}-??????]" for n in names}
 
@@ -222,14 +265,21 @@ def test_logs_go_to_a_group_with_retention(env_synth):
 def test_task_role_can_only_consume_the_start_queue(env_synth):
     task = env_synth.only("SyncService", "AWS::ECS::TaskDefinition")["Properties"]
     task_role = task["TaskRoleArn"]["Fn::GetAtt"][0]
-    policies = [p["Properties"] for p in env_synth.resources("SyncService", "AWS::IAM::Policy").values()
-                if p["Properties"]["Roles"] == [{"Ref": task_role}]]
+    policies = [
+        p["Properties"]
+        for p in env_synth.resources("SyncService", "AWS::IAM::Policy").values()
+        if p["Properties"]["Roles"] == [{"Ref": task_role}]
+    ]
     (policy,) = policies
-    simplified = [(s["Effect"], s["Action"], s["Resource"]["Fn::ImportValue"]) for s in
-                  policy["PolicyDocument"]["Statement"]]
+    simplified = [
+        (s["Effect"], s["Action"], s["Resource"]["Fn::ImportValue"]) for s in policy["PolicyDocument"]["Statement"]
+    ]
     assert simplified == [
-        ("Allow", ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"],
-         f"C2C-{env_synth.env}-Messaging:ExportsOutputFnGetAttStartQueueArnFC2B5129"),
+        (
+            "Allow",
+            ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"],
+            f"C2C-{env_synth.env}-Messaging:ExportsOutputFnGetAttStartQueueArnFC2B5129",
+        ),
         ("Allow", "kms:Decrypt", f"C2C-{env_synth.env}-Messaging:ExportsOutputFnGetAttMessagingKeyArn9294C07C"),
     ]
     role = env_synth.templates["SyncService"]["Resources"][task_role]["Properties"]
@@ -238,9 +288,12 @@ def test_task_role_can_only_consume_the_start_queue(env_synth):
 
 def test_execution_role_reads_exactly_the_worker_secrets(env_synth):
     config = load_environment(env_synth.env)
-    statements = [s for p in env_synth.resources("SyncService", "AWS::IAM::Policy").values()
-                  for s in p["Properties"]["PolicyDocument"]["Statement"]
-                  if "secretsmanager:GetSecretValue" in s["Action"]]
+    statements = [
+        s
+        for p in env_synth.resources("SyncService", "AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if "secretsmanager:GetSecretValue" in s["Action"]
+    ]
     (statement,) = statements
     text = json.dumps(statement["Resource"])
     assert len(statement["Resource"]) == 3

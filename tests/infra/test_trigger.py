@@ -85,17 +85,27 @@ def test_iam_is_scoped_to_the_start_topic_the_key_and_the_worker_service(env_syn
     env = env_synth.env
     scoped = {s["Sid"]: (s["Action"], s["Resource"]) for s in role_statements(env_synth) if "Sid" in s}
     assert scoped == {
-        "WriteOwnLogs": (["logs:CreateLogStream", "logs:PutLogEvents"],
-                         {"Fn::GetAtt": [function(env_synth)["LoggingConfig"]["LogGroup"]["Ref"], "Arn"]}),
-        "PublishStartSignal": ("sns:Publish", {"Fn::ImportValue": f"C2C-{env}-Messaging:ExportsOutputRefStartTopic58196473"}),
-        "EncryptForStartTopic": (["kms:Decrypt", "kms:GenerateDataKey"],
-                                 {"Fn::ImportValue": f"C2C-{env}-Messaging:ExportsOutputFnGetAttMessagingKeyArn9294C07C"}),
-        "SelfHealWorkerService": ("ecs:UpdateService",
-                                  {"Fn::ImportValue": f"C2C-{env}-SyncService:ExportsOutputRefWorkerService99815FA9E2F46025"}),
+        "WriteOwnLogs": (
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            {"Fn::GetAtt": [function(env_synth)["LoggingConfig"]["LogGroup"]["Ref"], "Arn"]},
+        ),
+        "PublishStartSignal": (
+            "sns:Publish",
+            {"Fn::ImportValue": f"C2C-{env}-Messaging:ExportsOutputRefStartTopic58196473"},
+        ),
+        "EncryptForStartTopic": (
+            ["kms:Decrypt", "kms:GenerateDataKey"],
+            {"Fn::ImportValue": f"C2C-{env}-Messaging:ExportsOutputFnGetAttMessagingKeyArn9294C07C"},
+        ),
+        "SelfHealWorkerService": (
+            "ecs:UpdateService",
+            {"Fn::ImportValue": f"C2C-{env}-SyncService:ExportsOutputRefWorkerService99815FA9E2F46025"},
+        ),
     }
     unscoped = [s for s in role_statements(env_synth) if "Sid" not in s]
-    assert unscoped == [{"Action": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
-                         "Effect": "Allow", "Resource": "*"}]
+    assert unscoped == [
+        {"Action": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"], "Effect": "Allow", "Resource": "*"}
+    ]
     role = env_synth.only("Trigger", "AWS::IAM::Role")["Properties"]
     assert "ManagedPolicyArns" not in role
     assert "VpcConfig" not in function(env_synth)
@@ -128,8 +138,10 @@ def test_code_asset_holds_the_trigger_its_contracts_and_the_pinned_dependencies(
     assert not (root / "functions" / "sync_worker").exists()
     assert not list(root.rglob("__pycache__"))
     # Exactly the versions functions/trigger/requirements.txt pins (what the layer could not promise).
-    versions = {d.name.removesuffix(".dist-info").rsplit("-", 1)[0]: d.name.removesuffix(".dist-info").rsplit("-", 1)[1]
-                for d in root.glob("*.dist-info")}
+    versions = {
+        d.name.removesuffix(".dist-info").rsplit("-", 1)[0]: d.name.removesuffix(".dist-info").rsplit("-", 1)[1]
+        for d in root.glob("*.dist-info")
+    }
     assert (versions["aws_lambda_powertools"], versions["pydantic"], versions["redis"]) == ("3.37.0", "2.14.4", "8.1.0")
     assert "aws_xray_sdk" in versions  # Powertools' tracer extra
     # Compiled parts are Lambda's: CPython 3.12 on ARM64.
@@ -138,7 +150,9 @@ def test_code_asset_holds_the_trigger_its_contracts_and_the_pinned_dependencies(
     # The runtime's SDK and its dependencies are not bundled (they would shadow the runtime's).
     top = {p.name for p in root.iterdir()}
     assert not {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py", "urllib3", "bin"} & top
-    assert not [n for n in top if n.startswith(("boto", "s3transfer", "jmespath", "python_dateutil", "six-", "urllib3"))]
+    assert not [
+        n for n in top if n.startswith(("boto", "s3transfer", "jmespath", "python_dateutil", "six-", "urllib3"))
+    ]
 
 
 def test_code_asset_stays_well_under_lambda_size_limits(env_synth):

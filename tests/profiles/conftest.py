@@ -30,8 +30,9 @@ def pki(tmp_path_factory):
 
 
 def message(station_id: str = "st-1", payload: bytes = b'{"soc": 81.5}', **kw) -> OutboundMessage:
-    return OutboundMessage(station_id=station_id, message_id=f"{station_id}:2026-01-01T00:00:00.000000Z",
-                           payload=payload, **kw)
+    return OutboundMessage(
+        station_id=station_id, message_id=f"{station_id}:2026-01-01T00:00:00.000000Z", payload=payload, **kw
+    )
 
 
 # -- brokers ---------------------------------------------------------------------------------------
@@ -55,8 +56,9 @@ class TlsBroker:
 @pytest.fixture
 def tls_mosquitto(tmp_path, pki):
     tls_port, mtls_port = free_port(), free_port()
-    config = (tls_listener(tls_port, pki["ca"], pki["server"], require_certificate=False)
-              + tls_listener(mtls_port, pki["ca"], pki["server"], require_certificate=True))
+    config = tls_listener(tls_port, pki["ca"], pki["server"], require_certificate=False) + tls_listener(
+        mtls_port, pki["ca"], pki["server"], require_certificate=True
+    )
     broker = MosquittoBroker(tmp_path / "mosquitto-tls", extra_config=config).start()
     wait_for_port(tls_port)
     wait_for_port(mtls_port)
@@ -96,13 +98,16 @@ def auth_mosquitto_factory(tmp_path, pki):
         workdir = tmp_path / f"mosquitto-auth-{len(brokers)}"
         workdir.mkdir()
         auth = AuthBroker(broker=None, tls_port=free_port())  # type: ignore[arg-type]
-        passwords = write_password_file(workdir / "passwords", {**users, auth.subscriber_user: auth.subscriber_password})
+        passwords = write_password_file(
+            workdir / "passwords", {**users, auth.subscriber_user: auth.subscriber_password}
+        )
         acl = workdir / "acl"
-        acl.write_text(f"user {auth.subscriber_user}\ntopic read #\n\n"
-                       "pattern write devices/%c/messages/events/#\n")
-        config = ("allow_anonymous false\n"  # overrides the base config's `allow_anonymous true` (last wins)
-                  f"password_file {passwords}\nacl_file {acl}\n"
-                  + tls_listener(auth.tls_port, pki["ca"], pki["server"], require_certificate=False))
+        acl.write_text(f"user {auth.subscriber_user}\ntopic read #\n\npattern write devices/%c/messages/events/#\n")
+        config = (
+            "allow_anonymous false\n"  # overrides the base config's `allow_anonymous true` (last wins)
+            f"password_file {passwords}\nacl_file {acl}\n"
+            + tls_listener(auth.tls_port, pki["ca"], pki["server"], require_certificate=False)
+        )
         auth.broker = MosquittoBroker(workdir, extra_config=config).start()
         wait_for_port(auth.tls_port)
         brokers.append(auth.broker)
@@ -138,7 +143,7 @@ class Capture:
         with self._lock:
             self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
 
-    def start(self) -> "Capture":
+    def start(self) -> Capture:
         self.client.connect("127.0.0.1", self.port)
         self.client.loop_start()
         assert self._subscribed.wait(5), "test subscriber not subscribed"
@@ -178,8 +183,12 @@ def capture_factory():
 def connect_with_spec(spec, timeout: float = 5.0):
     """A raw paho connection made only from a profile's `ConnectionSpec`.
     Returns (outcome, client): outcome is "connected", "refused:<reason>" or "error:<exception>"."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=spec.client_id,
-                         protocol=mqtt.MQTTv5 if spec.protocol == 5 else mqtt.MQTTv311, reconnect_on_failure=False)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=spec.client_id,
+        protocol=mqtt.MQTTv5 if spec.protocol == 5 else mqtt.MQTTv311,
+        reconnect_on_failure=False,
+    )
     if spec.username is not None:
         client.username_pw_set(spec.username, spec.password)
     if spec.tls is not None:
@@ -201,7 +210,7 @@ def connect_with_spec(spec, timeout: float = 5.0):
     client.on_disconnect = on_disconnect
     try:
         client.connect(spec.host, spec.port, keepalive=spec.keepalive_s)
-    except Exception as exc:  # noqa: BLE001 - the refusal under test is often a TLS handshake error
+    except Exception as exc:
         return f"error:{type(exc).__name__}: {exc}", client
     client.loop_start()
     done.wait(timeout)

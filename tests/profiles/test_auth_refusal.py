@@ -28,15 +28,22 @@ CLIENT_ID = "c2c-auth-test"
 @pytest.fixture
 def password_mosquitto(tmp_path):
     passwords = write_password_file(tmp_path / "passwords", {"worker": "right-password"})
-    broker = MosquittoBroker(tmp_path / "mosquitto-auth",
-                             extra_config=f"allow_anonymous false\npassword_file {passwords}\n").start()
+    broker = MosquittoBroker(
+        tmp_path / "mosquitto-auth", extra_config=f"allow_anonymous false\npassword_file {passwords}\n"
+    ).start()
     yield broker
     broker.stop()
 
 
 def profile(port: int, password: str) -> GenericProfile:
-    return GenericProfile(host="127.0.0.1", port=port, username="worker", password=password, env="test",
-                          identities=IdentityMapping(IdentityMode.GATEWAY, CLIENT_ID, "{station_id}", MQTT_CLIENT_ID))
+    return GenericProfile(
+        host="127.0.0.1",
+        port=port,
+        username="worker",
+        password=password,
+        env="test",
+        identities=IdentityMapping(IdentityMode.GATEWAY, CLIENT_ID, "{station_id}", MQTT_CLIENT_ID),
+    )
 
 
 def refused_attempts(broker: MosquittoBroker) -> int:
@@ -52,8 +59,12 @@ def test_refused_credentials_end_the_attempt_at_once_count_by_reason_and_back_of
     started = time.monotonic()
     conn.start()
     try:
-        wait_until(lambda: conn.stats.reconnects["not_authorized"] >= 1, MqttConnection.CONNECT_TIMEOUT_S,
-                   interval=0.01, what="the first refusal counted")
+        wait_until(
+            lambda: conn.stats.reconnects["not_authorized"] >= 1,
+            MqttConnection.CONNECT_TIMEOUT_S,
+            interval=0.01,
+            what="the first refusal counted",
+        )
         first_refusal_s = time.monotonic() - started
         # Well under the 10 s CONNACK timeout: the refusal itself ends the attempt.
         assert first_refusal_s < 1.5, first_refusal_s

@@ -23,6 +23,7 @@ def build_profile():
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
     import os
+
     for name in list(os.environ):
         if name.startswith("C2C_"):
             monkeypatch.delenv(name)
@@ -30,7 +31,9 @@ def clean_env(monkeypatch):
 
 def test_azure_from_device_connection_string(monkeypatch):
     monkeypatch.setenv("C2C_PLATFORM_PROFILE", "azure_iot_hub")
-    monkeypatch.setenv("C2C_AZURE_CONNECTION_STRING", f"HostName=hub1.azure-devices.net;DeviceId=gw;SharedAccessKey={DEVICE_KEY}")
+    monkeypatch.setenv(
+        "C2C_AZURE_CONNECTION_STRING", f"HostName=hub1.azure-devices.net;DeviceId=gw;SharedAccessKey={DEVICE_KEY}"
+    )
     monkeypatch.setenv("C2C_AZURE_TOKEN_TTL_S", "600")
     profile = build_profile()
     assert isinstance(profile, AzureIotHubProfile)
@@ -40,8 +43,10 @@ def test_azure_from_device_connection_string(monkeypatch):
 
 def test_azure_per_device_with_policy_connection_string(monkeypatch):
     monkeypatch.setenv("C2C_PLATFORM_PROFILE", "azure_iot_hub")
-    monkeypatch.setenv("C2C_AZURE_CONNECTION_STRING",
-                       f"HostName=hub1.azure-devices.net;SharedAccessKeyName=device;SharedAccessKey={DEVICE_KEY}")
+    monkeypatch.setenv(
+        "C2C_AZURE_CONNECTION_STRING",
+        f"HostName=hub1.azure-devices.net;SharedAccessKeyName=device;SharedAccessKey={DEVICE_KEY}",
+    )
     monkeypatch.setenv("C2C_AZURE_IDENTITY_MODE", "per-device")
     monkeypatch.setenv("C2C_AZURE_DEVICE_ID_TEMPLATE", "ess-{station_id}")
     profile = build_profile()
@@ -58,16 +63,30 @@ def test_azure_per_device_keys_json(monkeypatch):
     assert profile.connection_spec(profile.identity_for("b")).client_id == "b"
 
 
-@pytest.mark.parametrize("env,message", [
-    ({}, "C2C_AZURE_HOSTNAME .*is required"),
-    ({"C2C_AZURE_HOSTNAME": "h.azure-devices.net", "C2C_AZURE_DEVICE_KEY": DEVICE_KEY}, "C2C_AZURE_DEVICE_ID"),
-    ({"C2C_AZURE_HOSTNAME": "h.azure-devices.net", "C2C_AZURE_DEVICE_ID": "d"}, "no credentials"),
-    ({"C2C_AZURE_HOSTNAME": "h.azure-devices.net", "C2C_AZURE_IDENTITY_MODE": "per-device",
-      "C2C_AZURE_DEVICE_KEYS": "[1]"}, "must be a JSON object"),
-    ({"C2C_AZURE_CONNECTION_STRING": "HostName=h;DeviceId=d;SharedAccessKey=!!!"}, "not valid base64"),
-    ({"C2C_AZURE_CONNECTION_STRING": "HostName=h;DeviceId=d;SharedAccessKey=" + DEVICE_KEY,
-      "C2C_AZURE_TOKEN_TTL_S": "0"}, "C2C_AZURE_TOKEN_TTL_S"),
-])
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({}, "C2C_AZURE_HOSTNAME .*is required"),
+        ({"C2C_AZURE_HOSTNAME": "h.azure-devices.net", "C2C_AZURE_DEVICE_KEY": DEVICE_KEY}, "C2C_AZURE_DEVICE_ID"),
+        ({"C2C_AZURE_HOSTNAME": "h.azure-devices.net", "C2C_AZURE_DEVICE_ID": "d"}, "no credentials"),
+        (
+            {
+                "C2C_AZURE_HOSTNAME": "h.azure-devices.net",
+                "C2C_AZURE_IDENTITY_MODE": "per-device",
+                "C2C_AZURE_DEVICE_KEYS": "[1]",
+            },
+            "must be a JSON object",
+        ),
+        ({"C2C_AZURE_CONNECTION_STRING": "HostName=h;DeviceId=d;SharedAccessKey=!!!"}, "not valid base64"),
+        (
+            {
+                "C2C_AZURE_CONNECTION_STRING": "HostName=h;DeviceId=d;SharedAccessKey=" + DEVICE_KEY,
+                "C2C_AZURE_TOKEN_TTL_S": "0",
+            },
+            "C2C_AZURE_TOKEN_TTL_S",
+        ),
+    ],
+)
 def test_azure_bad_settings_name_the_variable(monkeypatch, env, message):
     monkeypatch.setenv("C2C_PLATFORM_PROFILE", "azure_iot_hub")
     for name, value in env.items():
@@ -109,6 +128,7 @@ def test_aws_bad_key_pem_is_clear_and_does_not_echo_it(monkeypatch, pki):
     monkeypatch.setenv("C2C_AWS_IOT_KEY_PEM", "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n")
     profile = build_profile()  # certificates load lazily, on the first connect
     from functions.sync_worker.errors import PermanentError
+
     with pytest.raises(PermanentError, match="client certificate/key could not be loaded") as err:
         profile.connection_spec("thing-b")
     assert "c2VjcmV0" not in str(err.value)
@@ -188,8 +208,9 @@ def test_cloud_profiles_take_the_endpoint_and_identity_from_cli_flags_not_only_t
     monkeypatch.setenv("C2C_MQTT_URL", "mqtts://from-env-ats.iot.eu-west-1.amazonaws.com:8883")
     monkeypatch.setenv("C2C_AWS_IOT_CERT_PEM", client.cert_pem)
     monkeypatch.setenv("C2C_AWS_IOT_KEY_PEM", client.key_pem)
-    settings = load_settings(mqtt_url="mqtts://from-flag-ats.iot.eu-west-1.amazonaws.com:443",
-                             mqtt_client_id="thing-flag")
+    settings = load_settings(
+        mqtt_url="mqtts://from-flag-ats.iot.eu-west-1.amazonaws.com:443", mqtt_client_id="thing-flag"
+    )
     spec = build_from_settings(settings).connection_spec("thing-flag")
     assert (spec.host, spec.port, spec.client_id) == ("from-flag-ats.iot.eu-west-1.amazonaws.com", 443, "thing-flag")
 

@@ -23,19 +23,24 @@ HUB = "myhub.azure-devices.net"
 
 def azure(mode=IdentityMode.GATEWAY, **kw) -> AzureIotHubProfile:
     kw.setdefault("credentials", AzureCredentials(device_keys={"gw-1": DEVICE_KEY}))
-    return AzureIotHubProfile(hostname=HUB, identities=IdentityMapping(mode, "gw-1", "ess-{station_id}",
-                                                                         AZURE_DEVICE_ID), **kw)
+    return AzureIotHubProfile(
+        hostname=HUB, identities=IdentityMapping(mode, "gw-1", "ess-{station_id}", AZURE_DEVICE_ID), **kw
+    )
 
 
 def aws(pki, mode=IdentityMode.GATEWAY, **kw) -> AwsIotCoreProfile:
     client = pki["ca"].client_certificate("gateway-thing")
     material = TlsMaterial(ca_pem=pki["ca"].cert_pem, cert_pem=client.cert_pem, key_pem=client.key_pem)
-    return AwsIotCoreProfile(endpoint="abc-ats.iot.eu-west-1.amazonaws.com",
-                             identities=IdentityMapping(mode, "gateway-thing", "{station_id}", AWS_THING_NAME),
-                             tls_material=material, **kw)
+    return AwsIotCoreProfile(
+        endpoint="abc-ats.iot.eu-west-1.amazonaws.com",
+        identities=IdentityMapping(mode, "gateway-thing", "{station_id}", AWS_THING_NAME),
+        tls_material=material,
+        **kw,
+    )
 
 
 # -- Azure IoT Hub ---------------------------------------------------------------------------------
+
 
 def test_azure_connection_spec_is_iot_hub_shaped():
     profile = azure()
@@ -69,6 +74,7 @@ def test_azure_each_connect_gets_a_fresh_token_and_renewal_before_expiry():
     profile = azure(token_ttl_s=5)
     first = profile.connection_spec("gw-1")
     import time
+
     now = time.monotonic()
     assert now < first.renew_at <= now + 5
     time.sleep(1.05)
@@ -76,17 +82,30 @@ def test_azure_each_connect_gets_a_fresh_token_and_renewal_before_expiry():
 
 
 def test_azure_topic_and_property_bag():
-    msg = message("st/1 ä", properties={"schema": "v1", "site name": "Roof & Co"},
-                  content_type="application/json", content_encoding="utf-8")
+    msg = message(
+        "st/1 ä",
+        properties={"schema": "v1", "site name": "Roof & Co"},
+        content_type="application/json",
+        content_encoding="utf-8",
+    )
     topic = azure().topic_for("gw-1", msg)
     prefix = "devices/gw-1/messages/events/"
     assert topic.startswith(prefix)
-    bag = topic[len(prefix):]
-    assert bag.split("&")[:3] == ["$.mid=st%2F1%20%C3%A4%3A2026-01-01T00%3A00%3A00.000000Z",
-                                  "$.ct=application%2Fjson", "$.ce=utf-8"]
+    bag = topic[len(prefix) :]
+    assert bag.split("&")[:3] == [
+        "$.mid=st%2F1%20%C3%A4%3A2026-01-01T00%3A00%3A00.000000Z",
+        "$.ct=application%2Fjson",
+        "$.ce=utf-8",
+    ]
     assert "/" not in bag and " " not in bag
-    assert dict(parse_qsl(bag)) == {"$.mid": msg.message_id, "$.ct": "application/json", "$.ce": "utf-8",
-                                    "schema": "v1", "site name": "Roof & Co", "station_id": "st/1 ä"}
+    assert dict(parse_qsl(bag)) == {
+        "$.mid": msg.message_id,
+        "$.ct": "application/json",
+        "$.ce": "utf-8",
+        "schema": "v1",
+        "site name": "Roof & Co",
+        "station_id": "st/1 ä",
+    }
 
 
 def test_azure_rejects_qos2_retain_oversize_and_dollar_properties():
@@ -119,6 +138,7 @@ def test_azure_invalid_device_id_from_template_is_permanent_for_that_station():
 
 # -- AWS IoT Core ------------------------------------------------------------------------------------
 
+
 def test_aws_connection_spec_is_mtls_with_thing_name(pki):
     profile = aws(pki)
     spec = profile.connection_spec(profile.identity_for("any-station"))
@@ -131,9 +151,11 @@ def test_aws_connection_spec_is_mtls_with_thing_name(pki):
 
 def test_aws_requires_a_client_certificate(pki):
     with pytest.raises(PermanentError, match="client certificate and private key are required"):
-        AwsIotCoreProfile(endpoint="e", identities=IdentityMapping(IdentityMode.GATEWAY, "t", "{station_id}",
-                                                                   AWS_THING_NAME),
-                          tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem))
+        AwsIotCoreProfile(
+            endpoint="e",
+            identities=IdentityMapping(IdentityMode.GATEWAY, "t", "{station_id}", AWS_THING_NAME),
+            tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem),
+        )
 
 
 def test_aws_rejects_qos2_and_oversize_allows_retain(pki):
@@ -145,26 +167,32 @@ def test_aws_rejects_qos2_and_oversize_allows_retain(pki):
         profile.check(message(payload=b"x" * (128 * 1024 + 1)), qos=1, retain=False)
 
 
-@pytest.mark.parametrize("topic", [
-    "a/b/c/d/e/f/g/h",  # 7 slashes, 8 levels
-    "t" * 256,
-    "$aws/rules/ingest_rule/a/b/c/d/e/f/g/h",  # Basic Ingest prefix does not count
-    "$aws/things/thing-1/shadow/update",
-])
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "a/b/c/d/e/f/g/h",  # 7 slashes, 8 levels
+        "t" * 256,
+        "$aws/rules/ingest_rule/a/b/c/d/e/f/g/h",  # Basic Ingest prefix does not count
+        "$aws/things/thing-1/shadow/update",
+    ],
+)
 def test_aws_topic_rules_accept(topic):
     check_topic(topic)
 
 
-@pytest.mark.parametrize("topic,reason", [
-    ("a/b/c/d/e/f/g/h/i", "8 forward slashes"),
-    ("t" * 257, "257 bytes"),
-    ("é" * 129, "258 bytes"),  # bytes, not characters
-    ("$SYS/broker", "reserved for AWS"),
-    ("$aws/rules/", "must be \\$aws/rules/<rule_name>"),
-    ("a/+/b", "wildcard"),
-    ("a/#", "wildcard"),
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    "topic,reason",
+    [
+        ("a/b/c/d/e/f/g/h/i", "8 forward slashes"),
+        ("t" * 257, "257 bytes"),
+        ("é" * 129, "258 bytes"),  # bytes, not characters
+        ("$SYS/broker", "reserved for AWS"),
+        ("$aws/rules/", "must be \\$aws/rules/<rule_name>"),
+        ("a/+/b", "wildcard"),
+        ("a/#", "wildcard"),
+        ("", "empty"),
+    ],
+)
 def test_aws_topic_rules_reject(topic, reason):
     with pytest.raises(PermanentError, match=reason):
         check_topic(topic)
@@ -186,11 +214,16 @@ def test_aws_port_443_offers_alpn(pki):
 
 # -- generic ---------------------------------------------------------------------------------------
 
+
 def test_generic_spec_has_offline_will_and_online_message(pki):
-    profile = GenericProfile(host="127.0.0.1", port=8883, protocol=5, env="prod",
-                             identities=IdentityMapping(IdentityMode.GATEWAY, "c2c-prod", "{station_id}",
-                                                        AWS_THING_NAME),
-                             tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem))
+    profile = GenericProfile(
+        host="127.0.0.1",
+        port=8883,
+        protocol=5,
+        env="prod",
+        identities=IdentityMapping(IdentityMode.GATEWAY, "c2c-prod", "{station_id}", AWS_THING_NAME),
+        tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem),
+    )
     spec = profile.connection_spec("c2c-prod")
     assert spec.protocol == 5 and spec.tls is not None
     assert (spec.will.topic, spec.will.payload, spec.will.retain) == ("c2c/prod/status/c2c-prod", b"offline", True)
@@ -202,30 +235,46 @@ def test_generic_spec_has_offline_will_and_online_message(pki):
 
 
 def test_generic_status_topic_can_be_disabled_and_tls_is_optional():
-    profile = GenericProfile(host="h", port=1883, status_topic_template="",
-                             identities=IdentityMapping(IdentityMode.GATEWAY, "c", "{station_id}", AWS_THING_NAME))
+    profile = GenericProfile(
+        host="h",
+        port=1883,
+        status_topic_template="",
+        identities=IdentityMapping(IdentityMode.GATEWAY, "c", "{station_id}", AWS_THING_NAME),
+    )
     spec = profile.connection_spec("c")
     assert spec.will is None and spec.tls is None and profile.online_message("c") is None
-
 
 
 def test_secrets_stay_out_of_the_reprs_of_profiles_specs_and_credentials(pki):
     """A profile, a connection spec or TLS material in a log line or a traceback must not carry a
     password, a device/policy key, a SAS token or a private key."""
     policy_key = base64.b64encode(b"a policy key of thirty-two bytes").decode()
-    hub = AzureIotHubProfile(hostname="hub.azure-devices.net", identities=IdentityMapping(
-        IdentityMode.GATEWAY, "gw-1", "{station_id}", AZURE_DEVICE_ID),
-        credentials=AzureCredentials(device_keys={"gw-1": DEVICE_KEY}, policy_name="device", policy_key=policy_key))
+    hub = AzureIotHubProfile(
+        hostname="hub.azure-devices.net",
+        identities=IdentityMapping(IdentityMode.GATEWAY, "gw-1", "{station_id}", AZURE_DEVICE_ID),
+        credentials=AzureCredentials(device_keys={"gw-1": DEVICE_KEY}, policy_name="device", policy_key=policy_key),
+    )
     spec = hub.connection_spec("gw-1")
-    token = SasToken(generate_sas_token("hub.azure-devices.net/devices/gw-1", DEVICE_KEY, 4_000_000_000), 4_000_000_000,
-                     0.0)
+    token = SasToken(
+        generate_sas_token("hub.azure-devices.net/devices/gw-1", DEVICE_KEY, 4_000_000_000), 4_000_000_000, 0.0
+    )
     client = pki["ca"].client_certificate("repr-test")
     material = TlsMaterial(cert_pem=client.cert_pem, key_pem=client.key_pem)
-    generic = GenericProfile(host="127.0.0.1", port=1883, username="worker", password="hunter2-password",
-                             identities=IdentityMapping(IdentityMode.GATEWAY, "c2c", "{station_id}",
-                                                        AZURE_DEVICE_ID))
-    secrets = [DEVICE_KEY, policy_key, spec.password, token.token, client.key_pem.strip().splitlines()[1],
-               "hunter2-password"]
+    generic = GenericProfile(
+        host="127.0.0.1",
+        port=1883,
+        username="worker",
+        password="hunter2-password",
+        identities=IdentityMapping(IdentityMode.GATEWAY, "c2c", "{station_id}", AZURE_DEVICE_ID),
+    )
+    secrets = [
+        DEVICE_KEY,
+        policy_key,
+        spec.password,
+        token.token,
+        client.key_pem.strip().splitlines()[1],
+        "hunter2-password",
+    ]
     issuer = SasTokenIssuer(policy_key, policy_name="device")
     reprs = " ".join(repr(x) for x in (hub, spec, token, issuer, material, generic, generic.connection_spec("c2c")))
     assert spec.password and "SharedAccessSignature" not in reprs

@@ -35,12 +35,15 @@ def fields_of(token: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in fields.split("&"))
 
 
-@pytest.mark.parametrize("uri,policy", [
-    ("myhub.azure-devices.net/devices/station-001", None),
-    ("myhub.azure-devices.net/devices/ess-4.2_%?:(roof)!*@$=,'", None),  # every special char a device id may hold
-    ("myhub.azure-devices.net/devices/station-001", "device"),
-    ("myhub.azure-devices.net", "iothubowner"),
-])
+@pytest.mark.parametrize(
+    "uri,policy",
+    [
+        ("myhub.azure-devices.net/devices/station-001", None),
+        ("myhub.azure-devices.net/devices/ess-4.2_%?:(roof)!*@$=,'", None),  # every special char a device id may hold
+        ("myhub.azure-devices.net/devices/station-001", "device"),
+        ("myhub.azure-devices.net", "iothubowner"),
+    ],
+)
 def test_token_equals_independent_implementation(uri, policy):
     ours = generate_sas_token(uri, KEY, EXPIRY, policy)
     assert ours == independent_sas_token(uri, KEY, EXPIRY, policy)
@@ -48,14 +51,21 @@ def test_token_equals_independent_implementation(uri, policy):
 
 def test_token_matches_published_vectors():
     # Published in Azure's IoT CLI extension tests (azure-iot-cli-extension, TestSasTokenAuth).
-    device = fields_of(generate_sas_token("iot-hub-for-test.azure-devices.net/devices/iot-device-for-test",
-                                          KEY, EXPIRY))
-    assert device == {"sr": "iot-hub-for-test.azure-devices.net%2Fdevices%2Fiot-device-for-test",
-                      "sig": "SIumZ1ACqqPJZ2okHDlW9MSYKykEpqsQY3z6FMOICd4%3D", "se": "1471940363"}
+    device = fields_of(
+        generate_sas_token("iot-hub-for-test.azure-devices.net/devices/iot-device-for-test", KEY, EXPIRY)
+    )
+    assert device == {
+        "sr": "iot-hub-for-test.azure-devices.net%2Fdevices%2Fiot-device-for-test",
+        "sig": "SIumZ1ACqqPJZ2okHDlW9MSYKykEpqsQY3z6FMOICd4%3D",
+        "se": "1471940363",
+    }
     policy = fields_of(generate_sas_token("iot-hub-for-test.azure-devices.net", KEY, EXPIRY, "iothubowner"))
-    assert policy == {"sr": "iot-hub-for-test.azure-devices.net",
-                      "sig": "770sPjjYxRYpNz8%2FhEN7XR5XU5KDGYGTinSP8YyeTXw%3D", "se": "1471940363",
-                      "skn": "iothubowner"}
+    assert policy == {
+        "sr": "iot-hub-for-test.azure-devices.net",
+        "sig": "770sPjjYxRYpNz8%2FhEN7XR5XU5KDGYGTinSP8YyeTXw%3D",
+        "se": "1471940363",
+        "skn": "iothubowner",
+    }
 
 
 def test_different_expiry_or_key_changes_the_signature():

@@ -25,9 +25,13 @@ pytestmark = pytest.mark.integration
 def aws_profile(pki, port: int, thing: str = "gateway-thing", ca=None, **kw) -> AwsIotCoreProfile:
     client = (ca or pki["ca"]).client_certificate(thing)
     return AwsIotCoreProfile(
-        endpoint="abc-ats.iot.eu-west-1.amazonaws.com", connect_host="127.0.0.1", port=port,
+        endpoint="abc-ats.iot.eu-west-1.amazonaws.com",
+        connect_host="127.0.0.1",
+        port=port,
         identities=kw.pop("identities", IdentityMapping(IdentityMode.GATEWAY, thing, "{station_id}", AWS_THING_NAME)),
-        tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem, cert_pem=client.cert_pem, key_pem=client.key_pem), **kw)
+        tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem, cert_pem=client.cert_pem, key_pem=client.key_pem),
+        **kw,
+    )
 
 
 def test_aws_profile_connects_with_mtls_as_its_thing(tls_mosquitto, pki):
@@ -49,6 +53,7 @@ def test_mtls_listener_refuses_a_client_without_certificate(tls_mosquitto, pki):
     from dataclasses import replace
 
     from functions.sync_worker.uplink.profiles.tls import build_tls_context
+
     outcome, _ = connect_with_spec(replace(spec, tls=build_tls_context(no_cert)))
     assert outcome != "connected", outcome
     assert tls_mosquitto.broker.connections_from("gateway-thing") == 0
@@ -69,9 +74,11 @@ def test_client_refuses_a_broker_its_ca_does_not_trust(tls_mosquitto, pki):
     from dataclasses import replace
 
     from functions.sync_worker.uplink.profiles.tls import build_tls_context
+
     client = pki["ca"].client_certificate("gateway-thing")
-    wrong_trust = build_tls_context(TlsMaterial(ca_pem=pki["rogue"].cert_pem, cert_pem=client.cert_pem,
-                                                key_pem=client.key_pem))
+    wrong_trust = build_tls_context(
+        TlsMaterial(ca_pem=pki["rogue"].cert_pem, cert_pem=client.cert_pem, key_pem=client.key_pem)
+    )
     outcome, _ = connect_with_spec(replace(spec, tls=wrong_trust))
     assert outcome.startswith("error:SSLCertVerificationError"), outcome
 
@@ -85,6 +92,7 @@ def test_aws_uplink_publishes_over_mtls_and_refuses_oversize_before_the_wire(tls
         uplink.publish(message("st-1"), batch)
         batch.wait(5)
         from functions.sync_worker.errors import PermanentError
+
         with pytest.raises(PermanentError, match="131073 bytes, over AWS IoT Core's 131072-byte limit"):
             uplink.publish(message("st-2", payload=b"x" * (128 * 1024 + 1)), uplink.new_batch())
         with pytest.raises(PermanentError, match="forward slashes"):
@@ -103,6 +111,7 @@ def test_aws_per_connection_publish_rate_is_honoured(tls_mosquitto, pki):
     try:
         assert conn.wait_connected(10)
         from functions.sync_worker.uplink.mqtt import PublishBatch
+
         batch = PublishBatch()
         started = time.monotonic()
         for i in range(150):
@@ -116,10 +125,14 @@ def test_aws_per_connection_publish_rate_is_honoured(tls_mosquitto, pki):
 
 
 def generic_profile(pki, port: int, **kw) -> GenericProfile:
-    return GenericProfile(host="127.0.0.1", port=port, env="test",
-                          identities=IdentityMapping(IdentityMode.GATEWAY, "c2c-generic", "{station_id}",
-                                                     MQTT_CLIENT_ID),
-                          tls_material=TlsMaterial(ca_file=str(pki["ca"].cert_path)), **kw)
+    return GenericProfile(
+        host="127.0.0.1",
+        port=port,
+        env="test",
+        identities=IdentityMapping(IdentityMode.GATEWAY, "c2c-generic", "{station_id}", MQTT_CLIENT_ID),
+        tls_material=TlsMaterial(ca_file=str(pki["ca"].cert_path)),
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("protocol", [4, 5])
@@ -149,15 +162,19 @@ def test_generic_tls_presence_online_then_offline_will(tls_mosquitto, pki, captu
 
 def test_generic_tls_refuses_untrusted_broker_unless_insecure(tls_mosquitto, pki):
     trusted_elsewhere = GenericProfile(
-        host="127.0.0.1", port=tls_mosquitto.tls_port,
+        host="127.0.0.1",
+        port=tls_mosquitto.tls_port,
         identities=IdentityMapping(IdentityMode.GATEWAY, "c2c-generic", "{station_id}", MQTT_CLIENT_ID),
-        tls_material=TlsMaterial(ca_pem=pki["rogue"].cert_pem))
+        tls_material=TlsMaterial(ca_pem=pki["rogue"].cert_pem),
+    )
     outcome, _ = connect_with_spec(trusted_elsewhere.connection_spec("c2c-generic"))
     assert outcome.startswith("error:SSLCertVerificationError"), outcome
     insecure = GenericProfile(
-        host="127.0.0.1", port=tls_mosquitto.tls_port,
+        host="127.0.0.1",
+        port=tls_mosquitto.tls_port,
         identities=IdentityMapping(IdentityMode.GATEWAY, "c2c-generic", "{station_id}", MQTT_CLIENT_ID),
-        tls_material=TlsMaterial(insecure=True))
+        tls_material=TlsMaterial(insecure=True),
+    )
     spec = insecure.connection_spec("c2c-generic")
     assert spec.tls.verify_mode == ssl.CERT_NONE
     outcome, client = connect_with_spec(spec)
@@ -169,10 +186,13 @@ def test_generic_tls_refuses_untrusted_broker_unless_insecure(tls_mosquitto, pki
 def test_generic_with_client_certificate_over_mtls(tls_mosquitto, pki):
     client_cert = pki["ca"].client_certificate("c2c-generic")
     profile = GenericProfile(
-        host="127.0.0.1", port=tls_mosquitto.mtls_port,
+        host="127.0.0.1",
+        port=tls_mosquitto.mtls_port,
         identities=IdentityMapping(IdentityMode.GATEWAY, "c2c-generic", "{station_id}", MQTT_CLIENT_ID),
-        tls_material=TlsMaterial(ca_file=str(pki["ca"].cert_path), cert_file=str(client_cert.cert_path),
-                                 key_file=str(client_cert.key_path)))
+        tls_material=TlsMaterial(
+            ca_file=str(pki["ca"].cert_path), cert_file=str(client_cert.cert_path), key_file=str(client_cert.key_path)
+        ),
+    )
     outcome, client = connect_with_spec(profile.connection_spec("c2c-generic"))
     client.disconnect()
     client.loop_stop()

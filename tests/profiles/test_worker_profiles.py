@@ -42,32 +42,49 @@ def run_cycles(redis_url: str, running, sim, cycles: int, *, first: int = 1, adv
 def start_worker(sync_worker, n_stations: int, profile, *, backlog: int = 1):
     """The worker on `profile`, signalled over Redis pub/sub; C2C_MQTT_URL is unused by these
     profiles (the profile object carries the endpoint)."""
-    return sync_worker(n_stations, mqtt_url="mqtt://127.0.0.1:1", backlog=backlog, profile=profile,
-                       C2C_SIGNAL_URL="redis", C2C_PLATFORM_PROFILE=profile.name, C2C_CONCURRENCY="16")
+    return sync_worker(
+        n_stations,
+        mqtt_url="mqtt://127.0.0.1:1",
+        backlog=backlog,
+        profile=profile,
+        C2C_SIGNAL_URL="redis",
+        C2C_PLATFORM_PROFILE=profile.name,
+        C2C_CONCURRENCY="16",
+    )
 
 
 def azure_per_device_profile(tls_port: int, pki) -> AzureIotHubProfile:
     """Per-device IoT Hub profile (`ess-{station_id}`) signed by one DeviceConnect policy key."""
     return AzureIotHubProfile(
-        hostname=HUB, connect_host="127.0.0.1", port=tls_port, api_version=API, token_ttl_s=TTL,
+        hostname=HUB,
+        connect_host="127.0.0.1",
+        port=tls_port,
+        api_version=API,
+        token_ttl_s=TTL,
         identities=IdentityMapping(IdentityMode.PER_DEVICE, None, "ess-{station_id}", AZURE_DEVICE_ID),
         credentials=AzureCredentials(policy_name="device", policy_key=DEVICE_KEY),
-        tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem), wall_clock=lambda: PINNED_WALL)
+        tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem),
+        wall_clock=lambda: PINNED_WALL,
+    )
 
 
 @pytest.mark.parametrize("platform", ["azure_iot_hub", "aws_iot_core"])
 def test_per_device_50_identities_10_cycles_50_connections(
-        platform, pki, auth_mosquitto_factory, tls_mosquitto, redis_server, capture_factory, sync_worker):
+    platform, pki, auth_mosquitto_factory, tls_mosquitto, redis_server, capture_factory, sync_worker
+):
     stations = station_ids(N_DEVICES)
     devices = [f"ess-{s}" for s in stations]
     if platform == "azure_iot_hub":
         # One shared access policy with DeviceConnect signs every device's token (skn=device).
-        users = {hub_username(d): independent_sas_token(f"{HUB}/devices/{d}", DEVICE_KEY, int(PINNED_WALL + TTL),
-                                                        "device") for d in devices}
+        users = {
+            hub_username(d): independent_sas_token(f"{HUB}/devices/{d}", DEVICE_KEY, int(PINNED_WALL + TTL), "device")
+            for d in devices
+        }
         broker = auth_mosquitto_factory(users)
         mosquitto = broker.broker
-        capture = capture_factory(broker.plain_port, "devices/#", username=broker.subscriber_user,
-                                  password=broker.subscriber_password)
+        capture = capture_factory(
+            broker.plain_port, "devices/#", username=broker.subscriber_user, password=broker.subscriber_password
+        )
         profile = azure_per_device_profile(broker.tls_port, pki)
     else:
         # One fleet certificate attached to every thing; the client id is the thing name.
@@ -75,10 +92,13 @@ def test_per_device_50_identities_10_cycles_50_connections(
         mosquitto = tls_mosquitto.broker
         capture = capture_factory(tls_mosquitto.plain_port, "c2c/+/stations/+/telemetry")
         profile = AwsIotCoreProfile(
-            endpoint="abc-ats.iot.eu-west-1.amazonaws.com", connect_host="127.0.0.1", port=tls_mosquitto.mtls_port,
+            endpoint="abc-ats.iot.eu-west-1.amazonaws.com",
+            connect_host="127.0.0.1",
+            port=tls_mosquitto.mtls_port,
             identities=IdentityMapping(IdentityMode.PER_DEVICE, None, "ess-{station_id}", AWS_THING_NAME),
             tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem, cert_pem=fleet.cert_pem, key_pem=fleet.key_pem),
-            env="test")
+            env="test",
+        )
 
     setup = start_worker(sync_worker, N_DEVICES, profile)
     running = setup.running
@@ -96,13 +116,16 @@ def test_per_device_50_identities_10_cycles_50_connections(
     totals = running.worker.uplink.totals()
     assert totals.connections_opened == N_DEVICES and totals.reconnects.total() == 0
     assert all(r.stations_failed == 0 for r in running.history())
-    print(f"\n{platform} per-device: broker saw {len(connected)} connections for {N_DEVICES} identities "
-          f"over {N_CYCLES} cycles ({len(expected)} readings)")
+    print(
+        f"\n{platform} per-device: broker saw {len(connected)} connections for {N_DEVICES} identities "
+        f"over {N_CYCLES} cycles ({len(expected)} readings)"
+    )
     assert running.stop() == 0
 
 
 def test_azure_sas_renewal_by_planned_reconnects_loses_no_reading(
-        pki, tls_mosquitto, redis_server, capture_factory, sync_worker):
+    pki, tls_mosquitto, redis_server, capture_factory, sync_worker
+):
     """TTL 3 s: the token is renewed about every 2.4 s by a clean, planned reconnect.
 
     Auth here: Mosquitto's password_file holds one fixed password per user and cannot follow a
@@ -115,10 +138,15 @@ def test_azure_sas_renewal_by_planned_reconnects_loses_no_reading(
     capture = capture_factory(tls_mosquitto.plain_port, "devices/#")
     issued: list[str] = []
     profile = AzureIotHubProfile(
-        hostname=HUB, connect_host="127.0.0.1", port=tls_mosquitto.tls_port, api_version=API, token_ttl_s=3,
+        hostname=HUB,
+        connect_host="127.0.0.1",
+        port=tls_mosquitto.tls_port,
+        api_version=API,
+        token_ttl_s=3,
         identities=IdentityMapping(IdentityMode.GATEWAY, "gw-1", "{station_id}", AZURE_DEVICE_ID),
         credentials=AzureCredentials(device_keys={"gw-1": DEVICE_KEY}),
-        tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem))
+        tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem),
+    )
     spec_for = profile.connection_spec
     profile.connection_spec = lambda identity: (spec := spec_for(identity), issued.append(spec.password))[0]
 
@@ -140,9 +168,11 @@ def test_azure_sas_renewal_by_planned_reconnects_loses_no_reading(
     assert set(ids) == expected, "a reading was lost across a renewal"
     totals = running.worker.uplink.totals()
     planned, faults = totals.planned_reconnects, totals.reconnects.total()
-    print(f"\nrenewal: {cycles} cycles, {len(expected)} readings, planned reconnects {planned}, "
-          f"fault reconnects {faults}, duplicates {len(ids) - len(set(ids))}, "
-          f"failed station-cycles {sum(r.stations_failed for r in running.history())}")
+    print(
+        f"\nrenewal: {cycles} cycles, {len(expected)} readings, planned reconnects {planned}, "
+        f"fault reconnects {faults}, duplicates {len(ids) - len(set(ids))}, "
+        f"failed station-cycles {sum(r.stations_failed for r in running.history())}"
+    )
     assert planned >= 2 and faults == 0
     assert tls_mosquitto.broker.connections_from("gw-1") == 1 + planned == totals.connections_opened
     assert tls_mosquitto.broker.log_text().count(f"u'{hub_username('gw-1')}'") == 1 + planned
@@ -154,7 +184,8 @@ def test_azure_sas_renewal_by_planned_reconnects_loses_no_reading(
 
 
 def test_per_device_one_refused_identity_fails_its_station_only_and_health_stays_ok(
-        pki, auth_mosquitto_factory, redis_server, capture_factory, sync_worker):
+    pki, auth_mosquitto_factory, redis_server, capture_factory, sync_worker
+):
     """Per-device mode against a broker whose password file admits every device but one: the other
     stations sync, the refused one is counted failed with the auth class, and the worker stays
     healthy (one refused device must not make ECS replace the task that serves all the others)."""
@@ -162,11 +193,15 @@ def test_per_device_one_refused_identity_fails_its_station_only_and_health_stays
     devices = [f"ess-{s}" for s in stations]
     refused_station, refused_device = stations[2], devices[2]
     # The refused device is missing from the password file: Mosquitto answers its CONNECT "not authorised".
-    users = {hub_username(d): independent_sas_token(f"{HUB}/devices/{d}", DEVICE_KEY, int(PINNED_WALL + TTL),
-                                                    "device") for d in devices if d != refused_device}
+    users = {
+        hub_username(d): independent_sas_token(f"{HUB}/devices/{d}", DEVICE_KEY, int(PINNED_WALL + TTL), "device")
+        for d in devices
+        if d != refused_device
+    }
     broker = auth_mosquitto_factory(users)
-    capture = capture_factory(broker.plain_port, "devices/#", username=broker.subscriber_user,
-                              password=broker.subscriber_password)
+    capture = capture_factory(
+        broker.plain_port, "devices/#", username=broker.subscriber_user, password=broker.subscriber_password
+    )
     profile = azure_per_device_profile(broker.tls_port, pki)
     setup = start_worker(sync_worker, len(stations), profile, backlog=2)
     settings, running = setup.settings, setup.running
@@ -184,8 +219,11 @@ def test_per_device_one_refused_identity_fails_its_station_only_and_health_stays
 
     # Health: the status file the container check reads, rewritten after the cycle by the heartbeat.
     after_cycle = time.time()
-    wait_until(lambda: json.loads(open(settings.status_file).read())["at"] > after_cycle + 0.5, 10,
-               what="a heartbeat after the cycle")
+    wait_until(
+        lambda: json.loads(open(settings.status_file).read())["at"] > after_cycle + 0.5,
+        10,
+        what="a heartbeat after the cycle",
+    )
     ok, reason = check(settings.status_file)
     assert ok, reason
     assert running.worker.uplink.connected

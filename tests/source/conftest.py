@@ -18,8 +18,14 @@ NOW = datetime.fromisoformat(FROZEN_NOW.replace("Z", "+00:00"))
 FAST_HTTP = {
     "connect_timeout_s": 1.0,
     "read_timeout_s": 2.0,
-    "retries": {"attempts": 4, "backoff_initial_s": 0.05, "backoff_max_s": 0.2, "jitter_s": 0.05,
-                "max_retry_after_s": 5, "max_elapsed_s": 10},
+    "retries": {
+        "attempts": 4,
+        "backoff_initial_s": 0.05,
+        "backoff_max_s": 0.2,
+        "jitter_s": 0.05,
+        "max_retry_after_s": 5,
+        "max_elapsed_s": 10,
+    },
 }
 
 
@@ -35,13 +41,17 @@ def vendor_config(**overrides: Any) -> VendorConfig:
 _OPEN_SOURCES: list[HttpJsonSource] = []
 
 
-def make_source(sim: SimulatorProcess | str, *, http: dict | None = None, secrets: Any = None, pool_size: int = 8,
-                **overrides: Any) -> HttpJsonSource:
+def make_source(
+    sim: SimulatorProcess | str, *, http: dict | None = None, secrets: Any = None, pool_size: int = 8, **overrides: Any
+) -> HttpJsonSource:
     """An adapter on the simulator (or a base URL), closed after the test by `_close_sources`."""
     config = vendor_config(http={**FAST_HTTP, **(http or {})}, **overrides)
-    source = HttpJsonSource(config, base_url=sim if isinstance(sim, str) else sim.url,
-                            secrets=secrets if secrets is not None else {"api_key": DEFAULT_API_KEY},
-                            pool_size=pool_size)
+    source = HttpJsonSource(
+        config,
+        base_url=sim if isinstance(sim, str) else sim.url,
+        secrets=secrets if secrets is not None else {"api_key": DEFAULT_API_KEY},
+        pool_size=pool_size,
+    )
     _OPEN_SOURCES.append(source)
     return source
 

@@ -34,13 +34,24 @@ def test_list_stations_follows_page_numbers(sim):
     stations = source.list_stations()
     assert [s.station_id for s in stations] == [f"site-{i:05d}" for i in range(1, 251)]
     assert stations[0].name and set(stations[0].attributes) == {
-        "capacity_kwh", "max_power_kw", "latitude", "longitude", "utc_offset_s"}
+        "capacity_kwh",
+        "max_power_kw",
+        "latitude",
+        "longitude",
+        "utc_offset_s",
+    }
     assert sim.stats()["by_endpoint"] == {"sites": 3}  # 250 stations at page size 100
 
 
 def test_list_stations_follows_next_links(sim):
-    source = make_source(sim, stations={"page_size": 40, "params": {"page_size": "{page_size}"},
-                                        "pagination": {"type": "link", "next": "links.next"}})
+    source = make_source(
+        sim,
+        stations={
+            "page_size": 40,
+            "params": {"page_size": "{page_size}"},
+            "pagination": {"type": "link", "next": "links.next"},
+        },
+    )
     assert len(source.list_stations()) == 250
     assert sim.stats()["by_endpoint"] == {"sites": 7}  # ceil(250 / 40)
 
@@ -63,7 +74,10 @@ def test_readings_window_excludes_since_and_includes_until(sim):
 
 def test_an_empty_window_costs_no_vendor_call(sim):
     source = make_source(sim)
-    assert source.fetch_readings(SITE, NOW, NOW, 10) == [] and source.fetch_readings(SITE, NOW, NOW - timedelta(1), 10) == []
+    assert (
+        source.fetch_readings(SITE, NOW, NOW, 10) == []
+        and source.fetch_readings(SITE, NOW, NOW - timedelta(1), 10) == []
+    )
     assert sim.stats()["requests_total"] == 0
 
 

@@ -48,8 +48,9 @@ def osim(oauth_sim):
 def test_one_token_serves_many_concurrent_calls(osim):
     source = make_source(osim, auth=oauth_auth(), secrets=CLIENT)
     with ThreadPoolExecutor(8) as pool:
-        sizes = list(pool.map(lambda i: len(source.fetch_readings(Station(f"site-{i % 20 + 1:05d}"), *WINDOW, 10)),
-                              range(40)))
+        sizes = list(
+            pool.map(lambda i: len(source.fetch_readings(Station(f"site-{i % 20 + 1:05d}"), *WINDOW, 10)), range(40))
+        )
     assert sizes == [5] * 40
     stats = osim.stats()
     assert stats["tokens_issued"] == 1 and stats["auth_failures"] == 0

@@ -53,8 +53,12 @@ def test_telemetry_window_excludes_since_and_includes_until(sim):
     assert [r["timestamp"] for r in body["data"]] == [f"2024-06-01T11:{m:02d}:00Z" for m in range(1, 11)]
     mid = _telemetry(sim, "site-00001", since="2024-06-01T11:00:30Z", until="2024-06-01T11:02:59Z")
     assert [r["timestamp"] for r in mid["data"]] == ["2024-06-01T11:01:00Z", "2024-06-01T11:02:00Z"]
-    assert _get(sim, "/v1/sites/site-00001/telemetry", since="2024-06-01T11:00:00Z",
-                until="2024-06-01T10:00:00Z").status_code == 400
+    assert (
+        _get(
+            sim, "/v1/sites/site-00001/telemetry", since="2024-06-01T11:00:00Z", until="2024-06-01T10:00:00Z"
+        ).status_code
+        == 400
+    )
 
 
 def test_telemetry_stops_at_the_simulator_clock_and_follows_it(sim):
@@ -133,11 +137,21 @@ def test_fault_stations_from_the_command_line(simulator_factory):
 
 
 def test_invalid_command_line_is_refused_with_a_reason():
-    out = subprocess.run([sys.executable, "-m", "simulator", "--port", "0", "--stations", "5",
-                          "--fault-stations", "melting=2"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=20)
+    out = subprocess.run(
+        [sys.executable, "-m", "simulator", "--port", "0", "--stations", "5", "--fault-stations", "melting=2"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert out.returncode == 2 and "melting" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "simulator", "--port", "0", "--error-rate", "0.7",
-                          "--throttle-rate", "0.6"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=20)
+    out = subprocess.run(
+        [sys.executable, "-m", "simulator", "--port", "0", "--error-rate", "0.7", "--throttle-rate", "0.6"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert out.returncode == 2 and "> 1" in out.stderr
 
 
@@ -172,8 +186,9 @@ def test_latency_is_per_request_and_does_not_serialise_clients(sim):
     sim.set_faults(latency_ms=200)
     started = time.monotonic()
     with ThreadPoolExecutor(32) as pool:
-        codes = list(pool.map(lambda i: _get(sim, f"/v1/sites/site-{i + 1:05d}/telemetry", limit=1).status_code,
-                              range(32)))
+        codes = list(
+            pool.map(lambda i: _get(sim, f"/v1/sites/site-{i + 1:05d}/telemetry", limit=1).status_code, range(32))
+        )
     elapsed = time.monotonic() - started
     assert codes == [200] * 32
     assert 0.2 <= elapsed < 1.0  # 32 x 200 ms served side by side, not 6.4 s in a row
@@ -182,19 +197,26 @@ def test_latency_is_per_request_and_does_not_serialise_clients(sim):
 def test_oauth2_mode_issues_expiring_tokens_and_can_revoke_them(simulator_factory):
     sim = simulator_factory(auth="oauth2", api_key="the-secret", token_ttl_s=1.0)
     token_url = sim.url + "/oauth/token"
-    refused = requests.post(token_url, data={"grant_type": "client_credentials", "client_id": "c2c-sync",
-                                             "client_secret": "wrong"}, timeout=5)
+    refused = requests.post(
+        token_url,
+        data={"grant_type": "client_credentials", "client_id": "c2c-sync", "client_secret": "wrong"},
+        timeout=5,
+    )
     assert refused.status_code == 401
-    granted = requests.post(token_url, auth=("c2c-sync", "the-secret"), data={"grant_type": "client_credentials"},
-                            timeout=5).json()
+    granted = requests.post(
+        token_url, auth=("c2c-sync", "the-secret"), data={"grant_type": "client_credentials"}, timeout=5
+    ).json()
     assert granted["token_type"] == "Bearer" and granted["expires_in"] == 1.0
     bearer = {"Authorization": f"Bearer {granted['access_token']}"}
     assert _get(sim, "/v1/sites", headers=KEY).status_code == 401  # the API key alone is not enough
     assert _get(sim, "/v1/sites", headers=bearer).status_code == 200
     time.sleep(1.1)
     assert _get(sim, "/v1/sites", headers=bearer).status_code == 401  # expired
-    fresh = requests.post(token_url, data={"grant_type": "client_credentials", "client_id": "c2c-sync",
-                                           "client_secret": "the-secret"}, timeout=5).json()["access_token"]
+    fresh = requests.post(
+        token_url,
+        data={"grant_type": "client_credentials", "client_id": "c2c-sync", "client_secret": "the-secret"},
+        timeout=5,
+    ).json()["access_token"]
     assert _get(sim, "/v1/sites", headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
     assert sim.revoke_tokens() == 1
     assert _get(sim, "/v1/sites", headers={"Authorization": f"Bearer {fresh}"}).status_code == 401

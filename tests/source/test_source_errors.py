@@ -151,8 +151,7 @@ def test_unknown_station_is_permanent(sim):
 
 
 def test_an_unreachable_vendor_is_transient(sim):
-    source = make_source(f"http://127.0.0.1:{free_port()}",
-                         http={"retries": {**FAST_HTTP["retries"], "attempts": 2}})
+    source = make_source(f"http://127.0.0.1:{free_port()}", http={"retries": {**FAST_HTTP["retries"], "attempts": 2}})
     started = time.monotonic()
     with pytest.raises(TransientError, match="unreachable"):
         source.list_stations()

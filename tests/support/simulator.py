@@ -9,9 +9,9 @@ from the server's side. Fixtures: `simulator` (20 stations, clock frozen at FROZ
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 

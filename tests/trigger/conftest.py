@@ -72,15 +72,21 @@ def trigger_env(moto, monkeypatch) -> TriggerWorld:
     topic_arn = sns.create_topic(Name="c2c-test-start")["TopicArn"]
     queue_url = sqs.create_queue(QueueName="c2c-test-start")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn,
-                  Attributes={"RawMessageDelivery": "true"})
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto.url)
     monkeypatch.setenv("START_TOPIC_ARN", topic_arn)
     monkeypatch.setenv("ENVIRONMENT", "test")
     monkeypatch.setenv("HEARTBEAT_ALARM_NAME", HEARTBEAT_ALARM)
-    for name in ("SCHEDULE_COMMAND", "REDIS_HOST", "REDIS_PORT", "REDIS_TLS", "REDIS_AUTH_SECRET_ARN",
-                 "ECS_CLUSTER_NAME", "ECS_SERVICE_NAME"):
+    for name in (
+        "SCHEDULE_COMMAND",
+        "REDIS_HOST",
+        "REDIS_PORT",
+        "REDIS_TLS",
+        "REDIS_AUTH_SECRET_ARN",
+        "ECS_CLUSTER_NAME",
+        "ECS_SERVICE_NAME",
+    ):
         monkeypatch.delenv(name, raising=False)
     _forget_cold_start(aws, publish, settings)
     yield TriggerWorld(moto=moto, topic_arn=topic_arn, queue_url=queue_url)

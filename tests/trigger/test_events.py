@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from functions.common.signal import Command
-from functions.trigger.events import (AlarmNotifications, BadHttpRequest, HttpRequest, Scheduled, UnknownEvent,
-                                      classify)
+from functions.trigger.events import AlarmNotifications, BadHttpRequest, HttpRequest, Scheduled, UnknownEvent, classify
 from functions.trigger.settings import MissingSetting, TriggerSettings
 from tests.trigger.conftest import HEARTBEAT_ALARM, load_event
 
@@ -15,9 +14,13 @@ def test_scheduled_sample_is_a_scheduled_event():
     assert classify(load_event("scheduled_event")) == Scheduled(event_id="53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa")
 
 
-@pytest.mark.parametrize(("sample", "command", "stations"),
-                         [("function_url_post", Command.SYNC_NOW, ["station-1", "station-2"]),
-                          ("function_url_post_base64", Command.START_SYNC, None)])
+@pytest.mark.parametrize(
+    ("sample", "command", "stations"),
+    [
+        ("function_url_post", Command.SYNC_NOW, ["station-1", "station-2"]),
+        ("function_url_post_base64", Command.START_SYNC, None),
+    ],
+)
 def test_function_url_samples_are_http_requests_with_their_body(sample, command, stations):
     parsed = classify(load_event(sample))
     assert isinstance(parsed, HttpRequest)
@@ -42,8 +45,9 @@ def test_eventbridge_scheduler_event_is_not_the_rule_event_we_accept():
 def test_put_is_a_bad_request_not_an_unknown_event():
     event = load_event("function_url_post")
     event["requestContext"]["http"]["method"] = "PUT"
-    assert classify(event) == BadHttpRequest("method: PUT is not allowed, use POST",
-                                             "f1b2c3d4-5e6f-4a7b-8c9d-0e1f2a3b4c5d")
+    assert classify(event) == BadHttpRequest(
+        "method: PUT is not allowed, use POST", "f1b2c3d4-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
+    )
 
 
 def test_settings_name_a_bad_schedule_command():

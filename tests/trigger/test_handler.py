@@ -11,8 +11,10 @@ from functions.common.telemetry import ENV_DIMENSION, METRICS_NAMESPACE, TRIGGER
 from functions.trigger.settings import MissingSetting
 from tests.trigger.conftest import emf_metrics, load_event, metric_value, stdout_records
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.filterwarnings("ignore:No application metrics to publish")]  # see observability.py
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.filterwarnings("ignore:No application metrics to publish"),
+]  # see observability.py
 
 
 def test_scheduled_event_sends_the_schedule_command_default_sync_now(trigger_env, invoke):
@@ -39,8 +41,11 @@ def test_function_url_post_plain_json_is_accepted_and_delivered(trigger_env, inv
     body = json.loads(response["body"])
     [signal] = trigger_env.received_signals()
     assert body == {"id": str(signal.id), "command": "sync_now"}
-    assert (signal.command, signal.source, signal.stations) == (Command.SYNC_NOW, Source.HTTP,
-                                                                ["station-1", "station-2"])
+    assert (signal.command, signal.source, signal.stations) == (
+        Command.SYNC_NOW,
+        Source.HTTP,
+        ["station-1", "station-2"],
+    )
 
 
 def test_function_url_post_base64_body_is_decoded(trigger_env, invoke):
@@ -94,8 +99,17 @@ def _with_body(body: str | None, *, method: str = "POST") -> dict:
         ('["sync_now"]', "POST", "body: Input should be a valid dictionary"),
         ('{"command": "sync_now"}', "GET", "method: GET is not allowed, use POST"),
     ],
-    ids=["not-json", "empty", "wrong-command", "bad-station-id", "empty-stations", "extra-field",
-         "missing-command", "not-an-object", "wrong-method"],
+    ids=[
+        "not-json",
+        "empty",
+        "wrong-command",
+        "bad-station-id",
+        "empty-stations",
+        "extra-field",
+        "missing-command",
+        "not-an-object",
+        "wrong-method",
+    ],
 )
 def test_bad_http_request_gets_400_naming_the_problem(trigger_env, invoke, capsys, body, method, names):
     response = invoke(_with_body(body, method=method))
@@ -124,9 +138,17 @@ def test_bad_base64_body_gets_400(trigger_env, invoke):
         {},
         {"hello": "world"},
         ["not", "an", "object"],
-        {"version": "0", "id": "x", "detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2",
-         "account": "123456789012", "time": "2024-03-12T19:03:58Z", "region": "eu-west-1", "resources": [],
-         "detail": {}},
+        {
+            "version": "0",
+            "id": "x",
+            "detail-type": "EC2 Instance State-change Notification",
+            "source": "aws.ec2",
+            "account": "123456789012",
+            "time": "2024-03-12T19:03:58Z",
+            "region": "eu-west-1",
+            "resources": [],
+            "detail": {},
+        },
         {"Records": [{"eventSource": "aws:sqs", "body": "{}"}]},
     ],
     ids=["empty", "random-keys", "list", "other-eventbridge-event", "sqs-records"],

@@ -19,13 +19,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, parse_signal
 from functions.common.redis_auth import BadAuthSecret, auth_token
+from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, parse_signal
 from tests.support.services import RedisServer, free_port, require_binary, wait_for_port
 from tests.trigger.conftest import load_event
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.filterwarnings("ignore:No application metrics to publish")]  # see observability.py
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.filterwarnings("ignore:No application metrics to publish"),
+]  # see observability.py
 
 TOKEN = "s3cret-auth-token-0123456789abcdef"
 
@@ -38,8 +40,9 @@ def redis_with_auth(tmp_path):
 
 
 def _secret(trigger_env, value: str) -> str:
-    return trigger_env.moto.client("secretsmanager").create_secret(Name="c2c-test-redis-auth",
-                                                                    SecretString=value)["ARN"]
+    return trigger_env.moto.client("secretsmanager").create_secret(Name="c2c-test-redis-auth", SecretString=value)[
+        "ARN"
+    ]
 
 
 def _subscribe(host: str, port: int, **kwargs) -> redis.client.PubSub:
@@ -64,9 +67,13 @@ def _next_message(pubsub) -> bytes:
 
 @pytest.mark.parametrize("secret_form", ["plain", "json-password", "json-authToken"])
 def test_signal_is_published_on_the_redis_channel_with_auth_from_secrets_manager(
-        trigger_env, redis_with_auth, invoke, monkeypatch, capsys, secret_form):
-    secret = {"plain": TOKEN, "json-password": json.dumps({"username": "default", "password": TOKEN}),
-              "json-authToken": json.dumps({"authToken": TOKEN})}[secret_form]
+    trigger_env, redis_with_auth, invoke, monkeypatch, capsys, secret_form
+):
+    secret = {
+        "plain": TOKEN,
+        "json-password": json.dumps({"username": "default", "password": TOKEN}),
+        "json-authToken": json.dumps({"authToken": TOKEN}),
+    }[secret_form]
     monkeypatch.setenv("REDIS_HOST", "127.0.0.1")
     monkeypatch.setenv("REDIS_PORT", str(redis_with_auth.port))
     monkeypatch.setenv("REDIS_AUTH_SECRET_ARN", _secret(trigger_env, secret))
@@ -123,28 +130,40 @@ def test_plain_secret_is_used_as_is():
 
 # --- TLS: a real redis-server speaking only TLS, its certificate signed by a throw-away CA -------------
 
+
 def _issue_certificates(workdir) -> tuple:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "c2c test CA")])
-    ca_cert = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-               .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
-               .not_valid_after(now + dt.timedelta(hours=1))
-               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-               .sign(ca_key, hashes.SHA256()))
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     paths = {name: workdir / f"{name}.pem" for name in ("ca", "cert", "key")}
     paths["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+    paths["key"].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return paths["ca"], paths["cert"], paths["key"]
 
 
@@ -153,11 +172,34 @@ def tls_redis(tmp_path):
     ca, cert, key = _issue_certificates(tmp_path)
     port = free_port()
     proc = subprocess.Popen(
-        [require_binary("redis-server"), "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
-         "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca),
-         "--tls-auth-clients", "no", "--requirepass", TOKEN, "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        [
+            require_binary("redis-server"),
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            str(cert),
+            "--tls-key-file",
+            str(key),
+            "--tls-ca-cert-file",
+            str(ca),
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            TOKEN,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     wait_for_port(port)
     yield port, ca
     proc.terminate()

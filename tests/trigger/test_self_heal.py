@@ -15,8 +15,10 @@ from functions.common.signal import Command, Source
 from functions.common.telemetry import TriggerMetric
 from tests.trigger.conftest import HEARTBEAT_ALARM, load_event, metric_value
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.filterwarnings("ignore:No application metrics to publish")]  # see observability.py
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.filterwarnings("ignore:No application metrics to publish"),
+]  # see observability.py
 
 CLUSTER, SERVICE = "c2c-test", "sync-worker"
 
@@ -25,10 +27,13 @@ CLUSTER, SERVICE = "c2c-test", "sync-worker"
 def worker_service(trigger_env, monkeypatch):
     ecs = trigger_env.moto.client("ecs")
     ecs.create_cluster(clusterName=CLUSTER)
-    ecs.register_task_definition(family="sync-worker", containerDefinitions=[
-        {"name": "worker", "image": "c2c/sync-worker:test", "memory": 512, "essential": True}])
-    ecs.create_service(cluster=CLUSTER, serviceName=SERVICE, taskDefinition="sync-worker", desiredCount=1,
-                       launchType="FARGATE")
+    ecs.register_task_definition(
+        family="sync-worker",
+        containerDefinitions=[{"name": "worker", "image": "c2c/sync-worker:test", "memory": 512, "essential": True}],
+    )
+    ecs.create_service(
+        cluster=CLUSTER, serviceName=SERVICE, taskDefinition="sync-worker", desiredCount=1, launchType="FARGATE"
+    )
     monkeypatch.setenv("ECS_CLUSTER_NAME", CLUSTER)
     monkeypatch.setenv("ECS_SERVICE_NAME", SERVICE)
     return ecs
@@ -60,9 +65,11 @@ def test_heartbeat_alarm_sends_start_sync_and_forces_a_new_deployment(trigger_en
     assert metric_value(out, TriggerMetric.SIGNALS_SENT) == 1.0
 
 
-@pytest.mark.parametrize(("name", "state"), [(HEARTBEAT_ALARM, "OK"), (HEARTBEAT_ALARM, "INSUFFICIENT_DATA"),
-                                             ("c2c-dev-dlq-not-empty", "ALARM")],
-                         ids=["heartbeat-ok", "heartbeat-insufficient-data", "other-alarm"])
+@pytest.mark.parametrize(
+    ("name", "state"),
+    [(HEARTBEAT_ALARM, "OK"), (HEARTBEAT_ALARM, "INSUFFICIENT_DATA"), ("c2c-dev-dlq-not-empty", "ALARM")],
+    ids=["heartbeat-ok", "heartbeat-insufficient-data", "other-alarm"],
+)
 def test_other_alarm_notifications_take_no_action(trigger_env, worker_service, invoke, capsys, name, state):
     before = _deployment_id(worker_service)
 

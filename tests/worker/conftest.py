@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -40,7 +40,7 @@ TELEMETRY_FILTER = "c2c/+/stations/+/telemetry"
 
 def sim_clock_start() -> datetime:
     """A minute boundary one hour ago: the simulator's frozen 'now'."""
-    now = datetime.now(timezone.utc) - timedelta(hours=1)
+    now = datetime.now(UTC) - timedelta(hours=1)
     return now.replace(second=0, microsecond=0)
 
 
@@ -90,7 +90,7 @@ class Subscriber:
         self.client.on_connect = lambda c, u, f, rc, p: (c.subscribe(topic, qos=1), self._ready.set())
         self.port = port
 
-    def start(self) -> "Subscriber":
+    def start(self) -> Subscriber:
         self.client.connect("127.0.0.1", self.port)
         self.client.loop_start()
         assert self._ready.wait(5), "subscriber did not connect"
@@ -163,11 +163,21 @@ def expected_ids(stations: list[str], after: datetime, upto: datetime) -> set[st
 
 def base_env(*, mqtt_url: str, redis_url: str, source_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {
-        "C2C_ENV": "test", "C2C_MQTT_URL": mqtt_url, "C2C_REDIS_URL": redis_url, "C2C_SOURCE_URL": source_url,
-        "C2C_SOURCE_CONFIG": "simulator", "C2C_SOURCE_API_KEY": "sim-key", "C2C_MQTT_CLIENT_ID": "c2c-sync-test",
-        "C2C_CONCURRENCY": "16", "C2C_PUBACK_TIMEOUT_S": "3", "C2C_MQTT_RECONNECT_MAX_S": "1",
-        "C2C_STATUS_FILE": str(tmp_path / "status.json"), "C2C_LEASE_TTL_S": "3", "C2C_HEARTBEAT_INTERVAL_S": "1",
-        "C2C_SQS_WAIT_S": "1", "C2C_LOG_LEVEL": "WARNING",
+        "C2C_ENV": "test",
+        "C2C_MQTT_URL": mqtt_url,
+        "C2C_REDIS_URL": redis_url,
+        "C2C_SOURCE_URL": source_url,
+        "C2C_SOURCE_CONFIG": "simulator",
+        "C2C_SOURCE_API_KEY": "sim-key",
+        "C2C_MQTT_CLIENT_ID": "c2c-sync-test",
+        "C2C_CONCURRENCY": "16",
+        "C2C_PUBACK_TIMEOUT_S": "3",
+        "C2C_MQTT_RECONNECT_MAX_S": "1",
+        "C2C_STATUS_FILE": str(tmp_path / "status.json"),
+        "C2C_LEASE_TTL_S": "3",
+        "C2C_HEARTBEAT_INTERVAL_S": "1",
+        "C2C_SQS_WAIT_S": "1",
+        "C2C_LOG_LEVEL": "WARNING",
     }
     env.update(extra)
     return env
@@ -255,14 +265,24 @@ def sync_worker(redis_server, simulator_factory, worker_factory, tmp_path, monke
     started in-process and waited for: subscribed to the Redis channel when C2C_SIGNAL_URL is
     `redis`, otherwise MQTT connected. Start the test's own subscriber before it."""
 
-    def start(n_stations: int, *, mqtt_url: str, backlog: int, seeded: int | None = None,
-              sim_options: dict | None = None, profile=None, **env: str) -> SyncSetup:
+    def start(
+        n_stations: int,
+        *,
+        mqtt_url: str,
+        backlog: int,
+        seeded: int | None = None,
+        sim_options: dict | None = None,
+        profile=None,
+        **env: str,
+    ) -> SyncSetup:
         t0 = sim_clock_start()
         sim = simulator_factory(stations=n_stations, clock=clock_spec(t0), **(sim_options or {}))
         since = t0 - timedelta(seconds=backlog * INTERVAL_S)
         seed_cursors(redis_server.url, "test", station_ids(seeded or n_stations), since)
-        settings = settings_from(base_env(mqtt_url=mqtt_url, redis_url=redis_server.url, source_url=sim.url,
-                                          tmp_path=tmp_path, **env), monkeypatch)
+        settings = settings_from(
+            base_env(mqtt_url=mqtt_url, redis_url=redis_server.url, source_url=sim.url, tmp_path=tmp_path, **env),
+            monkeypatch,
+        )
         running = worker_factory(settings, **({"profile": profile} if profile is not None else {}))
         if env.get("C2C_SIGNAL_URL") == "redis":
             wait_subscribed(redis_server.url)
@@ -277,5 +297,10 @@ def start_worker_process(env: dict[str, str], log_path: Path, *args: str) -> sub
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("C2C_")}
     full_env.update(env)
     full_env["PYTHONPATH"] = str(REPO_ROOT)
-    return subprocess.Popen([sys.executable, "-m", "functions.sync_worker", "run", *args], cwd=REPO_ROOT,
-                            env=full_env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "functions.sync_worker", "run", *args],
+        cwd=REPO_ROOT,
+        env=full_env,
+        stdout=open(log_path, "ab"),
+        stderr=subprocess.STDOUT,
+    )

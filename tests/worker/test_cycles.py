@@ -16,7 +16,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_200_stations_one_cycle_every_reading_once_and_cursors_advanced(
-        mosquitto, redis_server, subscriber_factory, sync_worker):
+    mosquitto, redis_server, subscriber_factory, sync_worker
+):
     sub = subscriber_factory(mosquitto.port)
     setup = sync_worker(200, mqtt_url=mosquitto.url, backlog=5, C2C_SIGNAL_URL="redis")
     t0, stations, running = setup.t0, setup.stations, setup.running
@@ -42,7 +43,8 @@ def test_200_stations_one_cycle_every_reading_once_and_cursors_advanced(
 
 
 def test_20_cycles_one_broker_connection_and_only_new_readings(
-        mosquitto, redis_server, subscriber_factory, sync_worker):
+    mosquitto, redis_server, subscriber_factory, sync_worker
+):
     sub = subscriber_factory(mosquitto.port)
     setup = sync_worker(20, mqtt_url=mosquitto.url, backlog=3, C2C_SIGNAL_URL="redis")
     t0, sim, running = setup.t0, setup.sim, setup.running
@@ -72,13 +74,20 @@ def test_20_cycles_one_broker_connection_and_only_new_readings(
 def test_50_signals_at_once_never_two_cycles_and_at_most_one_follow_up(mosquitto, moto, sync_worker):
     sqs = moto.client("sqs")
     queue_url = sqs.create_queue(QueueName="start", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
-    running = sync_worker(60, mqtt_url=mosquitto.url, backlog=2, sim_options={"latency_ms": 60},
-                          C2C_SIGNAL_URL=queue_url, C2C_CONCURRENCY="8").running
+    running = sync_worker(
+        60,
+        mqtt_url=mosquitto.url,
+        backlog=2,
+        sim_options={"latency_ms": 60},
+        C2C_SIGNAL_URL=queue_url,
+        C2C_CONCURRENCY="8",
+    ).running
 
     bodies = [StartSignal(command=Command.SYNC_NOW, source=Source.SCHEDULE).to_json() for _ in range(50)]
     for i in range(0, 50, 10):
-        sqs.send_message_batch(QueueUrl=queue_url,
-                               Entries=[{"Id": str(j), "MessageBody": b} for j, b in enumerate(bodies[i:i + 10])])
+        sqs.send_message_batch(
+            QueueUrl=queue_url, Entries=[{"Id": str(j), "MessageBody": b} for j, b in enumerate(bodies[i : i + 10])]
+        )
 
     def queue_drained() -> bool:
         attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]

@@ -19,7 +19,8 @@ def sync_now(running) -> None:
 
 
 def test_broker_stopped_mid_cycle_and_restarted_loses_nothing_and_recovers_by_itself(
-        redis_server, subscriber_factory, sync_worker, tmp_path):
+    redis_server, subscriber_factory, sync_worker, tmp_path
+):
     # A persistent broker: the subscriber's QoS 1 session survives the restart, so what the broker
     # acknowledged before going down still reaches it; what it did not acknowledge the worker resends.
     broker_dir = tmp_path / "persistent-mosquitto"
@@ -27,8 +28,7 @@ def test_broker_stopped_mid_cycle_and_restarted_loses_nothing_and_recovers_by_it
     broker.start()
     try:
         sub = subscriber_factory(broker.port)
-        setup = sync_worker(100, mqtt_url=broker.url, backlog=10, sim_options={"latency_ms": 40},
-                            C2C_CONCURRENCY="4")
+        setup = sync_worker(100, mqtt_url=broker.url, backlog=10, sim_options={"latency_ms": 40}, C2C_CONCURRENCY="4")
         t0, running = setup.t0, setup.running
 
         sync_now(running)
@@ -67,11 +67,24 @@ def test_broker_stopped_mid_cycle_and_restarted_loses_nothing_and_recovers_by_it
 
 
 def test_vendor_faults_on_some_stations_others_complete_failures_classified_next_cycle_retries(
-        mosquitto, redis_server, subscriber_factory, sync_worker):
+    mosquitto, redis_server, subscriber_factory, sync_worker
+):
     sub = subscriber_factory(mosquitto.port)
-    setup = sync_worker(30, mqtt_url=mosquitto.url, backlog=4, sim_options={"retry_after_s": 1, "fault_stations": [
-        "error=site-00003", "not_found=site-00007", "forbidden=site-00011", "throttle=site-00015",
-        "malformed=site-00019"]})
+    setup = sync_worker(
+        30,
+        mqtt_url=mosquitto.url,
+        backlog=4,
+        sim_options={
+            "retry_after_s": 1,
+            "fault_stations": [
+                "error=site-00003",
+                "not_found=site-00007",
+                "forbidden=site-00011",
+                "throttle=site-00015",
+                "malformed=site-00019",
+            ],
+        },
+    )
     t0, stations, sim, running = setup.t0, setup.stations, setup.sim, setup.running
 
     sync_now(running)

@@ -21,10 +21,15 @@ pytestmark = pytest.mark.integration
 CYCLE_INTERVAL_S = 1.0
 
 
-def test_continuous_mode_cycles_every_interval_until_stop_sync(
-        mosquitto, redis_server, sync_worker):
-    running = sync_worker(5, mqtt_url=mosquitto.url, backlog=2, C2C_SIGNAL_URL="redis", C2C_MODE="continuous",
-                          C2C_INTERVAL_S=str(CYCLE_INTERVAL_S)).running
+def test_continuous_mode_cycles_every_interval_until_stop_sync(mosquitto, redis_server, sync_worker):
+    running = sync_worker(
+        5,
+        mqtt_url=mosquitto.url,
+        backlog=2,
+        C2C_SIGNAL_URL="redis",
+        C2C_MODE="continuous",
+        C2C_INTERVAL_S=str(CYCLE_INTERVAL_S),
+    ).running
     time.sleep(2 * CYCLE_INTERVAL_S)
     assert running.history() == [], "continuous mode must wait for start_sync"
 
@@ -54,14 +59,22 @@ def test_continuous_mode_cycles_every_interval_until_stop_sync(
 
 
 def test_reload_rereads_the_vendor_config_and_the_station_list(
-        mosquitto, redis_server, subscriber_factory, sync_worker, tmp_path):
+    mosquitto, redis_server, subscriber_factory, sync_worker, tmp_path
+):
     vendor = tmp_path / "vendor.yaml"
     shutil.copy(resolve_config_path("simulator"), vendor)
     sub = subscriber_factory(mosquitto.port)
     # Cursors of all 10 stations, 4 of which the vendor adds later. A long station-list cache (the
     # default 900 s): only `reload` makes the worker list again.
-    setup = sync_worker(6, seeded=10, mqtt_url=mosquitto.url, backlog=2, C2C_SIGNAL_URL="redis",
-                        C2C_SOURCE_CONFIG=str(vendor), C2C_STATION_LIST_TTL_S="900")
+    setup = sync_worker(
+        6,
+        seeded=10,
+        mqtt_url=mosquitto.url,
+        backlog=2,
+        C2C_SIGNAL_URL="redis",
+        C2C_SOURCE_CONFIG=str(vendor),
+        C2C_STATION_LIST_TTL_S="900",
+    )
     sim, running = setup.sim, setup.running
 
     def cycle(n: int):

@@ -32,9 +32,13 @@ pytestmark = pytest.mark.integration
 def queue_with_dlq(sqs, name: str = "start", max_receives: int = 3, visibility_s: int = 30) -> tuple[str, str]:
     dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    url = sqs.create_queue(QueueName=name, Attributes={
-        "VisibilityTimeout": str(visibility_s),
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)})})["QueueUrl"]
+    url = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": str(visibility_s),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)}),
+        },
+    )["QueueUrl"]
     return url, dlq_url
 
 
@@ -50,13 +54,19 @@ def queue_counts(sqs, url: str) -> tuple[int, int]:
 
 
 def health(status_file) -> tuple[int, str]:
-    proc = subprocess.run([sys.executable, "-m", "functions.sync_worker", "health", "--status-file", str(status_file)],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "functions.sync_worker", "health", "--status-file", str(status_file)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return proc.returncode, proc.stdout.strip()
 
 
 def test_sigterm_mid_cycle_exits_0_within_30s_and_a_restarted_worker_loses_nothing(
-        mosquitto, redis_server, moto, simulator_factory, subscriber_factory, tmp_path):
+    mosquitto, redis_server, moto, simulator_factory, subscriber_factory, tmp_path
+):
     sqs = moto.client("sqs")
     queue_url, _ = queue_with_dlq(sqs)
     t0 = sim_clock_start()
@@ -64,8 +74,15 @@ def test_sigterm_mid_cycle_exits_0_within_30s_and_a_restarted_worker_loses_nothi
     sim = simulator_factory(stations=120, latency_ms=80, clock=clock_spec(t0))
     seed_cursors(redis_server.url, "test", stations, t0 - timedelta(seconds=5 * INTERVAL_S))
     sub = subscriber_factory(mosquitto.port)
-    env = base_env(mqtt_url=mosquitto.url, redis_url=redis_server.url, source_url=sim.url, tmp_path=tmp_path,
-                   C2C_SIGNAL_URL=queue_url, C2C_CONCURRENCY="4", C2C_LOG_LEVEL="INFO")
+    env = base_env(
+        mqtt_url=mosquitto.url,
+        redis_url=redis_server.url,
+        source_url=sim.url,
+        tmp_path=tmp_path,
+        C2C_SIGNAL_URL=queue_url,
+        C2C_CONCURRENCY="4",
+        C2C_LOG_LEVEL="INFO",
+    )
     log = tmp_path / "worker.log"
     proc = start_worker_process(env, log)
     try:
@@ -103,7 +120,8 @@ def test_sigterm_mid_cycle_exits_0_within_30s_and_a_restarted_worker_loses_nothi
 
 
 def test_two_workers_on_one_redis_only_one_cycles_and_the_other_takes_over(
-        mosquitto, redis_server, moto, simulator_factory, subscriber_factory, tmp_path):
+    mosquitto, redis_server, moto, simulator_factory, subscriber_factory, tmp_path
+):
     sqs = moto.client("sqs")
     queue_url, _ = queue_with_dlq(sqs)
     t0 = sim_clock_start()
@@ -111,8 +129,13 @@ def test_two_workers_on_one_redis_only_one_cycles_and_the_other_takes_over(
     sim = simulator_factory(stations=20, clock=clock_spec(t0))
     seed_cursors(redis_server.url, "test", stations, t0 - timedelta(seconds=2 * INTERVAL_S))
     sub = subscriber_factory(mosquitto.port)
-    common = dict(mqtt_url=mosquitto.url, redis_url=redis_server.url, source_url=sim.url, C2C_SIGNAL_URL=queue_url,
-                  C2C_LOG_LEVEL="INFO")
+    common = dict(
+        mqtt_url=mosquitto.url,
+        redis_url=redis_server.url,
+        source_url=sim.url,
+        C2C_SIGNAL_URL=queue_url,
+        C2C_LOG_LEVEL="INFO",
+    )
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     env_a = base_env(tmp_path=tmp_path / "a", **common)
@@ -127,7 +150,9 @@ def test_two_workers_on_one_redis_only_one_cycles_and_the_other_takes_over(
             send(sqs, queue_url)
             sim.advance_clock(INTERVAL_S)
             time.sleep(0.5)
-        expected = expected_ids(stations, t0 - timedelta(seconds=2 * INTERVAL_S), t0 + timedelta(seconds=2 * INTERVAL_S))
+        expected = expected_ids(
+            stations, t0 - timedelta(seconds=2 * INTERVAL_S), t0 + timedelta(seconds=2 * INTERVAL_S)
+        )
         wait_until(lambda: queue_counts(sqs, queue_url) == (0, 0), 30, what="signals consumed")
         assert "cycle finished" in (tmp_path / "a.log").read_text()
         assert "cycle finished" not in (tmp_path / "b.log").read_text()

@@ -47,11 +47,25 @@ pytestmark = pytest.mark.integration
 class PersistentRedisServer(RedisServer):
     """redis-server with an append-only file fsynced on every write: a restart keeps every key."""
 
-    def start(self) -> "PersistentRedisServer":
+    def start(self) -> PersistentRedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = spawn([require_binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-                           "--dir", str(self.workdir), "--save", "", "--appendonly", "yes",
-                           "--appendfsync", "always"])
+        self.proc = spawn(
+            [
+                require_binary("redis-server"),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.workdir),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ]
+        )
         wait_for_port(self.port)
         return self
 
@@ -88,8 +102,17 @@ class MidCycle:
         return self.running.worker
 
 
-def start_mid_cycle(persistent_redis, mosquitto, moto, simulator_factory, subscriber_factory, worker_factory,
-                    tmp_path, monkeypatch, **env: str) -> MidCycle:
+def start_mid_cycle(
+    persistent_redis,
+    mosquitto,
+    moto,
+    simulator_factory,
+    subscriber_factory,
+    worker_factory,
+    tmp_path,
+    monkeypatch,
+    **env: str,
+) -> MidCycle:
     sqs = moto.client("sqs")
     queue_url, _ = queue_with_dlq(sqs)
     t0 = sim_clock_start()
@@ -98,9 +121,18 @@ def start_mid_cycle(persistent_redis, mosquitto, moto, simulator_factory, subscr
     sim = simulator_factory(stations=40, latency_ms=100, clock=clock_spec(t0))
     seed_cursors(persistent_redis.url, "test", stations, since)
     sub = subscriber_factory(mosquitto.port)
-    settings = settings_from(base_env(mqtt_url=mosquitto.url, redis_url=persistent_redis.url, source_url=sim.url,
-                                      tmp_path=tmp_path, C2C_SIGNAL_URL=queue_url, C2C_CONCURRENCY="4", **env),
-                             monkeypatch)
+    settings = settings_from(
+        base_env(
+            mqtt_url=mosquitto.url,
+            redis_url=persistent_redis.url,
+            source_url=sim.url,
+            tmp_path=tmp_path,
+            C2C_SIGNAL_URL=queue_url,
+            C2C_CONCURRENCY="4",
+            **env,
+        ),
+        monkeypatch,
+    )
     running = worker_factory(settings)
     worker = running.worker
     wait_until(lambda: worker.uplink.connected and worker.lease.held, 15, what="worker connected, lease held")
@@ -110,14 +142,22 @@ def start_mid_cycle(persistent_redis, mosquitto, moto, simulator_factory, subscr
 
 
 def test_redis_down_longer_than_the_lease_mid_cycle_worker_stands_by_reacquires_and_loses_nothing(
-        persistent_redis, mosquitto, moto, simulator_factory, subscriber_factory, worker_factory, tmp_path,
-        monkeypatch):
+    persistent_redis, mosquitto, moto, simulator_factory, subscriber_factory, worker_factory, tmp_path, monkeypatch
+):
     """Persistent restart; the outage outlasts the 3 s lease TTL, so the lease key has expired when
     Redis returns (the fence counter and the cursors are still there). SQS signal transport."""
-    run = start_mid_cycle(persistent_redis, mosquitto, moto, simulator_factory, subscriber_factory, worker_factory,
-                          tmp_path, monkeypatch)
-    sqs, queue_url, t0, stations, since, sub, running = (run.sqs, run.queue_url, run.t0, run.stations, run.since,
-                                                         run.sub, run.running)
+    run = start_mid_cycle(
+        persistent_redis, mosquitto, moto, simulator_factory, subscriber_factory, worker_factory, tmp_path, monkeypatch
+    )
+    sqs, queue_url, t0, stations, since, sub, running = (
+        run.sqs,
+        run.queue_url,
+        run.t0,
+        run.stations,
+        run.since,
+        run.sub,
+        run.running,
+    )
     worker = run.worker
     token_before = worker.lease.token  # taken before the outage below
     persistent_redis.stop()
@@ -136,8 +176,12 @@ def test_redis_down_longer_than_the_lease_mid_cycle_worker_stands_by_reacquires_
     wait_until(lambda: worker.lease.held and worker.uplink.connected, 20, what="lease re-acquired, uplink reopened")
     assert worker.lease.token > token_before, "the fencing token must keep increasing"
     send(sqs, queue_url)  # the next cycle retries the failed stations from their cursors
-    wait_until(lambda: queue_counts(sqs, queue_url) == (0, 0) and running.history()[0].signal_id != first.signal_id,
-               30, interval=0.3, what="every signal's cycle finished")
+    wait_until(
+        lambda: queue_counts(sqs, queue_url) == (0, 0) and running.history()[0].signal_id != first.signal_id,
+        30,
+        interval=0.3,
+        what="every signal's cycle finished",
+    )
     history = running.history()
     assert history[-1] == first, "the cycle that ran during the outage is in the run history"
     assert (history[0].stations_synced, history[0].stations_failed) == (40, 0)
@@ -152,14 +196,30 @@ def test_redis_down_longer_than_the_lease_mid_cycle_worker_stands_by_reacquires_
 
 
 def test_redis_down_shorter_than_the_lease_mid_cycle_failed_cursor_writes_are_transient_and_retried(
-        persistent_redis, mosquitto, moto, simulator_factory, subscriber_factory, worker_factory, tmp_path,
-        monkeypatch):
+    persistent_redis, mosquitto, moto, simulator_factory, subscriber_factory, worker_factory, tmp_path, monkeypatch
+):
     """Persistent restart; the outage (6 s: longer than redis-py's own retries, so cursor writes do
     fail) stays within the 15 s lease TTL: same lease, same token, same MQTT connection. SQS transport."""
-    run = start_mid_cycle(persistent_redis, mosquitto, moto, simulator_factory, subscriber_factory, worker_factory,
-                          tmp_path, monkeypatch, C2C_LEASE_TTL_S="15")
-    sqs, queue_url, t0, stations, since, sub, running = (run.sqs, run.queue_url, run.t0, run.stations, run.since,
-                                                         run.sub, run.running)
+    run = start_mid_cycle(
+        persistent_redis,
+        mosquitto,
+        moto,
+        simulator_factory,
+        subscriber_factory,
+        worker_factory,
+        tmp_path,
+        monkeypatch,
+        C2C_LEASE_TTL_S="15",
+    )
+    sqs, queue_url, t0, stations, since, sub, running = (
+        run.sqs,
+        run.queue_url,
+        run.t0,
+        run.stations,
+        run.since,
+        run.sub,
+        run.running,
+    )
     worker = run.worker
     token = worker.lease.token  # taken before the outage below
     persistent_redis.stop()
@@ -190,7 +250,8 @@ def test_redis_down_shorter_than_the_lease_mid_cycle_failed_cursor_writes_are_tr
 
 
 def test_redis_pubsub_signal_after_a_redis_restart_still_triggers_a_cycle(
-        redis_server, mosquitto, simulator_factory, subscriber_factory, worker_factory, tmp_path, monkeypatch):
+    redis_server, mosquitto, simulator_factory, subscriber_factory, worker_factory, tmp_path, monkeypatch
+):
     """Non-persistent restart while the worker idles: lease key, fence counter and cursors are gone.
     The worker re-acquires the lease with a larger token, resubscribes, and a PUBLISHed signal runs a
     cycle; the lost cursors make it backfill (duplicates, never loss)."""
@@ -201,9 +262,17 @@ def test_redis_pubsub_signal_after_a_redis_restart_still_triggers_a_cycle(
     seed_cursors(redis_server.url, "test", stations, since)
     sub = subscriber_factory(mosquitto.port)
     # The simulator's clock is an hour behind: a 65-minute window backfills the last few readings.
-    settings = settings_from(base_env(mqtt_url=mosquitto.url, redis_url=redis_server.url, source_url=sim.url,
-                                      tmp_path=tmp_path, C2C_SIGNAL_URL="redis", C2C_BACKFILL_WINDOW_S="3900"),
-                             monkeypatch)
+    settings = settings_from(
+        base_env(
+            mqtt_url=mosquitto.url,
+            redis_url=redis_server.url,
+            source_url=sim.url,
+            tmp_path=tmp_path,
+            C2C_SIGNAL_URL="redis",
+            C2C_BACKFILL_WINDOW_S="3900",
+        ),
+        monkeypatch,
+    )
     running = worker_factory(settings)
     worker = running.worker
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
@@ -229,8 +298,11 @@ def test_redis_pubsub_signal_after_a_redis_restart_still_triggers_a_cycle(
     resubscribed_after = time.monotonic() - restarted
     # The lease key went with the restart: the renewer notices, the worker stands down and takes a
     # new lease (a larger token although the counter is gone) and a new MQTT connection.
-    wait_until(lambda: worker.lease.held and worker.lease.token != token_before and worker.uplink.connected, 20,
-               what="lease re-acquired")
+    wait_until(
+        lambda: worker.lease.held and worker.lease.token != token_before and worker.uplink.connected,
+        20,
+        what="lease re-acquired",
+    )
     assert worker.lease.token > token_before, "the fencing token must keep increasing after the counter was lost"
     assert client.publish(REDIS_SIGNAL_CHANNEL, signal()) == 1
     wait_until(lambda: len(running.history()) == 1, 15, what="a cycle from the signal published after the restart")
@@ -245,13 +317,22 @@ def test_redis_pubsub_signal_after_a_redis_restart_still_triggers_a_cycle(
 
 
 def test_health_is_unhealthy_while_the_heartbeat_is_stale_and_healthy_again_after_redis_returns(
-        persistent_redis, mosquitto, simulator_factory, worker_factory, tmp_path, monkeypatch):
+    persistent_redis, mosquitto, simulator_factory, worker_factory, tmp_path, monkeypatch
+):
     """Persistent restart within the 15 s lease TTL, so staleness (not a lost lease) is what fails.
     The staleness threshold is the shared 90 s constant, not configurable from the CLI: the check's
     logic runs here with a 2 s threshold on the real status file the running worker writes."""
     sim = simulator_factory(stations=2, clock=clock_spec(sim_clock_start()))
-    settings = settings_from(base_env(mqtt_url=mosquitto.url, redis_url=persistent_redis.url, source_url=sim.url,
-                                      tmp_path=tmp_path, C2C_LEASE_TTL_S="15"), monkeypatch)
+    settings = settings_from(
+        base_env(
+            mqtt_url=mosquitto.url,
+            redis_url=persistent_redis.url,
+            source_url=sim.url,
+            tmp_path=tmp_path,
+            C2C_LEASE_TTL_S="15",
+        ),
+        monkeypatch,
+    )
     running = worker_factory(settings)
     status_file = settings.status_file
     wait_until(lambda: check(status_file, max_age_s=2.0)[0], 15, what="healthy")
@@ -295,14 +376,17 @@ def test_fencing_token_still_increases_after_a_restart_that_lost_the_fence_count
 
 
 def test_cycle_start_retry_delay_grows_while_redis_stays_down_and_resets_after_a_cycle_runs(
-        redis_server, simulator_factory, tmp_path, monkeypatch):
+    redis_server, simulator_factory, tmp_path, monkeypatch
+):
     """A cycle Redis refuses to start is retried after a delay whose ceiling doubles per failed
     attempt (it used to start over at 0.5 s every time, retrying twice a second for the whole
     outage). The stop event is set so each retry's wait returns at once; the growth is read from
     the worker's backoff, whose attempt count sets the ceiling of the next delay."""
     sim = simulator_factory(stations=2, clock=clock_spec(sim_clock_start()))
-    settings = settings_from(base_env(mqtt_url="mqtt://127.0.0.1:1", redis_url=redis_server.url, source_url=sim.url,
-                                      tmp_path=tmp_path), monkeypatch)
+    settings = settings_from(
+        base_env(mqtt_url="mqtt://127.0.0.1:1", redis_url=redis_server.url, source_url=sim.url, tmp_path=tmp_path),
+        monkeypatch,
+    )
     worker = build_worker(settings)
     try:
         backoff = worker._cycle_start_backoff

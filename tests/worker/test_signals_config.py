@@ -29,20 +29,33 @@ from tests.worker.test_process import queue_counts, queue_with_dlq
 
 @pytest.mark.integration
 def test_malformed_signals_are_rejected_counted_and_end_in_the_dlq_while_the_worker_keeps_running(
-        mosquitto, redis_server, moto, simulator_factory, worker_factory, tmp_path, monkeypatch, caplog):
+    mosquitto, redis_server, moto, simulator_factory, worker_factory, tmp_path, monkeypatch, caplog
+):
     sqs = moto.client("sqs")
     queue_url, dlq_url = queue_with_dlq(sqs, max_receives=2, visibility_s=1)
     t0 = sim_clock_start()
     sim = simulator_factory(stations=5, clock=clock_spec(t0))
     seed_cursors(redis_server.url, "test", station_ids(5), t0 - timedelta(seconds=INTERVAL_S))
-    settings = settings_from(base_env(mqtt_url=mosquitto.url, redis_url=redis_server.url, source_url=sim.url,
-                                      tmp_path=tmp_path, C2C_SIGNAL_URL=queue_url, C2C_LOG_LEVEL="INFO",
-                                      C2C_SQS_REJECT_VISIBILITY_S="0"), monkeypatch)
+    settings = settings_from(
+        base_env(
+            mqtt_url=mosquitto.url,
+            redis_url=redis_server.url,
+            source_url=sim.url,
+            tmp_path=tmp_path,
+            C2C_SIGNAL_URL=queue_url,
+            C2C_LOG_LEVEL="INFO",
+            C2C_SQS_REJECT_VISIBILITY_S="0",
+        ),
+        monkeypatch,
+    )
     running = worker_factory(settings)
     wait_until(lambda: running.worker.uplink.connected, 15, what="worker connected")
 
-    poison = ['{"v": 1, "command": "explode", "source": "cli"}', "not json at all",
-              '{"v": 2, "command": "sync_now", "source": "cli"}']
+    poison = [
+        '{"v": 1, "command": "explode", "source": "cli"}',
+        "not json at all",
+        '{"v": 2, "command": "sync_now", "source": "cli"}',
+    ]
     for body in poison:
         sqs.send_message(QueueUrl=queue_url, MessageBody=body)
     sqs.send_message(QueueUrl=queue_url, MessageBody=StartSignal(command=Command.SYNC_NOW, source=Source.CLI).to_json())
@@ -75,10 +88,20 @@ def test_invalid_config_refuses_to_start_and_names_the_field(monkeypatch, capsys
 
 
 def test_invalid_config_refuses_to_start_the_run_command(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), "C2C_MODE": "sometimes",
-           "C2C_STATUS_FILE": str(tmp_path / "s.json")}
-    proc = subprocess.run([sys.executable, "-m", "functions.sync_worker", "run"], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(REPO_ROOT),
+        "C2C_MODE": "sometimes",
+        "C2C_STATUS_FILE": str(tmp_path / "s.json"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "functions.sync_worker", "run"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "C2C_MODE" in proc.stderr and "per-signal" in proc.stderr
     assert not (tmp_path / "s.json").exists(), "it must refuse before starting anything"
@@ -114,7 +137,8 @@ def test_plaintext_mqtt_to_a_remote_broker_needs_the_explicit_insecure_flag(monk
 
 @pytest.mark.integration
 def test_dry_run_prints_each_message_where_it_would_go_and_writes_nothing(
-        simulator_factory, tmp_path, monkeypatch, capsys):
+    simulator_factory, tmp_path, monkeypatch, capsys
+):
     t0 = sim_clock_start()
     sim = simulator_factory(stations=3, clock=clock_spec(t0))
     for key in [k for k in os.environ if k.startswith("C2C_")]:
@@ -122,8 +146,20 @@ def test_dry_run_prints_each_message_where_it_would_go_and_writes_nothing(
     monkeypatch.setenv("C2C_SOURCE_API_KEY", "sim-key")
     # No Redis or broker is running: a dry run needs neither (no cursors: it starts at the backfill
     # window, which reaches ~3-4 readings behind the simulator's clock, frozen an hour ago).
-    code = main(["run", "--dry-run", "--env", "test", "--source-url", sim.url, "--backfill-window-s", "3800",
-                 "--stations", "site-00001,site-00002"])
+    code = main(
+        [
+            "run",
+            "--dry-run",
+            "--env",
+            "test",
+            "--source-url",
+            sim.url,
+            "--backfill-window-s",
+            "3800",
+            "--stations",
+            "site-00001,site-00002",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0
     lines = [json.loads(line) for line in captured.out.splitlines()]

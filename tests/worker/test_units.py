@@ -8,7 +8,7 @@ import math
 import os
 import ssl
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -16,12 +16,12 @@ import redis
 from functions.common.signal import Command, Source, StartSignal
 from functions.common.state import CycleRecord, StateKeys
 from functions.common.telemetry import PUBACK_LATENCY_SAMPLES
-from functions.sync_worker.errors import PermanentError
-from functions.sync_worker.health import check
-from functions.sync_worker.observability import WorkerTelemetry
 from functions.sync_worker.app import build_uplink
 from functions.sync_worker.cli import _settings as cli_settings
 from functions.sync_worker.cli import build_parser
+from functions.sync_worker.errors import PermanentError
+from functions.sync_worker.health import check
+from functions.sync_worker.observability import WorkerTelemetry
 from functions.sync_worker.settings import ConfigError, load_settings
 from functions.sync_worker.signals import ReceivedSignal, unwrap_body
 from functions.sync_worker.source.base import Reading
@@ -32,7 +32,7 @@ from functions.sync_worker.uplink.profiles import build_profile
 from functions.sync_worker.uplink.profiles.generic import GenericProfile
 from functions.sync_worker.worker import Job
 
-TS = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
+TS = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
 
 def received(stations=None) -> ReceivedSignal:
@@ -52,8 +52,13 @@ def test_coalesced_job_runs_the_union_of_subsets_or_everything_if_any_signal_say
 def test_payload_has_schema_version_stable_id_and_values():
     message = to_message(Reading("site-1", TS, {"soc_pct": 51.5}))
     body = json.loads(message.payload)
-    assert body == {"schema": 1, "message_id": "site-1:2024-06-01T12:00:00.000000Z", "station_id": "site-1",
-                    "ts": "2024-06-01T12:00:00.000000Z", "values": {"soc_pct": 51.5}}
+    assert body == {
+        "schema": 1,
+        "message_id": "site-1:2024-06-01T12:00:00.000000Z",
+        "station_id": "site-1",
+        "ts": "2024-06-01T12:00:00.000000Z",
+        "values": {"soc_pct": 51.5},
+    }
     assert message.message_id == body["message_id"]
 
 
@@ -71,12 +76,20 @@ def no_c2c_env(monkeypatch):
 
 
 def test_generic_profile_from_settings_routes_by_template_checks_limits_and_verifies_tls(no_c2c_env):
-    profile = build_profile(load_settings(mqtt_url="mqtts://broker.example", mqtt_client_id="gw-1", env="prod",
-                                          mqtt_username="u", mqtt_password="p"))
+    profile = build_profile(
+        load_settings(
+            mqtt_url="mqtts://broker.example", mqtt_client_id="gw-1", env="prod", mqtt_username="u", mqtt_password="p"
+        )
+    )
     assert isinstance(profile, GenericProfile)
     spec = profile.connection_spec(profile.identity_for("site-9"))
     assert (spec.host, spec.port, spec.client_id, spec.username, spec.password) == (
-        "broker.example", 8883, "gw-1", "u", "p")
+        "broker.example",
+        8883,
+        "gw-1",
+        "u",
+        "p",
+    )
     assert spec.tls.verify_mode == ssl.CERT_REQUIRED and spec.tls.check_hostname
     assert (spec.will.topic, spec.will.payload, spec.will.retain) == ("c2c/prod/status/gw-1", b"offline", True)
     message = OutboundMessage("site-9", "m", b"{}")
@@ -90,10 +103,29 @@ def test_generic_profile_from_settings_routes_by_template_checks_limits_and_veri
 
 
 def test_cli_flags_reach_the_generic_profile_and_the_connection_pool(no_c2c_env):
-    args = build_parser().parse_args([
-        "run", "--env", "prod", "--mqtt-url", "mqtts://broker.example:8884", "--mqtt-client-id", "gw-2",
-        "--mqtt-username", "u", "--mqtt-topic", "t/{env}/{station_id}/{message_id}", "--mqtt-protocol", "5",
-        "--mqtt-status-topic", "", "--mqtt-identity-mode", "per-device", "--mqtt-max-connections", "7"])
+    args = build_parser().parse_args(
+        [
+            "run",
+            "--env",
+            "prod",
+            "--mqtt-url",
+            "mqtts://broker.example:8884",
+            "--mqtt-client-id",
+            "gw-2",
+            "--mqtt-username",
+            "u",
+            "--mqtt-topic",
+            "t/{env}/{station_id}/{message_id}",
+            "--mqtt-protocol",
+            "5",
+            "--mqtt-status-topic",
+            "",
+            "--mqtt-identity-mode",
+            "per-device",
+            "--mqtt-max-connections",
+            "7",
+        ]
+    )
     settings = cli_settings(args)
     profile = build_profile(settings)
     assert profile.per_device and profile.identity_for("site-3") == "site-3"
@@ -131,33 +163,71 @@ def test_sns_envelope_is_unwrapped():
 
 
 def test_cycle_metrics_use_the_contract_namespace_names_and_dimensions(capsys):
-    now = datetime.now(timezone.utc)
-    record = CycleRecord(started_at=now, finished_at=now, duration_ms=12.5, stations_total=3, stations_synced=2,
-                         stations_failed=1, readings_published=7, errors_by_class={"transient": 1})
+    now = datetime.now(UTC)
+    record = CycleRecord(
+        started_at=now,
+        finished_at=now,
+        duration_ms=12.5,
+        stations_total=3,
+        stations_synced=2,
+        stations_failed=1,
+        readings_published=7,
+        errors_by_class={"transient": 1},
+    )
     from collections import Counter
-    WorkerTelemetry("prod").cycle(record, readings_skipped=1, connections_opened=1,
-                                  reconnects=Counter({"connection_lost": 2}), planned_reconnects=0,
-                                  puback_latencies_ms=[1.0, 3.0])
+
+    WorkerTelemetry("prod").cycle(
+        record,
+        readings_skipped=1,
+        connections_opened=1,
+        reconnects=Counter({"connection_lost": 2}),
+        planned_reconnects=0,
+        puback_latencies_ms=[1.0, 3.0],
+    )
     doc = json.loads([line for line in capsys.readouterr().out.splitlines() if '"_aws"' in line][0])
     meta = doc["_aws"]["CloudWatchMetrics"][0]
     assert meta["Namespace"] == "C2CSync" and meta["Dimensions"] == [["Environment", "service"]]
     assert (doc["Environment"], doc["service"]) == ("prod", "sync-worker")
     names = {m["Name"] for m in meta["Metrics"]}
-    assert {"CycleDuration", "CyclesCompleted", "StationsSynced", "StationsFailed", "StationsFailed_transient",
-            "ReadingsPublished", "ReadingsSkipped", "MqttConnectionsOpened", "MqttReconnects",
-            "MqttPlannedReconnects", "PubackLatency"} <= names
+    assert {
+        "CycleDuration",
+        "CyclesCompleted",
+        "StationsSynced",
+        "StationsFailed",
+        "StationsFailed_transient",
+        "ReadingsPublished",
+        "ReadingsSkipped",
+        "MqttConnectionsOpened",
+        "MqttReconnects",
+        "MqttPlannedReconnects",
+        "PubackLatency",
+    } <= names
     assert doc["MqttReconnects"] == [2.0] and doc["ReadingsPublished"] == [7.0]
     assert sorted(doc["PubackLatency"]) == [1.0, 3.0], "raw latencies, not derived statistics"
 
 
 def test_puback_latency_is_a_uniform_sample_of_raw_values_within_one_emf_document(capsys):
-    now = datetime.now(timezone.utc)
-    record = CycleRecord(started_at=now, finished_at=now, duration_ms=1.0, stations_total=1, stations_synced=1,
-                         stations_failed=0, readings_published=5000)
+    now = datetime.now(UTC)
+    record = CycleRecord(
+        started_at=now,
+        finished_at=now,
+        duration_ms=1.0,
+        stations_total=1,
+        stations_synced=1,
+        stations_failed=0,
+        readings_published=5000,
+    )
     latencies = [float(i) for i in range(5000)]
     from collections import Counter
-    WorkerTelemetry("prod").cycle(record, readings_skipped=0, connections_opened=0, reconnects=Counter(),
-                                  planned_reconnects=0, puback_latencies_ms=latencies)
+
+    WorkerTelemetry("prod").cycle(
+        record,
+        readings_skipped=0,
+        connections_opened=0,
+        reconnects=Counter(),
+        planned_reconnects=0,
+        puback_latencies_ms=latencies,
+    )
     docs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert len(docs) == 1, "the cycle's metrics must stay in one EMF document"
     sample = docs[0]["PubackLatency"]

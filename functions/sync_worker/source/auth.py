@@ -75,11 +75,20 @@ class HeaderSecretAuth(VendorAuth):
 class OAuth2ClientCredentialsAuth(VendorAuth):
     """Client-credentials grant with a cached token, renewed before expiry and after a 401."""
 
-    def __init__(self, cfg: OAuth2ClientCredentials, base_url: str, secrets: SecretSource,
-                 session: requests.Session, timeout: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        cfg: OAuth2ClientCredentials,
+        base_url: str,
+        secrets: SecretSource,
+        session: requests.Session,
+        timeout: tuple[float, float],
+    ) -> None:
         self._cfg = cfg
-        self._token_url = urljoin(base_url.rstrip("/") + "/", cfg.token_url.lstrip("/")) \
-            if not cfg.token_url.startswith(("http://", "https://")) else cfg.token_url
+        self._token_url = (
+            urljoin(base_url.rstrip("/") + "/", cfg.token_url.lstrip("/"))
+            if not cfg.token_url.startswith(("http://", "https://"))
+            else cfg.token_url
+        )
         self._secrets, self._session, self._timeout = secrets, session, timeout
         self._lock = threading.Lock()
         self._token: str | None = None
@@ -136,8 +145,9 @@ class OAuth2ClientCredentialsAuth(VendorAuth):
             return True
 
 
-def build_auth(cfg: AuthConfig, base_url: str, secrets: SecretSource, session: requests.Session,
-               timeout: tuple[float, float]) -> VendorAuth:
+def build_auth(
+    cfg: AuthConfig, base_url: str, secrets: SecretSource, session: requests.Session, timeout: tuple[float, float]
+) -> VendorAuth:
     if isinstance(cfg, ApiKeyAuth):
         return HeaderSecretAuth(secrets, cfg.secret, cfg.header, cfg.prefix)
     if isinstance(cfg, BearerAuth):

@@ -60,9 +60,15 @@ class ReadingBatch(list[Reading]):
       to decide whether to call again (skipped items make a full page look short).
     """
 
-    def __init__(self, readings: list[Reading] | None = None, *, skipped: int = 0,
-                 high_water: datetime | None = None, has_more: bool = False,
-                 skip_reasons: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        readings: list[Reading] | None = None,
+        *,
+        skipped: int = 0,
+        high_water: datetime | None = None,
+        has_more: bool = False,
+        skip_reasons: list[str] | None = None,
+    ) -> None:
         super().__init__(readings or [])
         self.skipped = skipped
         self.high_water = high_water

@@ -125,7 +125,7 @@ class StationsEndpoint(_Strict):
     max_pages: int = Field(10_000, ge=1)
 
     @model_validator(mode="after")
-    def _templates(self) -> "StationsEndpoint":
+    def _templates(self) -> StationsEndpoint:
         allowed = {"page_size"}
         for template in [self.path, *self.params.values()]:
             if bad := _placeholders(template) - allowed:
@@ -153,7 +153,7 @@ class ReadingsEndpoint(_Strict):
         return raw
 
     @model_validator(mode="after")
-    def _templates(self) -> "ReadingsEndpoint":
+    def _templates(self) -> ReadingsEndpoint:
         allowed = {"since", "until", "limit", "station_id"}
         for template in [self.path, *self.params.values()]:
             if bad := _placeholders(template) - allowed:

@@ -42,8 +42,14 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     if "/" in text or text.endswith((".yaml", ".yml", ".json")):
         path = Path(text)
     else:
-        path = next((p for p in (VENDORS_DIR / f"{text}.yaml", VENDORS_DIR / f"{text}.yml",
-                                 VENDORS_DIR / f"{text}.json") if p.exists()), VENDORS_DIR / f"{text}.yaml")
+        path = next(
+            (
+                p
+                for p in (VENDORS_DIR / f"{text}.yaml", VENDORS_DIR / f"{text}.yml", VENDORS_DIR / f"{text}.json")
+                if p.exists()
+            ),
+            VENDORS_DIR / f"{text}.yaml",
+        )
     if not path.exists():
         shipped = sorted(p.stem for p in VENDORS_DIR.glob("*.y*ml"))
         raise VendorConfigError(f"vendor config {text!r} not found ({path}); shipped vendors: {shipped}")
@@ -76,8 +82,15 @@ class HttpJsonSource:
     """`SourceAdapter` over a vendor REST API described by `VendorConfig`. Thread-safe: the cycle
     runner calls `fetch_readings` from `pool_size` threads over one keep-alive session."""
 
-    def __init__(self, config: VendorConfig, *, base_url: str | None = None, secrets: SecretSource | None = None,
-                 pool_size: int = 10, station_page_size: int | None = None) -> None:
+    def __init__(
+        self,
+        config: VendorConfig,
+        *,
+        base_url: str | None = None,
+        secrets: SecretSource | None = None,
+        pool_size: int = 10,
+        station_page_size: int | None = None,
+    ) -> None:
         self.config = config
         url = base_url or config.base_url
         if not url:
@@ -85,8 +98,9 @@ class HttpJsonSource:
         self.base_url = url.rstrip("/")
         self.counters = SourceCounters()
         self.transport = HttpTransport(config.http, pool_size=pool_size, counters=self.counters)
-        self.transport.auth = build_auth(config.auth, self.base_url, secrets or {}, self.transport.session,
-                                         self.transport.timeout)
+        self.transport.auth = build_auth(
+            config.auth, self.base_url, secrets or {}, self.transport.session, self.transport.timeout
+        )
         self._station_mapper = StationMapper(config.stations)
         self._station_pages = Paginator(config.stations.pagination)
         self._station_page_size = station_page_size or config.stations.page_size
@@ -126,8 +140,12 @@ class HttpJsonSource:
     # -- readings ---------------------------------------------------------------------------------
     def _render(self, template: str, station_id: str, since: datetime, until: datetime, limit: int) -> str:
         fmt = self.config.readings.time_format
-        return template.format(station_id=quote(station_id, safe=""), since=_format_time(since, fmt),
-                               until=_format_time(until, fmt), limit=limit)
+        return template.format(
+            station_id=quote(station_id, safe=""),
+            since=_format_time(since, fmt),
+            until=_format_time(until, fmt),
+            limit=limit,
+        )
 
     def fetch_readings(self, station: Station, since: datetime, until: datetime, limit: int) -> ReadingBatch:
         """Readings with since < ts <= until, oldest first, at most `limit` vendor items consumed.
@@ -157,8 +175,9 @@ class HttpJsonSource:
             if items is None:
                 items = []
             if not isinstance(items, list):
-                raise PermanentError(f"readings of {sid}: {cfg.items!r} is not a list in the vendor's answer",
-                                     station_id=sid)
+                raise PermanentError(
+                    f"readings of {sid}: {cfg.items!r} is not a list in the vendor's answer", station_id=sid
+                )
             remaining = limit - consumed
             if len(items) > remaining:
                 items, has_more = items[:remaining], True
@@ -191,31 +210,43 @@ class HttpJsonSource:
             if nxt is not None and self._limit_params and nxt.params:
                 # Ask the next page for only what is left of `limit`.
                 left = str(min(limit - consumed, cfg.max_page_size))
-                nxt = PageRequest(nxt.url, {**nxt.params, **{k: left for k in self._limit_params if k in nxt.params}},
-                                  nxt.page)
+                nxt = PageRequest(
+                    nxt.url, {**nxt.params, **{k: left for k in self._limit_params if k in nxt.params}}, nxt.page
+                )
             req = nxt
         if skipped:
             self.counters.add("readings_skipped", skipped)
-            log.warning("readings skipped: do not fit the mapping",
-                        extra={"station_id": sid, "skipped": skipped, "reasons": reasons})
+            log.warning(
+                "readings skipped: do not fit the mapping",
+                extra={"station_id": sid, "skipped": skipped, "reasons": reasons},
+            )
         if out_of_window:
             self.counters.add("readings_out_of_window", out_of_window)
         readings.sort(key=lambda r: r.ts)
-        return ReadingBatch(readings, skipped=skipped, high_water=high_water, has_more=has_more,
-                            skip_reasons=reasons)
+        return ReadingBatch(readings, skipped=skipped, high_water=high_water, has_more=has_more, skip_reasons=reasons)
 
     def close(self) -> None:
         self.transport.close()
 
 
-def load_source(config_name_or_path: str | Path, base_url: str | None = None,
-                secrets: Mapping[str, str] | SecretSource | None = None, *, pool_size: int = 10,
-                station_page_size: int | None = None) -> HttpJsonSource:
+def load_source(
+    config_name_or_path: str | Path,
+    base_url: str | None = None,
+    secrets: Mapping[str, str] | SecretSource | None = None,
+    *,
+    pool_size: int = 10,
+    station_page_size: int | None = None,
+) -> HttpJsonSource:
     """Build the adapter for a vendor: a config shipped in `vendors/` by name, or a file path.
 
     `secrets` maps the names the config's auth uses (e.g. `api_key`, `client_id`, `client_secret`) to
     values, or is a function name -> value (re-read on a 401, so a rotated secret is picked up).
     `pool_size` should equal the worker's concurrency.
     """
-    return HttpJsonSource(load_vendor_config(config_name_or_path), base_url=base_url, secrets=secrets,
-                          pool_size=pool_size, station_page_size=station_page_size)
+    return HttpJsonSource(
+        load_vendor_config(config_name_or_path),
+        base_url=base_url,
+        secrets=secrets,
+        pool_size=pool_size,
+        station_page_size=station_page_size,
+    )

@@ -87,7 +87,11 @@ def _coerce_bool(v: Any) -> bool:
 
 
 _COERCE: dict[str, Callable[[Any], Any] | None] = {
-    "any": None, "float": _coerce_float, "int": _coerce_int, "str": str, "bool": _coerce_bool,
+    "any": None,
+    "float": _coerce_float,
+    "int": _coerce_int,
+    "str": str,
+    "bool": _coerce_bool,
 }
 
 
@@ -99,6 +103,7 @@ def timestamp_parser(spec: TimestampSpec) -> Callable[[Any], datetime]:
         return (dt.replace(tzinfo=default_tz) if dt.tzinfo is None else dt).astimezone(UTC)
 
     if spec.format == "iso8601":
+
         def parse(v: Any) -> datetime:
             if not isinstance(v, str):
                 raise TypeError(f"timestamp {v!r} is not a string")
@@ -117,6 +122,7 @@ def timestamp_parser(spec: TimestampSpec) -> Callable[[Any], datetime]:
             if not isinstance(v, str):
                 raise TypeError(f"timestamp {v!r} is not a string")
             return aware(datetime.strptime(v, pattern))
+
     return parse
 
 

@@ -32,18 +32,21 @@ class PageRequest:
 class Paginator:
     def __init__(self, cfg: PaginationConfig) -> None:
         self.cfg = cfg
-        self._next = compile_path(cfg.next) if isinstance(cfg, (CursorPagination, LinkPagination)) and cfg.next \
-            else None
-        self._total_pages = compile_path(cfg.total_pages) \
-            if isinstance(cfg, PageNumberPagination) and cfg.total_pages else None
+        self._next = (
+            compile_path(cfg.next) if isinstance(cfg, (CursorPagination, LinkPagination)) and cfg.next else None
+        )
+        self._total_pages = (
+            compile_path(cfg.total_pages) if isinstance(cfg, PageNumberPagination) and cfg.total_pages else None
+        )
 
     def first(self, url: str, params: dict[str, str]) -> PageRequest:
         if isinstance(self.cfg, PageNumberPagination):
             return PageRequest(url, {**params, self.cfg.page_param: str(self.cfg.start)}, self.cfg.start)
         return PageRequest(url, params)
 
-    def next(self, req: PageRequest, body: Any, resp: requests.Response, items: int,
-             page_size: int) -> PageRequest | None:
+    def next(
+        self, req: PageRequest, body: Any, resp: requests.Response, items: int, page_size: int
+    ) -> PageRequest | None:
         cfg = self.cfg
         if isinstance(cfg, NoPagination):
             return None

@@ -16,8 +16,8 @@ import logging
 import random
 import threading
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
@@ -78,8 +78,9 @@ class _WaitRetryAfterOrBackoff(wait_base):
     otherwise exponential backoff with jitter."""
 
     def __init__(self, cfg: RetryConfig) -> None:
-        self._backoff = wait_exponential_jitter(multiplier=cfg.backoff_initial_s, max=cfg.backoff_max_s,
-                                                jitter=cfg.jitter_s)
+        self._backoff = wait_exponential_jitter(
+            multiplier=cfg.backoff_initial_s, max=cfg.backoff_max_s, jitter=cfg.jitter_s
+        )
         self._jitter = cfg.jitter_s
 
     def __call__(self, retry_state: RetryCallState) -> float:
@@ -133,8 +134,9 @@ class HttpTransport:
         exc = state.outcome.exception() if state.outcome else None
         log.debug("vendor call failed, retrying", extra={"attempt": state.attempt_number, "error": str(exc)})
 
-    def get_json(self, url: str, params: dict[str, str] | None = None, *,
-                 station_id: str | None = None) -> tuple[Any, requests.Response]:
+    def get_json(
+        self, url: str, params: dict[str, str] | None = None, *, station_id: str | None = None
+    ) -> tuple[Any, requests.Response]:
         """GET and decode JSON, retried per config; raises only `SyncError` subclasses."""
         try:
             return self._retrying(self._attempt, url, params, station_id)
@@ -149,7 +151,9 @@ class HttpTransport:
             except _AuthRejected as second:
                 raise AuthError(f"{second} (after renewing credentials)", station_id=station_id) from second
 
-    def _attempt(self, url: str, params: dict[str, str] | None, station_id: str | None) -> tuple[Any, requests.Response]:
+    def _attempt(
+        self, url: str, params: dict[str, str] | None, station_id: str | None
+    ) -> tuple[Any, requests.Response]:
         if self.rate_limiter is not None:
             waited = self.rate_limiter.acquire()
             if waited:
@@ -162,23 +166,24 @@ class HttpTransport:
         except requests.Timeout as exc:
             raise TransientError(f"vendor timed out: {exc.__class__.__name__}", station_id=station_id) from exc
         except requests.RequestException as exc:
-            raise TransientError(f"vendor unreachable: {exc.__class__.__name__}: {exc}",
-                                 station_id=station_id) from exc
+            raise TransientError(f"vendor unreachable: {exc.__class__.__name__}: {exc}", station_id=station_id) from exc
         status = resp.status_code
         if status == 200 or (200 <= status < 300 and status != 204):
             try:
                 return resp.json(), resp
             except ValueError as exc:  # requests' JSONDecodeError is a ValueError
-                raise TransientError(f"malformed JSON from {resp.url} ({len(resp.content)} bytes)",
-                                     station_id=station_id) from exc
+                raise TransientError(
+                    f"malformed JSON from {resp.url} ({len(resp.content)} bytes)", station_id=station_id
+                ) from exc
         if status == 204:
             return None, resp
         detail = resp.text[:200].strip()
         if status == 429:
             self.counters.add("throttled")
             retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            raise ThrottledError(f"vendor throttled (429), Retry-After={retry_after}", retry_after_s=retry_after,
-                                 station_id=station_id)
+            raise ThrottledError(
+                f"vendor throttled (429), Retry-After={retry_after}", retry_after_s=retry_after, station_id=station_id
+            )
         if status in (401, 403):
             credential = self.auth.credential_of(resp.request) if self.auth is not None else None
             raise _AuthRejected(f"vendor refused credentials: HTTP {status} {detail}", credential, station_id)

@@ -142,9 +142,18 @@ class MqttConnection:
 
     CONNECT_TIMEOUT_S = 10.0
 
-    def __init__(self, profile: PlatformProfile, identity: str, *, max_inflight: int = 20,
-                 max_queued: int = 1000, puback_timeout_s: float = 15.0, qos: int = 1, retain: bool = False,
-                 backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        profile: PlatformProfile,
+        identity: str,
+        *,
+        max_inflight: int = 20,
+        max_queued: int = 1000,
+        puback_timeout_s: float = 15.0,
+        qos: int = 1,
+        retain: bool = False,
+        backoff: Backoff | None = None,
+    ) -> None:
         self.profile = profile
         self.max_inflight = max_inflight
         self.identity = identity
@@ -171,13 +180,14 @@ class MqttConnection:
         self._supervisor = threading.Thread(target=self._supervise, name=f"mqtt-{identity}", daemon=True)
         # One hand-off per page, not per message: with 32 station threads, a per-message queue
         # put/get (and the wake-ups it causes) was the largest cost of the publish path.
-        self._queue: queue.SimpleQueue[tuple[list[tuple[str, OutboundMessage]], PublishBatch, float] | None] = \
+        self._queue: queue.SimpleQueue[tuple[list[tuple[str, OutboundMessage]], PublishBatch, float] | None] = (
             queue.SimpleQueue()
+        )
         self._sender = threading.Thread(target=self._send_loop, name=f"mqtt-send-{identity}", daemon=True)
 
     # -- public API -----------------------------------------------------------------------------
 
-    def start(self) -> "MqttConnection":
+    def start(self) -> MqttConnection:
         self._supervisor.start()
         self._sender.start()
         return self
@@ -208,8 +218,10 @@ class MqttConnection:
             while self._queued and self._queued + n > self._max_queued:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TransientError(f"publish queue of {self.identity} full for {self.puback_timeout_s:.0f}s",
-                                         station_id=items[0][1].station_id)
+                    raise TransientError(
+                        f"publish queue of {self.identity} full for {self.puback_timeout_s:.0f}s",
+                        station_id=items[0][1].station_id,
+                    )
                 self._space.wait(remaining)
             self._queued += n
         batch._added(n)
@@ -231,13 +243,14 @@ class MqttConnection:
                     self._send(topic, message, batch, deadline)
                 except SyncError as exc:
                     batch._failed(exc)
-                except Exception as exc:  # noqa: BLE001 - the sender must survive anything
+                except Exception as exc:
                     logger.exception("publish failed unexpectedly")
                     batch._failed(TransientError(f"publish failed: {exc}", station_id=message.station_id))
 
     def _send(self, topic: str, message: OutboundMessage, batch: PublishBatch, deadline: float) -> None:
         if self._publish_rate is not None and not self._publish_rate.acquire(
-                timeout=max(0.0, deadline - time.monotonic())):
+            timeout=max(0.0, deadline - time.monotonic())
+        ):
             raise ThrottledError(f"{self.identity}: over {self.profile.limits.max_publish_per_s}/s publish limit")
         session = self._live_session(deadline)
         self._wait_for_room(session, deadline)
@@ -248,12 +261,15 @@ class MqttConnection:
         except ValueError as exc:  # paho refuses e.g. a topic with wildcards or an oversized payload
             self._resolve(batch, sent_at, PermanentError(f"publish refused: {exc}", station_id=message.station_id))
             return
-        except Exception as exc:  # noqa: BLE001 - any other local failure: retry next cycle
+        except Exception as exc:
             self._resolve(batch, sent_at, TransientError(f"publish failed: {exc}", station_id=message.station_id))
             return
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self._resolve(batch, sent_at, TransientError(f"publish refused locally: {mqtt.error_string(info.rc)}",
-                                                         station_id=message.station_id))
+            self._resolve(
+                batch,
+                sent_at,
+                TransientError(f"publish refused locally: {mqtt.error_string(info.rc)}", station_id=message.station_id),
+            )
             return
         with session.lock:
             if info.mid in session.early_acks:
@@ -301,7 +317,8 @@ class MqttConnection:
             return
         try:
             session.client.publish(will.topic, will.payload, qos=will.qos, retain=will.retain).wait_for_publish(
-                timeout_s)
+                timeout_s
+            )
         except (RuntimeError, ValueError):  # connection gone meanwhile: the broker sends the will itself
             logger.debug("offline status not published", extra={"topic": will.topic})
 
@@ -316,7 +333,7 @@ class MqttConnection:
         while not self._closing.is_set():
             try:
                 spec = self.profile.connection_spec(self.identity)
-            except Exception as exc:  # noqa: BLE001 - a profile failure must not kill the supervisor
+            except Exception as exc:
                 logger.exception("connection spec failed", extra={"identity": self.identity})
                 self._count_reconnect(f"spec_error:{type(exc).__name__}")
                 self._closing.wait(self._backoff.next_delay())
@@ -330,8 +347,10 @@ class MqttConnection:
                 continue
             self._count_reconnect(outcome)
             delay = self._backoff.next_delay()
-            logger.warning("mqtt disconnected; reconnecting", extra={"identity": self.identity, "reason": outcome,
-                                                                      "retry_in_s": round(delay, 2)})
+            logger.warning(
+                "mqtt disconnected; reconnecting",
+                extra={"identity": self.identity, "reason": outcome, "retry_in_s": round(delay, 2)},
+            )
             self._closing.wait(delay)
 
     def _count_reconnect(self, reason: str) -> None:
@@ -358,8 +377,10 @@ class MqttConnection:
         self._session = session
         publish_online(self.profile, self.identity, session.client)  # retained presence, if the profile has one
         self._connected.set()
-        logger.info("mqtt connected", extra={"identity": self.identity, "host": spec.host, "port": spec.port,
-                                             "tls": spec.tls is not None})
+        logger.info(
+            "mqtt connected",
+            extra={"identity": self.identity, "host": spec.host, "port": spec.port, "tls": spec.tls is not None},
+        )
         while not self._closing.is_set():
             wait_s = 1.0 if spec.renew_at is None else max(0.0, min(1.0, spec.renew_at - time.monotonic()))
             if session.ended.wait(wait_s):
@@ -375,9 +396,13 @@ class MqttConnection:
 
     def _new_session(self, spec: ConnectionSpec) -> _Session:
         protocol = MQTTProtocolVersion(spec.protocol)
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=spec.client_id, protocol=protocol,
-                             clean_session=spec.clean_session if protocol != MQTTProtocolVersion.MQTTv5 else None,
-                             reconnect_on_failure=False)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=spec.client_id,
+            protocol=protocol,
+            clean_session=spec.clean_session if protocol != MQTTProtocolVersion.MQTTv5 else None,
+            reconnect_on_failure=False,
+        )
         session = _Session(client, spec)
         # paho enforces the in-flight window itself, from its network thread; our semaphore bounds its queue.
         client.max_inflight_messages_set(self.max_inflight)
@@ -400,15 +425,25 @@ class MqttConnection:
         if reason_code.is_failure:
             session.end_reason = refusal_reason(reason_code)
             spec = session.spec
-            where = {"identity": self.identity, "reason": session.end_reason, "host": spec.host, "port": spec.port,
-                     "username": spec.username, "client_certificate": spec.tls is not None}
+            where = {
+                "identity": self.identity,
+                "reason": session.end_reason,
+                "host": spec.host,
+                "port": spec.port,
+                "username": spec.username,
+                "client_certificate": spec.tls is not None,
+            }
             if is_auth_refusal(reason_code):
                 self._auth_refused = session.end_reason
-                logger.error(f"MQTT broker refused this identity's credentials ({session.end_reason}): check the "
-                             "username/password, token or client certificate; retrying with backoff", extra=where)
+                logger.error(
+                    f"MQTT broker refused this identity's credentials ({session.end_reason}): check the "
+                    "username/password, token or client certificate; retrying with backoff",
+                    extra=where,
+                )
             else:
-                logger.error(f"MQTT broker refused the connection ({session.end_reason}); retrying with backoff",
-                             extra=where)
+                logger.error(
+                    f"MQTT broker refused the connection ({session.end_reason}); retrying with backoff", extra=where
+                )
             session.ended.set()
         else:
             session.connected.set()
@@ -416,10 +451,15 @@ class MqttConnection:
 
     def _on_disconnect(self, session: _Session, reason_code: Any) -> None:
         if session.end_reason is None:
-            session.end_reason = "connection_lost" if str(reason_code) in ("Unspecified error", "Success") \
+            session.end_reason = (
+                "connection_lost"
+                if str(reason_code) in ("Unspecified error", "Success")
                 else f"disconnect:{reason_code}"
-        logger.warning("mqtt disconnect", extra={"identity": self.identity, "reason_code": str(reason_code),
-                                                 "reason": session.end_reason})
+            )
+        logger.warning(
+            "mqtt disconnect",
+            extra={"identity": self.identity, "reason_code": str(reason_code), "reason": session.end_reason},
+        )
         session.ended.set()
         session.settled.set()
 
@@ -477,8 +517,9 @@ class MqttConnection:
             orphans = list(session.in_flight.values())
             session.in_flight.clear()
         for entry in orphans:
-            self._resolve(entry.batch, entry.sent_at,
-                          TransientError(f"connection lost before PUBACK ({session.end_reason})"))
+            self._resolve(
+                entry.batch, entry.sent_at, TransientError(f"connection lost before PUBACK ({session.end_reason})")
+            )
 
     @staticmethod
     def _properties(message: OutboundMessage) -> Properties:
@@ -524,9 +565,18 @@ class MqttUplink:
     """The uplink the cycle runner publishes through: routes each message to its identity's
     connection (one in gateway mode; a pool of per-device connections otherwise)."""
 
-    def __init__(self, profile: PlatformProfile, *, max_inflight: int = 20, max_queued: int = 1000,
-                 puback_timeout_s: float = 15.0, qos: int = 1, retain: bool = False, reconnect_max_s: float = 30.0,
-                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+    def __init__(
+        self,
+        profile: PlatformProfile,
+        *,
+        max_inflight: int = 20,
+        max_queued: int = 1000,
+        puback_timeout_s: float = 15.0,
+        qos: int = 1,
+        retain: bool = False,
+        reconnect_max_s: float = 30.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    ) -> None:
         self.profile = profile
         self.reconnect_max_s = reconnect_max_s
         self.qos = qos
@@ -538,9 +588,10 @@ class MqttUplink:
         self._reported = ConnectionStats()
         self._retired = ConnectionStats()  # stats of connections the pool closed, kept in the totals
         self._pool: ConnectionPool[MqttConnection] = ConnectionPool(
-            self._open, max_connections=max_connections, on_retire=self._absorb_retired)
+            self._open, max_connections=max_connections, on_retire=self._absorb_retired
+        )
 
-    def start(self, identities: list[str] | None = None) -> "MqttUplink":
+    def start(self, identities: list[str] | None = None) -> MqttUplink:
         """Open the connections of `identities` now (default: the gateway identity; none in per-device
         mode, whose connections open lazily per device); others open on first use."""
         if identities is None:
@@ -553,9 +604,16 @@ class MqttUplink:
         return self._pool.get(identity)
 
     def _open(self, identity: str) -> MqttConnection:
-        return MqttConnection(self.profile, identity, max_inflight=self._max_inflight, max_queued=self._max_queued,
-                              puback_timeout_s=self.puback_timeout_s, qos=self.qos, retain=self.retain,
-                              backoff=Backoff(base_s=0.5, cap_s=self.reconnect_max_s)).start()
+        return MqttConnection(
+            self.profile,
+            identity,
+            max_inflight=self._max_inflight,
+            max_queued=self._max_queued,
+            puback_timeout_s=self.puback_timeout_s,
+            qos=self.qos,
+            retain=self.retain,
+            backoff=Backoff(base_s=0.5, cap_s=self.reconnect_max_s),
+        ).start()
 
     def _absorb_retired(self, identity: str, conn: MqttConnection) -> None:
         with self._lock:
@@ -572,8 +630,9 @@ class MqttUplink:
         if refused:
             raise refused[0][1]
 
-    def publish_page(self, messages: list[OutboundMessage], batch: PublishBatch
-                     ) -> list[tuple[OutboundMessage, PermanentError]]:
+    def publish_page(
+        self, messages: list[OutboundMessage], batch: PublishBatch
+    ) -> list[tuple[OutboundMessage, PermanentError]]:
         """Check, route and queue messages (a station's page: one identity, so one connection and
         one queue hand-off). Returns the messages the platform would refuse, with the reason; they
         are not sent. Raises `TransientError` when a connection's queue stays full (see `publish_many`)."""
@@ -612,9 +671,11 @@ class MqttUplink:
 
     def totals(self) -> ConnectionStats:
         with self._lock:
-            total = ConnectionStats(connections_opened=self._retired.connections_opened,
-                                    reconnects=Counter(self._retired.reconnects),
-                                    planned_reconnects=self._retired.planned_reconnects)
+            total = ConnectionStats(
+                connections_opened=self._retired.connections_opened,
+                reconnects=Counter(self._retired.reconnects),
+                planned_reconnects=self._retired.planned_reconnects,
+            )
         conns = self._pool.connections()
         for c in conns:
             total.connections_opened += c.stats.connections_opened
@@ -630,9 +691,12 @@ class MqttUplink:
         for c in conns:
             while c.stats.puback_latencies_ms:
                 latencies.append(c.stats.puback_latencies_ms.popleft())
-        delta = (total.connections_opened - self._reported.connections_opened,
-                 total.reconnects - self._reported.reconnects,
-                 total.planned_reconnects - self._reported.planned_reconnects, latencies)
+        delta = (
+            total.connections_opened - self._reported.connections_opened,
+            total.reconnects - self._reported.reconnects,
+            total.planned_reconnects - self._reported.planned_reconnects,
+            latencies,
+        )
         self._reported = total
         return delta
 

@@ -31,8 +31,14 @@ DEFAULT_MAX_CONNECTIONS = 500
 
 
 class ConnectionPool(Generic[C]):
-    def __init__(self, open_connection: Callable[[str], C], *, max_connections: int = DEFAULT_MAX_CONNECTIONS,
-                 on_retire: Callable[[str, C], None] | None = None, retire_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        open_connection: Callable[[str], C],
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        on_retire: Callable[[str, C], None] | None = None,
+        retire_timeout_s: float = 5.0,
+    ) -> None:
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
         self.max_connections = max_connections
@@ -55,8 +61,10 @@ class ConnectionPool(Generic[C]):
             conn = self._open(identity)
             self._live[identity] = conn
         for old_identity, old in victims:  # outside the lock: draining may take a while
-            logger.warning("connection pool full; retiring the least recently used connection",
-                           extra={"retired": old_identity, "for": identity, "max_connections": self.max_connections})
+            logger.warning(
+                "connection pool full; retiring the least recently used connection",
+                extra={"retired": old_identity, "for": identity, "max_connections": self.max_connections},
+            )
             self._retire(old_identity, old)
         return conn
 

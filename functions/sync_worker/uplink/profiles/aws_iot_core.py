@@ -47,20 +47,24 @@ def check_topic(topic: str) -> None:
         raise PermanentError(f"aws_iot_core: topic {topic!r} contains a wildcard or NUL, not allowed in a publish")
     if topic.startswith("$"):
         if not topic.startswith(_RESERVED_PUBLISHABLE):
-            raise PermanentError(f"aws_iot_core: topic {topic!r} starts with '$', reserved for AWS "
-                                 "(only $aws/rules/... and $aws/things/... can be published to)")
+            raise PermanentError(
+                f"aws_iot_core: topic {topic!r} starts with '$', reserved for AWS "
+                "(only $aws/rules/... and $aws/things/... can be published to)"
+            )
         ingest = _BASIC_INGEST.match(topic)
         if topic.startswith("$aws/rules/") and not ingest:
             raise PermanentError(f"aws_iot_core: Basic Ingest topic {topic!r} must be $aws/rules/<rule_name>/...")
         if ingest:
-            topic = topic[ingest.end():]  # the Basic Ingest prefix is not counted by AWS
+            topic = topic[ingest.end() :]  # the Basic Ingest prefix is not counted by AWS
     size = len(topic.encode("utf-8"))
     if size > MAX_TOPIC_BYTES:
         raise PermanentError(f"aws_iot_core: topic is {size} bytes, over the {MAX_TOPIC_BYTES}-byte limit")
     slashes = topic.count("/")
     if slashes > MAX_TOPIC_SLASHES:
-        raise PermanentError(f"aws_iot_core: topic {topic!r} has {slashes} forward slashes, "
-                             f"over the limit of {MAX_TOPIC_SLASHES} (8 levels)")
+        raise PermanentError(
+            f"aws_iot_core: topic {topic!r} has {slashes} forward slashes, "
+            f"over the limit of {MAX_TOPIC_SLASHES} (8 levels)"
+        )
 
 
 @dataclass
@@ -76,9 +80,14 @@ class AwsIotCoreProfile(MappedIdentities):
     #: TCP host to dial when it differs from `endpoint` (a test broker).
     connect_host: str | None = None
     name: str = "aws_iot_core"
-    limits: PlatformLimits = field(default_factory=lambda: PlatformLimits(
-        max_payload_bytes=MAX_PAYLOAD_BYTES, max_publish_per_s=MAX_PUBLISH_PER_S,
-        allowed_qos=frozenset({0, 1}), retain_allowed=True))
+    limits: PlatformLimits = field(
+        default_factory=lambda: PlatformLimits(
+            max_payload_bytes=MAX_PAYLOAD_BYTES,
+            max_publish_per_s=MAX_PUBLISH_PER_S,
+            allowed_qos=frozenset({0, 1}),
+            retain_allowed=True,
+        )
+    )
 
     def __post_init__(self) -> None:
         if not self.tls_material.has_client_certificate:
@@ -99,12 +108,17 @@ class AwsIotCoreProfile(MappedIdentities):
             material = replace(material, alpn_protocols=(ALPN_MQTT_ON_443,))
         self._tls = LazyTlsContext(material)
 
-
     def connection_spec(self, identity: str) -> ConnectionSpec:
         AWS_THING_NAME.validate(identity)
-        return ConnectionSpec(host=self.connect_host or self.endpoint, port=self.port, client_id=identity,
-                              tls=self._tls.get(), protocol=self.protocol, keepalive_s=self.keepalive_s,
-                              clean_session=True)
+        return ConnectionSpec(
+            host=self.connect_host or self.endpoint,
+            port=self.port,
+            client_id=identity,
+            tls=self._tls.get(),
+            protocol=self.protocol,
+            keepalive_s=self.keepalive_s,
+            clean_session=True,
+        )
 
     def topic_for(self, identity: str, message: OutboundMessage) -> str:
         return self.topic_template.format(env=self.env, station_id=message.station_id, identity=identity)
@@ -112,14 +126,17 @@ class AwsIotCoreProfile(MappedIdentities):
     def check(self, message: OutboundMessage, *, qos: int, retain: bool) -> None:
         sid = message.station_id
         if qos not in self.limits.allowed_qos:
-            raise PermanentError(f"aws_iot_core: QoS {qos} is not supported (AWS IoT Core accepts QoS 0 and 1)",
-                                 station_id=sid)
+            raise PermanentError(
+                f"aws_iot_core: QoS {qos} is not supported (AWS IoT Core accepts QoS 0 and 1)", station_id=sid
+            )
         size = len(message.payload)
         if size > self.limits.max_payload_bytes:
-            raise PermanentError(f"aws_iot_core: payload of {message.message_id} is {size} bytes, over AWS IoT "
-                                 f"Core's {self.limits.max_payload_bytes}-byte limit", station_id=sid)
+            raise PermanentError(
+                f"aws_iot_core: payload of {message.message_id} is {size} bytes, over AWS IoT "
+                f"Core's {self.limits.max_payload_bytes}-byte limit",
+                station_id=sid,
+            )
         try:
             check_topic(self.topic_for(self.identity_for(sid), message))
         except PermanentError as exc:
             raise PermanentError(str(exc), station_id=sid) from None
-

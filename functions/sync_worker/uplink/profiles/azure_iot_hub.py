@@ -50,8 +50,9 @@ def encode_property_bag(message: OutboundMessage) -> str:
     custom = {"station_id": message.station_id, **message.properties}
     reserved = sorted(key for key in custom if key.startswith("$"))
     if reserved:
-        raise PermanentError(f"azure_iot_hub: custom property names may not start with '$': {reserved}",
-                             station_id=message.station_id)
+        raise PermanentError(
+            f"azure_iot_hub: custom property names may not start with '$': {reserved}", station_id=message.station_id
+        )
     parts = [f"{key}={_enc(value)}" for key, value in system if value]
     parts += [f"{_enc(key)}={_enc(str(value))}" for key, value in sorted(custom.items())]
     return "&".join(parts)
@@ -97,9 +98,14 @@ class AzureIotHubProfile(MappedIdentities):
     #: Wall clock the token expiry is computed from (injectable so tests can pin a token).
     wall_clock: Callable[[], float] = time.time
     name: str = "azure_iot_hub"
-    limits: PlatformLimits = field(default_factory=lambda: PlatformLimits(
-        max_payload_bytes=MAX_MESSAGE_BYTES, max_publish_per_s=None,
-        allowed_qos=frozenset({0, 1}), retain_allowed=False))
+    limits: PlatformLimits = field(
+        default_factory=lambda: PlatformLimits(
+            max_payload_bytes=MAX_MESSAGE_BYTES,
+            max_publish_per_s=None,
+            allowed_qos=frozenset({0, 1}),
+            retain_allowed=False,
+        )
+    )
 
     def __post_init__(self) -> None:
         if not self.hostname or "/" in self.hostname:
@@ -107,7 +113,6 @@ class AzureIotHubProfile(MappedIdentities):
         self._tls = LazyTlsContext(self.tls_material)
         self._issuers: dict[str, SasTokenIssuer] = {}
         self._lock = threading.Lock()
-
 
     def resource_uri(self, device_id: str) -> str:
         return f"{self.hostname}/devices/{device_id}"
@@ -125,8 +130,9 @@ class AzureIotHubProfile(MappedIdentities):
                     key, policy = self.credentials.policy_key, self.credentials.policy_name
                 if key is None:
                     raise PermanentError(f"azure_iot_hub: no key for device {device_id!r} and no shared access policy")
-                issuer = SasTokenIssuer(key_b64=key, ttl_s=self.token_ttl_s, renew_margin_s=self.renew_margin_s,
-                                        policy_name=policy)
+                issuer = SasTokenIssuer(
+                    key_b64=key, ttl_s=self.token_ttl_s, renew_margin_s=self.renew_margin_s, policy_name=policy
+                )
                 self._issuers[device_id] = issuer
             return issuer
 
@@ -154,11 +160,15 @@ class AzureIotHubProfile(MappedIdentities):
     def check(self, message: OutboundMessage, *, qos: int, retain: bool) -> None:
         sid = message.station_id
         if qos not in self.limits.allowed_qos:
-            raise PermanentError(f"azure_iot_hub: QoS {qos} is not supported (IoT Hub accepts QoS 0 and 1)",
-                                 station_id=sid)
+            raise PermanentError(
+                f"azure_iot_hub: QoS {qos} is not supported (IoT Hub accepts QoS 0 and 1)", station_id=sid
+            )
         if retain:
             raise PermanentError("azure_iot_hub: retained messages are not supported by IoT Hub", station_id=sid)
         size = len(message.payload) + len(encode_property_bag(message).encode())
         if size > self.limits.max_payload_bytes:
-            raise PermanentError(f"azure_iot_hub: message {message.message_id} is {size} bytes with its properties, "
-                                 f"over IoT Hub's {self.limits.max_payload_bytes}-byte limit", station_id=sid)
+            raise PermanentError(
+                f"azure_iot_hub: message {message.message_id} is {size} bytes with its properties, "
+                f"over IoT Hub's {self.limits.max_payload_bytes}-byte limit",
+                station_id=sid,
+            )

@@ -23,6 +23,7 @@ from functions.sync_worker.uplink.profiles.tls import TlsMaterial
 
 _PREFIXES = {"azure_iot_hub": "C2C_AZURE_", "aws_iot_core": "C2C_AWS_IOT_", "generic": "C2C_MQTT_"}
 
+
 class ProfileConfigError(ValueError):
     """Invalid profile settings; the message names each environment variable at fault."""
 
@@ -40,11 +41,16 @@ def azure_profile(s: AzureIotHubSettings) -> AzureIotHubProfile:
     return AzureIotHubProfile(
         hostname=s.hostname or "",
         identities=IdentityMapping(s.identity_mode, s.device_id, s.device_id_template, AZURE_DEVICE_ID),
-        credentials=AzureCredentials(device_keys=s.device_key_map(), policy_name=s.policy_name,
-                                     policy_key=_secret(s.policy_key)),
+        credentials=AzureCredentials(
+            device_keys=s.device_key_map(), policy_name=s.policy_name, policy_key=_secret(s.policy_key)
+        ),
         tls_material=TlsMaterial(ca_file=s.ca_file, ca_pem=s.ca_pem),
-        api_version=s.api_version, token_ttl_s=s.token_ttl_s, renew_margin_s=s.token_renew_margin_s,
-        port=s.port or 8883, keepalive_s=s.keepalive_s, connect_host=s.connect_host,
+        api_version=s.api_version,
+        token_ttl_s=s.token_ttl_s,
+        renew_margin_s=s.token_renew_margin_s,
+        port=s.port or 8883,
+        keepalive_s=s.keepalive_s,
+        connect_host=s.connect_host,
     )
 
 
@@ -52,9 +58,19 @@ def aws_profile(s: AwsIotCoreSettings, env: str) -> AwsIotCoreProfile:
     return AwsIotCoreProfile(
         endpoint=s.endpoint or "",
         identities=IdentityMapping(s.identity_mode, s.thing_name, s.thing_name_template, AWS_THING_NAME),
-        tls_material=TlsMaterial(ca_file=s.ca_file, ca_pem=s.ca_pem, cert_file=s.cert_file,
-                                 cert_pem=_secret(s.cert_pem), key_file=s.key_file, key_pem=_secret(s.key_pem)),
-        topic_template=s.topic, env=env, port=s.port or 8883, protocol=PROTOCOLS[s.protocol], keepalive_s=s.keepalive_s,
+        tls_material=TlsMaterial(
+            ca_file=s.ca_file,
+            ca_pem=s.ca_pem,
+            cert_file=s.cert_file,
+            cert_pem=_secret(s.cert_pem),
+            key_file=s.key_file,
+            key_pem=_secret(s.key_pem),
+        ),
+        topic_template=s.topic,
+        env=env,
+        port=s.port or 8883,
+        protocol=PROTOCOLS[s.protocol],
+        keepalive_s=s.keepalive_s,
         connect_host=s.connect_host,
     )
 
@@ -63,16 +79,30 @@ def generic_profile(s: WorkerSettings) -> GenericProfile:
     url = urlsplit(s.mqtt_url)
     tls = None
     if url.scheme == "mqtts":
-        tls = TlsMaterial(ca_file=s.mqtt_ca_file, ca_pem=s.mqtt_ca_pem, cert_file=s.mqtt_cert_file,
-                          cert_pem=_secret(s.mqtt_cert_pem), key_file=s.mqtt_key_file, key_pem=_secret(s.mqtt_key_pem),
-                          insecure=s.mqtt_insecure)
+        tls = TlsMaterial(
+            ca_file=s.mqtt_ca_file,
+            ca_pem=s.mqtt_ca_pem,
+            cert_file=s.mqtt_cert_file,
+            cert_pem=_secret(s.mqtt_cert_pem),
+            key_file=s.mqtt_key_file,
+            key_pem=_secret(s.mqtt_key_pem),
+            insecure=s.mqtt_insecure,
+        )
     return GenericProfile(
-        host=url.hostname or "", port=url.port or (8883 if tls else 1883),
-        identities=IdentityMapping(IdentityMode(s.mqtt_identity_mode), s.client_id, s.mqtt_client_id_template,
-                                   MQTT_CLIENT_ID),
-        username=s.mqtt_username, password=_secret(s.mqtt_password), tls_material=tls,
-        protocol=PROTOCOLS[s.mqtt_protocol], keepalive_s=s.mqtt_keepalive_s, env=s.env, topic_template=s.mqtt_topic,
-        status_topic_template=s.mqtt_status_topic, max_payload_bytes=s.mqtt_max_payload_bytes,
+        host=url.hostname or "",
+        port=url.port or (8883 if tls else 1883),
+        identities=IdentityMapping(
+            IdentityMode(s.mqtt_identity_mode), s.client_id, s.mqtt_client_id_template, MQTT_CLIENT_ID
+        ),
+        username=s.mqtt_username,
+        password=_secret(s.mqtt_password),
+        tls_material=tls,
+        protocol=PROTOCOLS[s.mqtt_protocol],
+        keepalive_s=s.mqtt_keepalive_s,
+        env=s.env,
+        topic_template=s.mqtt_topic,
+        status_topic_template=s.mqtt_status_topic,
+        max_payload_bytes=s.mqtt_max_payload_bytes,
     )
 
 

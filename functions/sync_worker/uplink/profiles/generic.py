@@ -23,8 +23,12 @@ DEFAULT_STATUS_TOPIC = "c2c/{env}/status/{identity}"
 ONLINE = b"online"
 OFFLINE = b"offline"
 
-MQTT_CLIENT_ID = IdentityRule(platform="generic", pattern=re.compile(r"[^\x00+#/]+"), max_length=65535,
-                              description="any UTF-8 but NUL, '+', '#', '/'")
+MQTT_CLIENT_ID = IdentityRule(
+    platform="generic",
+    pattern=re.compile(r"[^\x00+#/]+"),
+    max_length=65535,
+    description="any UTF-8 but NUL, '+', '#', '/'",
+)
 
 
 @dataclass
@@ -58,20 +62,22 @@ class GenericProfile(MappedIdentities):
                 raise PermanentError(f"generic: topic template {template!r} is invalid: {exc!r}") from None
             if any(ch in topic for ch in "+#"):
                 raise PermanentError(f"generic: topic template {template!r} contains an MQTT wildcard")
-        self.limits = PlatformLimits(max_payload_bytes=self.max_payload_bytes, max_publish_per_s=None,
-                                     allowed_qos=frozenset({0, 1, 2}), retain_allowed=True)
+        self.limits = PlatformLimits(
+            max_payload_bytes=self.max_payload_bytes,
+            max_publish_per_s=None,
+            allowed_qos=frozenset({0, 1, 2}),
+            retain_allowed=True,
+        )
         # Most templates use only {station_id} (gateway) or nothing per message: precompute the
         # topic per station so the hot path is one dict lookup, not a str.format per message.
         self._topic_per_station = "{message_id}" not in self.topic_template
         self._topics: dict[tuple[str, str], str] = {}
         self._tls = LazyTlsContext(self.tls_material)
 
-
     def status_topic(self, identity: str) -> str | None:
         if not self.status_topic_template:
             return None
-        return self.status_topic_template.format(env=self.env, identity=identity, station_id=identity,
-                                                 message_id="")
+        return self.status_topic_template.format(env=self.env, identity=identity, station_id=identity, message_id="")
 
     def online_message(self, identity: str) -> Will | None:
         """What to publish (retained) right after each successful connect; None: nothing."""
@@ -81,15 +87,23 @@ class GenericProfile(MappedIdentities):
     def connection_spec(self, identity: str) -> ConnectionSpec:
         topic = self.status_topic(identity)
         return ConnectionSpec(
-            host=self.host, port=self.port, client_id=identity, username=self.username, password=self.password,
-            tls=self._tls.get(), protocol=self.protocol, keepalive_s=self.keepalive_s, clean_session=True,
+            host=self.host,
+            port=self.port,
+            client_id=identity,
+            username=self.username,
+            password=self.password,
+            tls=self._tls.get(),
+            protocol=self.protocol,
+            keepalive_s=self.keepalive_s,
+            clean_session=True,
             will=Will(topic=topic, payload=OFFLINE, qos=1, retain=True) if topic else None,
         )
 
     def topic_for(self, identity: str, message: OutboundMessage) -> str:
         if not self._topic_per_station:
-            return self.topic_template.format(env=self.env, station_id=message.station_id, identity=identity,
-                                              message_id=message.message_id)
+            return self.topic_template.format(
+                env=self.env, station_id=message.station_id, identity=identity, message_id=message.message_id
+            )
         key = (identity, message.station_id)
         topic = self._topics.get(key)
         if topic is None:
@@ -101,6 +115,8 @@ class GenericProfile(MappedIdentities):
         if qos not in self.limits.allowed_qos:
             raise PermanentError(f"generic: QoS {qos} is not an MQTT QoS", station_id=message.station_id)
         if len(message.payload) > self.limits.max_payload_bytes:
-            raise PermanentError(f"generic: payload of {message.message_id} is {len(message.payload)} bytes, over "
-                                 f"the configured {self.limits.max_payload_bytes}-byte limit",
-                                 station_id=message.station_id)
+            raise PermanentError(
+                f"generic: payload of {message.message_id} is {len(message.payload)} bytes, over "
+                f"the configured {self.limits.max_payload_bytes}-byte limit",
+                station_id=message.station_id,
+            )

@@ -30,8 +30,10 @@ class IdentityRule:
 
     def validate(self, identity: str) -> str:
         if not identity or len(identity.encode()) > self.max_length or not self.pattern.fullmatch(identity):
-            raise PermanentError(f"{self.platform}: identity {identity!r} is not valid "
-                                 f"({self.description}, at most {self.max_length} bytes)")
+            raise PermanentError(
+                f"{self.platform}: identity {identity!r} is not valid "
+                f"({self.description}, at most {self.max_length} bytes)"
+            )
         return identity
 
 
@@ -48,8 +50,9 @@ class IdentityMapping:
                 raise PermanentError(f"{self.rule.platform}: gateway mode needs the gateway identity")
             self.rule.validate(self.gateway_identity)
         elif "{station_id}" not in self.template:
-            raise PermanentError(f"{self.rule.platform}: per-device identity template {self.template!r} "
-                                 "must contain {station_id}")
+            raise PermanentError(
+                f"{self.rule.platform}: per-device identity template {self.template!r} must contain {{station_id}}"
+            )
 
     def identity_for(self, station_id: str) -> str:
         if self.mode is IdentityMode.GATEWAY:

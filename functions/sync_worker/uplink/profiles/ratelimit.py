@@ -14,8 +14,13 @@ from collections.abc import Callable
 
 
 class TokenBucket:
-    def __init__(self, rate_per_s: float, burst: float | None = None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if rate_per_s <= 0:
             raise ValueError(f"rate must be positive, got {rate_per_s}")
         self.rate = float(rate_per_s)

@@ -90,7 +90,7 @@ class AzureIotHubSettings(_SharedMqttFallback):
     ca_pem: str | None = None
 
     @model_validator(mode="after")
-    def _apply_connection_string(self) -> "AzureIotHubSettings":
+    def _apply_connection_string(self) -> AzureIotHubSettings:
         if self.connection_string is not None:
             parts = parse_connection_string(self.connection_string.get_secret_value())
             self.hostname = self.hostname or parts["HostName"]
@@ -111,13 +111,18 @@ class AzureIotHubSettings(_SharedMqttFallback):
         if self.identity_mode is IdentityMode.GATEWAY:
             self.device_id = self.device_id or client_id
         if not self.hostname:
-            raise ValueError("C2C_AZURE_HOSTNAME (or C2C_AZURE_CONNECTION_STRING, or an mqtts:// C2C_MQTT_URL) "
-                             "is required")
+            raise ValueError(
+                "C2C_AZURE_HOSTNAME (or C2C_AZURE_CONNECTION_STRING, or an mqtts:// C2C_MQTT_URL) is required"
+            )
         if self.identity_mode is IdentityMode.GATEWAY and not self.device_id:
-            raise ValueError("gateway mode needs C2C_AZURE_DEVICE_ID (or C2C_MQTT_CLIENT_ID, or a device connection string)")
+            raise ValueError(
+                "gateway mode needs C2C_AZURE_DEVICE_ID (or C2C_MQTT_CLIENT_ID, or a device connection string)"
+            )
         if not (self.device_key or self.device_keys or self.policy_key):
-            raise ValueError("no credentials: set C2C_AZURE_CONNECTION_STRING, C2C_AZURE_SAS_KEY, "
-                             "C2C_AZURE_DEVICE_KEY, C2C_AZURE_DEVICE_KEYS or C2C_AZURE_POLICY_NAME + C2C_AZURE_POLICY_KEY")
+            raise ValueError(
+                "no credentials: set C2C_AZURE_CONNECTION_STRING, C2C_AZURE_SAS_KEY, "
+                "C2C_AZURE_DEVICE_KEY, C2C_AZURE_DEVICE_KEYS or C2C_AZURE_POLICY_NAME + C2C_AZURE_POLICY_KEY"
+            )
         self.device_key_map()  # malformed JSON fails here, at startup
         return self
 
@@ -156,7 +161,7 @@ class AwsIotCoreSettings(_SharedMqttFallback):
     connect_host: str | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "AwsIotCoreSettings":
+    def _check(self) -> AwsIotCoreSettings:
         host, port, client_id = self._fallback()
         self.endpoint = self.endpoint or host
         self.port = self.port or port or 8883

@@ -59,8 +59,10 @@ def _load_client_certificate(ctx: ssl.SSLContext, material: TlsMaterial) -> None
             ctx.load_cert_chain(certfile=cert_path, keyfile=key_path)
         except (ssl.SSLError, OSError) as exc:
             # Never echo PEM content: the key is a secret.
-            raise PermanentError(f"client certificate/key could not be loaded: {exc.__class__.__name__}: "
-                                 f"{getattr(exc, 'reason', None) or exc.strerror or 'invalid'}") from None
+            raise PermanentError(
+                f"client certificate/key could not be loaded: {exc.__class__.__name__}: "
+                f"{getattr(exc, 'reason', None) or exc.strerror or 'invalid'}"
+            ) from None
 
 
 def build_tls_context(material: TlsMaterial) -> ssl.SSLContext:
