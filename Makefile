@@ -7,7 +7,7 @@ CDK := node_modules/.bin/cdk
 ENV ?= dev
 ENVS := $(basename $(notdir $(wildcard config/*.yaml)))
 
-.PHONY: install services synth test deploy diff demo bench clean
+.PHONY: install services synth cost test deploy diff demo bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt functions/trigger/requirements.txt functions/sync_worker/requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ synth: install
 	    || { echo "cdk synth -c env=$$env failed:"; cat cdk.out/synth-$$env.log; exit 1; } ) & pids="$$pids $$!"; \
 	done; rc=0; for pid in $$pids; do wait $$pid || rc=1; done; exit $$rc
 	@$(PY) -m stacks.report cdk.out $(ENVS)
+
+## cost: what ENV costs a month at on-demand list prices, read from cdk.out/ENV after a synth
+## (rates and usage assumptions: c2c_sync/cost/prices.yaml). COST_ARGS="--json" or "--region eu-central-1".
+cost: synth
+	@$(PY) -m c2c_sync cost --env $(ENV) $(COST_ARGS)
 
 ## test: the whole suite (unit, infra, integration, reliability).
 test: install services

@@ -4,6 +4,7 @@
     c2c-sync status --env NAME [--json] [--redis-url URL]
     c2c-sync validate-config --env NAME
     c2c-sync synth --env NAME
+    c2c-sync cost --env NAME [--json] [--region R] [--cdk-out DIR]
     c2c-sync demo [--stations N --cycles N --interval S ...]   (the whole system, locally)
 
 Every command that talks to AWS takes --region and --endpoint-url (AWS_ENDPOINT_URL), so the
@@ -187,6 +188,32 @@ def synth_args(env: str, output: Path | None, quiet: bool) -> list[str]:
         raise CliError(f"the CDK CLI is not installed at {cdk}: run `make install`")
     args = [str(cdk), "synth", "-c", f"env={env}", "--output", str(output or Path("cdk.out") / env)]
     return args + (["--quiet"] if quiet else [])
+
+
+@app.command("cost")
+@operator_errors
+def cost_command(
+    env: EnvOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
+    region: Annotated[
+        str | None, typer.Option(help="Price in this region (default: the config's region, else us-east-1).")
+    ] = None,
+    cdk_out: Annotated[Path, typer.Option(help="Where `make synth` wrote cdk.out/<env>/.")] = Path("cdk.out"),
+) -> None:
+    """Monthly on-demand cost of ENV from its synthesized templates (run `make synth` first)."""
+    environments.require_known(env)
+    from c2c_sync import cost
+    from config import load_environment
+
+    try:
+        estimate = cost.estimate_env(env, cdk_out, region or load_environment(env, environments.config_dir()).region)
+    except (FileNotFoundError, KeyError, cost.UnpricedResources) as exc:
+        raise CliError(str(exc).strip("'\""), ExitCode.FAILED) from exc
+    if as_json:
+        typer.echo(cost.report.as_json(estimate))
+    else:
+        # Wide enough for the table whatever the terminal (it is mostly read in CI logs and pipes).
+        Console(highlight=False, width=200).print(cost.report.as_table(estimate))
 
 
 # The local end-to-end run behind `make demo` (c2c_sync/demo/).

@@ -1,0 +1,89 @@
+"""`c2c-sync cost`: every billable resource of every synthesized template is priced, and the price
+of a known resource is what the table says."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from c2c_sync.cli import app
+from c2c_sync.cost import Assembly, UnpricedResources, estimate, load_prices
+from c2c_sync.cost.pricing import unpriced
+
+TABLE = load_prices()
+
+
+def test_every_resource_type_of_every_template_is_priced_or_listed_free(profile_synth):
+    assembly = Assembly.from_dir(profile_synth.outdir)
+    assert [f"{r.type} {r.stack}/{r.logical_id}" for r in unpriced(assembly, TABLE)] == []
+
+
+def test_a_billable_type_the_table_does_not_price_fails_the_estimate(dev, tmp_path):
+    copied = tmp_path / "dev"
+    shutil.copytree(dev.outdir, copied, ignore=shutil.ignore_patterns("asset.*"))
+    path = copied / "C2C-dev-Cache.template.json"
+    template = json.loads(path.read_text())
+    database = {"Type": "AWS::RDS::DBInstance", "Properties": {"DBInstanceClass": "db.t4g.micro"}}
+    template["Resources"]["Database"] = database
+    path.write_text(json.dumps(template))
+    with pytest.raises(UnpricedResources) as raised:
+        estimate("dev", Assembly.from_dir(copied), TABLE, "us-east-1")
+    assert "AWS::RDS::DBInstance (C2C-dev-Cache/Database)" in str(raised.value)
+
+
+def test_every_priced_region_has_every_rate_and_the_table_is_dated():
+    assert TABLE.hours_per_month == 730
+    assert {"us-east-1", "eu-west-1"} <= set(TABLE.regions)
+    for prices in TABLE.regions.values():
+        assert set(prices.fargate) == {"arm64", "x86_64"}
+        assert set(prices.elasticache_node_hour) == {"valkey", "redis"}
+
+
+def _template(resources: dict) -> Assembly:
+    return Assembly({"C2C-t-Network": {"Resources": resources}})
+
+
+def test_fixed_price_resources_cost_hours_times_the_listed_rate():
+    rates = TABLE.region("eu-west-1")
+    assembly = _template(
+        {
+            "Nat": {"Type": "AWS::EC2::NatGateway", "Properties": {}},
+            "Ip": {"Type": "AWS::EC2::EIP", "Properties": {}},
+            "Redis": {
+                "Type": "AWS::ElastiCache::ReplicationGroup",
+                "Properties": {"Engine": "valkey", "CacheNodeType": "cache.t4g.micro", "NumCacheClusters": 2},
+            },
+            "S3": {"Type": "AWS::EC2::VPCEndpoint", "Properties": {"VpcEndpointType": "Gateway"}},
+        }
+    )
+    items = {i.logical_id: i.monthly_usd for i in estimate("t", assembly, TABLE, "eu-west-1").items}
+    # No schedule in this template: no cycles, so no processed data.
+    assert items["Nat"] == pytest.approx(730 * rates.nat_gateway_hour)
+    assert items["Ip"] == pytest.approx(730 * rates.public_ipv4_hour)
+    assert items["Redis"] == pytest.approx(2 * 730 * rates.elasticache_node_hour["valkey"]["cache.t4g.micro"])
+    assert items["S3"] == 0
+
+
+def test_cost_command_prints_the_table_and_json(dev, tmp_path):
+    out = tmp_path / "cdk.out"
+    out.mkdir()
+    (out / "dev").symlink_to(Path(dev.outdir))
+    runner = CliRunner()
+    table = runner.invoke(app, ["cost", "--env", "dev", "--cdk-out", str(out)])
+    assert table.exit_code == 0, table.output
+    assert "total" in table.output and "us-east-1" in table.output and "Assumes:" in table.output
+    as_json = runner.invoke(app, ["cost", "--env", "dev", "--cdk-out", str(out), "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    result = json.loads(as_json.output)
+    assert result["total_usd_month"] == pytest.approx(sum(i["monthly_usd"] for i in result["items"]), abs=0.01)
+    assert result["hours_per_month"] == 730 and result["assumptions"]
+
+
+def test_cost_command_without_a_synth_says_what_to_run(tmp_path):
+    result = CliRunner().invoke(app, ["cost", "--env", "dev", "--cdk-out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "make synth" in result.output
