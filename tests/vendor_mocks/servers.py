@@ -1,0 +1,99 @@
+"""Start and stop the vendor mocks: context managers for any test, pytest fixtures, and a CLI.
+
+    with start_solaredge(sites=50) as se:            # se.url, se.app (SolarEdgeMock), se.clock
+        requests.get(f"{se.url}/sites/list", params={"api_key": se.app.api_key})
+
+    python -m tests.vendor_mocks.servers fusionsolar --port 8090 --sites 60 --start 2024-03-31T00:00:00Z --speed 1
+
+Fixtures `fusionsolar_mock` / `solaredge_mock` give a started mock (60 sites, clock frozen at
+MOCK_START); `vendor_mock_factory(vendor, **options)` starts any variant; all stop after the test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from functools import partial
+from typing import Any
+
+import pytest
+
+from tests.vendor_mocks.base import MockClock, MockServer
+from tests.vendor_mocks.fleet import Fleet
+from tests.vendor_mocks.fusionsolar import FusionSolarMock
+from tests.vendor_mocks.solaredge import SolarEdgeMock
+
+#: The Sunday Europe/Berlin moves its clocks forward (at 01:00 UTC); America/New_York changed three
+#: weeks earlier, Australia/Sydney goes back a week later (2024-04-06 16:00 UTC).
+MOCK_START = "2024-03-31T00:00:00Z"
+
+
+APPS: dict[str, type[FusionSolarMock] | type[SolarEdgeMock]] = {
+    "fusionsolar": FusionSolarMock,
+    "solaredge": SolarEdgeMock,
+}
+
+
+@contextmanager
+def start_mock(
+    vendor: str,
+    sites: int = 60,
+    seed: int = 1,
+    start: str = MOCK_START,
+    speed: float = 0.0,
+    port: int = 0,
+    **options: Any,
+) -> Iterator[MockServer]:
+    """A started mock of `vendor` over `sites` sites; `options` go to the vendor's mock class."""
+    app = APPS[vendor](fleet=Fleet(sites, seed), clock=MockClock(start, speed), **options)
+    with MockServer(app, port=port) as server:
+        yield server
+
+
+start_fusionsolar = partial(start_mock, "fusionsolar")
+start_solaredge = partial(start_mock, "solaredge")
+
+
+@pytest.fixture
+def vendor_mock_factory():
+    """`vendor_mock_factory("solaredge", sites=50, latency_s=0.2)` -> a started MockServer."""
+    with ExitStack() as stack:
+        yield lambda vendor, **options: stack.enter_context(start_mock(vendor, **options))
+
+
+@pytest.fixture
+def fusionsolar_mock():
+    with start_fusionsolar() as server:
+        yield server
+
+
+@pytest.fixture
+def solaredge_mock():
+    with start_solaredge() as server:
+        yield server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.vendor_mocks.servers", description=__doc__)
+    parser.add_argument("vendor", choices=sorted(APPS))
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on start)")
+    parser.add_argument("--sites", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--start", default=MOCK_START, help="the mock clock's start (ISO 8601, UTC)")
+    parser.add_argument("--speed", type=float, default=1.0, help="mock seconds per wall second (0 = frozen)")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    options = {"sites": args.sites, "seed": args.seed, "start": args.start, "speed": args.speed, "port": args.port}
+    with start_mock(args.vendor, **options) as s:
+        print(f"{args.vendor} mock listening on {s.url}", flush=True)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
