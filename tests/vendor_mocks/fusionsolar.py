@@ -69,6 +69,7 @@ STATION_BASE = 33_554_000
 DEVICE_BASE = 1_000_000_000_000
 
 INVERTER, BATTERY, METER = 1, 39, 47
+HOUR_ITEMS = ("inverter_power", "ongrid_power", "power_profit", "radiation_intensity", "theory_power")
 
 RELOGIN = 305
 THROTTLED = 407
@@ -419,17 +420,12 @@ class FusionSolarMock:
             hour = start
             while hour < end and hour <= now:
                 known = self.fleet.reported(site, hour, 3600, now)
-                items = self._hour_items(site, hour) if known else dict.fromkeys(self._hour_items(site, hour))
+                items = self._hour_items(site, hour) if known else dict.fromkeys(HOUR_ITEMS)
                 data.append({"stationCode": station_code(site), "collectTime": int(hour * 1000), "dataItemMap": items})
                 hour += 3600
         return data, {"stationCodes": codes, "collectTime": collect}
 
-    def _hour_items(self, site: Site, hour: float) -> dict[str, float]:
+    def _hour_items(self, site: Site, hour: float) -> dict[str, float | None]:
         energy = self.fleet.pv_energy_wh(site, hour, hour + 3600) / 1000
-        return {
-            "inverter_power": round(energy, 3),
-            "ongrid_power": round(energy * 0.6, 3),
-            "power_profit": round(energy * 0.3, 3),
-            "radiation_intensity": round(energy / site.peak_w * 1000, 4),
-            "theory_power": round(site.peak_w / 1000, 3),
-        }
+        values = (energy, energy * 0.6, energy * 0.3, energy / site.peak_w * 1000, site.peak_w / 1000)
+        return {key: round(value, 4) for key, value in zip(HOUR_ITEMS, values, strict=True)}

@@ -45,10 +45,13 @@ def start_mock(
     start: str = MOCK_START,
     speed: float = 0.0,
     port: int = 0,
+    report_lag_s: float = 0.0,
     **options: Any,
 ) -> Iterator[MockServer]:
-    """A started mock of `vendor` over `sites` sites; `options` go to the vendor's mock class."""
-    app = APPS[vendor](fleet=Fleet(sites, seed), clock=MockClock(start, speed), **options)
+    """A started mock of `vendor` over `sites` sites, each reporting `report_lag_s` late (unless set
+    per site later); `options` go to the vendor's mock class."""
+    fleet = Fleet(sites, seed, default_lag_s=report_lag_s)
+    app = APPS[vendor](fleet=fleet, clock=MockClock(start, speed), **options)
     with MockServer(app, port=port) as server:
         yield server
 
@@ -84,12 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--start", default=MOCK_START, help="the mock clock's start (ISO 8601, UTC)")
     parser.add_argument("--speed", type=float, default=1.0, help="mock seconds per wall second (0 = frozen)")
+    parser.add_argument("--report-lag-s", type=float, default=0.0, help="how late every site reports its values")
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    options = {"sites": args.sites, "seed": args.seed, "start": args.start, "speed": args.speed, "port": args.port}
-    with start_mock(args.vendor, **options) as s:
+    options = {"sites": args.sites, "seed": args.seed, "start": args.start, "speed": args.speed}
+    with start_mock(args.vendor, port=args.port, report_lag_s=args.report_lag_s, **options) as s:
         print(f"{args.vendor} mock listening on {s.url}", flush=True)
         stop.wait()
     return 0

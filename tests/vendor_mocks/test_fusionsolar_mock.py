@@ -208,7 +208,20 @@ def test_hourly_history_is_null_until_reported_then_filled_with_epoch_ms_hour_st
     later = client.call("getKpiStationHour", stationCodes=station_code(berlin), collectTime=collect)["data"]
     filled = {h["collectTime"]: h["dataItemMap"]["inverter_power"] for h in later}
     expected = mock.fleet.pv_energy_wh(berlin, nine_utc / 1000, nine_utc / 1000 + 3600) / 1000
-    assert filled[nine_utc] == round(expected, 3) > 0
+    assert filled[nine_utc] == round(expected, 4) > 0
+
+
+def test_hourly_history_of_a_dst_day_has_23_hours_in_the_plants_local_day(client):
+    mock = app(client.server)
+    berlin = next(s for s in mock.fleet.sites if s.zone_name == "Europe/Berlin")
+    mock.clock.set("2024-04-01T12:00:00Z")
+    client.login()
+    a_time_that_day = int(datetime(2024, 3, 31, 20, 0, tzinfo=UTC).timestamp() * 1000)
+    hours = client.call("getKpiStationHour", stationCodes=station_code(berlin), collectTime=a_time_that_day)["data"]
+    starts = [h["collectTime"] for h in hours]
+    midnight_cet = int(datetime(2024, 3, 30, 23, 0, tzinfo=UTC).timestamp() * 1000)
+    assert starts == [midnight_cet + i * 3_600_000 for i in range(23)]
+    assert all(h["dataItemMap"]["inverter_power"] is not None for h in hours)
 
 
 def test_anything_but_post_is_refused(fusionsolar_mock):

@@ -109,6 +109,26 @@ def test_quarter_hours_not_yet_reported_are_null_and_filled_later(solaredge_mock
     assert after["2024-03-31 11:45:00"] is None
 
 
+def test_energy_details_sum_the_quarter_hour_power_and_leave_unreported_periods_null(solaredge_mock):
+    mock = app(solaredge_mock)
+    sid = site_in(solaredge_mock, "Europe/Berlin")
+    mock.clock.set("2024-03-31T10:50:00Z")  # 12:50 CEST
+    window = {"startTime": "2024-03-31 11:00:00", "endTime": "2024-03-31 13:00:00", "meters": "PRODUCTION"}
+    power = get(solaredge_mock, f"/site/{sid}/power", startTime=window["startTime"], endTime=window["endTime"])
+    watts = [v["value"] for v in power.json()["power"]["values"]]
+    quarters = get(solaredge_mock, f"/site/{sid}/energyDetails", timeUnit="QUARTER_OF_AN_HOUR", **window).json()
+    hours = get(solaredge_mock, f"/site/{sid}/energyDetails", timeUnit="HOUR", **window).json()
+    (production,) = quarters["energyDetails"]["meters"]
+    assert production["type"] == "Production" and quarters["energyDetails"]["unit"] == "Wh"
+    assert [v["value"] for v in production["values"]] == [
+        None if w is None else round(w * 900 / 3600, 1) for w in watts
+    ]  # 11:00-12:00 reported, 12:00-12:30 reported, 12:45 not over, 13:00 in the future
+    assert watts[:7] != [None] * 7 and watts[7:] == [None, None]
+    hourly = [v["value"] for v in hours["energyDetails"]["meters"][0]["values"]]
+    assert hourly[0] == round(sum(w * 900 / 3600 for w in watts[:4]), 1) and hourly[1:] == [None, None]
+    assert get(solaredge_mock, f"/site/{sid}/energyDetails", timeUnit="DAY", **window).status_code == 400
+
+
 def test_site_local_times_across_dst_changes(vendor_mock_factory):
     server = vendor_mock_factory("solaredge", sites=4, start="2024-11-04T00:00:00Z")
     mock = app(server)
