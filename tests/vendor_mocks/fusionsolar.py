@@ -137,6 +137,13 @@ class FusionSolarMock:
     def set_report_lag(self, site: str, lag_s: float) -> None:
         self.fleet.set_report_lag(self._by_code[site].index, lag_s)
 
+    def snapshot(self, device_id: int) -> tuple[int, dict[str, Any]]:
+        """Ground truth for an end-to-end test: what `getDevRealKpi` shows for the device now, with
+        the reading time a client should give it (the envelope time floored to 5 minutes, in ms)."""
+        now = self.clock.now()
+        floored = int(now // REALTIME_RESOLUTION_S * REALTIME_RESOLUTION_S * 1000)
+        return floored, self._device_items(self.devices[device_id], now)
+
     def budget(self, interface: str, dev_type: int | None = None) -> tuple[int, float]:
         """(calls, period in seconds) the vendor allows `interface` (per devTypeId for getDevRealKpi)."""
         blocks = math.ceil(self.fleet.count / 100)

@@ -122,6 +122,34 @@ class SolarEdgeMock:
         """The value the mock answers now for the quarter starting at `slot_utc` (None = null)."""
         return self._power_value(self._site(str(sid)), slot_utc.timestamp(), self.clock.now())
 
+    def reported_power(self, sid: int, since: datetime, until: datetime) -> dict[datetime, float]:
+        """Ground truth for an end-to-end test: every quarter-hour starting in [since, until) whose
+        power the mock reports now, by its UTC start."""
+        site, now = self._site(str(sid)), self.clock.now()
+        slots = self._slots(since.timestamp(), until.timestamp() - 1, QUARTER_S)
+        return {
+            datetime.fromtimestamp(slot, UTC): self.fleet.pv_w(site, slot + QUARTER_S / 2)
+            for slot in slots
+            if slot >= since.timestamp() and self._known(site, slot, QUARTER_S, now)
+        }
+
+    def reported_storage(self, sid: int, since: datetime, until: datetime) -> dict[tuple[str, datetime], float]:
+        """Ground truth: battery power by (serial, UTC time) for every telemetry in [since, until) the
+        mock reports now."""
+        site, now = self._site(str(sid)), self.clock.now()
+        slots = [
+            slot
+            for slot in self._slots(since.timestamp(), until.timestamp() - 1, STORAGE_RESOLUTION_S)
+            if slot >= since.timestamp() and self._known(site, slot, STORAGE_RESOLUTION_S, now)
+        ]
+        return {
+            (battery_serial(site, b), datetime.fromtimestamp(slot, UTC)): self.fleet.battery_w(
+                site, b, slot + STORAGE_RESOLUTION_S / 2
+            )
+            for b in range(1, site.batteries + 1)
+            for slot in slots
+        }
+
     # --- HTTP ----------------------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
         path = request.path.removesuffix(".json")

@@ -227,3 +227,14 @@ def test_hourly_history_of_a_dst_day_has_23_hours_in_the_plants_local_day(client
 def test_anything_but_post_is_refused(fusionsolar_mock):
     response = requests.get(f"{fusionsolar_mock.url}/thirdData/getStationList", timeout=10)
     assert response.status_code == 405
+
+
+def test_the_snapshot_helper_agrees_with_get_dev_real_kpi(client):
+    mock = app(client.server)
+    mock.clock.set("2024-03-31T11:03:20Z")
+    client.login()
+    battery = next(d for d in mock.devices.values() if d.type_id == BATTERY)
+    answer = client.call("getDevRealKpi", devIds=str(battery.id), devTypeId=BATTERY)
+    at, items = mock.snapshot(battery.id)
+    assert at == int(datetime(2024, 3, 31, 11, 0, tzinfo=UTC).timestamp() * 1000) <= answer["params"]["currentTime"]
+    assert answer["data"][0]["dataItemMap"] == items

@@ -202,3 +202,21 @@ def test_bulk_power_takes_up_to_100_sites_each_in_its_own_local_time(vendor_mock
     assert tokyo["powerDataValueSeries"]["values"][0]["value"] == app(server).expected_power(
         tokyo["siteId"], datetime(2024, 3, 30, 23, 0, tzinfo=UTC)
     )
+
+
+def test_ground_truth_helpers_agree_with_what_the_api_answers(solaredge_mock):
+    mock = app(solaredge_mock)
+    two = next(s for s in mock.fleet.sites if s.batteries == 2 and s.zone_name == "Europe/Berlin")
+    sid = SITE_ID_BASE + two.index
+    mock.clock.set("2024-03-31T12:07:00Z")
+    since, until = datetime(2024, 3, 31, 11, 0, tzinfo=UTC), datetime(2024, 3, 31, 13, 0, tzinfo=UTC)
+    power = mock.reported_power(sid, since, until)
+    assert sorted(power) == [datetime(2024, 3, 31, 11, 15 * q, tzinfo=UTC) for q in range(4)]  # 12:00 not over
+    local = {"startTime": "2024-03-31 13:00:00", "endTime": "2024-03-31 14:59:00"}  # Berlin, CEST
+    values = get(solaredge_mock, f"/site/{sid}/power", **local).json()["power"]["values"]
+    assert [v["value"] for v in values if v["value"] is not None] == list(power.values())
+    storage = mock.reported_storage(sid, since, until)
+    batteries = get(solaredge_mock, f"/site/{sid}/storageData", **local).json()["storageData"]["batteries"]
+    answered = {(b["serialNumber"], t["timeStamp"]): t["power"] for b in batteries for t in b["telemetries"]}
+    assert len(answered) == len(storage) == 2 * 13  # 11:00 .. 12:00 UTC, every 5 minutes, two batteries
+    assert sorted(answered.values()) == sorted(storage.values())
