@@ -34,7 +34,7 @@ synth: install
 	  ( $(CDK) synth --quiet -c env=$$env --output cdk.out/$$env > cdk.out/synth-$$env.log 2>&1 \
 	    || { echo "cdk synth -c env=$$env failed:"; cat cdk.out/synth-$$env.log; exit 1; } ) & pids="$$pids $$!"; \
 	done; rc=0; for pid in $$pids; do wait $$pid || rc=1; done; exit $$rc
-	@$(PY) -m stacks.report cdk.out $(ENVS)
+	@$(PY) -m infra.report cdk.out $(ENVS)
 
 ## cost: what ENV costs a month at on-demand list prices, read from cdk.out/ENV after a synth
 ## (rates and usage assumptions: c2c_sync/cost/prices.yaml). COST_ARGS="--json" or "--region eu-central-1".

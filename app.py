@@ -21,7 +21,7 @@ from config import CONFIG_DIR, ConfigError, load_environment
 if TYPE_CHECKING:
     import aws_cdk as cdk
 
-    from stacks.deployment import EnvironmentStacks
+    from infra.environment import EnvironmentStacks
 
 DEFAULT_ENV = "dev"
 
@@ -50,7 +50,7 @@ def build_app(
     """
     import aws_cdk as cdk  # imported here so a bad config is reported before jsii starts
 
-    from stacks.deployment import add_environment
+    from infra.environment import add_environment
 
     kwargs: dict[str, object] = {"analytics_reporting": False}
     if outdir is not None:

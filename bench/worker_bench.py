@@ -34,7 +34,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 import redis  # noqa: E402
 
 from functions.common.state import StateKeys  # noqa: E402
-from functions.sync_worker.app import build_source, build_uplink  # noqa: E402
+from functions.sync_worker.wiring import build_source, build_uplink  # noqa: E402
 from functions.sync_worker.cycle import CycleRunner  # noqa: E402
 from functions.sync_worker.settings import load_settings  # noqa: E402
 from functions.sync_worker.source.base import Reading, Station  # noqa: E402

@@ -26,8 +26,8 @@ from functions.common.signal import (
     InvalidSignal,
     Source,
     StartSignal,
-    describe_validation_error,
 )
+from functions.common.validation import describe_validation_error
 
 _HTTP_TIMEOUT_S = 30
 
@@ -61,7 +61,7 @@ def build_signal(command: Command, stations: list[str] | None) -> StartSignal:
     try:
         return StartSignal(command=command, source=Source.CLI, stations=stations or None)
     except ValidationError as exc:
-        raise InvalidSignal(describe_validation_error(exc)) from None
+        raise InvalidSignal(describe_validation_error(exc, top_level="body")) from None
 
 
 def send_sns(signal: StartSignal, topic_arn: str, aws: AwsTarget) -> Sent:

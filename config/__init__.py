@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from config.schema import EnvironmentConfig
+from functions.common.validation import field_problems
 
 CONFIG_DIR = Path(__file__).resolve().parent
 
@@ -47,25 +48,13 @@ def load_environment(name: str, config_dir: Path | str = CONFIG_DIR) -> Environm
     try:
         config = EnvironmentConfig.model_validate({"name": name, **raw})
     except ValidationError as exc:
-        problems.extend(_describe(exc))
+        problems.extend(field_problems(exc))
         config = None
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems)
         raise ConfigError(f"{path}: {len(problems)} invalid field(s):\n{listing}")
     assert config is not None
     return config
-
-
-def _describe(exc: ValidationError) -> list[str]:
-    """One line per pydantic error: dotted field path, message and the offending input."""
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        lines.append(f"{where}: {msg}")
-    return lines
 
 
 __all__ = ["CONFIG_DIR", "ConfigError", "EnvironmentConfig", "known_environments", "load_environment"]

@@ -67,7 +67,7 @@ class CpuArchitecture(str, Enum):
     X86_64 = "x86_64"
 
 
-class PlatformProfile(str, Enum):
+class ProfileName(str, Enum):
     GENERIC = "generic"
     AZURE_IOT_HUB = "azure_iot_hub"
     AWS_IOT_CORE = "aws_iot_core"
@@ -241,25 +241,25 @@ class PlatformSecrets(_Strict):
 
 #: Which secrets (PlatformSecrets fields) each profile may use; any other set secret is an error,
 #: so the worker's execution role is never granted a secret it will not read.
-PROFILE_SECRETS: dict[PlatformProfile, frozenset[str]] = {
-    PlatformProfile.GENERIC: frozenset({"mqtt_password", "mqtt_client_certificate", "mqtt_client_private_key"}),
-    PlatformProfile.AZURE_IOT_HUB: frozenset({"azure_sas_key", "azure_connection_string", "azure_device_keys"}),
-    PlatformProfile.AWS_IOT_CORE: frozenset({"aws_iot_certificate", "aws_iot_private_key"}),
+PROFILE_SECRETS: dict[ProfileName, frozenset[str]] = {
+    ProfileName.GENERIC: frozenset({"mqtt_password", "mqtt_client_certificate", "mqtt_client_private_key"}),
+    ProfileName.AZURE_IOT_HUB: frozenset({"azure_sas_key", "azure_connection_string", "azure_device_keys"}),
+    ProfileName.AWS_IOT_CORE: frozenset({"aws_iot_certificate", "aws_iot_private_key"}),
 }
 #: azure_iot_hub: exactly one of these carries the credentials.
 AZURE_CREDENTIAL_SECRETS = ("azure_sas_key", "azure_connection_string", "azure_device_keys")
 #: The profile-specific section each profile may have.
-PROFILE_SECTIONS: dict[PlatformProfile, str] = {
-    PlatformProfile.GENERIC: "generic",
-    PlatformProfile.AZURE_IOT_HUB: "azure",
-    PlatformProfile.AWS_IOT_CORE: "aws",
+PROFILE_SECTIONS: dict[ProfileName, str] = {
+    ProfileName.GENERIC: "generic",
+    ProfileName.AZURE_IOT_HUB: "azure",
+    ProfileName.AWS_IOT_CORE: "aws",
 }
 
 
 class PlatformConfig(_Strict):
     """The IoT platform the worker publishes to (issue 5: profiles, identity modes, secrets)."""
 
-    profile: PlatformProfile = PlatformProfile.GENERIC
+    profile: ProfileName = ProfileName.GENERIC
     #: mqtts://host:port (the deployed worker never talks plaintext MQTT).
     endpoint: str = Field(pattern=r"^mqtts?://[A-Za-z0-9.\-]+(:\d{1,5})?$")
     #: Gateway identity: the MQTT client id / Azure device id / AWS thing name.
@@ -326,14 +326,14 @@ class PlatformConfig(_Strict):
         for section in ("azure", "aws", "generic"):
             if getattr(self, section) is not None and section != PROFILE_SECTIONS[self.profile]:
                 yield (section,), f"only used by profile {_profile_of(section)}, not {profile}"
-        if self.username is not None and self.profile is not PlatformProfile.GENERIC:
+        if self.username is not None and self.profile is not ProfileName.GENERIC:
             yield ("username",), f"only used by profile generic ({profile} derives its own username)"
         if self.identity_mode is IdentityMode.GATEWAY:
             for name in ("identity_template", "max_connections"):
                 if getattr(self, name) is not None:
                     yield (name,), "only used with identity_mode per-device"
 
-        if self.profile is PlatformProfile.GENERIC:
+        if self.profile is ProfileName.GENERIC:
             has_cert = {"mqtt_client_certificate", "mqtt_client_private_key"} & secrets
             if len(has_cert) == 1:
                 (missing,) = {"mqtt_client_certificate", "mqtt_client_private_key"} - has_cert
@@ -348,7 +348,7 @@ class PlatformConfig(_Strict):
                 )
             if "mqtt_password" in secrets and self.username is None:
                 yield ("username",), "required with secrets.mqtt_password"
-        elif self.profile is PlatformProfile.AZURE_IOT_HUB:
+        elif self.profile is ProfileName.AZURE_IOT_HUB:
             credentials = [name for name in AZURE_CREDENTIAL_SECRETS if name in secrets]
             if len(credentials) != 1:
                 yield (
@@ -373,7 +373,7 @@ class PlatformConfig(_Strict):
                         "policy's key can"
                     ),
                 )
-        elif self.profile is PlatformProfile.AWS_IOT_CORE:
+        elif self.profile is ProfileName.AWS_IOT_CORE:
             for name in sorted(PROFILE_SECRETS[self.profile] - secrets):
                 yield ("secrets", name), "profile aws_iot_core needs it (mutual TLS with the thing's certificate)"
 
@@ -467,8 +467,8 @@ __all__ = [
     "IdentityMode",
     "NetworkConfig",
     "PlatformConfig",
-    "PlatformProfile",
     "PlatformSecrets",
+    "ProfileName",
     "SignalTransport",
     "SourceConfig",
     "TriggerConfig",

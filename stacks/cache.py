@@ -16,7 +16,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from stacks.nag import acknowledge
+from infra.nag import acknowledge
 
 
 class CacheStack(cdk.Stack):

@@ -13,7 +13,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from stacks.nag import acknowledge
+from infra.nag import acknowledge
 
 AZ_COUNT = 2
 

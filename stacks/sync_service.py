@@ -17,11 +17,11 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.common.telemetry import METRICS_NAMESPACE, WORKER_SERVICE
-from stacks.nag import acknowledge
-from stacks.naming import FUNCTIONS_DIR
+from infra.nag import acknowledge
+from infra.naming import FUNCTIONS_DIR
 
-#: The container's health check (`health` in functions/sync_worker/cli.py): a separate process that reads the status file the
-#: worker rewrites every heartbeat; exit 0 only for the lease holder with MQTT connected and a
+#: The container's health check (`health` in functions/sync_worker/cli.py): a separate process that
+#: reads the status file the worker rewrites every heartbeat; exit 0 only for the lease holder with MQTT connected and a
 #: heartbeat fresher than HEARTBEAT_STALE_AFTER_S (a standby, not holding the lease, is unhealthy).
 HEALTH_CHECK_COMMAND = ["CMD", "python", "-m", "functions.sync_worker", "health"]
 #: Where the worker writes that status file (C2C_STATUS_FILE, read by both `run` and `health`).
@@ -43,8 +43,8 @@ IMAGE_EXCLUDES = ["trigger", "**/__pycache__", "**/*.pyc", "**/.pytest_cache", "
 
 
 @dataclass(frozen=True)
-class WorkerSettings:
-    """Typed inputs of the service, built from the environment's config in stacks.deployment."""
+class SyncServiceProps:
+    """Typed inputs of the service, built from the environment's config in infra.environment."""
 
     env_name: str
     cpu: int
@@ -64,7 +64,7 @@ class SyncServiceStack(cdk.Stack):
         scope: Construct,
         construct_id: str,
         *,
-        settings: WorkerSettings,
+        props: SyncServiceProps,
         vpc: ec2.IVpc,
         security_group: ec2.ISecurityGroup,
         start_queue: sqs.IQueue | None,
@@ -77,15 +77,15 @@ class SyncServiceStack(cdk.Stack):
 
         self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
         log_group = logs.LogGroup(
-            self, "WorkerLogGroup", retention=settings.log_retention, removal_policy=cdk.RemovalPolicy.DESTROY
+            self, "WorkerLogGroup", retention=props.log_retention, removal_policy=cdk.RemovalPolicy.DESTROY
         )
 
-        cpu_arch = ecs.CpuArchitecture.ARM64 if settings.arm64 else ecs.CpuArchitecture.X86_64
+        cpu_arch = ecs.CpuArchitecture.ARM64 if props.arm64 else ecs.CpuArchitecture.X86_64
         task_definition = ecs.FargateTaskDefinition(
             self,
             "WorkerTask",
-            cpu=settings.cpu,
-            memory_limit_mib=settings.memory_mib,
+            cpu=props.cpu,
+            memory_limit_mib=props.memory_mib,
             runtime_platform=ecs.RuntimePlatform(
                 cpu_architecture=cpu_arch, operating_system_family=ecs.OperatingSystemFamily.LINUX
             ),
@@ -98,12 +98,12 @@ class SyncServiceStack(cdk.Stack):
             env_var: ecs.Secret.from_secrets_manager(
                 secretsmanager.Secret.from_secret_name_v2(self, f"Secret{env_var}", secret_name)
             )
-            for env_var, secret_name in settings.named_secrets.items()
+            for env_var, secret_name in props.named_secrets.items()
         }
         secrets["C2C_REDIS_PASSWORD"] = ecs.Secret.from_secrets_manager(redis_auth_secret)
 
         environment = {
-            **settings.environment,
+            **props.environment,
             "C2C_REDIS_URL": redis_url,
             "C2C_STATUS_FILE": STATUS_FILE,
             "POWERTOOLS_SERVICE_NAME": WORKER_SERVICE,
@@ -116,7 +116,7 @@ class SyncServiceStack(cdk.Stack):
             str(FUNCTIONS_DIR),
             file="sync_worker/Dockerfile",
             exclude=IMAGE_EXCLUDES,
-            platform=ecr_assets.Platform.LINUX_ARM64 if settings.arm64 else ecr_assets.Platform.LINUX_AMD64,
+            platform=ecr_assets.Platform.LINUX_ARM64 if props.arm64 else ecr_assets.Platform.LINUX_AMD64,
         )
         self.container = task_definition.add_container(
             "worker",
@@ -153,7 +153,7 @@ class SyncServiceStack(cdk.Stack):
             "WorkerService",
             cluster=self.cluster,
             task_definition=task_definition,
-            desired_count=settings.desired_count,
+            desired_count=props.desired_count,
             assign_public_ip=False,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             security_groups=[security_group],
@@ -183,7 +183,7 @@ class SyncServiceStack(cdk.Stack):
             "The execution role's ecr:GetAuthorizationToken cannot be scoped to a resource (AWS API design)",
             findings=["Resource::*"],
         )
-        if settings.named_secrets:
+        if props.named_secrets:
             acknowledge(
                 task_definition,
                 "AwsSolutions-IAM5",
@@ -191,7 +191,7 @@ class SyncServiceStack(cdk.Stack):
                 "suffix unknown at synth, so the grant matches exactly that name followed by -??????",
                 findings=[
                     f"Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:{name}-??????"
-                    for name in settings.named_secrets.values()
+                    for name in props.named_secrets.values()
                 ],
             )
 

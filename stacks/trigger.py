@@ -25,9 +25,9 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.common.telemetry import METRICS_NAMESPACE, TRIGGER_SERVICE
-from stacks.lambda_bundling import RUNTIME_PROVIDED, LocalPythonBundling, requirement_lines
-from stacks.nag import acknowledge
-from stacks.naming import BUILD_CACHE_DIR, FUNCTIONS_DIR
+from infra.lambda_bundling import RUNTIME_PROVIDED, LocalPythonBundling, requirement_lines
+from infra.nag import acknowledge
+from infra.naming import BUILD_CACHE_DIR, FUNCTIONS_DIR
 
 PYTHON_VERSION = "3.12"
 RUNTIME = lambda_.Runtime.PYTHON_3_12

@@ -43,9 +43,9 @@ def build(config_env: str, env: str) -> Blueprint:
     from config import load_environment
     from config.schema import WorkerMode
     from functions.common.signal import Command
-    from stacks.deployment import worker_environment
+    from infra.naming import stack_name
+    from infra.worker_env import worker_environment
     from stacks.messaging import MessagingStack
-    from stacks.naming import stack_name
 
     config = load_environment(config_env).model_copy(update={"name": env})
     app = cdk.App(analytics_reporting=False)
@@ -54,7 +54,7 @@ def build(config_env: str, env: str) -> Blueprint:
         app, name, env_name=env, max_cycle_s=config.worker.max_cycle_s, removal_policy=cdk.RemovalPolicy.DESTROY
     )
     template = app.synth().get_stack_by_name(name).template
-    # The same rule as stacks.deployment.add_environment's TriggerStack(schedule_command=...).
+    # The same rule as infra.environment.add_environment's TriggerStack(schedule_command=...).
     command = Command.SYNC_NOW if config.worker.mode is WorkerMode.PER_SIGNAL else Command.START_SYNC
     return Blueprint(
         env=env,

@@ -1,6 +1,7 @@
 """`c2c-sync demo [options]`: the Typer command (registered on the operator CLI's app in cli.py).
 
-Defaults live in `DemoOptions`; this module only maps flags and environment variables onto it.
+Defaults live in `DemoOptions`; this module maps flags and environment variables onto it and puts
+the orchestration (run.py) together with its live display (display.py) and closing report (summary.py).
 """
 
 from __future__ import annotations
@@ -10,8 +11,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
-from c2c_sync.demo.run import DemoOptions, DemoUsageError, run_demo
+from c2c_sync.demo.display import DemoDisplay
+from c2c_sync.demo.options import DemoOptions, DemoUsageError
+from c2c_sync.demo.run import run_demo
+from c2c_sync.demo.summary import print_report
 
 _DEFAULT = DemoOptions()
 
@@ -100,8 +105,12 @@ def demo_command(
         drop_first_reading_of=drop_first_reading_of,
     )
     try:
-        result = run_demo(options)
+        options.validate()
     except DemoUsageError as exc:
         typer.echo(f"c2c-sync demo: {exc}", err=True)
         raise typer.Exit(2) from None
+    console = Console(highlight=False)
+    with DemoDisplay(console) as display:
+        result = run_demo(options, display)
+    print_report(result, console)
     raise typer.Exit(result.exit_code)

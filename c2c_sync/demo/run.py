@@ -10,6 +10,9 @@
 The simulator's clock starts `BASELINE_AGE` in the past and runs `speed` times faster than real
 time, so each cycle finds `interval × speed / 60` new readings per station; every cursor is set to
 that start before the worker runs (see ledger.py for why this makes "lost" exact).
+
+This module is the orchestration only: it tells a `DemoObserver` what happens (display.py shows it
+live) and returns a `DemoResult` (summary.py renders it); command.py puts the three together.
 """
 
 from __future__ import annotations
@@ -22,22 +25,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
 import redis
-from rich.console import Console
 from tenacity import Retrying, retry_if_result, stop_after_attempt, stop_after_delay, wait_fixed
 
 from c2c_sync.demo import blueprint as blueprints
 from c2c_sync.demo import topology
-from c2c_sync.demo.display import DemoDisplay
 from c2c_sync.demo.ledger import reconcile
 from c2c_sync.demo.lifecycle import Interrupted, Teardown
+from c2c_sync.demo.options import DemoOptions
+from c2c_sync.demo.result import CycleOutcome, DemoResult
 from c2c_sync.demo.services import DEFAULT_API_KEY, MosquittoBroker, MotoProcess, RedisServer, SimulatorService
 from c2c_sync.demo.subscriber import Subscriber, subscription_topic
-from c2c_sync.demo.summary import CycleOutcome, DemoResult, summary_table, verdict
 from c2c_sync.demo.trigger import LocalTrigger, RedisPublishTarget
 from c2c_sync.demo.worker_process import WorkerProcess
 from functions.common.signal import REDIS_SIGNAL_CHANNEL
@@ -53,136 +55,107 @@ SIMULATOR_API_KEY = DEFAULT_API_KEY
 SIMULATED_TIMEOUT_S = 11.0
 
 
-@dataclass(frozen=True)
-class DemoOptions:
-    stations: int = 500
-    #: cycles through trigger → SNS → SQS → worker
-    cycles: int = 8
-    #: cycles through trigger → Redis pub/sub → worker (after restarting the worker on that transport)
-    redis_cycles: int = 2
-    #: seconds between scheduled invocations (the EventBridge rate, compressed)
-    interval_s: float = 4.0
-    latency_ms: float = 20.0
-    error_rate: float = 0.02
-    timeout_rate: float = 0.0
-    throttle_rate: float = 0.002
-    #: simulated seconds per real second
-    speed: float = 60.0
-    cycle_timeout_s: float = 120.0
-    #: the config/<name>.yaml the deployed values (worker mode, max cycle, ...) come from
-    config_env: str = "dev"
-    #: external services instead of local ones (env MQTT_URL, REDIS_URL)
-    mqtt_url: str | None = None
-    redis_url: str | None = None
-    mqtt_username: str | None = None
-    mqtt_password: str | None = None
-    keep_logs: bool = False
-    workdir: Path | None = None
-    #: TEST ONLY: the subscriber ignores the first reading of this station (proves the loss check works)
-    drop_first_reading_of: str | None = None
-
-    def validate(self) -> None:
-        problems = []
-        if self.stations < 1:
-            problems.append("--stations must be at least 1")
-        if self.cycles < 1:
-            problems.append("--cycles must be at least 1")
-        if self.redis_cycles < 0:
-            problems.append("--redis-cycles must be 0 or more")
-        if self.interval_s <= 0 or self.speed <= 0:
-            problems.append("--interval and --speed must be positive")
-        for name in ("error_rate", "timeout_rate", "throttle_rate"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                problems.append(f"--{name.replace('_', '-')} must be in [0, 1]")
-        if self.error_rate + self.timeout_rate + self.throttle_rate > 1.0:
-            problems.append("the fault rates add up to more than 1")
-        if self.mqtt_url and urlsplit(self.mqtt_url).scheme not in ("mqtt", "mqtts"):
-            problems.append("MQTT_URL must be mqtt://host:port or mqtts://host:port")
-        if self.redis_url and urlsplit(self.redis_url).scheme not in ("redis", "rediss"):
-            problems.append("REDIS_URL must be redis://host:port/db or rediss://host:port/db")
-        if problems:
-            raise DemoUsageError("; ".join(problems))
-
-
-class DemoUsageError(ValueError):
-    """Bad options; the message names each."""
-
-
 class DemoFailed(RuntimeError):
     """The demo could not run to its end; the message says which part failed and where its log is."""
+
+
+class DemoObserver(Protocol):
+    """What the orchestration tells whoever shows it (display.DemoDisplay: Rich on a console)."""
+
+    def phase(self, text: str) -> None: ...
+    def step(self, text: str) -> None: ...
+    def note(self, text: str) -> None: ...
+    def warn(self, text: str) -> None: ...
+    def cycle_started(self, number: int, via: str, stations: int) -> None: ...
+    def cycle_progress(self, number: int, stations_done: int, readings_received: int) -> None: ...
+    def cycle_finished(self, number: int, record: CycleRecord, readings_received: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class LocalServices:
+    """The services the demo runs against: started here, or external ones (MQTT_URL, REDIS_URL)."""
+
+    redis_url: str
+    redis_password: str | None
+    mqtt_url: str
+    #: None when the broker is external (no log to count its connections from).
+    broker: MosquittoBroker | None
+    moto: MotoProcess
+    simulator: SimulatorService
+    #: Where the simulator's clock starts; every cursor is set to it before the worker runs.
+    baseline: datetime
 
 
 @dataclass
 class _Context:
     options: DemoOptions
-    display: DemoDisplay
+    display: DemoObserver
     workdir: Path
     env: str
     teardown: Teardown
-    redis_url: str = ""
-    redis_password: str | None = None
-    mqtt_url: str = ""
-    broker: MosquittoBroker | None = None
-    moto: MotoProcess | None = None
-    simulator: SimulatorService | None = None
-    state: redis.Redis | None = None
-    keys: StateKeys | None = None
+    services: LocalServices
+    state: redis.Redis
+    keys: StateKeys
     worker_env: dict[str, str] = field(default_factory=dict)
     stations: list[str] = field(default_factory=list)
-    baseline: datetime | None = None
-    subscriber: Subscriber | None = None
     worker: WorkerProcess | None = None
 
 
-def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult:
-    """Run the demo; returns its result (see `DemoResult.exit_code`). Stops everything it started."""
+def run_demo(options: DemoOptions, display: DemoObserver) -> DemoResult:
+    """Run the demo, telling `display` what happens; returns its result (see `DemoResult.exit_code`).
+    Stops everything it started, and removes its log directory after a success unless asked to keep it."""
     options.validate()
-    console = console or Console(highlight=False)
     started = time.monotonic()
     env = f"demo-{secrets.token_hex(3)}"
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix=f"c2c-{env}-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    display = DemoDisplay(console)
     teardown = Teardown(report=display.warn).install()
-    ctx = _Context(options=options, display=display, workdir=workdir, env=env, teardown=teardown)
     result = DemoResult(env=env, stations=options.stations, identities=1, client_id=f"c2c-sync-{env}")
     try:
-        with display:
-            try:
-                _run(ctx, result)
-            except (DemoFailed, TimeoutError, RuntimeError) as exc:
-                result.aborted = str(exc)
-            except KeyboardInterrupt:
-                result.aborted = "interrupted (Ctrl-C)"
-            except Interrupted as exc:
-                result.aborted = f"interrupted ({exc})"
-            finally:
-                display.note("stopping everything the demo started …")
-                teardown.close()
+        try:
+            _run(options, display, workdir, env, teardown, result)
+        except (DemoFailed, TimeoutError, RuntimeError) as exc:
+            result.aborted = str(exc)
+        except KeyboardInterrupt:
+            result.aborted = "interrupted (Ctrl-C)"
+        except Interrupted as exc:
+            result.aborted = f"interrupted ({exc})"
+        finally:
+            display.note("stopping everything the demo started …")
+            teardown.close()
     finally:
         teardown.close()
     result.wall_time_s = time.monotonic() - started
-    console.print()
-    console.print(summary_table(result))
-    console.print(verdict(result))
     if result.exit_code == 0 and not options.keep_logs and options.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     else:
-        console.print(f"logs: {workdir}")
+        result.logs_dir = workdir
     return result
 
 
-def _run(ctx: _Context, result: DemoResult) -> None:
-    opts, display = ctx.options, ctx.display
+def _run(
+    opts: DemoOptions, display: DemoObserver, workdir: Path, env: str, teardown: Teardown, result: DemoResult
+) -> None:
     display.phase("c2c-sync demo: local services")
-    synth_log = ctx.workdir / "synth.log"
-    synth = blueprints.start(opts.config_env, ctx.env, synth_log)
-    ctx.teardown.push("synthesis", lambda: synth.poll() is None and synth.kill())
-    _start_services(ctx)
-    _connect_state(ctx)
+    synth_log = workdir / "synth.log"
+    synth = blueprints.start(opts.config_env, env, synth_log)
+    teardown.push("synthesis", lambda: synth.poll() is None and synth.kill())
+    services = _start_services(opts, display, workdir, teardown)
+    keys = StateKeys.for_env(env)
+    state = _connect_state(services, keys, teardown)
+    ctx = _Context(
+        options=opts,
+        display=display,
+        workdir=workdir,
+        env=env,
+        teardown=teardown,
+        services=services,
+        state=state,
+        keys=keys,
+    )
 
     blueprint = blueprints.collect(synth, synth_log)
-    moto_client = _moto_clients(ctx)
+    moto_client = _moto_clients(services.moto.url)
     messaging = topology.deploy(blueprint.messaging_template, moto_client, f"c2c-{ctx.env}")
     display.step(
         f"messaging stack C2C-{ctx.env}-Messaging from its synthesized template (config "
@@ -197,15 +170,15 @@ def _run(ctx: _Context, result: DemoResult) -> None:
     result.identities = _identities(ctx)
 
     topic = subscription_topic(_topic_template(), ctx.env)
-    ctx.subscriber = Subscriber(
-        ctx.mqtt_url,
+    subscriber = Subscriber(
+        services.mqtt_url,
         topic,
         f"c2c-demo-subscriber-{ctx.env}",
         username=opts.mqtt_username,
         password=opts.mqtt_password,
         drop_first_of=opts.drop_first_reading_of,
     ).start()
-    ctx.teardown.push("subscriber", ctx.subscriber.stop)
+    ctx.teardown.push("subscriber", subscriber.stop)
     display.step(f"independent subscriber on {topic}")
     if opts.drop_first_reading_of:
         display.warn(f"TEST ONLY: the subscriber will ignore the first reading of {opts.drop_first_reading_of}")
@@ -215,12 +188,12 @@ def _run(ctx: _Context, result: DemoResult) -> None:
         env=ctx.env,
         topic_arn=messaging.topic_arn,
         schedule_command=blueprint.schedule_command,
-        aws_endpoint=ctx.moto.url,
+        aws_endpoint=services.moto.url,
         log_path=trigger_log,
     ) as trigger:
         display.phase("trigger → SNS → SQS → worker → MQTT")
         _start_worker(ctx, result, signal_url=messaging.queue_url, name="worker-sqs")
-        _run_cycles(ctx, result, opts.cycles, "SQS", trigger.fire_schedule, first_number=1)
+        _run_cycles(ctx, subscriber, result, opts.cycles, "SQS", trigger.fire_schedule, first_number=1)
         sqs = moto_client("sqs")
         result.start_queue_left = _queue_depth(sqs, messaging.queue_url)
         result.dlq_depth = _queue_depth(sqs, messaging.dlq_url)
@@ -238,45 +211,51 @@ def _run(ctx: _Context, result: DemoResult) -> None:
                 "the worker's subscription to the Redis signal channel",
             )
             _run_cycles(
-                ctx, result, opts.redis_cycles, "Redis", trigger.fire_schedule, first_number=len(result.cycles) + 1
+                ctx,
+                subscriber,
+                result,
+                opts.redis_cycles,
+                "Redis",
+                trigger.fire_schedule,
+                first_number=len(result.cycles) + 1,
             )
             _stop_worker(ctx)
 
-    _reconcile(ctx, result)
+    _reconcile(ctx, subscriber, result)
 
 
 # -- services ----------------------------------------------------------------------------------
 
 
-def _start_services(ctx: _Context) -> None:
-    opts, display, teardown = ctx.options, ctx.display, ctx.teardown
+def _start_services(opts: DemoOptions, display: DemoObserver, workdir: Path, teardown: Teardown) -> LocalServices:
+    redis_password: str | None = None
     if opts.redis_url:
         parts = urlsplit(opts.redis_url)
-        ctx.redis_password = parts.password
+        redis_password = parts.password
         netloc = f"{parts.hostname}:{parts.port or 6379}"
-        ctx.redis_url = f"{parts.scheme}://{netloc}{parts.path or '/0'}"
-        display.step(f"Redis: external {ctx.redis_url} (REDIS_URL)")
+        redis_url = f"{parts.scheme}://{netloc}{parts.path or '/0'}"
+        display.step(f"Redis: external {redis_url} (REDIS_URL)")
     else:
-        (ctx.workdir / "redis").mkdir(exist_ok=True)
-        server = RedisServer(ctx.workdir / "redis", die_with_parent=True).start()
+        (workdir / "redis").mkdir(exist_ok=True)
+        server = RedisServer(workdir / "redis", die_with_parent=True).start()
         teardown.push("redis-server", server.stop)
-        ctx.redis_url = server.url
+        redis_url = server.url
         display.step(f"redis-server on 127.0.0.1:{server.port}")
+    broker: MosquittoBroker | None = None
     if opts.mqtt_url:
-        ctx.mqtt_url = opts.mqtt_url
+        mqtt_url = opts.mqtt_url
         display.step(f"MQTT broker: external {opts.mqtt_url} (MQTT_URL)")
     else:
-        ctx.broker = MosquittoBroker(ctx.workdir / "mosquitto", die_with_parent=True).start()
-        teardown.push("mosquitto", ctx.broker.stop)
-        ctx.mqtt_url = ctx.broker.url
-        display.step(f"mosquitto on 127.0.0.1:{ctx.broker.port}")
-    ctx.moto = MotoProcess(ctx.workdir / "moto", die_with_parent=True).start()
-    teardown.push("moto server", ctx.moto.stop)
-    display.step(f"moto server (SNS, SQS, KMS) on {ctx.moto.url}")
+        broker = MosquittoBroker(workdir / "mosquitto", die_with_parent=True).start()
+        teardown.push("mosquitto", broker.stop)
+        mqtt_url = broker.url
+        display.step(f"mosquitto on 127.0.0.1:{broker.port}")
+    moto = MotoProcess(workdir / "moto", die_with_parent=True).start()
+    teardown.push("moto server", moto.stop)
+    display.step(f"moto server (SNS, SQS, KMS) on {moto.url}")
     start = (datetime.now(UTC) - BASELINE_AGE).replace(second=0, microsecond=0)
-    ctx.baseline = start
-    ctx.simulator = SimulatorService(
-        workdir=ctx.workdir / "simulator",
+    simulator = SimulatorService(
+        workdir=workdir / "simulator",
         stations=opts.stations,
         api_key=SIMULATOR_API_KEY,
         clock=f"{start.strftime('%Y-%m-%dT%H:%M:%SZ')}@{opts.speed:g}",
@@ -287,35 +266,39 @@ def _start_services(ctx: _Context) -> None:
         timeout_s=SIMULATED_TIMEOUT_S,
         die_with_parent=True,
     ).start()
-    teardown.push("vendor simulator", ctx.simulator.stop)
+    teardown.push("vendor simulator", simulator.stop)
     display.step(
-        f"vendor simulator on {ctx.simulator.url}: {opts.stations} stations, latency {opts.latency_ms:g} ms, "
+        f"vendor simulator on {simulator.url}: {opts.stations} stations, latency {opts.latency_ms:g} ms, "
         f"faults error {opts.error_rate:g} / timeout {opts.timeout_rate:g} / throttle {opts.throttle_rate:g}, "
         f"clock ×{opts.speed:g}"
     )
+    return LocalServices(redis_url, redis_password, mqtt_url, broker, moto, simulator, start)
 
 
-def _connect_state(ctx: _Context) -> None:
-    ctx.state = redis.Redis.from_url(
-        ctx.redis_url, password=ctx.redis_password, decode_responses=True, socket_timeout=5, socket_connect_timeout=5
+def _connect_state(services: LocalServices, keys: StateKeys, teardown: Teardown) -> redis.Redis:
+    state = redis.Redis.from_url(
+        services.redis_url,
+        password=services.redis_password,
+        decode_responses=True,
+        socket_timeout=5,
+        socket_connect_timeout=5,
     )
-    ctx.keys = StateKeys.for_env(ctx.env)
-    keys = ctx.keys
-    ctx.teardown.push(
+    teardown.push(
         "demo keys in Redis",
-        lambda: ctx.state.delete(keys.cursors, keys.history, keys.heartbeat, keys.lease, keys.fencing_counter),
+        lambda: state.delete(keys.cursors, keys.history, keys.heartbeat, keys.lease, keys.fencing_counter),
     )
-    ctx.state.ping()
+    state.ping()
+    return state
 
 
-def _moto_clients(ctx: _Context) -> Callable[[str], object]:
+def _moto_clients(endpoint_url: str) -> Callable[[str], object]:
     cache: dict[str, object] = {}
 
     def client(service: str):
         if service not in cache:
             cache[service] = boto3.client(
                 service,
-                endpoint_url=ctx.moto.url,
+                endpoint_url=endpoint_url,
                 region_name=topology.REGION,
                 aws_access_key_id="demo",
                 aws_secret_access_key="demo",
@@ -329,7 +312,7 @@ def _list_stations(ctx: _Context) -> list[str]:
     """The station list through the worker's own vendor adapter (what the worker will sync)."""
     from functions.sync_worker.source.http_json import load_source
 
-    source = load_source("simulator", ctx.simulator.url, lambda name: SIMULATOR_API_KEY, pool_size=2)
+    source = load_source("simulator", ctx.services.simulator.url, lambda name: SIMULATOR_API_KEY, pool_size=2)
     try:
         # The simulator's injected faults also hit this listing.
         for attempt in Retrying(stop=stop_after_attempt(5), wait=wait_fixed(0.5), reraise=True):
@@ -343,7 +326,7 @@ def _list_stations(ctx: _Context) -> list[str]:
 def _seed_cursors(ctx: _Context) -> None:
     from functions.sync_worker.store import format_cursor
 
-    value = format_cursor(ctx.baseline)
+    value = format_cursor(ctx.services.baseline)
     ctx.state.hset(ctx.keys.cursors, mapping={s: value for s in ctx.stations})
     ctx.display.step(f"{len(ctx.stations)} station cursors set to the simulator's start {value}")
 
@@ -362,40 +345,40 @@ def _worker_environment(ctx: _Context, deployed: dict[str, str]) -> dict[str, st
     env.update(
         {
             "C2C_ENV": ctx.env,
-            "C2C_MQTT_URL": ctx.mqtt_url,
+            "C2C_MQTT_URL": ctx.services.mqtt_url,
             "C2C_MQTT_CLIENT_ID": f"c2c-sync-{ctx.env}",
-            "C2C_SOURCE_URL": ctx.simulator.url,
+            "C2C_SOURCE_URL": ctx.services.simulator.url,
             "C2C_SOURCE_API_KEY": SIMULATOR_API_KEY,
-            "C2C_REDIS_URL": ctx.redis_url,
+            "C2C_REDIS_URL": ctx.services.redis_url,
             "C2C_STATUS_FILE": str(ctx.workdir / "worker-status.json"),
             "AWS_REGION": topology.REGION,
             "AWS_DEFAULT_REGION": topology.REGION,
             "AWS_ACCESS_KEY_ID": "demo",
             "AWS_SECRET_ACCESS_KEY": "demo",
-            "AWS_ENDPOINT_URL": ctx.moto.url,
+            "AWS_ENDPOINT_URL": ctx.services.moto.url,
         }
     )
-    if ctx.redis_password:
-        env["C2C_REDIS_PASSWORD"] = ctx.redis_password
+    if ctx.services.redis_password:
+        env["C2C_REDIS_PASSWORD"] = ctx.services.redis_password
     if opts.mqtt_username:
         env["C2C_MQTT_USERNAME"] = opts.mqtt_username
     if opts.mqtt_password:
         env["C2C_MQTT_PASSWORD"] = opts.mqtt_password
-    host = urlsplit(ctx.mqtt_url).hostname or ""
-    if urlsplit(ctx.mqtt_url).scheme == "mqtt" and host not in ("127.0.0.1", "localhost", "::1"):
+    host = urlsplit(ctx.services.mqtt_url).hostname or ""
+    if urlsplit(ctx.services.mqtt_url).scheme == "mqtt" and host not in ("127.0.0.1", "localhost", "::1"):
         env["C2C_MQTT_INSECURE"] = "true"  # plaintext to a non-local broker: the operator asked for it
     return env
 
 
 def _identities(ctx: _Context) -> int:
     """Distinct MQTT identities the worker's platform profile uses for these stations."""
-    from functions.sync_worker.app import build_profile
     from functions.sync_worker.settings import WorkerSettings
+    from functions.sync_worker.wiring import build_profile
 
     env = ctx.worker_env
     settings = WorkerSettings(
         env=ctx.env,
-        mqtt_url=ctx.mqtt_url,
+        mqtt_url=ctx.services.mqtt_url,
         mqtt_client_id=env["C2C_MQTT_CLIENT_ID"],
         platform_profile=env.get("C2C_PLATFORM_PROFILE", "generic"),
         mqtt_insecure=env.get("C2C_MQTT_INSECURE") == "true",
@@ -406,11 +389,11 @@ def _identities(ctx: _Context) -> int:
 
 def _redis_publish_target(ctx: _Context, moto_client: Callable[[str], object]) -> RedisPublishTarget:
     """The trigger's Redis settings; a password goes through Secrets Manager (in moto), as deployed."""
-    parts = urlsplit(ctx.redis_url)
+    parts = urlsplit(ctx.services.redis_url)
     secret_arn = None
-    if ctx.redis_password:
+    if ctx.services.redis_password:
         secret_arn = moto_client("secretsmanager").create_secret(
-            Name=f"c2c-sync/{ctx.env}/redis-auth", SecretString=ctx.redis_password
+            Name=f"c2c-sync/{ctx.env}/redis-auth", SecretString=ctx.services.redis_password
         )["ARN"]
     return RedisPublishTarget(
         host=parts.hostname or "127.0.0.1",
@@ -499,7 +482,14 @@ def _check_worker(ctx: _Context) -> None:
 
 
 def _run_cycles(
-    ctx: _Context, result: DemoResult, count: int, via: str, fire: Callable[[], str], *, first_number: int
+    ctx: _Context,
+    sub: Subscriber,
+    result: DemoResult,
+    count: int,
+    via: str,
+    fire: Callable[[], str],
+    *,
+    first_number: int,
 ) -> None:
     """Fire a scheduled invocation every `interval_s` (or as soon as the previous cycle ended, if later)."""
     phase_start = time.monotonic()
@@ -508,11 +498,11 @@ def _run_cycles(
         while time.monotonic() < due:
             _check_worker(ctx)
             time.sleep(min(0.1, max(0.0, due - time.monotonic())))
-        result.cycles.append(_run_cycle(ctx, first_number + i, via, fire))
+        result.cycles.append(_run_cycle(ctx, sub, first_number + i, via, fire))
 
 
-def _run_cycle(ctx: _Context, number: int, via: str, fire: Callable[[], str]) -> CycleOutcome:
-    sub, display = ctx.subscriber, ctx.display
+def _run_cycle(ctx: _Context, sub: Subscriber, number: int, via: str, fire: Callable[[], str]) -> CycleOutcome:
+    display = ctx.display
     cursors_before = ctx.state.hgetall(ctx.keys.cursors)
     received_before = sub.total()
     display.cycle_started(number, via, len(ctx.stations))
@@ -551,13 +541,12 @@ def _finished_record(ctx: _Context, signal_id: str) -> CycleRecord | None:
 # -- verdict ---------------------------------------------------------------------------------------
 
 
-def _reconcile(ctx: _Context, result: DemoResult) -> None:
+def _reconcile(ctx: _Context, sub: Subscriber, result: DemoResult) -> None:
     from functions.sync_worker.store import parse_cursor
 
     final = {s: parse_cursor(v) for s, v in ctx.state.hgetall(ctx.keys.cursors).items()}
-    sub = ctx.subscriber
     rec = _poll(
-        lambda: reconcile(ctx.baseline, final, sub.received_ids(), READING_INTERVAL_S),
+        lambda: reconcile(ctx.services.baseline, final, sub.received_ids(), READING_INTERVAL_S),
         lambda reconciled: reconciled.ok,
         5.0,
         0.2,
@@ -565,12 +554,12 @@ def _reconcile(ctx: _Context, result: DemoResult) -> None:
     result.reconciliation = rec
     result.received_total = sub.total()
     result.duplicates = sub.duplicates()
-    stats = ctx.simulator.stats()
+    stats = ctx.services.simulator.stats()
     result.vendor_requests = int(stats["requests_total"])
     result.vendor_connections = int(stats["connections_total"])
     result.vendor_faults = {str(k): int(v) for k, v in stats["faults"].items()}
-    if ctx.broker is not None:
-        result.broker_connections = ctx.broker.connections_from(result.client_id)
+    if ctx.services.broker is not None:
+        result.broker_connections = ctx.services.broker.connections_from(result.client_id)
     for name in ("worker-sqs", "worker-redis"):
         log = ctx.workdir / f"{name}.log"
         if log.exists():

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from functions.common.validation import describe_validation_error
+
 SIGNAL_VERSION = 1
 #: Redis pub/sub channel used when the signal transport is Redis instead of SNS/SQS.
 REDIS_SIGNAL_CHANNEL = "c2c:signals"
@@ -71,13 +73,4 @@ def parse_signal(raw: str | bytes) -> StartSignal:
     try:
         return StartSignal.model_validate_json(raw)
     except ValidationError as exc:
-        raise InvalidSignal(describe_validation_error(exc)) from None
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming every bad field, e.g. `command: Input should be 'start_sync', ...; id: ...`."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
+        raise InvalidSignal(describe_validation_error(exc, top_level="body")) from None

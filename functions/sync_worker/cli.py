@@ -123,8 +123,8 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _validate(settings: WorkerSettings) -> int:
-    from functions.sync_worker.app import build_profile
     from functions.sync_worker.source.http_json import load_vendor_config
+    from functions.sync_worker.wiring import build_profile
 
     try:
         vendor = load_vendor_config(settings.source_config)
@@ -137,7 +137,7 @@ def _validate(settings: WorkerSettings) -> int:
 
 
 def _run(settings: WorkerSettings, *, once: bool) -> int:
-    from functions.sync_worker.app import build_worker
+    from functions.sync_worker.wiring import build_worker
 
     try:
         worker = build_worker(settings)
@@ -157,11 +157,11 @@ def _run(settings: WorkerSettings, *, once: bool) -> int:
 
 
 def _dry_run(settings: WorkerSettings) -> int:
-    from functions.sync_worker.app import build_profile, build_source
     from functions.sync_worker.cycle import CycleRunner
     from functions.sync_worker.errors import PermanentError
     from functions.sync_worker.store import MemoryState
-    from functions.sync_worker.uplink.mqtt import PublishBatch
+    from functions.sync_worker.uplink.batch import PublishBatch
+    from functions.sync_worker.wiring import build_profile, build_source
 
     profile = build_profile(settings)
 

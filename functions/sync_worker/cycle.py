@@ -26,7 +26,7 @@ from functions.sync_worker.observability import logger
 from functions.sync_worker.source.base import Reading, SourceAdapter, Station
 from functions.sync_worker.store import LeaseLost
 from functions.sync_worker.transform import to_message
-from functions.sync_worker.uplink.mqtt import PublishBatch
+from functions.sync_worker.uplink.batch import PublishBatch
 from functions.sync_worker.uplink.profile import OutboundMessage
 
 

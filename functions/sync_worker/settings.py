@@ -16,8 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from functions.common.signal import describe_validation_error
 from functions.common.state import StateKeys
+from functions.common.validation import Location, describe_validation_error
 
 ENV_PREFIX = "C2C_"
 MASK = "**********"
@@ -215,19 +215,10 @@ def load_settings(**overrides: object) -> WorkerSettings:
     try:
         return WorkerSettings(**given)
     except ValidationError as exc:
-        raise ConfigError(_name_fields(exc)) from None
+        raise ConfigError(describe_validation_error(exc, _env_var)) from None
 
 
-def _name_fields(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
-        field = loc[0] if loc else ""
-        msg = err["msg"].removeprefix("Value error, ")
-        if field:
-            parts.append(f"{ENV_PREFIX}{field.upper()} ({field}): {msg}")
-        else:
-            # Model-level validators name their field at the start of the message.
-            name, _, rest = msg.partition(": ")
-            parts.append(f"{ENV_PREFIX}{name.upper()} ({name}): {rest}" if rest else msg)
-    return "; ".join(parts) or describe_validation_error(exc)
+def _env_var(loc: Location) -> str:
+    """A settings field as the operator sets it: `C2C_REDIS_URL (redis_url)`."""
+    field = str(loc[0])
+    return f"{ENV_PREFIX}{field.upper()} ({field})"

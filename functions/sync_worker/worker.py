@@ -36,7 +36,7 @@ from functions.sync_worker.settings import WorkerSettings
 from functions.sync_worker.signals import ReceivedSignal, SignalSource
 from functions.sync_worker.source.base import SourceAdapter, Station
 from functions.sync_worker.store import Lease, StateStore
-from functions.sync_worker.uplink.mqtt import MqttUplink
+from functions.sync_worker.uplink.uplink import MqttUplink
 
 EXIT_OK = 0
 

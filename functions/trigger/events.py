@@ -18,7 +18,8 @@ from aws_lambda_powertools.utilities.parser import envelopes, parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, LambdaFunctionUrlModel
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from functions.common.signal import Command, StationId, describe_validation_error
+from functions.common.signal import Command, StationId
+from functions.common.validation import describe_validation_error
 
 
 class ScheduledEventModel(EventBridgeModel):
@@ -98,7 +99,9 @@ def _scheduled(event: dict) -> TriggerEvent:
     try:
         parsed = parse(event=event, model=ScheduledEventModel)
     except ValidationError as exc:
-        return UnknownEvent(f"EventBridge event that is not a scheduled event: {describe_validation_error(exc)}")
+        return UnknownEvent(
+            f"EventBridge event that is not a scheduled event: {describe_validation_error(exc, top_level='body')}"
+        )
     return Scheduled(event_id=parsed.id)
 
 
@@ -112,7 +115,7 @@ def _http(event: dict) -> TriggerEvent:
     try:
         request = parse(event=event, model=LambdaFunctionUrlModel)
     except ValidationError as exc:
-        return UnknownEvent(f"malformed function URL event: {describe_validation_error(exc)}")
+        return UnknownEvent(f"malformed function URL event: {describe_validation_error(exc, top_level='body')}")
     request_id = request.requestContext.requestId
     authorizer = request.requestContext.authorizer
     caller = authorizer.iam.userArn if authorizer and authorizer.iam else None
@@ -122,7 +125,7 @@ def _http(event: dict) -> TriggerEvent:
     except _BadBody as exc:
         return BadHttpRequest(str(exc), request_id)
     except ValidationError as exc:
-        return BadHttpRequest(describe_validation_error(exc), request_id)
+        return BadHttpRequest(describe_validation_error(exc, top_level="body"), request_id)
 
 
 class _BadBody(ValueError):
@@ -149,6 +152,6 @@ def _alarms(event: dict) -> TriggerEvent:
         alarms = parse(event=event, model=AlarmStateChange, envelope=envelopes.SnsEnvelope)
     except ValidationError as exc:
         return UnknownEvent(
-            f"records that are not SNS CloudWatch alarm notifications: {describe_validation_error(exc)}"
+            f"records that are not SNS CloudWatch alarm notifications: {describe_validation_error(exc, top_level='body')}"
         )
     return AlarmNotifications(alarms)

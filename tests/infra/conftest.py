@@ -28,8 +28,8 @@ from aws_cdk.assertions import Template
 from app import build_app
 from config import CONFIG_DIR, load_environment
 from config.schema import EnvironmentConfig
-from stacks.deployment import EnvironmentStacks
-from stacks.naming import REPO_ROOT
+from infra.environment import EnvironmentStacks
+from infra.naming import REPO_ROOT
 
 PARTS = ("Network", "Messaging", "Cache", "SyncService", "Trigger", "Monitoring")
 STAGE_ACCOUNT = "111122223333"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.naming import REPO_ROOT
+from infra.naming import REPO_ROOT
 from tests.infra.conftest import PARTS
 from tests.infra.test_config import write_env
 

@@ -9,7 +9,7 @@ import yaml
 
 from app import build_app
 from config import CONFIG_DIR, ConfigError, known_environments, load_environment
-from config.schema import EnvironmentConfig, IdentityMode, PlatformProfile, SignalTransport, WorkerMode
+from config.schema import EnvironmentConfig, IdentityMode, ProfileName, SignalTransport, WorkerMode
 
 pytestmark = pytest.mark.infra
 
@@ -33,9 +33,9 @@ def test_dev_and_prod_load_as_typed_configs():
     assert dev.is_env_agnostic and dev.account is None and dev.region is None
     assert prod.region == "eu-west-1" and not prod.is_env_agnostic
     assert dev.worker.mode is WorkerMode.PER_SIGNAL and dev.signal_transport is SignalTransport.SQS
-    assert prod.platform.profile is PlatformProfile.AZURE_IOT_HUB
+    assert prod.platform.profile is ProfileName.AZURE_IOT_HUB
     assert prod.platform.identity_mode is IdentityMode.PER_DEVICE and prod.platform.azure.policy_name == "device"
-    assert dev.platform.profile is PlatformProfile.GENERIC and dev.platform.identity_mode is IdentityMode.GATEWAY
+    assert dev.platform.profile is ProfileName.GENERIC and dev.platform.identity_mode is IdentityMode.GATEWAY
     assert (dev.cache.replicas, dev.cache.multi_az) == (0, False)
     assert (prod.cache.replicas, prod.cache.multi_az, prod.retain_data) == (1, True, True)
 
@@ -246,6 +246,6 @@ def test_valid_platform_sections_are_accepted(tmp_path, platform):
 def test_every_retention_the_schema_accepts_maps_to_a_cdk_retention():
     # The schema (no CDK import) and the stacks each list CloudWatch's retention values; they must agree.
     from config.schema import ALLOWED_LOG_RETENTION_DAYS
-    from stacks.deployment import _RETENTION_BY_DAYS
+    from infra.retention import RETENTION_BY_DAYS
 
-    assert set(_RETENTION_BY_DAYS) == set(ALLOWED_LOG_RETENTION_DAYS)
+    assert set(RETENTION_BY_DAYS) == set(ALLOWED_LOG_RETENTION_DAYS)

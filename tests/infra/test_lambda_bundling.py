@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from stacks.lambda_bundling import (
+from infra.lambda_bundling import (
     RUNTIME_PROVIDED,
     LocalPythonBundling,
     remove_distributions,
     requirement_lines,
     requirement_name,
 )
-from stacks.naming import FUNCTIONS_DIR
+from infra.naming import FUNCTIONS_DIR
 
 pytestmark = pytest.mark.infra
 

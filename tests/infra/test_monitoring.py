@@ -9,7 +9,7 @@ import pytest
 from config import load_environment
 from functions.common.state import HEARTBEAT_STALE_AFTER_S
 from functions.common.telemetry import ENV_DIMENSION, METRICS_NAMESPACE, WORKER_SERVICE, WorkerMetric
-from stacks.naming import heartbeat_alarm_name
+from infra.naming import heartbeat_alarm_name
 
 pytestmark = pytest.mark.infra
 

@@ -9,7 +9,7 @@ import pytest
 from aws_cdk import aws_sqs as sqs
 
 from app import build_app
-from stacks.nag import MIN_REASON_LENGTH
+from infra.nag import MIN_REASON_LENGTH
 from tests.infra.conftest import cdk_json_context
 
 pytestmark = pytest.mark.infra

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from config import load_environment
-from stacks.naming import REPO_ROOT
+from infra.naming import REPO_ROOT
 from stacks.sync_service import HEALTH_CHECK_COMMAND, STATUS_FILE
 
 pytestmark = pytest.mark.infra

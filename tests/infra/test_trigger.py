@@ -9,7 +9,7 @@ import pytest
 
 from config import load_environment
 from functions.common.telemetry import METRICS_NAMESPACE, TRIGGER_SERVICE
-from stacks.naming import heartbeat_alarm_name
+from infra.naming import heartbeat_alarm_name
 
 pytestmark = pytest.mark.infra
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 import subprocess
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 
 from functions.sync_worker.uplink.profile import OutboundMessage
+from tests.support.mqtt import MqttCapture
 from tests.support.services import MosquittoBroker, free_port, wait_for_port
 from tests.support.tls import TestCA, tls_listener
 from tests.worker.conftest import sync_worker, worker_factory  # noqa: F401 - fixtures reused by the end-to-end tests
@@ -118,60 +118,13 @@ def auth_mosquitto_factory(tmp_path, pki):
         broker.stop()
 
 
-@dataclass
-class Capture:
-    """An independent MQTT subscriber recording (topic, payload) pairs."""
-
-    port: int
-    topic: str
-    username: str | None = None
-    password: str | None = None
-    client_id: str = "profile-test-subscriber"
-    messages: list[tuple[str, bytes, bool]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id)
-        if self.username:
-            self.client.username_pw_set(self.username, self.password)
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.topic, qos=1)
-        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
-        self.client.on_message = self._on_message
-
-    def _on_message(self, client, userdata, msg) -> None:
-        with self._lock:
-            self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
-
-    def start(self) -> Capture:
-        self.client.connect("127.0.0.1", self.port)
-        self.client.loop_start()
-        assert self._subscribed.wait(5), "test subscriber not subscribed"
-        return self
-
-    def snapshot(self) -> list[tuple[str, bytes, bool]]:
-        with self._lock:
-            return list(self.messages)
-
-    def wait_for(self, n: int, timeout: float = 20.0) -> list[tuple[str, bytes, bool]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self.snapshot()) >= n:
-                return self.snapshot()
-            time.sleep(0.02)
-        raise AssertionError(f"expected {n} messages, got {len(self.snapshot())}")
-
-    def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
 @pytest.fixture
 def capture_factory():
-    captures: list[Capture] = []
+    captures: list[MqttCapture] = []
 
-    def start(port: int, topic: str, **kw) -> Capture:
-        capture = Capture(port, topic, **kw).start()
+    def start(port: int, topic: str, **kw) -> MqttCapture:
+        kw.setdefault("client_id", "profile-test-subscriber")
+        capture = MqttCapture(port, topic, **kw).start()
         captures.append(capture)
         return capture
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from functions.sync_worker.backoff import Backoff
-from functions.sync_worker.uplink.mqtt import MqttConnection
+from functions.sync_worker.uplink.connection import MqttConnection
 from functions.sync_worker.uplink.profiles.generic import MQTT_CLIENT_ID, GenericProfile
 from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityMode
 from tests.profiles.conftest import write_password_file

@@ -17,11 +17,11 @@ from urllib.parse import parse_qsl
 import pytest
 
 from functions.sync_worker.errors import PermanentError
-from functions.sync_worker.uplink.mqtt import MqttUplink
 from functions.sync_worker.uplink.profile import OutboundMessage
 from functions.sync_worker.uplink.profiles.azure_iot_hub import AZURE_DEVICE_ID, AzureCredentials, AzureIotHubProfile
 from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityMode
 from functions.sync_worker.uplink.profiles.tls import TlsMaterial
+from functions.sync_worker.uplink.uplink import MqttUplink
 from tests.profiles.conftest import DEVICE_KEY, message
 from tests.profiles.test_sas import independent_sas_token
 

@@ -12,11 +12,12 @@ import time
 
 import pytest
 
-from functions.sync_worker.uplink.mqtt import MqttConnection, MqttUplink
+from functions.sync_worker.uplink.connection import MqttConnection
 from functions.sync_worker.uplink.profiles.aws_iot_core import AWS_THING_NAME, AwsIotCoreProfile
 from functions.sync_worker.uplink.profiles.generic import MQTT_CLIENT_ID, GenericProfile
 from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityMode
 from functions.sync_worker.uplink.profiles.tls import TlsMaterial
+from functions.sync_worker.uplink.uplink import MqttUplink
 from tests.profiles.conftest import connect_with_spec, message
 
 pytestmark = pytest.mark.integration
@@ -110,7 +111,7 @@ def test_aws_per_connection_publish_rate_is_honoured(tls_mosquitto, pki):
     conn = MqttConnection(profile, "gateway-thing", max_inflight=50, puback_timeout_s=5).start()
     try:
         assert conn.wait_connected(10)
-        from functions.sync_worker.uplink.mqtt import PublishBatch
+        from functions.sync_worker.uplink.batch import PublishBatch
 
         batch = PublishBatch()
         started = time.monotonic()

@@ -3,7 +3,6 @@ rate limit, against the simulator in `--auth oauth2` mode."""
 
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -13,7 +12,6 @@ import pytest
 
 from functions.sync_worker.errors import AuthError
 from functions.sync_worker.source.base import Station
-from functions.sync_worker.source.ratelimit import TokenBucket
 from tests.source.conftest import NOW, make_source
 from tests.support.simulator import simulator_starter
 
@@ -106,22 +104,3 @@ def test_rate_limit_paces_vendor_calls(sim):
         in_window = sum(1 for u in arrivals[i:] if u - t < 0.5)
         assert in_window <= burst + rps * 0.5 + 1
     assert source.counters.rate_limit_wait_s > 0
-
-
-def test_token_bucket_reserves_in_order_on_a_fake_clock():
-    now = [0.0]
-    slept: list[float] = []
-    lock = threading.Lock()
-
-    def sleep(seconds: float) -> None:
-        with lock:
-            slept.append(round(seconds, 6))
-
-    bucket = TokenBucket(rate=10, burst=3, clock=lambda: now[0], sleep=sleep)
-    waits = [bucket.acquire() for _ in range(6)]
-    assert waits[:3] == [0, 0, 0]  # the burst
-    assert [round(w, 6) for w in waits[3:]] == [0.1, 0.2, 0.3]  # queued behind each other at 10/s
-    now[0] = 10.0  # idle long enough: the bucket refills to the burst, not beyond
-    assert [bucket.acquire() for _ in range(4)][:3] == [0, 0, 0] and slept[-1] == 0.1
-    with pytest.raises(ValueError):
-        TokenBucket(rate=0, burst=1)

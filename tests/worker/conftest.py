@@ -9,33 +9,30 @@ per station appear for the next cycle.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 import redis
 
 from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, StartSignal
 from functions.common.state import StateKeys
-from functions.sync_worker.app import build_worker
 from functions.sync_worker.settings import WorkerSettings, load_settings
 from functions.sync_worker.store import format_cursor
+from functions.sync_worker.wiring import build_worker
 from functions.sync_worker.worker import Worker
+from tests.support.mqtt import MqttCapture
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INTERVAL_S = 60
 #: The readings' topics only: the generic profile also publishes plain-text `online`/`offline`
 #: presence under c2c/{env}/status/, which is not a reading.
-TELEMETRY_FILTER = "c2c/+/stations/+/telemetry"
 
 
 def sim_clock_start() -> datetime:
@@ -70,78 +67,13 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-class Subscriber:
-    """An MQTT client independent of the worker: what a consumer on the platform would receive."""
-
-    def __init__(self, port: int, topic: str = TELEMETRY_FILTER, client_id: str = "test-subscriber") -> None:
-        #: Every receipt per message id, as a consumer on the platform would see them.
-        self.ids: Counter[str] = Counter()
-        #: Receipts that were the broker re-sending a delivery this subscriber already had (QoS 1
-        #: towards a persistent session: a delivery whose PUBACK the broker had not processed when
-        #: it went down is re-sent on reconnect, DUP set, with its original packet id). The broker
-        #: causes these, not the publisher.
-        self.redeliveries: Counter[str] = Counter()
-        self._deliveries: set[tuple[str, int]] = set()
-        self.payloads: list[dict] = []
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
-        self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, u, f, rc, p: (c.subscribe(topic, qos=1), self._ready.set())
-        self.port = port
-
-    def start(self) -> Subscriber:
-        self.client.connect("127.0.0.1", self.port)
-        self.client.loop_start()
-        assert self._ready.wait(5), "subscriber did not connect"
-        time.sleep(0.2)  # SUBACK
-        return self
-
-    def _on_message(self, client, userdata, msg) -> None:
-        body = json.loads(msg.payload)
-        with self._lock:
-            self.ids[body["message_id"]] += 1
-            delivery = (body["message_id"], msg.mid)
-            if msg.dup and delivery in self._deliveries:
-                self.redeliveries[body["message_id"]] += 1
-            self._deliveries.add(delivery)
-            self.payloads.append({"topic": msg.topic, **body})
-
-    def count(self) -> int:
-        with self._lock:
-            return sum(self.ids.values())
-
-    def wait_for(self, n: int, timeout: float = 30.0) -> None:
-        wait_until(lambda: len(self.ids) >= n, timeout, what=f"{n} distinct messages (have {len(self.ids)})")
-
-    def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
-def retained_message(port: int, topic: str, timeout: float = 5.0) -> tuple[bytes, bool] | None:
-    """(payload, retain flag) of the first message a fresh subscriber to `topic` gets; None if none."""
-    got: list[tuple[bytes, bool]] = []
-    done = threading.Event()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"retained-probe-{time.monotonic_ns()}")
-    client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
-    client.on_message = lambda c, u, msg: (got.append((msg.payload, bool(msg.retain))), done.set())
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    try:
-        done.wait(timeout)
-    finally:
-        client.loop_stop()
-        client.disconnect()
-    return got[0] if got else None
-
-
 @pytest.fixture
 def subscriber_factory():
-    subs: list[Subscriber] = []
+    subs: list[MqttCapture] = []
 
-    def make(port: int, **kwargs) -> Subscriber:
-        sub = Subscriber(port, **kwargs).start()
+    def make(port: int, **kwargs) -> MqttCapture:
+        kwargs.setdefault("persistent", True)
+        sub = MqttCapture(port, **kwargs).start()
         subs.append(sub)
         return sub
 

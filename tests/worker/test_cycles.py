@@ -10,7 +10,8 @@ from datetime import timedelta
 import pytest
 
 from functions.common.signal import Command, Source, StartSignal
-from tests.worker.conftest import INTERVAL_S, publish_signal, read_cursors, retained_message, wait_until
+from tests.support.mqtt import retained_message
+from tests.worker.conftest import INTERVAL_S, publish_signal, read_cursors, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,7 @@ def test_200_stations_one_cycle_every_reading_once_and_cursors_advanced(
 
     expected = setup.expected()
     assert len(expected) == 1000
-    sub.wait_for(len(expected))
+    sub.wait_for_ids(len(expected))
     assert set(sub.ids) == expected
     assert all(n == 1 for n in sub.ids.values()), "a reading arrived twice on a clean run"
     record = running.history()[0]
@@ -59,7 +60,7 @@ def test_20_cycles_one_broker_connection_and_only_new_readings(
         assert newest.readings_published == (60 if cycle == 1 else 20), f"cycle {cycle}"
 
     expected = setup.expected(upto=t0 + timedelta(seconds=19 * INTERVAL_S))
-    sub.wait_for(len(expected))
+    sub.wait_for_ids(len(expected))
     assert set(sub.ids) == expected and max(sub.ids.values()) == 1
     # Counted by the broker, from its own log: one CONNECT from the worker's client id in 20 cycles.
     assert mosquitto.connections_from("c2c-sync-test") == 1

@@ -50,7 +50,7 @@ def test_broker_stopped_mid_cycle_and_restarted_loses_nothing_and_recovers_by_it
         assert second.stations_failed == 0
 
         expected = setup.expected()
-        sub.wait_for(len(expected), timeout=30)
+        sub.wait_for_ids(len(expected), timeout=30)
         assert set(sub.ids) == expected, "a reading was lost"
         # `duplicates_possible` bounds what the worker sent twice. The broker going down also
         # re-sends to the persistent subscriber the deliveries it had not yet seen acknowledged
@@ -105,6 +105,6 @@ def test_vendor_faults_on_some_stations_others_complete_failures_classified_next
     second = running.history()[0]
     assert (second.stations_synced, second.stations_failed) == (30, 0)
     assert second.readings_published == 5 * 4  # only the stations that failed before had anything new
-    sub.wait_for(30 * 4)
+    sub.wait_for_ids(30 * 4)
     assert set(sub.ids) == setup.expected()
     assert running.stop() == 0

@@ -84,7 +84,7 @@ def test_reload_rereads_the_vendor_config_and_the_station_list(
 
     first = cycle(1)
     assert (first.stations_total, first.readings_published) == (6, 12)
-    sub.wait_for(12)
+    sub.wait_for_ids(12)
     assert all("pv_power_kw" in p["values"] for p in sub.payloads)
 
     # The vendor changes under the running worker: four more stations, and we drop a mapped value.
@@ -101,7 +101,7 @@ def test_reload_rereads_the_vendor_config_and_the_station_list(
     publish_signal(redis_server.url, Command.RELOAD)
     reloaded = cycle(3)
     assert (reloaded.stations_total, reloaded.stations_synced, reloaded.readings_published) == (10, 10, 8)
-    sub.wait_for(20)
+    sub.wait_for_ids(20)
     new = [p for p in sub.payloads if p["station_id"] in station_ids(10)[6:]]
     assert len(new) == 8 and all("pv_power_kw" not in p["values"] for p in new)  # the edited mapping applies
     assert len(running.history()) == 3, "reload runs no cycle of its own"

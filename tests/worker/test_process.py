@@ -108,7 +108,7 @@ def test_sigterm_mid_cycle_exits_0_within_30s_and_a_restarted_worker_loses_nothi
     restarted = start_worker_process(env, log)
     try:
         expected = expected_ids(stations, t0 - timedelta(seconds=5 * INTERVAL_S), t0)
-        sub.wait_for(len(expected), timeout=60)
+        sub.wait_for_ids(len(expected), timeout=60)
         wait_until(lambda: queue_counts(sqs, queue_url) == (0, 0), 30, what="signal deleted after its cycle")
         assert set(sub.ids) == expected
         assert set(read_cursors(redis_server.url, "test").values()) == {t0.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
@@ -166,7 +166,7 @@ def test_two_workers_on_one_redis_only_one_cycles_and_the_other_takes_over(
         sim.advance_clock(INTERVAL_S)
         send(sqs, queue_url)
         wait_until(lambda: "cycle finished" in (tmp_path / "b.log").read_text(), 30, what="B cycles")
-        sub.wait_for(len(expected) + 20)
+        sub.wait_for_ids(len(expected) + 20)
         assert mosquitto.connections_from("c2c-sync-test") == 2
         assert max(sub.ids.values()) == 1
     finally:

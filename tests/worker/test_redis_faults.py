@@ -21,7 +21,7 @@ import redis
 from c2c_sync.demo.services import spawn
 from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, StartSignal
 from functions.common.state import StateKeys
-from functions.sync_worker.app import build_worker
+from functions.sync_worker.wiring import build_worker
 from functions.sync_worker.health import check
 from functions.sync_worker.store import Lease, LeaseLost, StateStore
 from functions.sync_worker.worker import Job
@@ -187,7 +187,7 @@ def test_redis_down_longer_than_the_lease_mid_cycle_worker_stands_by_reacquires_
     assert (history[0].stations_synced, history[0].stations_failed) == (40, 0)
 
     expected = expected_ids(stations, since, t0)
-    sub.wait_for(len(expected), timeout=15)
+    sub.wait_for_ids(len(expected), timeout=15)
     assert set(sub.ids) == expected, "a reading was lost"
     assert duplicates(sub) <= first.duplicates_possible, "more duplicates than the worker accounted for"
     assert set(read_cursors(persistent_redis.url, "test").values()) == {iso(t0)}
@@ -240,7 +240,7 @@ def test_redis_down_shorter_than_the_lease_mid_cycle_failed_cursor_writes_are_tr
     second = running.history()[0]
     assert (second.stations_synced, second.stations_failed) == (40, 0)
     expected = expected_ids(stations, since, t0)
-    sub.wait_for(len(expected), timeout=15)
+    sub.wait_for_ids(len(expected), timeout=15)
     assert set(sub.ids) == expected, "a reading was lost"
     assert duplicates(sub) <= first.duplicates_possible, "more duplicates than the worker accounted for"
     assert set(read_cursors(persistent_redis.url, "test").values()) == {iso(t0)}

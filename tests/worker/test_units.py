@@ -16,7 +16,7 @@ import redis
 from functions.common.signal import Command, Source, StartSignal
 from functions.common.state import CycleRecord, StateKeys
 from functions.common.telemetry import PUBACK_LATENCY_SAMPLES
-from functions.sync_worker.app import build_uplink
+from functions.sync_worker.wiring import build_uplink
 from functions.sync_worker.cli import _settings as cli_settings
 from functions.sync_worker.cli import build_parser
 from functions.sync_worker.errors import PermanentError

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import yaml
 from pydantic import ValidationError
 
+from functions.common.validation import describe_validation_error
 from functions.sync_worker.errors import PermanentError
 from functions.sync_worker.source.auth import SecretSource, build_auth
 from functions.sync_worker.source.base import ReadingBatch, Station
@@ -65,8 +66,7 @@ def load_vendor_config(name_or_path: str | Path) -> VendorConfig:
     try:
         return VendorConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise VendorConfigError(f"{path}: {problems}") from exc
+        raise VendorConfigError(f"{path}: {describe_validation_error(exc)}") from exc
 
 
 def _format_time(dt: datetime, fmt: str) -> str:

@@ -26,9 +26,9 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from tenacity.wait import wait_base, wait_exponential_jitter
 
 from functions.sync_worker.errors import AuthError, PermanentError, SyncError, ThrottledError, TransientError
+from functions.sync_worker.ratelimit import TokenBucket
 from functions.sync_worker.source.auth import VendorAuth
 from functions.sync_worker.source.config import HttpConfig, RetryConfig
-from functions.sync_worker.source.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 

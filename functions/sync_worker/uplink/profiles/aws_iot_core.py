@@ -4,7 +4,7 @@
   (port 443 works too: ALPN `x-amzn-mqtt-ca` is then offered). No username/password.
 - Limits enforced client-side before the wire: QoS 0/1 only, payload <= 128 KB, and at most 100
   publishes per second per connection (exposed as `limits.max_publish_per_s`; the uplink
-  honours it with a token bucket, see `ratelimit.py`).
+  honours it with a token bucket, see `functions/sync_worker/ratelimit.py`).
 - Topic rules: UTF-8, <= 256 bytes, <= 7 forward slashes (8 levels), no wildcards; `$`-prefixed
   topics only under AWS's reserved `$aws/rules/` (Basic Ingest, whose `$aws/rules/{rule}/` prefix
   does not count toward the limits) and `$aws/things/`.

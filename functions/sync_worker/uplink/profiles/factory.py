@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from functions.common.validation import describe_validation_error
 from functions.sync_worker.errors import PermanentError
 from functions.sync_worker.settings import WorkerSettings
 from functions.sync_worker.uplink.profile import PlatformProfile
@@ -29,12 +30,12 @@ class ProfileConfigError(ValueError):
 
 
 def _explain(exc: ValidationError, prefix: str) -> ProfileConfigError:
-    problems = []
-    for err in exc.errors():
-        field = "_".join(str(p) for p in err["loc"]).upper()
-        name = f"{prefix}{field}" if field else prefix.rstrip("_")
-        problems.append(f"{name}: {err['msg']}")
-    return ProfileConfigError("; ".join(problems))
+    """Each bad field under its environment variable: `C2C_AZURE_HOSTNAME: Field required`."""
+    return ProfileConfigError(
+        describe_validation_error(
+            exc, lambda loc: f"{prefix}{'_'.join(str(p) for p in loc).upper()}", top_level=prefix.rstrip("_")
+        )
+    )
 
 
 def azure_profile(s: AzureIotHubSettings) -> AzureIotHubProfile:

@@ -1,4 +1,4 @@
-"""Print each synthesized stack and its resource count: `python -m stacks.report cdk.out dev prod`.
+"""Print each synthesized stack and its resource count: `python -m infra.report cdk.out dev prod`.
 
 Reads cdk.out/<env>/manifest.json (written by `cdk synth --output cdk.out/<env>`).
 """
@@ -24,7 +24,7 @@ def stack_resource_counts(assembly_dir: Path) -> dict[str, int]:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 2:
-        print("usage: python -m stacks.report <cdk.out> <env> [<env> ...]", file=sys.stderr)
+        print("usage: python -m infra.report <cdk.out> <env> [<env> ...]", file=sys.stderr)
         return 2
     root = Path(argv[0])
     for env in argv[1:]:

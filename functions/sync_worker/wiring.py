@@ -14,9 +14,9 @@ from functions.sync_worker.settings import WorkerSettings
 from functions.sync_worker.signals import RedisSignals, SignalSource, SqsSignals
 from functions.sync_worker.source.base import SourceAdapter
 from functions.sync_worker.store import Lease, StateStore, connect_redis
-from functions.sync_worker.uplink.mqtt import MqttUplink
 from functions.sync_worker.uplink.profile import PlatformProfile
 from functions.sync_worker.uplink.profiles import build_profile
+from functions.sync_worker.uplink.uplink import MqttUplink
 from functions.sync_worker.worker import Worker
 
 

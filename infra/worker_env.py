@@ -9,7 +9,7 @@ nothing, so the worker's own default applies.
 
 from __future__ import annotations
 
-from config.schema import IdentityMode, PlatformConfig, PlatformProfile
+from config.schema import EnvironmentConfig, IdentityMode, PlatformConfig, ProfileName, SignalTransport
 
 #: PlatformSecrets field -> the container env var that receives the secret's value.
 PLATFORM_SECRET_ENV: dict[str, str] = {
@@ -24,10 +24,10 @@ PLATFORM_SECRET_ENV: dict[str, str] = {
 }
 
 #: Each profile's prefix and the names its settings give the identity mode and template.
-IDENTITY_ENV: dict[PlatformProfile, tuple[str, str]] = {
-    PlatformProfile.GENERIC: ("C2C_MQTT_IDENTITY_MODE", "C2C_MQTT_CLIENT_ID_TEMPLATE"),
-    PlatformProfile.AZURE_IOT_HUB: ("C2C_AZURE_IDENTITY_MODE", "C2C_AZURE_DEVICE_ID_TEMPLATE"),
-    PlatformProfile.AWS_IOT_CORE: ("C2C_AWS_IOT_IDENTITY_MODE", "C2C_AWS_IOT_THING_NAME_TEMPLATE"),
+IDENTITY_ENV: dict[ProfileName, tuple[str, str]] = {
+    ProfileName.GENERIC: ("C2C_MQTT_IDENTITY_MODE", "C2C_MQTT_CLIENT_ID_TEMPLATE"),
+    ProfileName.AZURE_IOT_HUB: ("C2C_AZURE_IDENTITY_MODE", "C2C_AZURE_DEVICE_ID_TEMPLATE"),
+    ProfileName.AWS_IOT_CORE: ("C2C_AWS_IOT_IDENTITY_MODE", "C2C_AWS_IOT_THING_NAME_TEMPLATE"),
 }
 #: Bound of the per-device connection pool (uplink/pool.py), whatever the profile.
 MAX_CONNECTIONS_ENV = "C2C_MQTT_MAX_CONNECTIONS"
@@ -72,6 +72,30 @@ def platform_named_secrets(platform: PlatformConfig) -> dict[str, str]:
     }
 
 
+def worker_environment(config: EnvironmentConfig) -> dict[str, str]:
+    """The worker's plain (non-secret) C2C_* variables, read by functions/sync_worker/settings.py."""
+    env = {
+        "C2C_ENV": config.name,
+        "C2C_MODE": config.worker.mode.value,
+        "C2C_INTERVAL_S": str(config.worker.interval_s),
+        "C2C_MQTT_URL": config.platform.endpoint,
+        "C2C_MQTT_CLIENT_ID": config.platform.client_id,
+        **platform_environment(config.platform),
+        "C2C_SOURCE_URL": str(config.source.base_url).rstrip("/"),
+        "C2C_SOURCE_CONFIG": config.source.vendor,
+    }
+    if config.signal_transport is SignalTransport.REDIS:
+        env["C2C_SIGNAL_URL"] = "redis"
+    if config.source.stations:
+        env["C2C_STATIONS"] = ",".join(config.source.stations)
+    return env
+
+
+def worker_named_secrets(config: EnvironmentConfig) -> dict[str, str]:
+    """Env var -> name of each operator-created secret the worker needs."""
+    return {"C2C_SOURCE_API_KEY": config.source.api_key_secret, **platform_named_secrets(config.platform)}
+
+
 __all__ = [
     "IDENTITY_ENV",
     "MAX_CONNECTIONS_ENV",
@@ -79,4 +103,6 @@ __all__ = [
     "SECTION_ENV",
     "platform_environment",
     "platform_named_secrets",
+    "worker_environment",
+    "worker_named_secrets",
 ]

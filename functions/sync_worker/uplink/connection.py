@@ -1,4 +1,4 @@
-"""MQTT uplink: long-lived paho-mqtt 2.x connections, one per platform identity.
+"""`MqttConnection`: one long-lived paho-mqtt 2.x connection of one platform identity.
 
 Why it is built this way:
 - **One reconnect owner.** Each `MqttConnection` has one supervisor thread, the only code that
@@ -43,66 +43,20 @@ from paho.mqtt.properties import Properties
 from functions.sync_worker.backoff import Backoff
 from functions.sync_worker.errors import (
     AuthError,
-    ErrorClass,
     PermanentError,
     SyncError,
     ThrottledError,
     TransientError,
 )
 from functions.sync_worker.observability import logger
-from functions.sync_worker.uplink.pool import DEFAULT_MAX_CONNECTIONS, ConnectionPool
+from functions.sync_worker.ratelimit import bucket_for
+from functions.sync_worker.uplink.batch import PublishBatch
 from functions.sync_worker.uplink.profile import ConnectionSpec, OutboundMessage, PlatformProfile
-from functions.sync_worker.uplink.profiles.presence import is_per_device, publish_online
-from functions.sync_worker.uplink.profiles.ratelimit import bucket_for
+from functions.sync_worker.uplink.profiles.presence import publish_online
 
 #: MQTT v5 PUBACK reason codes that are not worth retrying the same payload for.
 _PERMANENT_PUBACK = {0x87, 0x90, 0x99}  # not authorized, topic name invalid, payload format invalid
 _THROTTLED_PUBACK = {0x97}  # quota exceeded
-
-
-class PublishBatch:
-    """The publishes of one unit of progress (a station's page), tracked to their PUBACKs.
-
-    Per message only a plain lock is taken (the network thread resolves each PUBACK); the waiter
-    is woken once, when nothing is pending any more, instead of a Condition round per message.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._settled = threading.Event()  # set exactly while nothing is pending
-        self._settled.set()
-        self._pending = 0
-        self.error: SyncError | None = None
-
-    def _added(self, n: int = 1) -> None:
-        with self._lock:
-            self._pending += n
-            self._settled.clear()
-
-    def _acked(self) -> None:
-        with self._lock:
-            self._pending -= 1
-            if self._pending == 0:
-                self._settled.set()
-
-    def _failed(self, error: SyncError) -> None:
-        with self._lock:
-            self._pending -= 1
-            if self.error is None or error.error_class is ErrorClass.PERMANENT:
-                self.error = error
-            if self._pending == 0:
-                self._settled.set()
-
-    def wait(self, timeout_s: float) -> None:
-        """Block until every publish is resolved; raise the batch's error, or `TransientError`
-        when the deadline passes first. Call it after the last publish of the batch was queued."""
-        if not self._settled.wait(timeout_s):
-            with self._lock:
-                pending = self._pending
-            if pending > 0:
-                raise TransientError(f"{pending} PUBACK(s) missing after {timeout_s:.1f}s")
-        if self.error is not None:
-            raise self.error
 
 
 @dataclass(slots=True)
@@ -224,7 +178,7 @@ class MqttConnection:
                     )
                 self._space.wait(remaining)
             self._queued += n
-        batch._added(n)
+        batch.added(n)
         self._queue.put((items, batch, deadline))
 
     def _send_loop(self) -> None:
@@ -242,14 +196,14 @@ class MqttConnection:
                 try:
                     self._send(topic, message, batch, deadline)
                 except SyncError as exc:
-                    batch._failed(exc)
+                    batch.failed(exc)
                 except Exception as exc:
                     logger.exception("publish failed unexpectedly")
-                    batch._failed(TransientError(f"publish failed: {exc}", station_id=message.station_id))
+                    batch.failed(TransientError(f"publish failed: {exc}", station_id=message.station_id))
 
     def _send(self, topic: str, message: OutboundMessage, batch: PublishBatch, deadline: float) -> None:
-        if self._publish_rate is not None and not self._publish_rate.acquire(
-            timeout=max(0.0, deadline - time.monotonic())
+        if self._publish_rate is not None and not self._publish_rate.acquire_within(
+            max(0.0, deadline - time.monotonic())
         ):
             raise ThrottledError(f"{self.identity}: over {self.profile.limits.max_publish_per_s}/s publish limit")
         session = self._live_session(deadline)
@@ -477,9 +431,9 @@ class MqttConnection:
     def _resolve(self, batch: PublishBatch, sent_at: float, error: SyncError | None) -> None:
         if error is None:
             self.stats.puback_latencies_ms.append((time.monotonic() - sent_at) * 1000)
-            batch._acked()
+            batch.acked()
         else:
-            batch._failed(error)
+            batch.failed(error)
 
     def _live_session(self, deadline: float) -> _Session:
         while True:
@@ -559,146 +513,3 @@ def _set_nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (OSError, AttributeError):  # a WebSocket or proxy wrapper may not expose it
         logger.debug("TCP_NODELAY not settable on this socket")
-
-
-class MqttUplink:
-    """The uplink the cycle runner publishes through: routes each message to its identity's
-    connection (one in gateway mode; a pool of per-device connections otherwise)."""
-
-    def __init__(
-        self,
-        profile: PlatformProfile,
-        *,
-        max_inflight: int = 20,
-        max_queued: int = 1000,
-        puback_timeout_s: float = 15.0,
-        qos: int = 1,
-        retain: bool = False,
-        reconnect_max_s: float = 30.0,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-    ) -> None:
-        self.profile = profile
-        self.reconnect_max_s = reconnect_max_s
-        self.qos = qos
-        self.retain = retain
-        self.puback_timeout_s = puback_timeout_s
-        self._max_inflight = max_inflight
-        self._max_queued = max_queued
-        self._lock = threading.Lock()
-        self._reported = ConnectionStats()
-        self._retired = ConnectionStats()  # stats of connections the pool closed, kept in the totals
-        self._pool: ConnectionPool[MqttConnection] = ConnectionPool(
-            self._open, max_connections=max_connections, on_retire=self._absorb_retired
-        )
-
-    def start(self, identities: list[str] | None = None) -> MqttUplink:
-        """Open the connections of `identities` now (default: the gateway identity; none in per-device
-        mode, whose connections open lazily per device); others open on first use."""
-        if identities is None:
-            identities = [] if is_per_device(self.profile) else [self.profile.identity_for("")]
-        for identity in identities:
-            self.connection(identity)
-        return self
-
-    def connection(self, identity: str) -> MqttConnection:
-        return self._pool.get(identity)
-
-    def _open(self, identity: str) -> MqttConnection:
-        return MqttConnection(
-            self.profile,
-            identity,
-            max_inflight=self._max_inflight,
-            max_queued=self._max_queued,
-            puback_timeout_s=self.puback_timeout_s,
-            qos=self.qos,
-            retain=self.retain,
-            backoff=Backoff(base_s=0.5, cap_s=self.reconnect_max_s),
-        ).start()
-
-    def _absorb_retired(self, identity: str, conn: MqttConnection) -> None:
-        with self._lock:
-            self._retired.connections_opened += conn.stats.connections_opened
-            self._retired.reconnects.update(conn.stats.reconnects)
-            self._retired.planned_reconnects += conn.stats.planned_reconnects
-
-    def new_batch(self) -> PublishBatch:
-        return PublishBatch()
-
-    def publish(self, message: OutboundMessage, batch: PublishBatch) -> None:
-        """Check, route and send one message. `PermanentError` when the platform would refuse it."""
-        refused = self.publish_page([message], batch)
-        if refused:
-            raise refused[0][1]
-
-    def publish_page(
-        self, messages: list[OutboundMessage], batch: PublishBatch
-    ) -> list[tuple[OutboundMessage, PermanentError]]:
-        """Check, route and queue messages (a station's page: one identity, so one connection and
-        one queue hand-off). Returns the messages the platform would refuse, with the reason; they
-        are not sent. Raises `TransientError` when a connection's queue stays full (see `publish_many`)."""
-        profile = self.profile
-        refused: list[tuple[OutboundMessage, PermanentError]] = []
-        routed: dict[str, list[tuple[str, OutboundMessage]]] = {}
-        for message in messages:
-            try:
-                identity = profile.identity_for(message.station_id)
-                profile.check(message, qos=self.qos, retain=self.retain)
-                routed.setdefault(identity, []).append((profile.topic_for(identity, message), message))
-            except PermanentError as exc:
-                refused.append((message, exc))
-        for identity, items in routed.items():
-            self.connection(identity).publish_many(items, batch)
-        return refused
-
-    @property
-    def connected(self) -> bool:
-        """What the heartbeat and the health check report. Gateway: the one connection is up.
-        Per-device: at least one device connection is up, or none is open yet (nothing to connect
-        before the first cycle). One refused or unreachable device fails its own stations each
-        cycle; it must not fail the health check, or ECS would replace the task over one station."""
-        conns = self._pool.connections()
-        if is_per_device(self.profile):
-            return not conns or any(c.connected for c in conns)
-        return bool(conns) and all(c.connected for c in conns)
-
-    def wait_connected(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while not self.connected:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
-        return True
-
-    def totals(self) -> ConnectionStats:
-        with self._lock:
-            total = ConnectionStats(
-                connections_opened=self._retired.connections_opened,
-                reconnects=Counter(self._retired.reconnects),
-                planned_reconnects=self._retired.planned_reconnects,
-            )
-        conns = self._pool.connections()
-        for c in conns:
-            total.connections_opened += c.stats.connections_opened
-            total.reconnects.update(c.stats.reconnects)
-            total.planned_reconnects += c.stats.planned_reconnects
-        return total
-
-    def take_cycle_stats(self) -> tuple[int, Counter[str], int, list[float]]:
-        """(connections opened, reconnects by reason, planned reconnects, PUBACK latencies) since the last call."""
-        total = self.totals()
-        latencies: list[float] = []
-        conns = self._pool.connections()
-        for c in conns:
-            while c.stats.puback_latencies_ms:
-                latencies.append(c.stats.puback_latencies_ms.popleft())
-        delta = (
-            total.connections_opened - self._reported.connections_opened,
-            total.reconnects - self._reported.reconnects,
-            total.planned_reconnects - self._reported.planned_reconnects,
-            latencies,
-        )
-        self._reported = total
-        return delta
-
-    def close(self, timeout_s: float = 10.0) -> None:
-        self._pool.close_all(timeout_s)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aws_cdk as cdk
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from config.schema import (
@@ -18,13 +17,14 @@ from config.schema import (
     WorkerMode,
 )
 from functions.common.signal import Command
+from infra.naming import heartbeat_alarm_name, stack_name
+from infra.retention import retention_days
+from infra.worker_env import worker_environment, worker_named_secrets
 from stacks.cache import CacheStack
 from stacks.messaging import MessagingStack
 from stacks.monitoring import AlarmSettings, MonitoringStack
-from stacks.naming import heartbeat_alarm_name, stack_name
 from stacks.network import NetworkStack
-from stacks.platform_env import platform_environment, platform_named_secrets
-from stacks.sync_service import SyncServiceStack, WorkerSettings
+from stacks.sync_service import SyncServiceProps, SyncServiceStack
 from stacks.trigger import RedisPublish, TriggerStack
 
 
@@ -39,30 +39,6 @@ class EnvironmentStacks:
 
     def all(self) -> list[cdk.Stack]:
         return [self.network, self.messaging, self.cache, self.sync_service, self.trigger, self.monitoring]
-
-
-def worker_environment(config: EnvironmentConfig) -> dict[str, str]:
-    """The worker's plain (non-secret) C2C_* variables, read by functions/sync_worker/settings.py."""
-    env = {
-        "C2C_ENV": config.name,
-        "C2C_MODE": config.worker.mode.value,
-        "C2C_INTERVAL_S": str(config.worker.interval_s),
-        "C2C_MQTT_URL": config.platform.endpoint,
-        "C2C_MQTT_CLIENT_ID": config.platform.client_id,
-        **platform_environment(config.platform),
-        "C2C_SOURCE_URL": str(config.source.base_url).rstrip("/"),
-        "C2C_SOURCE_CONFIG": config.source.vendor,
-    }
-    if config.signal_transport is SignalTransport.REDIS:
-        env["C2C_SIGNAL_URL"] = "redis"
-    if config.source.stations:
-        env["C2C_STATIONS"] = ",".join(config.source.stations)
-    return env
-
-
-def worker_named_secrets(config: EnvironmentConfig) -> dict[str, str]:
-    """Env var -> name of each operator-created secret the worker needs."""
-    return {"C2C_SOURCE_API_KEY": config.source.api_key_secret, **platform_named_secrets(config.platform)}
 
 
 def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentStacks:
@@ -120,7 +96,7 @@ def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentS
     sync_service = SyncServiceStack(
         scope,
         stack_name(config.name, "SyncService"),
-        settings=WorkerSettings(
+        props=SyncServiceProps(
             env_name=config.name,
             cpu=config.worker.cpu,
             memory_mib=config.worker.memory_mib,
@@ -188,34 +164,3 @@ def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentS
         **common("Monitoring", stateful=False),
     )
     return EnvironmentStacks(network, messaging, cache, sync_service, trigger, monitoring)
-
-
-_RETENTION_BY_DAYS = {
-    1: logs.RetentionDays.ONE_DAY,
-    3: logs.RetentionDays.THREE_DAYS,
-    5: logs.RetentionDays.FIVE_DAYS,
-    7: logs.RetentionDays.ONE_WEEK,
-    14: logs.RetentionDays.TWO_WEEKS,
-    30: logs.RetentionDays.ONE_MONTH,
-    60: logs.RetentionDays.TWO_MONTHS,
-    90: logs.RetentionDays.THREE_MONTHS,
-    120: logs.RetentionDays.FOUR_MONTHS,
-    150: logs.RetentionDays.FIVE_MONTHS,
-    180: logs.RetentionDays.SIX_MONTHS,
-    365: logs.RetentionDays.ONE_YEAR,
-    400: logs.RetentionDays.THIRTEEN_MONTHS,
-    545: logs.RetentionDays.EIGHTEEN_MONTHS,
-    731: logs.RetentionDays.TWO_YEARS,
-    1096: logs.RetentionDays.THREE_YEARS,
-    1827: logs.RetentionDays.FIVE_YEARS,
-    2192: logs.RetentionDays.SIX_YEARS,
-    2557: logs.RetentionDays.SEVEN_YEARS,
-    2922: logs.RetentionDays.EIGHT_YEARS,
-    3288: logs.RetentionDays.NINE_YEARS,
-    3653: logs.RetentionDays.TEN_YEARS,
-}
-
-
-def retention_days(days: int) -> logs.RetentionDays:
-    """The logs.RetentionDays member for a day count the schema already validated."""
-    return _RETENTION_BY_DAYS[days]
