@@ -7,7 +7,7 @@ CDK := node_modules/.bin/cdk
 ENV ?= dev
 ENVS := $(basename $(notdir $(wildcard config/*.yaml)))
 
-.PHONY: install services synth cost test deploy diff demo bench clean
+.PHONY: install services synth cost test deploy diff demo bench bench-peers bench-rss bench-wan clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt functions/trigger/requirements.txt functions/sync_worker/requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,26 @@ bench: install services
 	C2C_LOG_LEVEL=ERROR $(PY) bench/worker_bench.py cycle --stations 10000 --latency-ms 50 --concurrency 32
 	C2C_LOG_LEVEL=ERROR $(PY) bench/worker_bench.py publish --readings 30000 --concurrency 32 --with-simulator
 	$(PY) bench/simulator_throughput.py --seconds 8
+
+## bench-peers: the worker against a Node-RED 5 flow on this machine (first use installs Node.js 22 and
+## Node-RED from npm into bench/peers/node_modules): 1,000 stations at 0 ms (CPU per station) and 50 ms.
+bench-peers: install services
+	$(PY) bench/peers/peers_bench.py --stations 1000 --latency-ms 0 --concurrency 32 --rounds 7
+	$(PY) bench/peers/peers_bench.py --stations 1000 --latency-ms 50 --concurrency 32 --rounds 7
+
+## bench-rss: the worker's RSS over 1,000 short cycles after 100 of warm-up (about 3 minutes).
+bench-rss: install services
+	$(PY) bench/rss_bench.py --cycles 1000 --warmup 100
+
+## bench-wan: worker vs per-run function vs Node-RED with the broker (TLS) and the vendor behind a
+## delayed link, each in its own network namespace (needs root); plot in bench/wan_cycles.png.
+bench-wan: install services $(VENV)/.bench-installed
+	bash bench/wan/ensure-tools.sh
+	$(PY) bench/wan/wan_bench.py
+
+$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	touch $@
 
 clean:
 	rm -rf cdk.out build .pytest_cache

@@ -1,4 +1,4 @@
-"""Benchmarks of the sync worker (issue 3). Run from the repo root:
+"""Benchmarks of the sync worker. Run from the repo root:
 
     .venv/bin/python bench/worker_bench.py cycle   --stations 10000 --latency-ms 50 --concurrency 32
     .venv/bin/python bench/worker_bench.py publish --readings 50000
@@ -12,13 +12,14 @@ reported as the worker's memory at N stations.
 `publish`: the worker's publish pipeline (transform, QoS 1 within the in-flight window, PUBACK
 tracking, fenced cursor writes per page) fed by a zero-latency in-memory source, against raw paho
 QoS 1 (`max_inflight_messages` = the same window, `wait_for_publish` at the end) on one connection
-to the same broker, in the same script. Also the worker with the simulator at 0 ms latency.
+to the same broker; with `--with-simulator` also the worker fed by the simulator at 0 ms latency.
+Each contender runs in its own process (`publish-run`), their order alternates from round to round,
+and the ratios reported are medians of the per-round ratios (see bench/rounds.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import tempfile
@@ -26,6 +27,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as mqtt  # noqa: E402
 import redis  # noqa: E402
 
+from bench.rounds import contender, median, median_ratio, orders, print_result  # noqa: E402
 from functions.common.state import StateKeys  # noqa: E402
 from functions.sync_worker.wiring import build_source, build_uplink  # noqa: E402
 from functions.sync_worker.cycle import CycleRunner  # noqa: E402
@@ -67,18 +70,20 @@ def t0_for_sim() -> datetime:
     return (datetime.now(UTC) - timedelta(hours=1)).replace(second=0, microsecond=0)
 
 
-def make_runner(svc: Services, source, *, concurrency: int, page_size: int = 500):
+def make_runner(
+    mqtt_url: str, redis_url: str, source_url: str | None, source: Any, *, concurrency: int, page_size: int = 500
+):
     settings = load_settings(
         env="bench",
-        mqtt_url=svc.broker.url,
-        redis_url=svc.redis.url,
-        source_url=svc.sim.url if svc.sim else None,
+        mqtt_url=mqtt_url,
+        redis_url=redis_url,
+        source_url=source_url or None,
         source_api_key="sim-key",
         concurrency=concurrency,
         page_size=page_size,
         mqtt_client_id="c2c-bench",
     )
-    client = connect_redis(svc.redis.url)
+    client = connect_redis(redis_url)
     lease = Lease(client, settings.state_keys, "bench", ttl_s=30)
     assert lease.try_acquire()
     uplink = build_uplink(settings).start()
@@ -96,8 +101,8 @@ def make_runner(svc: Services, source, *, concurrency: int, page_size: int = 500
     return settings, runner, uplink, lease
 
 
-def seed(svc: Services, stations: list[str], ts: datetime) -> None:
-    client = redis.Redis.from_url(svc.redis.url)
+def seed(redis_url: str, stations: list[str], ts: datetime) -> None:
+    client = redis.Redis.from_url(redis_url)
     keys = StateKeys("c2c:bench")
     for i in range(0, len(stations), 1000):
         client.hset(keys.cursors, mapping={s: format_cursor(ts) for s in stations[i : i + 1000]})
@@ -111,7 +116,7 @@ def bench_cycle(args: argparse.Namespace) -> dict:
             stations=args.stations, latency_ms=args.latency_ms, clock=t0.strftime("%Y-%m-%dT%H:%M:%SZ") + "@0"
         ).start(timeout=60)
         ids = [f"site-{i:05d}" for i in range(1, args.stations + 1)]
-        seed(svc, ids, t0 - timedelta(seconds=INTERVAL_S))
+        seed(svc.redis.url, ids, t0 - timedelta(seconds=INTERVAL_S))
         settings = load_settings(
             env="bench", source_url=svc.sim.url, source_api_key="sim-key", concurrency=args.concurrency
         )
@@ -119,7 +124,9 @@ def bench_cycle(args: argparse.Namespace) -> dict:
         t_list = time.perf_counter()
         stations = source.list_stations()
         list_s = time.perf_counter() - t_list
-        _, runner, uplink, lease = make_runner(svc, source, concurrency=args.concurrency)
+        _, runner, uplink, lease = make_runner(
+            svc.broker.url, svc.redis.url, svc.sim.url, source, concurrency=args.concurrency
+        )
         warm = runner.run(stations)  # warm-up: pools, threads; one reading per station
         svc.sim.advance_clock(INTERVAL_S)
         timed = runner.run(stations)
@@ -186,10 +193,11 @@ class MemorySource:
         pass
 
 
-def raw_paho_rate(broker: MosquittoBroker, n: int, payload: bytes, window: int) -> float:
+def raw_paho_rate(mqtt_url: str, n: int, payload: bytes, window: int) -> float:
+    port = int(mqtt_url.rsplit(":", 1)[1])
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="raw-paho")
     client.max_inflight_messages_set(window)
-    client.connect("127.0.0.1", broker.port)
+    client.connect("127.0.0.1", port)
     client.loop_start()
     time.sleep(0.2)
     start = time.perf_counter()
@@ -202,69 +210,90 @@ def raw_paho_rate(broker: MosquittoBroker, n: int, payload: bytes, window: int) 
     return n / elapsed
 
 
+#: What raw paho publishes: one prebuilt payload the size of a worker message.
+RAW_SAMPLE = (
+    b'{"schema":1,"message_id":"site-00001:2024-06-01T12:00:00.000000Z","station_id":"site-00001",'
+    b'"ts":"2024-06-01T12:00:00.000000Z","values":{"soc_pct":50.0,"battery_power_kw":-3.2,'
+    b'"battery_voltage_v":768.1,"cell_temp_max_c":31.5,"energy_charged_kwh":1234.5}}'
+)
+#: The publish contenders; each runs in its own process (`publish-run`), the first is the baseline.
+PUBLISH_CONTENDERS = ("raw-paho", "worker-memory", "worker-simulator")
+
+
+def publish_run(args: argparse.Namespace) -> dict:
+    """One contender, one measurement, in this process (started by `publish` for each round)."""
+    if args.contender == "raw-paho":
+        return {"contender": args.contender, "msgs_per_s": raw_paho_rate(args.mqtt_url, args.readings, RAW_SAMPLE, 20)}
+    t0 = datetime.fromisoformat(args.t0)
+    per_station = args.readings // args.stations
+    since = t0 - timedelta(seconds=INTERVAL_S * per_station)
+    source: Any
+    if args.contender == "worker-memory":
+        source = MemorySource(args.stations, per_station, since + timedelta(seconds=INTERVAL_S))
+        stations = source.stations
+    else:
+        settings = load_settings(
+            env="bench", source_url=args.source_url, source_api_key="sim-key", concurrency=args.concurrency
+        )
+        source = build_source(settings)
+        stations = source.list_stations()
+    client = redis.Redis.from_url(args.redis_url)
+    client.delete(StateKeys("c2c:bench").cursors)
+    seed(args.redis_url, [s.station_id for s in stations], since)
+    _, runner, uplink, lease = make_runner(
+        args.mqtt_url, args.redis_url, args.source_url, source, concurrency=args.concurrency
+    )
+    start = time.perf_counter()
+    record = runner.run(stations).record
+    elapsed = time.perf_counter() - start
+    uplink.close()
+    runner.close()
+    lease.release()
+    source.close()
+    if record.readings_published != per_station * len(stations):
+        raise RuntimeError(f"{args.contender} published {record.readings_published} of {per_station * len(stations)}")
+    return {"contender": args.contender, "msgs_per_s": record.readings_published / elapsed}
+
+
 def bench_publish(args: argparse.Namespace) -> dict:
+    """Alternating rounds of the contenders, each its own process, against one broker and Redis."""
     svc = Services()
     try:
         t0 = t0_for_sim()
-        per_station = args.readings // args.stations
-        source = MemorySource(args.stations, per_station, t0 - timedelta(seconds=INTERVAL_S * per_station))
-        seed(svc, [s.station_id for s in source.stations], t0 - timedelta(seconds=INTERVAL_S * (per_station + 1)))
-        _, runner, uplink, lease = make_runner(svc, source, concurrency=args.concurrency)
-        sample = (
-            b'{"schema":1,"message_id":"site-00001:2024-06-01T12:00:00.000000Z","station_id":"site-00001",'
-            b'"ts":"2024-06-01T12:00:00.000000Z","values":{"soc_pct":50.0,"battery_power_kw":-3.2,'
-            b'"battery_voltage_v":768.1,"cell_temp_max_c":31.5,"energy_charged_kwh":1234.5}}'
-        )
-        # Alternate worker and raw runs: the machine is shared, so load drifts between runs.
-        worker_rates, raw_rates = [], []
-        for _ in range(args.rounds):
-            seed_all = [s.station_id for s in source.stations]
-            redis.Redis.from_url(svc.redis.url).delete(StateKeys("c2c:bench").cursors)
-            seed(svc, seed_all, t0 - timedelta(seconds=INTERVAL_S * (per_station + 1)))
-            start = time.perf_counter()
-            result = runner.run(source.stations)
-            worker_rates.append(result.record.readings_published / (time.perf_counter() - start))
-            raw_rates.append(raw_paho_rate(svc.broker, args.readings, sample, window=20))
-        worker_rate, raw_rate = sorted(worker_rates)[len(worker_rates) // 2], sorted(raw_rates)[len(raw_rates) // 2]
-        uplink.close()
-        runner.close()
-        lease.release()
-
-        sim_rate = None
+        names = list(PUBLISH_CONTENDERS[:2])
         if args.with_simulator:
             svc.sim = SimulatorProcess(
                 stations=args.stations, latency_ms=0, clock=t0.strftime("%Y-%m-%dT%H:%M:%SZ") + "@0"
             ).start(timeout=60)
-            redis.Redis.from_url(svc.redis.url).delete(StateKeys("c2c:bench").cursors)
-            seed(svc, [s.station_id for s in source.stations], t0 - timedelta(seconds=INTERVAL_S * per_station))
-            settings = load_settings(
-                env="bench", source_url=svc.sim.url, source_api_key="sim-key", concurrency=args.concurrency
-            )
-            http_source = build_source(settings)
-            stations = http_source.list_stations()
-            _, runner2, uplink2, lease2 = make_runner(svc, http_source, concurrency=args.concurrency)
-            start = time.perf_counter()
-            rec2 = runner2.run(stations).record
-            sim_rate = rec2.readings_published / (time.perf_counter() - start)
-            uplink2.close()
-            runner2.close()
-            lease2.release()
-            http_source.close()
-        return {
+            names.append("worker-simulator")
+        common = [
+            f"--mqtt-url={svc.broker.url}",
+            f"--redis-url={svc.redis.url}",
+            f"--source-url={svc.sim.url if svc.sim else ''}",
+            f"--t0={t0.isoformat()}",
+            f"--readings={args.readings}",
+            f"--stations={args.stations}",
+            f"--concurrency={args.concurrency}",
+        ]
+        rates: dict[str, list[float]] = {name: [] for name in names}
+        for _, order in orders(names, args.rounds):
+            for name in order:
+                run = contender(Path(__file__), ["publish-run", f"--contender={name}", *common])
+                rates[name].append(run["msgs_per_s"])
+        baseline = rates["raw-paho"]
+        result: dict[str, Any] = {
             "bench": "publish",
-            "readings": result.record.readings_published,
+            "readings": args.readings,
             "stations": args.stations,
             "concurrency": args.concurrency,
             "max_inflight": 20,
-            "worker_memory_source_msgs_per_s": round(worker_rate),
-            "raw_paho_msgs_per_s": round(raw_rate),
-            "ratio": round(worker_rate / raw_rate, 3),
             "rounds": args.rounds,
-            "worker_runs": [round(r) for r in worker_rates],
-            "raw_runs": [round(r) for r in raw_rates],
-            "worker_simulator_0ms_msgs_per_s": round(sim_rate) if sim_rate else None,
-            "ratio_simulator": round(sim_rate / raw_rate, 3) if sim_rate else None,
+            "runs_msgs_per_s": {name: [round(r) for r in values] for name, values in rates.items()},
+            "median_msgs_per_s": {name: round(median(values)) for name, values in rates.items()},
         }
+        for name in names[1:]:
+            result[f"ratio_{name.replace('-', '_')}_vs_raw"] = round(median_ratio(rates[name], baseline), 3)
+        return result
     finally:
         svc.stop()
 
@@ -281,13 +310,20 @@ def main() -> None:
     publish.add_argument("--stations", type=int, default=100)
     publish.add_argument("--concurrency", type=int, default=32)
     publish.add_argument("--with-simulator", action="store_true")
-    publish.add_argument("--rounds", type=int, default=3)
+    publish.add_argument("--rounds", type=int, default=5)
+    run = sub.add_parser("publish-run", help="one publish contender in this process (started by `publish`)")
+    run.add_argument("--contender", choices=PUBLISH_CONTENDERS, required=True)
+    for flag in ("--mqtt-url", "--redis-url", "--source-url", "--t0"):
+        run.add_argument(flag, required=True)
+    run.add_argument("--readings", type=int, required=True)
+    run.add_argument("--stations", type=int, required=True)
+    run.add_argument("--concurrency", type=int, required=True)
     args = parser.parse_args()
     import logging
 
     logging.getLogger("sync-worker").setLevel(logging.ERROR)
-    out = bench_cycle(args) if args.bench == "cycle" else bench_publish(args)
-    print(json.dumps(out), flush=True)
+    commands = {"cycle": bench_cycle, "publish": bench_publish, "publish-run": publish_run}
+    print_result(commands[args.bench](args))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,169 @@
+"""The sync worker against a Node-RED 5 flow doing the same job, side by side on this machine.
+
+    .venv/bin/python bench/peers/peers_bench.py --stations 1000 --latency-ms 0 --concurrency 32 --rounds 7
+
+Both contenders are long-lived processes, as in production: the worker (the container's entry point,
+signals over Redis pub/sub) and Node-RED (bench/peers/nodered.py: inject -> http request -> mqtt
+out, installed from npm on first use). They read the same station list from the same vendor
+simulator (its own process) at the same vendor concurrency and publish QoS 1 to the same Mosquitto.
+
+Each round the simulator's clock moves one reading interval (one new reading per station), then
+each contender runs one cycle, in an order that alternates from round to round; one untimed
+warm-up cycle each comes first. A cycle's time is from the start signal (the worker) or the inject
+(Node-RED) to the worker's run-history record, respectively to the last of its readings reaching an
+independent subscriber; its CPU is the contender's process CPU over that span (psutil, user +
+system, children included). Reported per contender: stations/s and CPU seconds per 1,000 stations
+(medians), and the medians of the per-round ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench.arrivals import Arrivals  # noqa: E402
+from bench.peers.nodered import NodeRed, ensure_installed, flow  # noqa: E402
+from bench.rounds import CpuMeter, median, median_ratio, orders, print_result  # noqa: E402
+from bench.worker_driver import DrivenWorker, worker_env  # noqa: E402
+from tests.support.services import MosquittoBroker, RedisServer, free_port  # noqa: E402
+from tests.support.simulator import SimulatorProcess  # noqa: E402
+from tests.worker.conftest import seed_cursors, station_ids  # noqa: E402
+
+INTERVAL_S = 60
+CONTENDERS = ("worker", "nodered")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stations", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="the simulator's latency per request")
+    parser.add_argument("--concurrency", type=int, default=32, help="vendor requests in flight, both contenders")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--timeout", type=float, default=300.0, help="per cycle")
+    args = parser.parse_args()
+    ensure_installed()
+
+    stations = station_ids(args.stations)
+    # The simulator's clock is frozen in the past and moved by hand: every reading is known in advance.
+    t0 = (datetime.now(UTC) - timedelta(seconds=INTERVAL_S * (args.rounds + 60))).replace(second=0, microsecond=0)
+    work = Path(tempfile.mkdtemp(prefix="c2c-peers-"))
+    (work / "redis").mkdir()
+    redis_server = RedisServer(work / "redis").start()
+    broker = MosquittoBroker(work / "mosquitto").start()
+    sim = SimulatorProcess(
+        stations=args.stations, latency_ms=args.latency_ms, clock=t0.strftime("%Y-%m-%dT%H:%M:%SZ") + "@0"
+    ).start(timeout=60)
+    arrivals = Arrivals("127.0.0.1", broker.port).start()
+    worker = nodered = None
+    try:
+        seed_cursors(redis_server.url, "worker", stations, t0)
+        worker = DrivenWorker(
+            worker_env(
+                env="worker",
+                mqtt_url=broker.url,
+                redis_url=redis_server.url,
+                source_url=sim.url,
+                concurrency=args.concurrency,
+                status_file=work / "status.json",
+                C2C_LOG_LEVEL="ERROR",
+            ),
+            work / "worker.log",
+        ).start()
+        nodered = NodeRed(
+            work / "node-red",
+            flow(
+                stations=stations,
+                lanes=args.concurrency,
+                vendor_url=sim.url,
+                api_key="sim-key",
+                since=t0.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                broker_host="127.0.0.1",
+                broker_port=broker.port,
+                client_id="nodered-bench",
+                topic="c2c/nodered/stations/{station_id}/telemetry",
+            ),
+            port=free_port(),
+        ).start()
+        nodered.wait_ready()
+        deadline = time.monotonic() + 30
+        while broker.connections_from("nodered-bench") < 1:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Node-RED did not connect to the broker: {nodered.log_tail()}")
+            time.sleep(0.1)
+
+        def run_worker(expected: int) -> tuple[float, float]:
+            run = worker.cycle(timeout=args.timeout)
+            if run.record.stations_synced != args.stations or run.record.readings_published != args.stations:
+                raise RuntimeError(f"worker cycle incomplete: {run.record.model_dump_json()}")
+            arrivals.wait_for("worker", expected, args.timeout)
+            return run.wall_s, run.cpu_s
+
+        def run_nodered(expected: int) -> tuple[float, float]:
+            meter = CpuMeter(nodered.pid)
+            cpu0, start = meter.seconds(), time.perf_counter()
+            nodered.trigger()
+            last = arrivals.wait_for("nodered", expected, args.timeout)
+            return last - start, meter.seconds() - cpu0
+
+        runners = {"worker": run_worker, "nodered": run_nodered}
+        wall: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+        cpu: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+        sim.advance_clock(INTERVAL_S)
+        for name in CONTENDERS:  # warm-up: station list, pools, JIT; not timed
+            runners[name](args.stations)
+        for r, order in orders(CONTENDERS, args.rounds):
+            sim.advance_clock(INTERVAL_S)
+            for name in order:
+                w, c = runners[name]((r + 2) * args.stations)
+                wall[name].append(w)
+                cpu[name].append(c)
+            print(
+                f"round {r + 1}: "
+                + ", ".join(f"{n} {args.stations / wall[n][-1]:.0f} st/s {cpu[n][-1]:.2f} cpu-s" for n in CONTENDERS),
+                file=sys.stderr,
+                flush=True,
+            )
+        for name, body in arrivals.samples.items():
+            print(f"{name} first message: {json.dumps(body, sort_keys=True)}", file=sys.stderr)
+        per_1000 = {n: [c / args.stations * 1000 for c in cpu[n]] for n in CONTENDERS}
+        rate = {n: [args.stations / w for w in wall[n]] for n in CONTENDERS}
+        print_result(
+            {
+                "bench": "peers",
+                "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+                "stations": args.stations,
+                "latency_ms": args.latency_ms,
+                "concurrency": args.concurrency,
+                "rounds": args.rounds,
+                "io_limit_s": round(args.stations * args.latency_ms / 1000 / args.concurrency, 3),
+                "median_stations_per_s": {n: round(median(rate[n]), 1) for n in CONTENDERS},
+                "median_cpu_s_per_1000_stations": {n: round(median(per_1000[n]), 3) for n in CONTENDERS},
+                "median_cycle_s": {n: round(median(wall[n]), 3) for n in CONTENDERS},
+                "ratio_stations_per_s_worker_vs_nodered": round(median_ratio(rate["worker"], rate["nodered"]), 3),
+                "ratio_cpu_per_station_worker_vs_nodered": round(
+                    median_ratio(per_1000["worker"], per_1000["nodered"]), 3
+                ),
+                "runs_cycle_s": {n: [round(w, 3) for w in wall[n]] for n in CONTENDERS},
+                "runs_cpu_s": {n: [round(c, 3) for c in cpu[n]] for n in CONTENDERS},
+            }
+        )
+    finally:
+        for part in (nodered, worker):
+            if part is not None:
+                part.stop()
+        arrivals.stop()
+        sim.stop()
+        broker.stop()
+        redis_server.stop()
+
+
+if __name__ == "__main__":
+    main()
