@@ -33,7 +33,6 @@ from bench.payload import message  # noqa: E402
 
 API_KEY = {"X-Api-Key": "sim-key"}
 PAGE_SIZE = 100
-MAX_INFLIGHT = 20  # the worker's default C2C_MAX_INFLIGHT
 
 
 def list_stations(session: requests.Session, vendor: str) -> list[str]:
@@ -65,7 +64,7 @@ def connect_mqtt(args: argparse.Namespace) -> mqtt.Client:
     connected = threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"c2c-{args.env}", clean_session=True)
     client.tls_set(ca_certs=args.ca_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-    client.max_inflight_messages_set(MAX_INFLIGHT)
+    client.max_inflight_messages_set(args.max_inflight)
     client.on_connect = lambda c, u, f, rc, p: connected.set()
     client.connect(args.mqtt_host, args.mqtt_port)
     client.loop_start()
@@ -117,6 +116,7 @@ def main() -> None:
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--env", default="per-run", help="topic c2c/<env>/..., cursors under c2c:<env>:")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--max-inflight", type=int, default=20, help="the worker's default C2C_MAX_INFLIGHT")
     args = parser.parse_args()
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:

@@ -43,10 +43,6 @@ NETWORK = "198.18.0.0/16"
 _CLONE_NEWNET = 0x40000000
 
 
-def ns(name: str) -> str:
-    return PREFIX + name
-
-
 def address(leaf: str) -> str:
     return f"198.18.{LEAVES[leaf]}.2"
 
@@ -58,13 +54,9 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def in_ns(name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return run("ip", "netns", "exec", ns(name), *args, check=check)
-
-
 def netem_available() -> tuple[bool, str]:
     """Try a netem qdisc on a throw-away veth pair in a throw-away namespace."""
-    probe = ns("probe")
+    probe = f"{PREFIX}probe-{os.getpid()}"
     run("ip", "netns", "del", probe, check=False)
     run("ip", "netns", "add", probe)
     try:
@@ -102,6 +94,8 @@ class Link:
 @dataclass
 class Topology:
     links: Sequence[Link]
+    #: Namespace names are `<prefix><party>`; teardown removes every namespace with this prefix.
+    prefix: str = PREFIX
     #: Processes started in the namespaces, stopped (SIGTERM, then SIGKILL) at teardown.
     started: list[subprocess.Popen] = field(default_factory=list)
     _root_ns: int | None = None
@@ -118,53 +112,54 @@ class Topology:
     def __exit__(self, *exc: object) -> None:
         self.teardown()
 
-    @staticmethod
-    def existing() -> list[str]:
-        """Namespaces of this topology that exist now."""
+    def ns(self, party: str) -> str:
+        return self.prefix + party
+
+    def in_ns(self, party: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run("ip", "netns", "exec", self.ns(party), *args, check=check)
+
+    def existing(self) -> list[str]:
+        """Namespaces with this topology's prefix that exist now."""
         out = run("ip", "netns", "list").stdout
-        return [m.group(1) for m in re.finditer(rf"^({re.escape(PREFIX)}\S+)", out, re.MULTILINE)]
+        return [m.group(1) for m in re.finditer(rf"^({re.escape(self.prefix)}\S+)", out, re.MULTILINE)]
 
     def build(self) -> None:
-        run("ip", "netns", "add", ns(ROUTER))
-        in_ns(ROUTER, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+        run("ip", "netns", "add", self.ns(ROUTER))
+        self.in_ns(ROUTER, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
         for leaf, octet in LEAVES.items():
-            run("ip", "netns", "add", ns(leaf))
+            run("ip", "netns", "add", self.ns(leaf))
+            # Each end is created in its own namespace: no name ever exists in the host's namespace.
             outer, inner = f"c2r-{leaf}", f"c2l-{leaf}"
-            run("ip", "link", "add", outer, "type", "veth", "peer", "name", inner)
-            run("ip", "link", "set", outer, "netns", ns(ROUTER))
-            run("ip", "link", "set", inner, "netns", ns(leaf))
-            in_ns(ROUTER, "ip", "addr", "add", f"198.18.{octet}.1/30", "dev", outer)
-            in_ns(ROUTER, "ip", "link", "set", outer, "up")
-            in_ns(leaf, "ip", "addr", "add", f"198.18.{octet}.2/30", "dev", inner)
-            in_ns(leaf, "ip", "link", "set", inner, "up")
-            in_ns(leaf, "ip", "route", "add", NETWORK, "via", f"198.18.{octet}.1")
+            run(
+                "ip",
+                "-n",
+                self.ns(ROUTER),
+                "link",
+                "add",
+                outer,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                inner,
+                "netns",
+                self.ns(leaf),
+            )
+            self.in_ns(ROUTER, "ip", "addr", "add", f"198.18.{octet}.1/30", "dev", outer)
+            self.in_ns(ROUTER, "ip", "link", "set", outer, "up")
+            self.in_ns(leaf, "ip", "addr", "add", f"198.18.{octet}.2/30", "dev", inner)
+            self.in_ns(leaf, "ip", "link", "set", inner, "up")
+            self.in_ns(leaf, "ip", "route", "add", NETWORK, "via", f"198.18.{octet}.1")
             # Up for process-internal use only (paho wakes its loop through a socketpair on 127.0.0.1);
             # every party reaches the others at their 198.18 addresses, through the router.
-            in_ns(leaf, "ip", "link", "set", "lo", "up")
+            self.in_ns(leaf, "ip", "link", "set", "lo", "up")
 
-    def delay_rules(self) -> None:
-        """Mark each delayed link's packets with their one-way delay (ms) and queue them to delay.py;
-        before that, count TCP SYNs per link (rules without a target only count)."""
-        for link in self.links:
-            for src, dst in ((link.a, link.b), (link.b, link.a)):
-                iface = ("-i", f"c2r-{src}", "-o", f"c2r-{dst}")
-                in_ns(
-                    ROUTER,
-                    "iptables",
-                    "-t",
-                    "mangle",
-                    "-A",
-                    "FORWARD",
-                    *iface,
-                    "-j",
-                    "MARK",
-                    "--set-mark",
-                    str(link.one_way_ms),
-                )
+    def count_rules(self) -> None:
+        """Count TCP SYNs per (from, to) leaf pair at the router (rules without a target only count)."""
         for src in LEAVES:
             for dst in LEAVES:
                 if src != dst:
-                    in_ns(
+                    self.in_ns(
                         ROUTER,
                         "iptables",
                         "-A",
@@ -177,13 +172,22 @@ class Topology:
                         "tcp",
                         "--syn",
                     )
-        in_ns(
+
+    def delay_rules(self) -> None:
+        """Mark each delayed link's packets with their one-way delay (ms) and queue them to delay.py,
+        which must be listening on queue 0 first (an unanswered queue drops packets)."""
+        for link in self.links:
+            for src, dst in ((link.a, link.b), (link.b, link.a)):
+                iface = ("-i", f"c2r-{src}", "-o", f"c2r-{dst}")
+                mark = ("-j", "MARK", "--set-mark", str(link.one_way_ms))
+                self.in_ns(ROUTER, "iptables", "-t", "mangle", "-A", "FORWARD", *iface, *mark)
+        self.in_ns(
             ROUTER, "iptables", "-A", "FORWARD", "-m", "mark", "!", "--mark", "0", "-j", "NFQUEUE", "--queue-num", "0"
         )
 
     def syn_counts(self) -> dict[tuple[str, str], int]:
         """TCP connections opened so far, per (from leaf, to leaf), counted by the router."""
-        out = in_ns(ROUTER, "iptables", "-S", "FORWARD", "-v").stdout
+        out = self.in_ns(ROUTER, "iptables", "-S", "FORWARD", "-v").stdout
         pattern = re.compile(r"-i c2r-(\S+) -o c2r-(\S+) -p tcp .*--tcp-flags \S+ SYN -c (\d+)")
         return {(m.group(1), m.group(2)): int(m.group(3)) for m in pattern.finditer(out)}
 
@@ -195,7 +199,7 @@ class Topology:
 
         handle = open(log, "ab")  # noqa: SIM115 - the child holds it; closed below once it started
         try:
-            proc = spawn(["ip", "netns", "exec", ns(leaf), *args], stdout=handle, die_with_parent=True, env=env)
+            proc = spawn(["ip", "netns", "exec", self.ns(leaf), *args], stdout=handle, die_with_parent=True, env=env)
         finally:
             handle.close()
         self.started.append(proc)
@@ -206,10 +210,10 @@ class Topology:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         if self._root_ns is None:
             self._root_ns = os.open("/proc/self/ns/net", os.O_RDONLY)
-        fd = os.open(f"/run/netns/{ns(leaf)}", os.O_RDONLY)
+        fd = os.open(f"/run/netns/{self.ns(leaf)}", os.O_RDONLY)
         try:
             if libc.setns(fd, _CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), f"setns into {ns(leaf)}")
+                raise OSError(ctypes.get_errno(), f"setns into {self.ns(leaf)}")
         finally:
             os.close(fd)
 
@@ -253,5 +257,6 @@ def exit_on_sigterm() -> None:
 
 if __name__ == "__main__":  # `python bench/wan/topology.py teardown`: remove a leftover topology by hand
     if sys.argv[1:] == ["teardown"]:
-        Topology(links=()).teardown()
-        print("left:", Topology.existing())
+        topology = Topology(links=())
+        topology.teardown()
+        print("left:", topology.existing())

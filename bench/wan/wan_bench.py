@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from bench.arrivals import Arrivals  # noqa: E402
 from bench.peers.nodered import NodeRed, ensure_installed, flow  # noqa: E402
 from bench.rounds import CpuMeter, median, median_ratio, orders, print_result  # noqa: E402
-from bench.wan.topology import Link, Topology, address, exit_on_sigterm, netem_available, ns  # noqa: E402
+from bench.wan.topology import Link, Topology, address, exit_on_sigterm, netem_available  # noqa: E402
 from bench.worker_driver import DrivenWorker, worker_env  # noqa: E402
 from c2c_sync.demo.services import require_binary, wait_for_port  # noqa: E402
 from tests.support.tls import TestCA  # noqa: E402
@@ -112,17 +112,18 @@ def advance_clock(seconds: int) -> None:
 class PerRun:
     """bench/wan/per_run.py in the client namespace, one run per `run` line."""
 
-    def __init__(self, args: argparse.Namespace, ca_file: Path, log: Path) -> None:
+    def __init__(self, args: argparse.Namespace, ca_file: Path, log: Path, netns: str) -> None:
         self._log = open(log, "ab")  # noqa: SIM115 - held for the process; close() closes it
         self.proc = subprocess.Popen(
             [
-                *("ip", "netns", "exec", ns("client"), sys.executable, str(ROOT / "bench" / "wan" / "per_run.py")),
+                *("ip", "netns", "exec", netns, sys.executable, str(ROOT / "bench" / "wan" / "per_run.py")),
                 f"--vendor-url=http://{address('vendor')}:{VENDOR_PORT}",
                 f"--mqtt-host={address('broker')}",
                 f"--mqtt-port={BROKER_PORT}",
                 f"--ca-file={ca_file}",
                 f"--redis-url=redis://{address('cache')}:{REDIS_PORT}/0",
                 f"--concurrency={args.concurrency}",
+                f"--max-inflight={args.max_inflight}",
                 "--env=per-run",
             ],
             stdin=subprocess.PIPE,
@@ -156,32 +157,38 @@ class PerRun:
         self._log.close()
 
 
+STYLES = {"worker": ("-", "o"), "per-run": ("--", "s"), "nodered": (":", "^")}
+
+
 def plot(cycles: dict[str, list[dict]], args: argparse.Namespace, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (ax_time, ax_broker, ax_vendor) = plt.subplots(3, 1, figsize=(9, 10), sharex=True)
     for name, runs in cycles.items():
+        line, marker = STYLES.get(name, ("-", "."))
         xs = range(1, len(runs) + 1)
-        ax_time.plot(xs, [r["cycle_s"] for r in runs], marker="o", label=name)
+        ax_time.plot(xs, [r["cycle_s"] for r in runs], linestyle=line, marker=marker, label=name)
         for ax, key in ((ax_broker, "broker_connections"), (ax_vendor, "vendor_connections")):
             total, cumulative = 0, []
             for r in runs:
                 total += r[key]
                 cumulative.append(total)
-            ax.step(xs, cumulative, where="mid", marker=".", label=name)
+            ax.plot(xs, cumulative, linestyle=line, marker=marker, label=name)
     ax_time.set_ylabel("cycle time (s)")
-    ax_time.set_ylim(bottom=0)
-    ax_broker.set_ylabel("broker connections (TLS), cumulative")
-    ax_vendor.set_ylabel("vendor connections (HTTP), cumulative")
-    ax_vendor.set_xlabel("cycle")
+    ax_broker.set_ylabel("broker connections (TLS)\ncumulative")
+    ax_vendor.set_ylabel("vendor connections (HTTP)\ncumulative")
+    ax_vendor.set_xlabel("cycle (the first includes each contender's start)")
+    ax_vendor.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_time.set_title(
-        f"{args.stations} stations, vendor concurrency {args.concurrency}, "
-        f"RTT {args.broker_rtt_ms} ms to the broker, {args.vendor_rtt_ms} ms to the vendor"
+        f"{args.stations} stations, vendor concurrency {args.concurrency}, in-flight window {args.max_inflight}\n"
+        f"RTT {args.broker_rtt_ms} ms to the broker (TLS), {args.vendor_rtt_ms} ms to the vendor"
     )
     for ax in (ax_time, ax_broker, ax_vendor):
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -195,6 +202,9 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=22, help="per contender (the first includes its start)")
     parser.add_argument("--broker-rtt-ms", type=int, default=40)
     parser.add_argument("--vendor-rtt-ms", type=int, default=80)
+    parser.add_argument(
+        "--max-inflight", type=int, default=20, help="QoS 1 publishes awaiting PUBACK (worker and per-run function)"
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="per cycle")
     parser.add_argument("--plot", type=Path, default=PLOT)
     parser.add_argument("--result", type=Path, default=RESULT)
@@ -217,6 +227,7 @@ def main() -> None:
             topo.enter("bench")
             topo.spawn("router", [sys.executable, str(ROOT / "bench" / "wan" / "delay.py")], log=work / "delay.log")
             wait_for_line(work / "delay.log", "ready")
+            topo.count_rules()
             topo.delay_rules()
             ca = TestCA(work / "pki")
             start_services(topo, work, args, t0, ca)
@@ -236,13 +247,14 @@ def main() -> None:
                     concurrency=args.concurrency,
                     status_file=work / "worker-status.json",
                     C2C_MQTT_CA_FILE=str(ca.cert_path),
+                    C2C_MAX_INFLIGHT=str(args.max_inflight),
                     C2C_LOG_LEVEL="ERROR",
                 ),
                 work / "worker.log",
-                prefix=("ip", "netns", "exec", ns("client")),
+                prefix=("ip", "netns", "exec", topo.ns("client")),
             ).start()
             startup["worker"], before = diff(topo.syn_counts(), before), topo.syn_counts()
-            per_run = PerRun(args, ca.cert_path, work / "per-run.log")
+            per_run = PerRun(args, ca.cert_path, work / "per-run.log", topo.ns("client"))
             startup["per-run"], before = diff(topo.syn_counts(), before), topo.syn_counts()
             nodered = NodeRed(
                 work / "node-red",
@@ -260,7 +272,7 @@ def main() -> None:
                 ),
                 port=NODERED_PORT,
                 host=address("client"),
-                prefix=("ip", "netns", "exec", ns("client")),
+                prefix=("ip", "netns", "exec", topo.ns("client")),
             ).start()
             nodered.wait_ready()
             wait_for_line(work / "mosquitto.log", "as nodered-bench")
@@ -348,6 +360,7 @@ def summarize(cycles: dict[str, list[dict]], args: argparse.Namespace, netem: bo
         "cycles": args.cycles,
         "broker_rtt_ms": args.broker_rtt_ms,
         "vendor_rtt_ms": args.vendor_rtt_ms,
+        "max_inflight": args.max_inflight,
         "delay": "tc netem" if netem else "iptables NFQUEUE + bench/wan/delay.py (no sch_netem in this kernel)",
         "netem_probe": netem_detail,
         "first_cycle_s": {n: runs[0]["cycle_s"] for n, runs in cycles.items()},
