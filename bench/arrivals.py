@@ -3,6 +3,8 @@
 Contenders publish under `c2c/<name>/stations/<station>/telemetry`; `Arrivals` counts the distinct
 message ids each one delivered and when the last one arrived, so a contender that cannot say when
 its cycle is done (a Node-RED flow) is timed the way a consumer on the platform would see it.
+(The tests' tests/support/mqtt.py MqttCapture keeps every message for assertions on loopback; this
+one only counts, per contender, wakes its waiter on each arrival, and speaks TLS to any address.)
 """
 
 from __future__ import annotations

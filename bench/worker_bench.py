@@ -37,11 +37,11 @@ import redis  # noqa: E402
 
 from bench.rounds import contender, median, median_ratio, orders, print_result  # noqa: E402
 from functions.common.state import StateKeys  # noqa: E402
-from functions.sync_worker.wiring import build_source, build_uplink  # noqa: E402
 from functions.sync_worker.cycle import CycleRunner  # noqa: E402
 from functions.sync_worker.settings import load_settings  # noqa: E402
 from functions.sync_worker.source.base import Reading, Station  # noqa: E402
 from functions.sync_worker.store import Lease, StateStore, connect_redis, format_cursor  # noqa: E402
+from functions.sync_worker.wiring import build_source, build_uplink  # noqa: E402
 from tests.support.services import MosquittoBroker, RedisServer  # noqa: E402
 from tests.support.simulator import SimulatorProcess  # noqa: E402
 

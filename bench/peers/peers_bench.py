@@ -46,12 +46,20 @@ def main() -> None:
     parser.add_argument("--stations", type=int, default=1000)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="the simulator's latency per request")
     parser.add_argument("--concurrency", type=int, default=32, help="vendor requests in flight, both contenders")
+    parser.add_argument(
+        "--nodered-lanes",
+        type=int,
+        default=None,
+        help="Node-RED requests in flight (default: --concurrency; 0: every station's request at once, "
+        "what the flow does without a bound)",
+    )
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=300.0, help="per cycle")
     args = parser.parse_args()
     ensure_installed()
 
     stations = station_ids(args.stations)
+    lanes = args.concurrency if args.nodered_lanes is None else (args.nodered_lanes or args.stations)
     # The simulator's clock is frozen in the past and moved by hand: every reading is known in advance.
     t0 = (datetime.now(UTC) - timedelta(seconds=INTERVAL_S * (args.rounds + 60))).replace(second=0, microsecond=0)
     work = Path(tempfile.mkdtemp(prefix="c2c-peers-"))
@@ -81,7 +89,7 @@ def main() -> None:
             work / "node-red",
             flow(
                 stations=stations,
-                lanes=args.concurrency,
+                lanes=lanes,
                 vendor_url=sim.url,
                 api_key="sim-key",
                 since=t0.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -142,6 +150,7 @@ def main() -> None:
                 "stations": args.stations,
                 "latency_ms": args.latency_ms,
                 "concurrency": args.concurrency,
+                "nodered_lanes": lanes,
                 "rounds": args.rounds,
                 "io_limit_s": round(args.stations * args.latency_ms / 1000 / args.concurrency, 3),
                 "median_stations_per_s": {n: round(median(rate[n]), 1) for n in CONTENDERS},
