@@ -199,6 +199,9 @@ def cost_command(
         str | None, typer.Option(help="Price in this region (default: the config's region, else us-east-1).")
     ] = None,
     cdk_out: Annotated[Path, typer.Option(help="Where `make synth` wrote cdk.out/<env>/.")] = Path("cdk.out"),
+    free_tier: Annotated[
+        bool, typer.Option(help="Credit the account's always-free allowances (true when ENV has its own account).")
+    ] = True,
 ) -> None:
     """Monthly on-demand cost of ENV from its synthesized templates (run `make synth` first)."""
     environments.require_known(env)
@@ -206,7 +209,8 @@ def cost_command(
     from config import load_environment
 
     try:
-        estimate = cost.estimate_env(env, cdk_out, region or load_environment(env, environments.config_dir()).region)
+        config_region = load_environment(env, environments.config_dir()).region
+        estimate = cost.estimate_env(env, cdk_out, region or config_region, free_tier=free_tier)
     except (FileNotFoundError, KeyError, cost.UnpricedResources) as exc:
         raise CliError(str(exc).strip("'\""), ExitCode.FAILED) from exc
     if as_json:

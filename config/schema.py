@@ -86,6 +86,9 @@ class WorkerConfig(_Strict):
     architecture: CpuArchitecture = CpuArchitecture.ARM64
     #: 0 pauses the worker; more than 1 would run two connections with one MQTT client id.
     desired_count: int = Field(default=1, ge=0, le=1)
+    #: ECS Container Insights (~$8/month): off by default, the WorkerNotRunning alarm on the free
+    #: AWS/ECS metrics and the heartbeat alarm cover "worker not running" without it.
+    container_insights: bool = False
 
     @field_validator("cpu")
     @classmethod
@@ -105,18 +108,30 @@ class WorkerConfig(_Strict):
         return self
 
 
+class NatKind(str, Enum):
+    """How the private subnets reach the internet (the vendor API and the MQTT broker)."""
+
+    #: A t4g NAT instance per NAT (Amazon Linux 2023, iptables masquerade): ~$7/month each with its IP.
+    INSTANCE = "instance"
+    #: A managed NAT gateway per NAT: ~$37/month each with its IP, plus $0.045/GB processed.
+    GATEWAY = "gateway"
+
+
 class NetworkConfig(_Strict):
-    #: NAT gateways for the private subnets (the worker needs egress to the vendor API and broker).
-    nat_gateways: int = Field(default=1, ge=1, le=2)
+    nat: NatKind = NatKind.INSTANCE
+    #: NATs, one per AZ: 2 keeps egress up when one AZ (or one NAT) fails.
+    nat_count: int = Field(default=1, ge=1, le=2)
+    #: nat: instance only. Graviton burstable types; a nano forwards ~32 Mbit/s baseline.
+    nat_instance_type: str = Field(default="t4g.nano", pattern=r"^t4g\.(nano|micro|small|medium)$")
 
 
 class CacheConfig(_Strict):
-    """ElastiCache (Redis OSS) replication group."""
+    """ElastiCache replication group on the Valkey engine (Redis OSS compatible, ~20 % cheaper)."""
 
     node_type: str = Field(default="cache.t4g.micro", pattern=r"^cache\.[a-z0-9]+\.[a-z0-9]+$")
     replicas: int = Field(default=0, ge=0, le=5)
     multi_az: bool = False
-    engine_version: str = Field(default="7.1", pattern=r"^\d+\.\d+$")
+    engine_version: str = Field(default="8.0", pattern=r"^\d+\.\d+$")
     port: int = Field(default=6380, ge=1024, le=65535)
 
     @field_validator("port")
@@ -465,6 +480,7 @@ __all__ = [
     "EnvironmentConfig",
     "GenericMqttConfig",
     "IdentityMode",
+    "NatKind",
     "NetworkConfig",
     "PlatformConfig",
     "PlatformSecrets",

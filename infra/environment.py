@@ -6,6 +6,7 @@ This is the only place that reads the config; each stack gets typed constructor 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aws_cdk as cdk
 from constructs import Construct
@@ -13,6 +14,7 @@ from constructs import Construct
 from config.schema import (
     CpuArchitecture,
     EnvironmentConfig,
+    NatKind,
     SignalTransport,
     WorkerMode,
 )
@@ -23,7 +25,7 @@ from infra.worker_env import worker_environment, worker_named_secrets
 from stacks.cache import CacheStack
 from stacks.messaging import MessagingStack
 from stacks.monitoring import AlarmSettings, MonitoringStack
-from stacks.network import NetworkStack
+from stacks.network import NatSettings, NetworkStack
 from stacks.sync_service import SyncServiceProps, SyncServiceStack
 from stacks.trigger import RedisPublish, TriggerStack
 
@@ -39,6 +41,13 @@ class EnvironmentStacks:
 
     def all(self) -> list[cdk.Stack]:
         return [self.network, self.messaging, self.cache, self.sync_service, self.trigger, self.monitoring]
+
+
+def internet_ports(config: EnvironmentConfig) -> list[int]:
+    """TCP ports the worker opens to the internet: the MQTT broker's and the vendor API's."""
+    mqtt = urlsplit(config.platform.endpoint)
+    source = urlsplit(str(config.source.base_url))
+    return sorted({mqtt.port or 8883, source.port or (443 if source.scheme == "https" else 80)})
 
 
 def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentStacks:
@@ -58,15 +67,6 @@ def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentS
             "termination_protection": stateful and config.retain_data,
         }
 
-    network = NetworkStack(
-        scope,
-        stack_name(config.name, "Network"),
-        nat_gateways=config.network.nat_gateways,
-        log_retention=retention,
-        trigger_in_vpc=redis_signals,
-        removal_policy=removal,
-        **common("Network", stateful=True),
-    )
     messaging = MessagingStack(
         scope,
         stack_name(config.name, "Messaging"),
@@ -74,6 +74,22 @@ def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentS
         max_cycle_s=config.worker.max_cycle_s,
         removal_policy=removal,
         **common("Messaging", stateful=True),
+    )
+    network = NetworkStack(
+        scope,
+        stack_name(config.name, "Network"),
+        nat=NatSettings(
+            instance=config.network.nat is NatKind.INSTANCE,
+            count=config.network.nat_count,
+            instance_type=config.network.nat_instance_type,
+        ),
+        internet_ports=internet_ports(config),
+        redis_port=config.cache.port,
+        log_retention=retention,
+        log_key=messaging.key,
+        trigger_in_vpc=redis_signals,
+        removal_policy=removal,
+        **common("Network", stateful=True),
     )
     clients = [network.worker_security_group]
     if network.trigger_security_group is not None:
@@ -90,6 +106,7 @@ def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentS
         engine_version=config.cache.engine_version,
         port=config.cache.port,
         log_retention=retention,
+        log_key=messaging.key,
         removal_policy=removal,
         **common("Cache", stateful=True),
     )
@@ -105,11 +122,13 @@ def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentS
             environment=worker_environment(config),
             named_secrets=worker_named_secrets(config),
             log_retention=retention,
+            container_insights=config.worker.container_insights,
         ),
         vpc=network.vpc,
         security_group=network.worker_security_group,
         start_queue=None if redis_signals else messaging.start_queue,
         queue_key=messaging.key,
+        log_key=messaging.key,
         redis_auth_secret=cache.auth_secret,
         redis_url=f"rediss://{cache.endpoint_address}:{cache.endpoint_port}/0",
         **common("SyncService", stateful=False),

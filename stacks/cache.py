@@ -1,8 +1,9 @@
-"""Cache: the ElastiCache (Redis OSS) replication group holding the worker's state.
+"""Cache: the ElastiCache replication group (Valkey engine) holding the worker's state.
 
-TLS in transit, encryption at rest, an AUTH token from a generated secret, a non-default port,
-isolated subnets, and ingress only from the security groups handed in (the worker's, and the
-trigger's when signals travel over Redis).
+Valkey speaks the Redis OSS protocol the worker uses (redis-py, AUTH, TLS) and its nodes cost about
+20 % less than Redis OSS nodes. TLS in transit, encryption at rest, an AUTH token from a generated
+secret, a non-default port, isolated subnets, and ingress only from the security groups handed in
+(the worker's, and the trigger's when signals travel over Redis).
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from collections.abc import Sequence
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticache as elasticache
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infra.nag import acknowledge
+
+ENGINE = "valkey"
 
 
 class CacheStack(cdk.Stack):
@@ -34,6 +38,7 @@ class CacheStack(cdk.Stack):
         engine_version: str,
         port: int,
         log_retention: logs.RetentionDays,
+        log_key: kms.IKey,
         removal_policy: cdk.RemovalPolicy,
         **kwargs: object,
     ) -> None:
@@ -74,14 +79,18 @@ class CacheStack(cdk.Stack):
             subnet_ids=vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids,
         )
         slow_log = logs.LogGroup(
-            self, "RedisSlowLog", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY
+            self,
+            "RedisSlowLog",
+            retention=log_retention,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+            encryption_key=log_key,
         )
 
         self.replication_group = elasticache.CfnReplicationGroup(
             self,
             "RedisReplicationGroup",
             replication_group_description=f"c2c-sync {env_name} state: cursors, lease, heartbeat, history",
-            engine="redis",
+            engine=ENGINE,
             engine_version=engine_version,
             cache_node_type=node_type,
             num_cache_clusters=1 + replicas,

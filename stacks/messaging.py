@@ -2,8 +2,9 @@
 
 A customer-managed key (not the AWS-managed aws/sns or aws/sqs key) because SNS cannot use an
 AWS-managed key to deliver into an encrypted SQS queue: deliveries would be dropped silently.
-The key also encrypts the alarm and self-heal topics and the schedule DLQ, so its policy admits
-the services that publish there (CloudWatch alarms, EventBridge) for this account only.
+The key also encrypts the alarm and self-heal topics, the schedule DLQ and every log group of the
+environment, so its policy admits the services that write there (CloudWatch alarms, EventBridge,
+CloudWatch Logs) for this account only.
 """
 
 from __future__ import annotations
@@ -57,6 +58,23 @@ class MessagingStack(cdk.Stack):
                     conditions={"StringEquals": {"aws:SourceAccount": cdk.Aws.ACCOUNT_ID}},
                 )
             )
+
+        # CloudWatch Logs encrypts each log group's data with the key, bound to that log group's ARN.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowLogsToUseKey",
+                principals=[iam.ServicePrincipal(f"logs.{cdk.Aws.REGION}.amazonaws.com")],
+                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                resources=["*"],
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": (
+                            f"arn:{cdk.Aws.PARTITION}:logs:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:log-group:*"
+                        )
+                    }
+                },
+            )
+        )
 
         self.dead_letter_queue = sqs.Queue(
             self,

@@ -140,21 +140,27 @@ class MonitoringStack(cdk.Stack):
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
         )
 
+        # AWS/ECS service metrics are free and reported only while a task of the service is
+        # RUNNING: no data at all means no worker task (Container Insights' RunningTaskCount, a
+        # paid metric, is not needed for that).
         running_tasks = cw.Metric(
-            namespace="ECS/ContainerInsights",
-            metric_name="RunningTaskCount",
+            namespace="AWS/ECS",
+            metric_name="CPUUtilization",
             dimensions_map={"ClusterName": cluster.cluster_name, "ServiceName": service.service_name},
-            statistic="Minimum",
+            statistic="SampleCount",
             period=minute,
         )
         self.running_tasks_alarm: cw.Alarm | None = None
         if settings.desired_count > 0:
             self.running_tasks_alarm = running_tasks.create_alarm(
                 self,
-                "RunningTasksBelowDesired",
-                alarm_name=f"C2C-{env_name}-RunningTasksBelowDesired",
-                alarm_description=f"Fewer than {settings.desired_count} worker task(s) running",
-                threshold=settings.desired_count,
+                "WorkerNotRunning",
+                alarm_name=f"C2C-{env_name}-WorkerNotRunning",
+                alarm_description=(
+                    f"No worker task has been running for {settings.running_tasks_periods} minute(s) "
+                    "(the service reports no AWS/ECS metrics): check the service's events and stopped tasks"
+                ),
+                threshold=1,
                 evaluation_periods=settings.running_tasks_periods,
                 comparison_operator=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
                 treat_missing_data=cw.TreatMissingData.BREACHING,

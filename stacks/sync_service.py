@@ -24,10 +24,14 @@ from infra.naming import FUNCTIONS_DIR
 #: reads the status file the worker rewrites every heartbeat; exit 0 only for the lease holder with MQTT connected and a
 #: heartbeat fresher than HEARTBEAT_STALE_AFTER_S (a standby, not holding the lease, is unhealthy).
 HEALTH_CHECK_COMMAND = ["CMD", "python", "-m", "functions.sync_worker", "health"]
+#: The container's root filesystem is read-only; SCRATCH_DIR is its one writable path: a task
+#: volume (Fargate ephemeral storage; Fargate has no tmpfs) that the Dockerfile declares as a
+#: VOLUME, so it starts as the image's /tmp (mode 1777, writable for the non-root uid 10001). It
+#: holds the status file and the short-lived PEM files the TLS profiles load.
+SCRATCH_DIR = "/tmp"
+SCRATCH_VOLUME = "scratch"
 #: Where the worker writes that status file (C2C_STATUS_FILE, read by both `run` and `health`).
-#: /tmp is writable for the image's non-root user (uid 10001, WORKDIR /app is root-owned) and the
-#: task's root filesystem is not read-only.
-STATUS_FILE = "/tmp/c2c-sync-worker.status.json"
+STATUS_FILE = f"{SCRATCH_DIR}/c2c-sync-worker.status.json"
 HEALTH_CHECK_INTERVAL_S = 30
 HEALTH_CHECK_RETRIES = 3
 #: Failed checks do not count until the first success or this long after the container started.
@@ -56,6 +60,8 @@ class SyncServiceProps:
     #: Env var name -> NAME of a Secrets Manager secret the operator created.
     named_secrets: Mapping[str, str]
     log_retention: logs.RetentionDays
+    #: ECS Container Insights (paid custom metrics); the free AWS/ECS metrics back the alarms.
+    container_insights: bool = False
 
 
 class SyncServiceStack(cdk.Stack):
@@ -69,15 +75,35 @@ class SyncServiceStack(cdk.Stack):
         security_group: ec2.ISecurityGroup,
         start_queue: sqs.IQueue | None,
         queue_key: kms.IKey,
+        log_key: kms.IKey,
         redis_auth_secret: secretsmanager.ISecret,
         redis_url: str,
         **kwargs: object,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
 
-        self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
+        self.cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            vpc=vpc,
+            container_insights_v2=(
+                ecs.ContainerInsights.ENABLED if props.container_insights else ecs.ContainerInsights.DISABLED
+            ),
+        )
+        if not props.container_insights:
+            acknowledge(
+                self.cluster,
+                "AwsSolutions-ECS4",
+                "Container Insights off by configuration (worker.container_insights): its metrics cost "
+                "~$8/month; the WorkerNotRunning alarm on the free AWS/ECS service metrics and the "
+                "heartbeat alarm cover a worker that is not running",
+            )
         log_group = logs.LogGroup(
-            self, "WorkerLogGroup", retention=props.log_retention, removal_policy=cdk.RemovalPolicy.DESTROY
+            self,
+            "WorkerLogGroup",
+            retention=props.log_retention,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+            encryption_key=log_key,
         )
 
         cpu_arch = ecs.CpuArchitecture.ARM64 if props.arm64 else ecs.CpuArchitecture.X86_64
@@ -132,6 +158,11 @@ class SyncServiceStack(cdk.Stack):
                 start_period=cdk.Duration.seconds(HEALTH_CHECK_START_PERIOD_S),
             ),
             stop_timeout=cdk.Duration.seconds(STOP_TIMEOUT_S),
+            readonly_root_filesystem=True,
+        )
+        task_definition.add_volume(name=SCRATCH_VOLUME)
+        self.container.add_mount_points(
+            ecs.MountPoint(container_path=SCRATCH_DIR, source_volume=SCRATCH_VOLUME, read_only=False)
         )
 
         # Task role: consume the start queue and nothing more (the worker's other secrets arrive

@@ -113,7 +113,11 @@ class TriggerStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)
 
         log_group = logs.LogGroup(
-            self, "TriggerLogGroup", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY
+            self,
+            "TriggerLogGroup",
+            retention=log_retention,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+            encryption_key=key,
         )
         role = iam.Role(
             self,

@@ -17,12 +17,15 @@ from c2c_sync.cost.templates import Assembly
 DEFAULT_REGION = "us-east-1"
 
 
-def estimate_env(env: str, cdk_out: Path, region: str | None, table: PriceTable | None = None) -> Estimate:
+def estimate_env(
+    env: str, cdk_out: Path, region: str | None, *, free_tier: bool = True, table: PriceTable | None = None
+) -> Estimate:
     """Price `cdk_out/<env>/` in `region` (the config's region, else DEFAULT_REGION)."""
     note = ""
     if region is None:
         region, note = DEFAULT_REGION, "the config pins no region; --region to price another"
-    return estimate(env, Assembly.from_dir(cdk_out / env), table or load_prices(), region, note)
+    assembly = Assembly.from_dir(cdk_out / env)
+    return estimate(env, assembly, table or load_prices(), region, note, free_tier=free_tier)
 
 
 __all__ = [

@@ -73,6 +73,11 @@ class _Context:
     hours: int
     #: Schedule ticks (start signals, trigger invocations, cycles) per month.
     ticks: float
+    #: Quantities the account's always-free allowances apply to (FREE_TIER_RATES keys), summed.
+    meter: dict[str, float] = field(default_factory=dict)
+
+    def use(self, quantity: str, amount: float) -> None:
+        self.meter[quantity] = self.meter.get(quantity, 0.0) + amount
 
     @property
     def stations(self) -> int:
@@ -107,11 +112,14 @@ def _instance(ctx: _Context, resource: Resource) -> tuple[float, str]:
     if instance_type not in ctx.prices.ec2_instance_hour:
         raise KeyError(f"no EC2 price for {instance_type!r} ({resource.stack}/{resource.logical_id})")
     cost = ctx.hours * ctx.prices.ec2_instance_hour[instance_type]
-    volume = ctx.usage.nat_instance_volume_gb
+    mappings = resource.properties.get("BlockDeviceMappings") or []
+    volume = sum(int(m.get("Ebs", {}).get("VolumeSize", 0)) for m in mappings) or ctx.usage.nat_instance_volume_gb
     cost += volume * ctx.prices.ebs_gp3_gb_month
     detail = f"{instance_type}, {volume} GB gp3"
+    interfaces = resource.properties.get("NetworkInterfaces") or []
     subnet = ctx.assembly.referenced(resource.stack, resource.properties.get("SubnetId"))
-    if subnet is not None and subnet.properties.get("MapPublicIpOnLaunch"):
+    public_subnet = subnet is not None and bool(subnet.properties.get("MapPublicIpOnLaunch"))
+    if public_subnet or any(i.get("AssociatePublicIpAddress") for i in interfaces):
         cost += ctx.hours * ctx.prices.public_ipv4_hour
         detail += ", public IPv4"
     return cost, detail
@@ -157,6 +165,8 @@ def _fargate_service(ctx: _Context, resource: Resource) -> tuple[float, str]:
     tasks = count * ctx.hours * (vcpu * rate.vcpu_hour + memory_gb * rate.gb_hour)
     egress = ctx.egress_gb * ctx.prices.internet_egress_gb
     metrics = ctx.usage.custom_metrics_always * ctx.prices.cloudwatch_custom_metric_month
+    ctx.use("egress_gb", ctx.egress_gb)
+    ctx.use("custom_metrics", ctx.usage.custom_metrics_always)
     detail = (
         f"{count} x Fargate {arch} {vcpu:g} vCPU / {memory_gb:g} GB; {ctx.egress_gb:.1f} GB to the internet; "
         f"{ctx.usage.custom_metrics_always} EMF metrics"
@@ -183,6 +193,8 @@ def _cluster(ctx: _Context, resource: Resource) -> tuple[float, str]:
     tasks = sum(int(s.properties.get("DesiredCount", 1)) for s in ctx.assembly.of_type("AWS::ECS::Service"))
     metrics = ctx.usage.container_insights_metrics * ctx.prices.cloudwatch_custom_metric_month
     log_gb = tasks * ctx.usage.container_insights_log_gb_per_task_month
+    ctx.use("custom_metrics", ctx.usage.container_insights_metrics)
+    ctx.use("logs_ingest_gb", log_gb)
     return metrics + log_gb * ctx.prices.logs_ingest_gb, (
         f"Container Insights: {ctx.usage.container_insights_metrics} metrics, {log_gb:g} GB performance logs"
     )
@@ -193,12 +205,14 @@ def _log_group(ctx: _Context, resource: Resource) -> tuple[float, str]:
     retention_days = int(resource.properties.get("RetentionInDays", 3653))
     months = min(retention_days / 30, 12)
     stored = ingest * months
+    ctx.use("logs_ingest_gb", ingest)
     cost = ingest * ctx.prices.logs_ingest_gb + stored * ctx.prices.logs_storage_gb_month
     return cost, f"{ingest:g} GB/month ingested, {retention_days} d kept"
 
 
 def _kms_key(ctx: _Context, resource: Resource) -> tuple[float, str]:
     requests = ctx.usage.kms_requests_month
+    ctx.use("kms_requests", requests)
     return ctx.prices.kms_key_month + requests / 10_000 * ctx.prices.kms_per_10k_requests, (
         f"key + {requests} requests"
     )
@@ -211,14 +225,17 @@ def _secret(ctx: _Context, resource: Resource) -> tuple[float, str]:
 def _alarm(ctx: _Context, resource: Resource) -> tuple[float, str]:
     metrics = resource.properties.get("Metrics")
     count = sum(1 for m in metrics if "MetricStat" in m) if metrics else 1
+    ctx.use("alarm_metrics", count)
     return count * ctx.prices.cloudwatch_alarm_metric_month, f"{count} metric(s), standard resolution"
 
 
 def _dashboard(ctx: _Context, resource: Resource) -> tuple[float, str]:
+    ctx.use("dashboards", 1)
     return ctx.prices.cloudwatch_dashboard_month, "one dashboard"
 
 
 def _topic(ctx: _Context, resource: Resource) -> tuple[float, str]:
+    ctx.use("sns_publishes", ctx.ticks)
     return ctx.ticks / 1e6 * ctx.prices.sns_per_million_publishes, f"at most {ctx.ticks:.0f} publishes"
 
 
@@ -226,6 +243,7 @@ def _queue(ctx: _Context, resource: Resource) -> tuple[float, str]:
     if int(resource.properties.get("ReceiveMessageWaitTimeSeconds", 0)) == 0:
         return 0.0, "dead-letter queue (no traffic expected)"
     requests = ctx.usage.sqs_idle_receives_month + 3 * ctx.ticks
+    ctx.use("sqs_requests", requests)
     return requests / 1e6 * ctx.prices.sqs_per_million_requests, f"{requests:.0f} requests (long polling)"
 
 
@@ -242,8 +260,11 @@ def _function(ctx: _Context, resource: Resource) -> tuple[float, str]:
     seconds = ctx.ticks * ctx.usage.lambda_duration_ms / 1000
     rate = ctx.prices.lambda_arm64_gb_second if arch == "arm64" else ctx.prices.lambda_x86_64_gb_second
     cost = ctx.ticks / 1e6 * ctx.prices.lambda_per_million_requests + gb * seconds * rate
+    ctx.use("lambda_requests", ctx.ticks)
+    ctx.use(f"lambda_{arch}_gb_seconds", gb * seconds)
     if (resource.properties.get("TracingConfig") or {}).get("Mode") == "Active":
         cost += ctx.ticks / 1e6 * ctx.prices.xray_per_million_traces
+        ctx.use("xray_traces", ctx.ticks)
     return cost, f"{ctx.ticks:.0f} invocations x {ctx.usage.lambda_duration_ms} ms"
 
 
@@ -282,6 +303,36 @@ PRICERS: dict[str, Pricer] = {
 }
 
 
+#: The unit price of each metered quantity, for crediting the account's always-free allowances.
+FREE_TIER_RATES: dict[str, Callable[[RegionPrices], float]] = {
+    "custom_metrics": lambda p: p.cloudwatch_custom_metric_month,
+    "alarm_metrics": lambda p: p.cloudwatch_alarm_metric_month,
+    "dashboards": lambda p: p.cloudwatch_dashboard_month,
+    "logs_ingest_gb": lambda p: p.logs_ingest_gb,
+    "egress_gb": lambda p: p.internet_egress_gb,
+    "kms_requests": lambda p: p.kms_per_10k_requests / 10_000,
+    "lambda_requests": lambda p: p.lambda_per_million_requests / 1e6,
+    "lambda_arm64_gb_seconds": lambda p: p.lambda_arm64_gb_second,
+    "lambda_x86_64_gb_seconds": lambda p: p.lambda_x86_64_gb_second,
+    "sqs_requests": lambda p: p.sqs_per_million_requests / 1e6,
+    "sns_publishes": lambda p: p.sns_per_million_publishes / 1e6,
+    "xray_traces": lambda p: p.xray_per_million_traces / 1e6,
+}
+
+
+def free_tier_credit(ctx: _Context, allowances: dict[str, float]) -> LineItem:
+    """The account's always-free allowances (not the 12-month trial) set against this environment."""
+    credit = 0.0
+    parts = []
+    for quantity, allowance in allowances.items():
+        used = ctx.meter.get(quantity, 0.0)
+        covered = min(used, allowance)
+        if covered > 0:
+            credit += covered * FREE_TIER_RATES[quantity](ctx.prices)
+            parts.append(f"{quantity} {covered:g}")
+    return LineItem("account", "AlwaysFreeAllowances", "free tier", -credit, ", ".join(parts) or "nothing covered")
+
+
 def schedule_ticks(assembly: Assembly, hours: int) -> tuple[float, str]:
     """Start signals per month from the schedule rule (`rate(...)`; a cron is assumed hourly)."""
     for rule in assembly.of_type("AWS::Events::Rule"):
@@ -299,8 +350,21 @@ def unpriced(assembly: Assembly, table: PriceTable) -> list[Resource]:
     return [r for r in assembly if r.type not in PRICERS and r.type not in table.free_types]
 
 
-def estimate(env: str, assembly: Assembly, table: PriceTable, region: str, region_note: str = "") -> Estimate:
-    """Monthly on-demand cost of every billable resource of `assembly`; raises UnpricedResources."""
+def estimate(
+    env: str,
+    assembly: Assembly,
+    table: PriceTable,
+    region: str,
+    region_note: str = "",
+    *,
+    free_tier: bool = True,
+) -> Estimate:
+    """Monthly on-demand cost of every billable resource of `assembly`; raises UnpricedResources.
+
+    With `free_tier`, one more line credits the account's always-free allowances (CloudWatch's 10
+    metrics, 10 alarm metrics, 3 dashboards and 5 GB of logs, 100 GB of data out, ...): true when
+    the environment has its account to itself, as dev usually does; `--no-free-tier` prices without.
+    """
     missing = unpriced(assembly, table)
     if missing:
         raise UnpricedResources(missing)
@@ -313,9 +377,12 @@ def estimate(env: str, assembly: Assembly, table: PriceTable, region: str, regio
             continue
         cost, detail = pricer(ctx, resource)
         items.append(LineItem(resource.stack, resource.logical_id, resource.type, cost, detail))
+    if free_tier:
+        items.append(free_tier_credit(ctx, table.always_free))
     usage = table.usage
     assumptions = [
-        f"{table.hours_per_month} hours a month; on-demand list prices of {region} as of {table.as_of}; no free tier",
+        f"{table.hours_per_month} hours a month; on-demand list prices of {region} as of {table.as_of}; "
+        + ("the account's always-free allowances credited" if free_tier else "no free tier"),
         f"{ctx.stations} stations; {schedule}: {ticks:.0f} cycles a month",
         f"per station-cycle {usage.egress_bytes_per_station_cycle} bytes out, "
         f"{usage.ingress_bytes_per_station_cycle} in: {ctx.egress_gb:.1f} GB out, {ctx.ingress_gb:.1f} GB in",

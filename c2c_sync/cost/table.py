@@ -91,6 +91,8 @@ class PriceTable(_Strict):
     hours_per_month: int = Field(gt=0)
     regions: dict[str, RegionPrices]
     usage: Usage
+    #: Always-free allowances per account and month, by metered quantity (pricing.FREE_TIER_RATES).
+    always_free: dict[str, float]
     free_types: frozenset[str]
 
     def region(self, name: str) -> RegionPrices:

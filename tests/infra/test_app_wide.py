@@ -81,7 +81,13 @@ def test_every_log_group_has_the_configured_retention(any_synth):
 
 def test_no_public_ip_and_no_plaintext_secret_anywhere(any_synth):
     text = json.dumps(any_synth.templates)
-    assert '"AssignPublicIp": "ENABLED"' not in text and "AssociatePublicIpAddress" not in text
+    assert '"AssignPublicIp": "ENABLED"' not in text
+    # The only public addresses are the NAT instances' own (a NAT needs one); nothing else has one.
+    for part, template in any_synth.templates.items():
+        for logical_id, resource in template["Resources"].items():
+            if "AssociatePublicIpAddress" in json.dumps(resource):
+                assert resource["Type"] == "AWS::EC2::Instance", (part, logical_id)
+                assert resource["Properties"]["SourceDestCheck"] is False, (part, logical_id)
     for part, template in any_synth.templates.items():
         for resource in template["Resources"].values():
             env = (

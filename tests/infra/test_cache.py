@@ -25,6 +25,17 @@ def test_encrypted_in_transit_and_at_rest_with_an_auth_token_from_the_generated_
     assert secret.get("IncludeSpace") is False
 
 
+def test_valkey_engine_sized_from_config_and_ha_in_prod(env_synth, prod):
+    props = replication_group(env_synth)["Properties"]
+    cache = env_synth.config.cache
+    assert props["Engine"] == "valkey" and props["EngineVersion"] == cache.engine_version
+    assert (props["CacheNodeType"], props["NumCacheClusters"]) == (cache.node_type, 1 + cache.replicas)
+    # Production keeps a replica in a second AZ with automatic failover.
+    prod_props = replication_group(prod)["Properties"]
+    assert prod_props["MultiAZEnabled"] is True and prod_props["AutomaticFailoverEnabled"] is True
+    assert prod_props["NumCacheClusters"] == 2
+
+
 def test_non_default_port_from_config(env_synth):
     port = replication_group(env_synth)["Properties"]["Port"]
     assert port == load_environment(env_synth.env).cache.port and port != 6379

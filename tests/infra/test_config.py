@@ -101,7 +101,8 @@ def test_file_name_and_name_field_must_agree(tmp_path):
         ({"cache": {"multi_az": True, "replicas": 0}}, "multi_az requires replicas >= 1"),
         ({"account": "123456789012"}, "account is set but region is not"),
         ({"schedule": "rate(1 minutes)"}, "schedule"),
-        ({"network": {"nat_gateways": 0}}, "network.nat_gateways"),
+        ({"network": {"nat_count": 0}}, "network.nat_count"),
+        ({"network": {"nat_instance_type": "t3.nano"}}, "network.nat_instance_type"),
         ({"source": {"stations": []}}, "source.stations"),
     ],
 )

@@ -87,3 +87,30 @@ def test_cost_command_without_a_synth_says_what_to_run(tmp_path):
     result = CliRunner().invoke(app, ["cost", "--env", "dev", "--cdk-out", str(tmp_path)])
     assert result.exit_code == 1
     assert "make synth" in result.output
+
+
+# The targets the shipped configs must meet. dev is priced as `make cost` prints it (the account's
+# always-free allowances credited: dev normally has an account of its own); prod at plain list
+# prices (it shares nothing), which is the stricter of the two.
+DEV_TARGET_USD = 30.0
+PROD_TARGET_USD = 120.0
+
+
+def test_shipped_configs_meet_the_cost_targets(dev, prod):
+    dev_cost = estimate("dev", Assembly.from_dir(dev.outdir), TABLE, "us-east-1")
+    prod_cost = estimate("prod", Assembly.from_dir(prod.outdir), TABLE, prod.config.region, free_tier=False)
+    assert dev_cost.total_usd <= DEV_TARGET_USD, dev_cost.by_type()
+    assert prod_cost.total_usd <= PROD_TARGET_USD, prod_cost.by_type()
+    # No NAT gateway, no Container Insights in either: the two largest items of the old estimate.
+    for cost in (dev_cost, prod_cost):
+        assert "AWS::EC2::NatGateway" not in cost.by_type()
+        assert cost.by_type()["AWS::ECS::Cluster"] == 0
+
+
+def test_always_free_allowances_only_lower_the_total_and_are_listed(dev):
+    assembly = Assembly.from_dir(dev.outdir)
+    with_free = estimate("dev", assembly, TABLE, "us-east-1")
+    listed = estimate("dev", assembly, TABLE, "us-east-1", free_tier=False)
+    (credit,) = [i for i in with_free.items if i.type == "free tier"]
+    assert credit.monthly_usd < 0 and "custom_metrics 10" in credit.detail
+    assert with_free.total_usd == pytest.approx(listed.total_usd + credit.monthly_usd)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from config import load_environment
@@ -27,7 +29,11 @@ def test_key_admits_publishing_services_for_this_account_only(env_synth):
     for st in key_policy["Statement"]:
         service = st["Principal"].get("Service") if isinstance(st["Principal"], dict) else None
         if service:
-            services[service] = st
+            services[json.dumps(service) if isinstance(service, dict) else service] = st
+    logs = services.pop('{"Fn::Join": ["", ["logs.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}')
+    # CloudWatch Logs may use the key only for this account's log groups in this region.
+    (arn,) = logs["Condition"]["ArnLike"].values()
+    assert arn["Fn::Join"][1][-1] == ":log-group:*" and {"Ref": "AWS::AccountId"} in arn["Fn::Join"][1]
     assert set(services) == {"sns.amazonaws.com", "cloudwatch.amazonaws.com", "events.amazonaws.com"}
     for st in services.values():
         assert st["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}

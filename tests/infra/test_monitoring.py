@@ -39,7 +39,7 @@ def test_every_alarm_notifies_the_encrypted_alarm_topic(env_synth):
             "ScheduleDlqNotEmpty",
             "HeartbeatStale",
             "FailureRatio",
-            "RunningTasksBelowDesired",
+            "WorkerNotRunning",
             "TriggerErrors",
         )
     }
@@ -81,12 +81,13 @@ def test_failure_ratio_is_metric_math_over_synced_and_failed(env_synth):
     assert by_id["failed"]["MetricStat"]["Period"] == config.alarms.failure_ratio_period_minutes * 60
 
 
-def test_running_tasks_below_desired_uses_container_insights(env_synth):
+def test_worker_not_running_uses_the_free_ecs_service_metrics(env_synth):
     config = load_environment(env_synth.env)
-    alarm = alarms(env_synth)[f"C2C-{env_synth.env}-RunningTasksBelowDesired"]
-    assert (alarm["Namespace"], alarm["MetricName"]) == ("ECS/ContainerInsights", "RunningTaskCount")
-    assert alarm["ComparisonOperator"] == "LessThanThreshold"
-    assert alarm["Threshold"] == config.worker.desired_count
+    alarm = alarms(env_synth)[f"C2C-{env_synth.env}-WorkerNotRunning"]
+    # AWS/ECS reports service metrics only while a task runs: no samples = no worker.
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("AWS/ECS", "CPUUtilization", "SampleCount")
+    assert alarm["ComparisonOperator"] == "LessThanThreshold" and alarm["Threshold"] == 1
+    assert alarm["TreatMissingData"] == "breaching"
     assert alarm["EvaluationPeriods"] == config.alarms.running_tasks_periods
 
 
@@ -108,7 +109,7 @@ def test_dashboard_graphs_every_required_metric(env_synth):
         "ApproximateNumberOfMessagesVisible",
         "AWS/Lambda",
         "Errors",
-        "RunningTaskCount",
+        "CPUUtilization",
     ):
         assert f'\\"{name}\\"' in body, name
 

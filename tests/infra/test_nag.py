@@ -18,11 +18,14 @@ pytestmark = pytest.mark.infra
 EXPECTED = {
     "dev": {
         "C2C-dev-Network": {
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]"
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+            "AwsSolutions-EC28",
+            "AwsSolutions-EC29",
         },
         "C2C-dev-Cache": {"AwsSolutions-SMG4", "AwsSolutions-AEC4"},
         "C2C-dev-SyncService": {
             "AwsSolutions-ECS2",
+            "AwsSolutions-ECS4",
             "AwsSolutions-IAM5[Resource::*]",
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:c2c-sync/dev/source-api-key-??????]",
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:c2c-sync/dev/mqtt-password-??????]",
@@ -31,11 +34,14 @@ EXPECTED = {
     },
     "prod": {
         "C2C-prod-Network": {
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]"
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+            "AwsSolutions-EC28",
+            "AwsSolutions-EC29",
         },
         "C2C-prod-Cache": {"AwsSolutions-SMG4"},  # multi-AZ: no AEC4 acknowledgement needed
         "C2C-prod-SyncService": {
             "AwsSolutions-ECS2",
+            "AwsSolutions-ECS4",
             "AwsSolutions-IAM5[Resource::*]",
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:c2c-sync/prod/source-api-key-??????]",
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:c2c-sync/prod/azure-device-policy-key-??????]",

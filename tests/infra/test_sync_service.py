@@ -27,9 +27,22 @@ def env_vars(synth) -> dict[str, object]:
     return {e["Name"]: e["Value"] for e in container(synth)["Environment"]}
 
 
-def test_cluster_has_container_insights(env_synth):
+def test_container_insights_follows_config(env_synth):
     settings = env_synth.only("SyncService", "AWS::ECS::Cluster")["Properties"]["ClusterSettings"]
-    assert {"Name": "containerInsights", "Value": "enabled"} in settings
+    expected = "enabled" if env_synth.config.worker.container_insights else "disabled"
+    assert {"Name": "containerInsights", "Value": expected} in settings
+
+
+def test_worker_root_filesystem_is_read_only_with_one_scratch_volume(env_synth):
+    task = env_synth.only("SyncService", "AWS::ECS::TaskDefinition")["Properties"]
+    (definition,) = task["ContainerDefinitions"]
+    assert definition["ReadonlyRootFilesystem"] is True
+    assert definition["MountPoints"] == [{"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": "scratch"}]
+    assert task["Volumes"] == [{"Name": "scratch"}]
+    status_file = {e["Name"]: e["Value"] for e in definition["Environment"]}["C2C_STATUS_FILE"]
+    assert status_file.startswith("/tmp/")
+    dockerfile = (REPO_ROOT / "functions" / "sync_worker" / "Dockerfile").read_text()
+    assert 'VOLUME ["/tmp"]' in dockerfile
 
 
 def test_fargate_arm64_task_sized_from_config(env_synth):
@@ -87,10 +100,9 @@ def test_health_check_gives_a_replacement_task_time_for_its_first_connect(env_sy
 
 
 def test_worker_and_health_check_share_a_writable_status_file(env_synth):
-    # The image runs as uid 10001 with WORKDIR /app owned by root: the file must live in /tmp, and
-    # the root filesystem must stay writable for it.
+    # The image runs as uid 10001 with WORKDIR /app owned by root and a read-only root filesystem:
+    # the file lives on the scratch volume mounted at /tmp.
     assert env_vars(env_synth)["C2C_STATUS_FILE"] == STATUS_FILE and STATUS_FILE.startswith("/tmp/")
-    assert not container(env_synth).get("ReadonlyRootFilesystem", False)
     dockerfile = (REPO_ROOT / "functions" / "sync_worker" / "Dockerfile").read_text()
     assert "USER 10001" in dockerfile and "WORKDIR /app" in dockerfile
 
