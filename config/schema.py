@@ -24,6 +24,9 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+# One alphabet for station ids wherever they are written down: the signal schema's.
+from functions.common.signal import StationId
+
 #: The retention periods CloudWatch Logs accepts (AWS::Logs::LogGroup RetentionInDays).
 ALLOWED_LOG_RETENTION_DAYS = frozenset(
     {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
@@ -43,7 +46,6 @@ _CRON = re.compile(r"^cron\((\S+\s){5}\S+\)$")
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,14}$")]
 SecretName = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9/_+=.@-]+$")]
-StationId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 
 
 class _Strict(BaseModel):

@@ -120,11 +120,13 @@ class MonitoringStack(cdk.Stack):
         self.heartbeat_alarm.add_alarm_action(cw_actions.SnsAction(self_heal_topic))
 
         ratio_period = cdk.Duration.minutes(settings.failure_ratio_period_minutes)
+        # A cycle that could not read the station list synced none of them: the ratio is 1 then, not 0/0.
         failure_ratio = cw.MathExpression(
-            expression="IF((synced + failed) > 0, failed / (synced + failed), 0)",
+            expression="IF(listfailed > 0, 1, IF((synced + failed) > 0, failed / (synced + failed), 0))",
             using_metrics={
                 "synced": metric(WorkerMetric.STATIONS_SYNCED, period=ratio_period),
                 "failed": metric(WorkerMetric.STATIONS_FAILED, period=ratio_period),
+                "listfailed": metric(WorkerMetric.STATION_LIST_FAILED, period=ratio_period),
             },
             label="Station failure ratio",
             period=ratio_period,

@@ -166,17 +166,28 @@ class SyncServiceStack(cdk.Stack):
         )
 
         # Task role: consume the start queue and nothing more (the worker's other secrets arrive
-        # as env vars through the execution role; Redis and MQTT are not AWS APIs).
+        # as env vars through the execution role; Redis and MQTT are not AWS APIs). SendMessage: a
+        # worker that stops gives its unrun signal back as a fresh copy, so routine deploys do not
+        # count toward the signal's maxReceiveCount; encrypting that copy needs the data key.
         if start_queue is not None:
             task_definition.add_to_task_role_policy(
                 iam.PolicyStatement(
                     sid="ConsumeStartQueue",
-                    actions=["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
+                    actions=[
+                        "sqs:ReceiveMessage",
+                        "sqs:DeleteMessage",
+                        "sqs:ChangeMessageVisibility",
+                        "sqs:SendMessage",
+                    ],
                     resources=[start_queue.queue_arn],
                 )
             )
             task_definition.add_to_task_role_policy(
-                iam.PolicyStatement(sid="DecryptStartQueue", actions=["kms:Decrypt"], resources=[queue_key.key_arn])
+                iam.PolicyStatement(
+                    sid="DecryptStartQueue",
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=[queue_key.key_arn],
+                )
             )
 
         self.service = ecs.FargateService(

@@ -78,3 +78,5 @@ class CycleRecord(BaseModel):
     duplicates_possible: int = 0
     errors_by_class: dict[str, int] = Field(default_factory=dict)
     aborted: bool = False
+    #: The station list could not be read: no station was synced, every one counts as failed.
+    station_list_failed: bool = False

@@ -22,6 +22,7 @@ class WorkerMetric:
     CYCLES_COMPLETED = "CyclesCompleted"  # Count
     STATIONS_SYNCED = "StationsSynced"  # Count
     STATIONS_FAILED = "StationsFailed"  # Count (also per error class, see `failed_metric`)
+    STATION_LIST_FAILED = "StationListFailed"  # Count: cycles that could not read the station list
     READINGS_PUBLISHED = "ReadingsPublished"  # Count
     READINGS_SKIPPED = "ReadingsSkipped"  # Count: permanent errors on single readings
     MQTT_CONNECTIONS_OPENED = "MqttConnectionsOpened"  # Count

@@ -18,6 +18,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from functions.common.state import CycleRecord
 from functions.sync_worker.settings import ConfigError, WorkerSettings, load_settings
 
 EXIT_CONFIG = 2
@@ -73,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="serve start signals (the container's default command)")
     _add_setting_flags(run)
-    run.add_argument("--once", action="store_true", help="run one cycle and exit (1 if a station failed)")
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="run one cycle and exit (1 if it did not run, the station list failed or a station failed)",
+    )
     run.add_argument(
         "--dry-run",
         action="store_true",
@@ -122,17 +127,36 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _validate(settings: WorkerSettings) -> int:
+def _check(settings: WorkerSettings) -> str:
+    """Everything `run` needs that can be checked without a network: the vendor config, the secrets
+    it names, the platform profile. Returns the vendor's name; `ValueError` (one line) otherwise."""
     from functions.sync_worker.source.http_json import load_vendor_config
-    from functions.sync_worker.wiring import build_profile
+    from functions.sync_worker.wiring import build_profile, check_source_secrets
 
+    vendor = load_vendor_config(settings.source_config)
+    check_source_secrets(settings, vendor)
+    build_profile(settings)
+    return vendor.name
+
+
+def _config_error(exc: Exception) -> int:
+    print(f"invalid configuration: {exc}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def _validate(settings: WorkerSettings) -> int:
     try:
-        vendor = load_vendor_config(settings.source_config)
-        build_profile(settings)
-    except ValueError as exc:  # VendorConfigError, ProfileConfigError
-        print(f"invalid configuration: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    print(json.dumps({"settings": settings.redacted(), "vendor": vendor.name}, indent=2, default=str))
+        vendor = _check(settings)
+    except ValueError as exc:  # ConfigError, VendorConfigError, ProfileConfigError
+        return _config_error(exc)
+    print(json.dumps({"settings": settings.redacted(), "vendor": vendor}, indent=2, default=str))
+    return 0
+
+
+def once_exit_code(record: CycleRecord | None) -> int:
+    """`run --once`: 0 only for a cycle that ran, read its station list and failed no station."""
+    if record is None or record.station_list_failed or record.stations_failed:
+        return 1
     return 0
 
 
@@ -140,15 +164,15 @@ def _run(settings: WorkerSettings, *, once: bool) -> int:
     from functions.sync_worker.wiring import build_worker
 
     try:
+        _check(settings)
         worker = build_worker(settings)
-    except ValueError as exc:  # a vendor or profile config the factories refuse
-        print(f"invalid configuration: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    except ValueError as exc:  # a vendor or profile config the factories refuse, a missing secret
+        return _config_error(exc)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.request_stop())
     code = worker.run(once=once, stations=set(settings.stations) if settings.stations else None)
-    if once and code == 0 and worker.last_record is not None and worker.last_record.stations_failed:
-        code = 1
+    if once and code == 0:
+        code = once_exit_code(worker.last_record)
     sys.stdout.flush()
     sys.stderr.flush()
     # Station threads blocked in a vendor call would hold the interpreter's exit past the ECS stop
@@ -163,7 +187,12 @@ def _dry_run(settings: WorkerSettings) -> int:
     from functions.sync_worker.uplink.batch import PublishBatch
     from functions.sync_worker.wiring import build_profile, build_source
 
-    profile = build_profile(settings)
+    try:
+        _check(settings)
+        profile = build_profile(settings)
+        source = build_source(settings)
+    except ValueError as exc:
+        return _config_error(exc)
 
     class PrintPublisher:
         """Prints each message as a JSON line where the uplink would publish it."""
@@ -192,9 +221,13 @@ def _dry_run(settings: WorkerSettings) -> int:
                 )
             return refused
 
-    source = build_source(settings)
     try:
-        stations = [s for s in source.list_stations() if not settings.stations or s.station_id in settings.stations]
+        try:
+            listed = source.list_stations()
+        except Exception as exc:  # the vendor's answer, not a bug here: one line, no traceback
+            print(f"dry run failed: station list: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        stations = [s for s in listed if not settings.stations or s.station_id in settings.stations]
         runner = CycleRunner(
             source,
             PrintPublisher(),

@@ -1,9 +1,11 @@
 """`python -m functions.sync_worker health`: the ECS container health check.
 
-Healthy means: the worker process is alive, its MQTT connection is up, and its last successful
-Redis heartbeat is fresher than `HEARTBEAT_STALE_AFTER_S`. The check runs as a separate process
-in the container, so it reads the status file the worker rewrites every heartbeat interval
-rather than opening its own MQTT or Redis connection (no credentials needed, nothing to leak).
+Healthy means: the worker process is alive, every background loop it needs is running (signal
+intake, heartbeat, lease renewer, MQTT supervisors: `dead_loops` empty), its MQTT connection is
+up, and its last successful Redis heartbeat is fresher than `HEARTBEAT_STALE_AFTER_S`. The check
+runs as a separate process in the container, so it reads the status file the worker rewrites every
+heartbeat interval rather than opening its own MQTT or Redis connection (no credentials needed,
+nothing to leak).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ def check(status_file: str, max_age_s: float = HEARTBEAT_STALE_AFTER_S) -> tuple
         return False, f"worker process {status.get('pid')} is gone"
     if now - float(status.get("at", 0)) > max_age_s:
         return False, f"status not updated for {now - float(status.get('at', 0)):.0f}s"
+    dead = status.get("dead_loops") or []
+    if dead:
+        return False, f"worker loop(s) gone: {', '.join(dead)}"
     if not status.get("lease_held"):
         return False, "standing by: another worker holds the lease"
     if not status.get("mqtt_connected"):

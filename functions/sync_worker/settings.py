@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from functions.common.signal import StationId
 from functions.common.state import StateKeys
 from functions.common.validation import Location, describe_validation_error
 
@@ -70,7 +71,7 @@ class WorkerSettings(BaseSettings):
     source_url: str | None = None
     source_config: str = "simulator"
     source_api_key: SecretStr | None = None
-    stations: Annotated[list[str] | None, NoDecode] = None
+    stations: Annotated[list[StationId] | None, NoDecode] = None
 
     concurrency: int = Field(default=32, ge=1, le=512)
     page_size: int = Field(default=500, ge=1, le=10_000)
@@ -94,9 +95,12 @@ class WorkerSettings(BaseSettings):
     @field_validator("stations", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
+        # Unset means every station; a value that names none (`,`, spaces) is a mistake, not "all".
         if isinstance(value, str):
             items = [s.strip() for s in value.split(",") if s.strip()]
-            return items or None
+            if not items:
+                raise ValueError("names no station id: leave it unset to sync every station")
+            return items
         return value
 
     @field_validator("mqtt_url")

@@ -159,6 +159,13 @@ class Lease:
                 stop.wait(delay)
         return False
 
+    def loops(self) -> dict[str, bool]:
+        """The renewer of the lease while it is held (without it the lease would lapse unnoticed)."""
+        if not self.held:
+            return {}
+        renewer = self._renewer
+        return {"lease-renewer": renewer is not None and renewer.is_alive()}
+
     def current_holder(self) -> str | None:
         return self.client.get(self.keys.lease)
 

@@ -9,8 +9,10 @@ import os
 import socket
 import uuid
 
+from pydantic import BaseModel
+
 from functions.sync_worker.observability import WorkerTelemetry
-from functions.sync_worker.settings import WorkerSettings
+from functions.sync_worker.settings import ConfigError, WorkerSettings
 from functions.sync_worker.signals import RedisSignals, SignalSource, SqsSignals
 from functions.sync_worker.source.base import SourceAdapter
 from functions.sync_worker.store import Lease, StateStore, connect_redis
@@ -18,6 +20,49 @@ from functions.sync_worker.uplink.profile import PlatformProfile
 from functions.sync_worker.uplink.profiles import build_profile
 from functions.sync_worker.uplink.uplink import MqttUplink
 from functions.sync_worker.worker import Worker
+
+
+def secret_env_var(name: str) -> str:
+    """The environment variable that holds the vendor secret `name` (ECS injects it from Secrets Manager)."""
+    return f"C2C_SOURCE_{name.upper()}"
+
+
+def vendor_secret_names(config: BaseModel) -> list[str]:
+    """The secrets a vendor config asks for: every string field named `secret` or `*_secret` (and
+    every string under a `secrets` field) anywhere in it. Found by name rather than by auth kind, so
+    a new kind of auth is checked without a list here to keep in step."""
+    names: list[str] = []
+
+    def walk(value: object, field: str) -> None:
+        if isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name), name)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, field if field == "secrets" else str(key))
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item, field)
+        elif isinstance(value, str) and (field in ("secret", "secrets") or field.endswith("_secret")):
+            names.append(value)
+
+    walk(config, "")
+    return sorted(set(names))
+
+
+def check_source_secrets(settings: WorkerSettings, vendor: BaseModel) -> None:
+    """`ConfigError` naming the environment variable of every secret the vendor config needs and
+    nobody set: found before the worker starts, not as a traceback from the first request."""
+    read = source_secrets(settings)
+    missing = [name for name in vendor_secret_names(vendor) if not read(name)]
+    if missing:
+        vendor_name = getattr(vendor, "name", settings.source_config)
+        raise ConfigError(
+            "; ".join(
+                f"{secret_env_var(name)}: not set (the vendor config `{vendor_name}` needs the secret `{name}`)"
+                for name in missing
+            )
+        )
 
 
 def source_secrets(settings: WorkerSettings):
@@ -32,7 +77,7 @@ def source_secrets(settings: WorkerSettings):
     def read(name: str) -> str:
         if name == "api_key" and settings.source_api_key is not None:
             return settings.source_api_key.get_secret_value()
-        return os.environ.get(f"C2C_SOURCE_{name.upper()}", "")
+        return os.environ.get(secret_env_var(name), "")
 
     return read
 

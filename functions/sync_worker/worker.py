@@ -8,10 +8,14 @@ the same process, so a Redis outage never needs a restart.
 Threads and who owns what:
 - the *main* thread runs cycles, one at a time, and the shutdown sequence;
 - the *intake* thread receives signals and folds them into at most one pending follow-up cycle
-  (so 50 signals arriving during a cycle cause one more cycle, not 50);
+  (so 50 signals arriving during a cycle cause one more cycle, not 50); an error in one round of
+  it is logged and backed off, never the end of the loop;
 - the *heartbeat* thread writes the Redis heartbeat and the local status file the `health`
   command reads, and emits `HeartbeatAge`;
 - the lease renewer, the MQTT supervisors and the SQS visibility extender own their own loops.
+
+The status file lists every one of these loops that should be running and is not (`dead_loops`):
+`health` fails on any, so ECS replaces a worker that can no longer take signals or keep its lease.
 """
 
 from __future__ import annotations
@@ -155,6 +159,7 @@ class Worker:
         self._heartbeat_written_wall: float | None = None
         self.cycles_run = 0
         self._intake: threading.Thread | None = None
+        self._heartbeat: threading.Thread | None = None
         self.last_record: CycleRecord | None = None
         #: Delay before retrying a cycle Redis refused to start: kept across attempts so it grows
         #: while Redis stays down, reset once a cycle runs.
@@ -172,15 +177,15 @@ class Worker:
     def run(self, *, once: bool = False, stations: set[str] | None = None) -> int:
         """Serve until stopped (or run one cycle with `once`); returns the process exit code."""
         # The heartbeat thread runs from the start: a standby reports itself in the status file too.
-        threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
+        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        self._heartbeat.start()
         try:
             if once:
                 if self._take_lease():
                     self._run_job(Job(stations=stations))
                 return EXIT_OK
             if self.signals is not None:
-                self._intake = threading.Thread(target=self._intake_loop, name="signal-intake", daemon=True)
-                self._intake.start()
+                self._start_intake()
             while self._take_lease():
                 self._serve()
                 if self.stop_event.is_set():
@@ -232,16 +237,43 @@ class Worker:
 
     # -- signals ------------------------------------------------------------------------------
 
+    def _start_intake(self) -> None:
+        self._intake = threading.Thread(target=self._intake_loop, name="signal-intake", daemon=True)
+        self._intake.start()
+
     def _intake_loop(self) -> None:
         assert self.signals is not None
+        backoff = Backoff(base_s=0.5, cap_s=10.0)
         while not self.stop_event.is_set():
-            with self._cond:
-                # A standby takes no signals: they belong to the worker that holds the lease.
-                active = self._cond.wait_for(lambda: self._active or self.stop_event.is_set(), timeout=1.0)
-            if not active or self.stop_event.is_set():
-                continue
-            for received in self.signals.receive(self.stop_event):
-                self.submit(received)
+            try:
+                with self._cond:
+                    # A standby takes no signals: they belong to the worker that holds the lease.
+                    active = self._cond.wait_for(lambda: self._active or self.stop_event.is_set(), timeout=1.0)
+                if not active or self.stop_event.is_set():
+                    continue
+                for received in self.signals.receive(self.stop_event):
+                    self.submit(received)
+                backoff.reset()
+            except Exception:
+                # `receive` already turns a bad message into a rejection and a transport error into
+                # a retry; whatever still gets here must not end the intake either.
+                delay = backoff.next_delay()
+                logger.exception("signal intake round failed; retrying", extra={"retry_in_s": round(delay, 2)})
+                self.stop_event.wait(delay)
+
+    def loops(self) -> dict[str, bool]:
+        """Every background loop this worker needs right now, and whether it is alive."""
+        out: dict[str, bool] = {}
+        if self._intake is not None:
+            out["signal-intake"] = self._intake.is_alive()
+        if self._heartbeat is not None:
+            out["heartbeat"] = self._heartbeat.is_alive()
+        out.update(self.lease.loops())
+        if self._active:
+            out.update(self.uplink.loops())
+        if self.signals is not None:
+            out.update(self.signals.loops())
+        return out
 
     def submit(self, received: ReceivedSignal) -> None:
         """Fold one signal into the worker's plan; never blocks on a running cycle. While stopping or
@@ -382,6 +414,7 @@ class Worker:
                     stations_failed=0,
                     readings_published=0,
                     errors_by_class={getattr(getattr(exc, "error_class", None), "value", "transient"): 1},
+                    station_list_failed=True,
                 ),
                 0,
                 [],
@@ -426,13 +459,16 @@ class Worker:
     def _heartbeat_loop(self) -> None:
         last_metric = time.monotonic()
         while True:
-            now = time.monotonic()
-            previous = self._heartbeat_written_at
-            self._beat()
-            if now - last_metric >= self.settings.heartbeat_metric_interval_s:
-                age = now - previous if previous is not None else now - last_metric
-                self.telemetry.heartbeat_age(round(age, 3))
-                last_metric = now
+            try:
+                now = time.monotonic()
+                previous = self._heartbeat_written_at
+                self._beat()
+                if now - last_metric >= self.settings.heartbeat_metric_interval_s:
+                    age = now - previous if previous is not None else now - last_metric
+                    self.telemetry.heartbeat_age(round(age, 3))
+                    last_metric = now
+            except Exception:
+                logger.exception("heartbeat round failed")
             if self.stop_event.wait(self.settings.heartbeat_interval_s):
                 return
 
@@ -466,6 +502,7 @@ class Worker:
             "mqtt_connected": connected,
             "lease_held": self.lease.held,
             "heartbeat_at": self._heartbeat_written_wall,
+            "dead_loops": sorted(name for name, alive in self.loops().items() if not alive),
         }
         tmp = f"{self.settings.status_file}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:

@@ -78,6 +78,9 @@ def test_failure_ratio_is_metric_math_over_synced_and_failed(env_synth):
     assert by_id["failed"]["MetricStat"]["Metric"]["MetricName"] == WorkerMetric.STATIONS_FAILED
     (expression,) = [m for m in alarm["Metrics"] if "Expression" in m]
     assert "failed / (synced + failed)" in expression["Expression"]
+    # A cycle that could not read the station list counts as every station failed (ratio 1).
+    assert expression["Expression"].startswith("IF(listfailed > 0, 1,")
+    assert by_id["listfailed"]["MetricStat"]["Metric"]["MetricName"] == WorkerMetric.STATION_LIST_FAILED
     assert by_id["failed"]["MetricStat"]["Period"] == config.alarms.failure_ratio_period_minutes * 60
 
 

@@ -274,7 +274,7 @@ def test_logs_go_to_a_group_with_retention(env_synth):
     assert group["RetentionInDays"] == load_environment(env_synth.env).log_retention_days
 
 
-def test_task_role_can_only_consume_the_start_queue(env_synth):
+def test_task_role_can_only_consume_the_start_queue_and_give_signals_back(env_synth):
     task = env_synth.only("SyncService", "AWS::ECS::TaskDefinition")["Properties"]
     task_role = task["TaskRoleArn"]["Fn::GetAtt"][0]
     policies = [
@@ -289,10 +289,14 @@ def test_task_role_can_only_consume_the_start_queue(env_synth):
     assert simplified == [
         (
             "Allow",
-            ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"],
+            ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage", "sqs:SendMessage"],
             f"C2C-{env_synth.env}-Messaging:ExportsOutputFnGetAttStartQueueArnFC2B5129",
         ),
-        ("Allow", "kms:Decrypt", f"C2C-{env_synth.env}-Messaging:ExportsOutputFnGetAttMessagingKeyArn9294C07C"),
+        (
+            "Allow",
+            ["kms:Decrypt", "kms:GenerateDataKey"],
+            f"C2C-{env_synth.env}-Messaging:ExportsOutputFnGetAttMessagingKeyArn9294C07C",
+        ),
     ]
     role = env_synth.templates["SyncService"]["Resources"][task_role]["Properties"]
     assert "ManagedPolicyArns" not in role and "Policies" not in role

@@ -102,7 +102,8 @@ def test_sigterm_mid_cycle_exits_0_within_30s_and_a_restarted_worker_loses_nothi
     assert "worker stopped" in text and "lease released" in text
     assert mosquitto.log_text().count("Client c2c-sync-test disconnected.") == 1  # a clean DISCONNECT
     assert sub.count() < 600, "the cycle was not interrupted; the test proves nothing"
-    assert queue_counts(sqs, queue_url) == (1, 0), "the interrupted cycle's signal must go back to the queue"
+    # Given back as a fresh copy, delayed until the stopped worker's own poll would have returned.
+    wait_until(lambda: queue_counts(sqs, queue_url) == (1, 0), 15, what="the interrupted cycle's signal back")
     assert health(tmp_path / "status.json")[0] == 1
 
     restarted = start_worker_process(env, log)

@@ -120,6 +120,7 @@ def test_validate_config_masks_passwords_written_into_urls(monkeypatch, capsys):
     monkeypatch.setenv("C2C_REDIS_URL", "rediss://:s3cret-redis@cache.example:6379/0")
     monkeypatch.setenv("C2C_MQTT_URL", "mqtts://gateway:s3cret-mqtt@broker.example:8883")
     monkeypatch.setenv("C2C_SOURCE_URL", "https://api-user:s3cret-api@vendor.example/v1")
+    monkeypatch.setenv("C2C_SOURCE_API_KEY", "vendor-key")
     assert main(["validate-config"]) == 0
     printed = json.loads(capsys.readouterr().out)["settings"]
     assert "s3cret" not in json.dumps(printed), "a password in a URL was printed"
@@ -130,6 +131,7 @@ def test_validate_config_masks_passwords_written_into_urls(monkeypatch, capsys):
 
 def test_plaintext_mqtt_to_a_remote_broker_needs_the_explicit_insecure_flag(monkeypatch, capsys):
     monkeypatch.setenv("C2C_MQTT_URL", "mqtt://broker.example:1883")
+    monkeypatch.setenv("C2C_SOURCE_API_KEY", "vendor-key")
     assert main(["validate-config"]) == 2
     assert "C2C_MQTT_URL" in capsys.readouterr().err
     assert main(["validate-config", "--mqtt-insecure"]) == 0

@@ -279,6 +279,7 @@ def test_the_cli_applies_c2c_log_level_to_the_worker_logger(no_c2c_env, monkeypa
 
     before = logger.log_level
     monkeypatch.setenv("C2C_LOG_LEVEL", "ERROR")
+    monkeypatch.setenv("C2C_SOURCE_API_KEY", "vendor-key")
     try:
         assert main(["validate-config"]) == 0
         assert logger.log_level == logging.ERROR

@@ -150,6 +150,15 @@ class MqttConnection:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    def loops(self) -> dict[str, bool]:
+        """This connection's own threads and whether each is alive (a closed one has none to lose)."""
+        if self._closing.is_set():
+            return {}
+        return {
+            f"mqtt-supervisor:{self.identity}": self._supervisor.is_alive(),
+            f"mqtt-sender:{self.identity}": self._sender.is_alive(),
+        }
+
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
 

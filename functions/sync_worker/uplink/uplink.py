@@ -118,6 +118,13 @@ class MqttUplink:
             return not conns or any(c.connected for c in conns)
         return bool(conns) and all(c.connected for c in conns)
 
+    def loops(self) -> dict[str, bool]:
+        """Every open connection's threads and whether each is alive (for `health`)."""
+        out: dict[str, bool] = {}
+        for conn in self._pool.connections():
+            out.update(conn.loops())
+        return out
+
     def wait_connected(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         while not self.connected:
