@@ -63,6 +63,14 @@ class StartSignal(BaseModel):
     source: Source
     stations: list[StationId] | None = Field(default=None, min_length=1, max_length=10_000)
 
+    @field_validator("v", mode="before")
+    @classmethod
+    def _version_is_an_integer(cls, value: object) -> object:
+        # `true == 1` in Python, so Literal[1] alone would take `"v": true`.
+        if isinstance(value, bool):
+            raise ValueError(f"Input should be {SIGNAL_VERSION}")
+        return value
+
     @field_validator("issued_at", mode="before")
     @classmethod
     def _must_be_a_timestamp(cls, value: object) -> object:

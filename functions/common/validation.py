@@ -40,5 +40,7 @@ def field_problems(
 def describe_validation_error(
     exc: ValidationError, name: Callable[[Location], str] = dotted, *, top_level: str = "(top level)"
 ) -> str:
-    """`field_problems` on one line, `; `-separated (a log line, an HTTP 400 body, a CLI error)."""
-    return "; ".join(field_problems(exc, name, top_level=top_level))
+    """`field_problems` on one line, `; `-separated (a log line, an HTTP 400 body, a CLI error).
+    Field names can come from outside input (a signal's keys): a newline in one is escaped."""
+    line = "; ".join(field_problems(exc, name, top_level=top_level))
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line)

@@ -127,3 +127,9 @@ def test_dry_run_reports_an_unreadable_station_list_in_one_line(simulator_factor
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("dry run failed: station list:"), result.stderr
+
+
+def test_signal_version_true_is_not_version_1():
+    """Found by the fuzz: `true == 1` in Python, and Literal[1] alone took it."""
+    with pytest.raises(InvalidSignal, match="v: "):
+        parse_signal('{"v": true, "command": "sync_now", "source": "cli"}')
