@@ -6,7 +6,8 @@ Why it is built this way:
   paho's network thread and hands control back to the supervisor, which backs off (exponential,
   full jitter) and connects again with a *fresh* `ConnectionSpec` from the profile — expiring
   credentials (an Azure SAS token) are recomputed on every connect, and `spec.renew_at` schedules
-  a planned reconnect, counted apart from faults.
+  a planned reconnect, counted apart from faults. While it backs off it probes the broker's TCP
+  port and reconnects within about a second of a closed port answering again (`reconnect_wait`).
 - **Pipelined QoS 1 in a bounded window, behind a bounded queue.** paho keeps at most
   `max_inflight` (default 20) QoS 1 publishes on the wire and sends the next queued one from its
   network thread as each PUBACK arrives (no thread hand-off per message: measured, that is what
@@ -53,6 +54,7 @@ from functions.sync_worker.ratelimit import bucket_for
 from functions.sync_worker.uplink.batch import PublishBatch
 from functions.sync_worker.uplink.profile import ConnectionSpec, OutboundMessage, PlatformProfile
 from functions.sync_worker.uplink.profiles.presence import publish_online
+from functions.sync_worker.uplink.reconnect_wait import wait_before_reconnect
 
 #: MQTT v5 PUBACK reason codes that are not worth retrying the same payload for.
 _PERMANENT_PUBACK = {0x87, 0x90, 0x99}  # not authorized, topic name invalid, payload format invalid
@@ -314,7 +316,9 @@ class MqttConnection:
                 "mqtt disconnected; reconnecting",
                 extra={"identity": self.identity, "reason": outcome, "retry_in_s": round(delay, 2)},
             )
-            self._closing.wait(delay)
+            refused = outcome == "connect_error:ConnectionRefusedError"
+            if wait_before_reconnect(spec.host, spec.port, delay, self._closing, refused=refused):
+                logger.info("mqtt broker port answers again; reconnecting now", extra={"identity": self.identity})
 
     def _count_reconnect(self, reason: str) -> None:
         self.stats.reconnects[reason] += 1
