@@ -16,11 +16,19 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt functions/trigger/requ
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
+## checkov in its own venv: it pins boto3/packaging versions that conflict with ours.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed
+install: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed
 
 ## services: redis-server and mosquitto binaries for the tests and the demo (Debian packages).
 services:

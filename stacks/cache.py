@@ -38,7 +38,7 @@ class CacheStack(cdk.Stack):
         engine_version: str,
         port: int,
         log_retention: logs.RetentionDays,
-        log_key: kms.IKey,
+        key: kms.IKey,
         removal_policy: cdk.RemovalPolicy,
         **kwargs: object,
     ) -> None:
@@ -54,6 +54,7 @@ class CacheStack(cdk.Stack):
                 password_length=64, exclude_punctuation=True, include_space=False, require_each_included_type=True
             ),
             removal_policy=removal_policy,
+            encryption_key=key,
         )
         acknowledge(
             self.auth_secret,
@@ -83,7 +84,7 @@ class CacheStack(cdk.Stack):
             "RedisSlowLog",
             retention=log_retention,
             removal_policy=cdk.RemovalPolicy.DESTROY,
-            encryption_key=log_key,
+            encryption_key=key,
         )
 
         self.replication_group = elasticache.CfnReplicationGroup(

@@ -60,6 +60,7 @@ class MonitoringStack(cdk.Stack):
         key: kms.IKey,
         dead_letter_queue: sqs.IQueue,
         schedule_dead_letter_queue: sqs.IQueue,
+        trigger_failure_queue: sqs.IQueue,
         trigger_function: lambda_.IFunction,
         cluster: ecs.ICluster,
         service: ecs.BaseService,
@@ -96,10 +97,22 @@ class MonitoringStack(cdk.Stack):
 
         # --- alarms -------------------------------------------------------------------------
         dlq_depth, self.dlq_alarm = not_empty(
-            dead_letter_queue, "DlqNotEmpty", "Start signals were dead-lettered (rejected repeatedly): inspect the DLQ"
+            dead_letter_queue,
+            "DlqNotEmpty",
+            "A start signal was received by the worker 5 times and never deleted (rejected as malformed, "
+            "or the worker stopped before finishing it): inspect the start DLQ",
         )
         schedule_dlq_depth, self.schedule_dlq_alarm = not_empty(
-            schedule_dead_letter_queue, "ScheduleDlqNotEmpty", "Scheduled trigger invocations failed after all retries"
+            schedule_dead_letter_queue,
+            "ScheduleDlqNotEmpty",
+            "EventBridge could not invoke the trigger Lambda for a schedule tick after its retries "
+            "(throttled, permission missing, function gone); exceptions inside the function go to TriggerAsyncFailures",
+        )
+        trigger_failure_depth, self.trigger_failure_alarm = not_empty(
+            trigger_failure_queue,
+            "TriggerAsyncFailures",
+            "The trigger Lambda raised on an asynchronous invocation (schedule tick or self-heal alarm) on "
+            "every retry, or the event waited longer than its maximum age: no start signal was sent for it",
         )
 
         heartbeat_age = metric(WorkerMetric.HEARTBEAT_AGE, "Maximum")
@@ -185,6 +198,7 @@ class MonitoringStack(cdk.Stack):
             for a in (
                 self.dlq_alarm,
                 self.schedule_dlq_alarm,
+                self.trigger_failure_alarm,
                 self.heartbeat_alarm,
                 self.failure_ratio_alarm,
                 self.running_tasks_alarm,
@@ -240,7 +254,9 @@ class MonitoringStack(cdk.Stack):
                 left=[heartbeat_age],
                 left_annotations=[cw.HorizontalAnnotation(value=HEARTBEAT_STALE_AFTER_S, label="stale")],
             ),
-            cw.GraphWidget(title="Dead-letter queues", width=8, left=[dlq_depth, schedule_dlq_depth]),
+            cw.GraphWidget(
+                title="Dead-letter queues", width=8, left=[dlq_depth, schedule_dlq_depth, trigger_failure_depth]
+            ),
         )
         self.dashboard.add_widgets(
             cw.GraphWidget(

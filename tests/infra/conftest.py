@@ -180,3 +180,41 @@ def any_synth(request) -> Synth:
 def profile_synth(request) -> Synth:
     """One synth per platform profile and identity mode (edge/hub differ from dev only in `platform`)."""
     return request.getfixturevalue(request.param)
+
+
+CHECKOV = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
+
+
+@dataclass(frozen=True)
+class CheckovReport:
+    failed: list[dict]
+    skipped: list[dict]
+    passed: int
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def checkov_report(tmp_path_factory, dev, prod, stage, edge, hub) -> CheckovReport:
+    """checkov once over every template of every variant (one process, ~10 s of the session)."""
+    import shutil
+    import subprocess
+    import time
+
+    assert CHECKOV.exists(), f"{CHECKOV} is missing: run `make install` (it installs requirements-checkov.txt)"
+    root = tmp_path_factory.mktemp("checkov")
+    for synth in (dev, prod, stage, edge, hub):
+        for template in synth.outdir.glob("*.template.json"):
+            shutil.copy(template, root / template.name)
+    started = time.monotonic()
+    # --skip-download: no Prisma Cloud lookups (no internet here; every check runs locally).
+    args = [str(CHECKOV), "-d", str(root), "--framework", "cloudformation", "--compact"]
+    result = subprocess.run(
+        [*args, "--skip-download", "-o", "json"], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.stdout, result.stderr[-2000:]
+    reports = json.loads(result.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    failed = [check for report in reports for check in report["results"].get("failed_checks", [])]
+    skipped = [check for report in reports for check in report["results"].get("skipped_checks", [])]
+    passed = sum(report["summary"]["passed"] for report in reports)
+    return CheckovReport(failed, skipped, passed, time.monotonic() - started)

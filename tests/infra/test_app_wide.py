@@ -96,3 +96,15 @@ def test_no_public_ip_and_no_plaintext_secret_anywhere(any_synth):
                 else {}
             )
             assert not [k for k in env if "PASSWORD" in k or k.endswith("_TOKEN")], part
+
+
+def test_every_log_group_is_encrypted_with_the_environment_key(any_synth):
+    groups = [
+        (part, logical_id, resource["Properties"])
+        for part, template in any_synth.templates.items()
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Logs::LogGroup"
+    ]
+    assert len(groups) >= 4
+    for part, logical_id, props in groups:
+        assert "MessagingKey" in json.dumps(props.get("KmsKeyId")), (part, logical_id)

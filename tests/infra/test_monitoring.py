@@ -41,6 +41,7 @@ def test_every_alarm_notifies_the_encrypted_alarm_topic(env_synth):
             "FailureRatio",
             "WorkerNotRunning",
             "TriggerErrors",
+            "TriggerAsyncFailures",
         )
     }
     for alarm in found.values():

@@ -103,8 +103,11 @@ def test_iam_is_scoped_to_the_start_topic_the_key_and_the_worker_service(env_syn
         ),
     }
     unscoped = [s for s in role_statements(env_synth) if "Sid" not in s]
+    queue = next(k for k in env_synth.templates["Trigger"]["Resources"] if k.startswith("AsyncFailureQueue"))
     assert unscoped == [
-        {"Action": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"], "Effect": "Allow", "Resource": "*"}
+        # CDK's grant for the function's dead-letter queue: this queue only.
+        {"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": {"Fn::GetAtt": [queue, "Arn"]}},
+        {"Action": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"], "Effect": "Allow", "Resource": "*"},
     ]
     role = env_synth.only("Trigger", "AWS::IAM::Role")["Properties"]
     assert "ManagedPolicyArns" not in role
@@ -159,3 +162,28 @@ def test_code_asset_stays_well_under_lambda_size_limits(env_synth):
     root = code_root(env_synth)
     unzipped = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     assert unzipped < 50 * 2**20  # Lambda allows 250 MB unzipped (and 50 MB zipped, which is smaller)
+
+
+def test_async_failures_end_in_an_encrypted_queue_with_an_alarm_and_a_maximum_age(env_synth):
+    resources = env_synth.templates["Trigger"]["Resources"]
+    (function_id,) = [
+        k for k, r in resources.items() if k.startswith("TriggerFunction") and r["Type"] == "AWS::Lambda::Function"
+    ]
+    function = resources[function_id]["Properties"]
+    queue_id = function["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0]
+    assert queue_id.startswith("AsyncFailureQueue")
+    assert "MessagingKey" in json.dumps(resources[queue_id]["Properties"]["KmsMasterKeyId"])
+    assert "MessagingKey" in json.dumps(function["KmsKeyArn"])  # environment encrypted with the env's key
+    (invoke_config,) = env_synth.resources("Trigger", "AWS::Lambda::EventInvokeConfig").values()
+    assert invoke_config["Properties"]["MaximumEventAgeInSeconds"] == 600
+    assert invoke_config["Properties"]["MaximumRetryAttempts"] == 2
+    (rule,) = env_synth.resources("Trigger", "AWS::Events::Rule").values()
+    assert rule["Properties"]["Targets"][0]["RetryPolicy"]["MaximumEventAgeInSeconds"] == 600
+    alarm = next(
+        r["Properties"]
+        for r in env_synth.templates["Monitoring"]["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        and r["Properties"]["AlarmName"] == f"C2C-{env_synth.env}-TriggerAsyncFailures"
+    )
+    assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible" and alarm["Threshold"] == 1
+    assert "raised" in alarm["AlarmDescription"]
