@@ -3,11 +3,13 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
+RUFF := $(VENV)/bin/ruff
+MYPY := $(VENV)/bin/mypy
 CDK := node_modules/.bin/cdk
 ENV ?= dev
 ENVS := $(basename $(notdir $(wildcard config/*.yaml)))
 
-.PHONY: install services synth cost test deploy diff demo bench bench-peers bench-rss bench-wan clean
+.PHONY: install services fmt lint typecheck test-fast check synth cost test deploy diff demo bench bench-peers bench-rss bench-wan clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt functions/trigger/requirements.txt functions/sync_worker/requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +35,31 @@ install: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed
 ## services: redis-server and mosquitto binaries for the tests and the demo (Debian packages).
 services:
 	@bash scripts/ensure-services.sh
+
+## fmt: format the code and sort its imports (ruff; the rules are in pyproject.toml).
+fmt: install
+	$(RUFF) check --select I --fix --quiet .
+	$(RUFF) format .
+
+## lint: ruff's lint rules; 0 findings, every `# noqa` names its rule and why.
+lint: install
+	$(RUFF) check .
+
+## typecheck: mypy with the pydantic plugin; strict on functions/ and config/ (pyproject.toml).
+typecheck: install
+	$(MYPY)
+
+## test-fast: the tests that start no process and open no socket (marked neither integration nor
+## infra; tests/conftest.py enforces it), in seconds: no services needed.
+test-fast: install
+	$(PY) -m pytest --fast -q --snapshot-warn-unused
+
+## check: formatting (check only), lint, types and the fast tests; CI runs it before the suite.
+check: install
+	$(RUFF) format --check .
+	$(RUFF) check .
+	$(MYPY)
+	$(PY) -m pytest --fast -q --snapshot-warn-unused
 
 ## synth: CloudFormation for every environment into cdk.out/<env>/, then a resource count per stack.
 ## Environments synthesize in parallel (one CDK app process each); a failure prints that env's log.

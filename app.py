@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 # The pinned Node 20 is past end-of-life for jsii; its banner adds nothing to a synth.
@@ -52,15 +53,9 @@ def build_app(
 
     from infra.environment import add_environment
 
-    kwargs: dict[str, object] = {"analytics_reporting": False}
-    if outdir is not None:
-        kwargs["outdir"] = outdir
-    if context is not None:
-        kwargs["context"] = context
-    app = cdk.App(**kwargs)
+    app = cdk.App(analytics_reporting=False, outdir=outdir, context=context)
     env_name = env_name or str(app.node.try_get_context("env") or DEFAULT_ENV)
-    config_dir = config_dir or app.node.try_get_context("config_dir") or CONFIG_DIR
-    config = load_environment(env_name, config_dir)
+    config = load_environment(env_name, Path(config_dir or app.node.try_get_context("config_dir") or CONFIG_DIR))
     stacks = add_environment(app, config)
     add_checks(app)
     return app, stacks

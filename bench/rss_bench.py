@@ -30,13 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import psutil  # noqa: E402
+import psutil
 
-from bench.rounds import median, print_result  # noqa: E402
-from bench.worker_driver import DrivenWorker, worker_env  # noqa: E402
-from tests.support.services import MosquittoBroker, RedisServer  # noqa: E402
-from tests.support.simulator import SimulatorProcess  # noqa: E402
-from tests.worker.conftest import seed_cursors, station_ids  # noqa: E402
+from bench.rounds import median, print_result
+from bench.worker_driver import DrivenWorker, worker_env
+from tests.support.services import MosquittoBroker, RedisServer
+from tests.support.simulator import SimulatorProcess
+from tests.worker.conftest import seed_cursors, station_ids
 
 ENV = "rss"
 WINDOW = 20  # samples whose median stands for "start" and "end"

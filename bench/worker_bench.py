@@ -32,18 +32,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import paho.mqtt.client as mqtt  # noqa: E402
-import redis  # noqa: E402
+import paho.mqtt.client as mqtt
+import redis
 
-from bench.rounds import contender, median, median_ratio, orders, print_result  # noqa: E402
-from functions.common.state import StateKeys  # noqa: E402
-from functions.sync_worker.cycle import CycleRunner  # noqa: E402
-from functions.sync_worker.settings import load_settings  # noqa: E402
-from functions.sync_worker.source.base import Reading, Station  # noqa: E402
-from functions.sync_worker.store import Lease, StateStore, connect_redis, format_cursor  # noqa: E402
-from functions.sync_worker.wiring import build_source, build_uplink  # noqa: E402
-from tests.support.services import MosquittoBroker, RedisServer  # noqa: E402
-from tests.support.simulator import SimulatorProcess  # noqa: E402
+from bench.rounds import contender, median, median_ratio, orders, print_result
+from functions.common.state import StateKeys
+from functions.sync_worker.cycle import CycleRunner
+from functions.sync_worker.settings import load_settings
+from functions.sync_worker.source.base import Reading, Station
+from functions.sync_worker.store import Lease, StateStore, connect_redis, format_cursor
+from functions.sync_worker.wiring import build_source, build_uplink
+from tests.support.services import MosquittoBroker, RedisServer
+from tests.support.simulator import SimulatorProcess
 
 INTERVAL_S = 60
 

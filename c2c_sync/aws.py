@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.credentials import Credentials
+from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import NoCredentialsError, NoRegionError
 
 # An operator waits for a CLI: fail after a few attempts rather than retry for minutes.
@@ -38,11 +38,12 @@ class AwsTarget:
         return region
 
     def client(self, service: str) -> Any:
-        return self.session.client(
+        """A client of `service` (named at run time, so untyped: callers know which API they call)."""
+        return self.session.client(  # type: ignore[call-overload]  # the stubs type literal names only
             service, region_name=self.region_name, endpoint_url=self.endpoint_url, config=_CLIENT_CONFIG
         )
 
-    def credentials(self) -> Credentials:
+    def credentials(self) -> ReadOnlyCredentials:
         """Frozen credentials for signing a request by hand (the function URL call)."""
         credentials = self.session.get_credentials()
         if credentials is None:

@@ -14,7 +14,7 @@ same code runs against a real account, LocalStack, or moto's server in the tests
 from __future__ import annotations
 
 import subprocess
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -55,7 +55,7 @@ RedisUrlOption = Annotated[
 ]
 
 
-class SignalVerb(str, Enum):
+class SignalVerb(StrEnum):
     START = "start"
     STOP = "stop"
     SYNC_NOW = "sync-now"

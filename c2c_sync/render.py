@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rich.console import Group
+from rich.console import Group, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -74,7 +74,7 @@ def cycles_table(status: EnvironmentStatus) -> Group:
     if cycles.unreadable:
         heading += f" — {cycles.unreadable} unreadable record(s)"
     table = Table()
-    for column, justify in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("finished", "left"),
         ("duration", "right"),
         ("synced", "right"),
@@ -82,8 +82,9 @@ def cycles_table(status: EnvironmentStatus) -> Group:
         ("total", "right"),
         ("readings", "right"),
         ("errors", "left"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    )
+    for column, justify in columns:
+        table.add_column(column, justify=justify)
     for record in cycles.last:
         failed = Text(str(record.stations_failed), style="red" if record.stations_failed else "")
         finished = _time(record.finished_at) + (" (aborted)" if record.aborted else "")

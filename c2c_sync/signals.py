@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import requests
 from botocore.auth import SigV4Auth
@@ -32,7 +32,7 @@ from functions.common.validation import describe_validation_error
 _HTTP_TIMEOUT_S = 30
 
 
-class Via(str, Enum):
+class Via(StrEnum):
     SNS = "sns"
     URL = "url"
     REDIS = "redis"

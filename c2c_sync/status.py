@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import redis
 from pydantic import BaseModel, ValidationError
 
-from functions.common.state import HEARTBEAT_STALE_AFTER_S, CycleRecord, Heartbeat, StateKeys
+from functions.common.state import HEARTBEAT_STALE_AFTER_S, CycleRecord, Heartbeat, StateKeys, as_text
 
 
 class LeaseStatus(BaseModel):
@@ -186,7 +186,7 @@ def gather(
         lease=read_lease(client, keys),
         heartbeat=read_heartbeat(client, keys, now),
         cycles=read_cycles(client, keys, cycles),
-        cursors=cursor_lag(client.hgetall(keys.cursors), now, worst),
+        cursors=cursor_lag({as_text(k): as_text(v) for k, v in client.hgetall(keys.cursors).items()}, now, worst),
         queues=QueueStatus(
             dlq_url=dlq_url,
             dlq_depth=queue_depth(sqs, dlq_url),

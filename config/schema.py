@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -52,24 +52,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class WorkerMode(str, Enum):
+class WorkerMode(StrEnum):
     PER_SIGNAL = "per-signal"
     CONTINUOUS = "continuous"
 
 
-class SignalTransport(str, Enum):
+class SignalTransport(StrEnum):
     """How the start signal reaches the worker: SNS->SQS (durable) or Redis pub/sub (the seed's mode)."""
 
     SQS = "sqs"
     REDIS = "redis"
 
 
-class CpuArchitecture(str, Enum):
+class CpuArchitecture(StrEnum):
     ARM64 = "arm64"
     X86_64 = "x86_64"
 
 
-class ProfileName(str, Enum):
+class ProfileName(StrEnum):
     GENERIC = "generic"
     AZURE_IOT_HUB = "azure_iot_hub"
     AWS_IOT_CORE = "aws_iot_core"
@@ -110,7 +110,7 @@ class WorkerConfig(_Strict):
         return self
 
 
-class NatKind(str, Enum):
+class NatKind(StrEnum):
     """How the private subnets reach the internet (the vendor API and the MQTT broker)."""
 
     #: A t4g NAT instance per NAT (Amazon Linux 2023, iptables masquerade): ~$7/month each with its IP.
@@ -162,7 +162,7 @@ class AlarmConfig(_Strict):
     emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = Field(default_factory=list)
 
 
-class IdentityMode(str, Enum):
+class IdentityMode(StrEnum):
     """Connection = identity (issue 5): one gateway identity, or one identity per station."""
 
     GATEWAY = "gateway"

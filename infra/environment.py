@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
 from config.schema import (
@@ -21,6 +22,7 @@ from config.schema import (
 from functions.common.signal import Command
 from infra.naming import heartbeat_alarm_name, stack_name
 from infra.retention import retention_days
+from infra.stack_options import StackOptions
 from infra.worker_env import worker_environment, worker_named_secrets
 from stacks.cache import CacheStack
 from stacks.messaging import MessagingStack
@@ -58,7 +60,7 @@ def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentS
     redis_signals = config.signal_transport is SignalTransport.REDIS
     alarm_name = heartbeat_alarm_name(config.name)
 
-    def common(part: str, *, stateful: bool) -> dict[str, object]:
+    def common(part: str, *, stateful: bool) -> StackOptions:
         return {
             "stack_name": stack_name(config.name, part),
             "env": env,
@@ -91,7 +93,7 @@ def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentS
         removal_policy=removal,
         **common("Network", stateful=True),
     )
-    clients = [network.worker_security_group]
+    clients: list[ec2.ISecurityGroup] = [network.worker_security_group]
     if network.trigger_security_group is not None:
         clients.append(network.trigger_security_group)
     cache = CacheStack(

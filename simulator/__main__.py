@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"simulator: {exc}", file=sys.stderr)
         return 2
     server = make_server(args.host, args.port, SimulatorState(config, clock, faults))
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), server.server_address[1]
     print(
         f"simulator listening on http://{host}:{port} stations={args.stations} auth={args.auth} "
         f"latency_ms={args.latency_ms} clock={args.clock}",

@@ -11,10 +11,10 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class FaultKind(str, Enum):
+class FaultKind(StrEnum):
     ERROR = "error"  # HTTP 500/503
     TIMEOUT = "timeout"  # hold the response past the client's read timeout
     MALFORMED = "malformed"  # 200 with a truncated JSON body
@@ -72,7 +72,9 @@ class FaultInjector:
                 s.burst_remaining -= 1
                 return s.burst_kind
             roll = self._rng.random()
-        for kind, rate in zip(RATE_KINDS, (s.error_rate, s.timeout_rate, s.malformed_rate, s.throttle_rate)):
+        for kind, rate in zip(
+            RATE_KINDS, (s.error_rate, s.timeout_rate, s.malformed_rate, s.throttle_rate), strict=True
+        ):
             if roll < rate:
                 return kind
             roll -= rate

@@ -123,7 +123,7 @@ def _corrupt(item: dict, t: int, interval: int) -> dict:
 class SimulatorHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "c2c-vendor-sim/1"
-    state: SimulatorState  # set on the server class by make_server
+    server: SimulatorServer  # the server that made this handler: its `state` is the simulator's
 
     def setup(self) -> None:
         super().setup()
@@ -202,7 +202,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
                 raise ApiError(404, f"site {sid} not found")
             if fault is FaultKind.BAD_READING:
                 state.stats.fault(fault.value, sid)
-            self._telemetry(sid, query, corrupt=fault is FaultKind.BAD_READING)
+            self._telemetry(match.group(1), query, corrupt=fault is FaultKind.BAD_READING)
         elif sid is not None:
             if sid not in state.station_set:
                 raise ApiError(404, f"site {sid} not found")
@@ -273,6 +273,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         now = int(state.clock.now())
         limit = _int_param(query, "limit", DEFAULT_TELEMETRY_LIMIT, 1, MAX_TELEMETRY_LIMIT)
         cursor = query.get("cursor", [""])[0]
+        after: float  # a `since` of the query may have a fraction; a cursor's is whole seconds
         if cursor:
             after, until = _decode_cursor(cursor)
         else:

@@ -9,6 +9,7 @@ secret, a non-default port, isolated subnets, and ingress only from the security
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Unpack
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
@@ -18,7 +19,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from infra.logical_ids import pin_logical_id
 from infra.nag import acknowledge
+from infra.stack_options import StackOptions
 
 ENGINE = "valkey"
 
@@ -40,9 +43,9 @@ class CacheStack(cdk.Stack):
         log_retention: logs.RetentionDays,
         key: kms.IKey,
         removal_policy: cdk.RemovalPolicy,
-        **kwargs: object,
+        **options: Unpack[StackOptions],
     ) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+        super().__init__(scope, construct_id, **options)
         self.port = port
 
         # ElastiCache AUTH tokens: 16-128 printable characters without @ " / - letters and digits only.
@@ -130,8 +133,8 @@ class CacheStack(cdk.Stack):
         # Stable logical ids: renaming a construct must never replace the cache or its token.
         self.replication_group.override_logical_id("RedisReplicationGroup")
         subnet_group.override_logical_id("RedisSubnetGroup")
-        self.auth_secret.node.default_child.override_logical_id("RedisAuthSecret")
-        self.security_group.node.default_child.override_logical_id("RedisSecurityGroup")
+        pin_logical_id(self.auth_secret, "RedisAuthSecret")
+        pin_logical_id(self.security_group, "RedisSecurityGroup")
 
         self.endpoint_address = self.replication_group.attr_primary_end_point_address
         self.endpoint_port = self.replication_group.attr_primary_end_point_port

@@ -9,12 +9,17 @@ CloudWatch Logs) for this account only.
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+
+from infra.logical_ids import pin_logical_id
+from infra.stack_options import StackOptions
 
 #: Receives before a start signal is dead-lettered (a poison signal is rejected on every receive).
 MAX_RECEIVE_COUNT = 5
@@ -35,9 +40,9 @@ class MessagingStack(cdk.Stack):
         env_name: str,
         max_cycle_s: int,
         removal_policy: cdk.RemovalPolicy,
-        **kwargs: object,
+        **options: Unpack[StackOptions],
     ) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+        super().__init__(scope, construct_id, **options)
 
         self.key = kms.Key(
             self,
@@ -142,7 +147,7 @@ class MessagingStack(cdk.Stack):
             (self.dead_letter_queue, "StartDeadLetterQueue"),
             (self.start_topic, "StartTopic"),
         ):
-            construct.node.default_child.override_logical_id(logical_id)
+            pin_logical_id(construct, logical_id)
 
         cdk.CfnOutput(
             self,

@@ -7,6 +7,7 @@ the contract), so renaming a metric there moves the alarm with it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Unpack
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cw
@@ -27,6 +28,7 @@ from functions.common.telemetry import (
     WORKER_SERVICE,
     WorkerMetric,
 )
+from infra.stack_options import StackOptions
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,9 @@ class MonitoringStack(cdk.Stack):
         service: ecs.BaseService,
         self_heal_topic: sns.ITopic,
         heartbeat_alarm_name: str,
-        **kwargs: object,
+        **options: Unpack[StackOptions],
     ) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+        super().__init__(scope, construct_id, **options)
         minute = cdk.Duration.minutes(1)
 
         self.alarm_topic = sns.Topic(

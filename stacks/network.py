@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Unpack
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
@@ -28,6 +29,7 @@ from constructs import Construct
 
 from infra.checkov import skip_check
 from infra.nag import acknowledge
+from infra.stack_options import StackOptions
 
 AZ_COUNT = 2
 #: checkov findings on CDK's own deploy-time function (restrict_default_security_group's provider).
@@ -70,9 +72,9 @@ class NetworkStack(cdk.Stack):
         log_key: kms.IKey | None = None,
         trigger_in_vpc: bool,
         removal_policy: cdk.RemovalPolicy,
-        **kwargs: object,
+        **options: Unpack[StackOptions],
     ) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+        super().__init__(scope, construct_id, **options)
         #: TCP ports the worker reaches on the internet: 443 plus the broker's (and vendor's) port.
         self.internet_ports = sorted({HTTPS_PORT, *internet_ports})
 

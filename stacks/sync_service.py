@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Unpack
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
@@ -20,6 +21,7 @@ from functions.common.telemetry import METRICS_NAMESPACE, WORKER_SERVICE
 from infra.checkov import skip_check
 from infra.nag import acknowledge
 from infra.naming import FUNCTIONS_DIR
+from infra.stack_options import StackOptions
 
 #: The container's health check (`health` in functions/sync_worker/cli.py): a separate process that
 #: reads the status file the worker rewrites every heartbeat; exit 0 only for the lease holder with MQTT connected and a
@@ -78,9 +80,9 @@ class SyncServiceStack(cdk.Stack):
         key: kms.IKey,
         redis_auth_secret: secretsmanager.ISecret,
         redis_url: str,
-        **kwargs: object,
+        **options: Unpack[StackOptions],
     ) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+        super().__init__(scope, construct_id, **options)
 
         self.cluster = ecs.Cluster(
             self,

@@ -8,6 +8,7 @@ and the self-heal topic the heartbeat-stale alarm publishes to.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Unpack
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
@@ -29,6 +30,7 @@ from infra.checkov import skip_check
 from infra.lambda_bundling import RUNTIME_PROVIDED, LocalPythonBundling, requirement_lines
 from infra.nag import acknowledge
 from infra.naming import BUILD_CACHE_DIR, FUNCTIONS_DIR
+from infra.stack_options import StackOptions
 
 PYTHON_VERSION = "3.12"
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -116,9 +118,9 @@ class TriggerStack(cdk.Stack):
         service: ecs.BaseService,
         heartbeat_alarm_name: str,
         redis: RedisPublish | None,
-        **kwargs: object,
+        **options: Unpack[StackOptions],
     ) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+        super().__init__(scope, construct_id, **options)
 
         log_group = logs.LogGroup(
             self,
@@ -167,7 +169,10 @@ class TriggerStack(cdk.Stack):
             "HEARTBEAT_ALARM_NAME": heartbeat_alarm_name,
             "SCHEDULE_COMMAND": schedule_command,
         }
-        vpc_args: dict[str, object] = {}
+        # In the VPC only to reach Redis; otherwise a plain Lambda (None: not set).
+        vpc: ec2.IVpc | None = None
+        vpc_subnets: ec2.SubnetSelection | None = None
+        security_groups: list[ec2.ISecurityGroup] | None = None
         if redis is not None:
             environment.update(
                 REDIS_HOST=redis.host,
@@ -197,11 +202,9 @@ class TriggerStack(cdk.Stack):
                     resources=["*"],
                 )
             )
-            vpc_args = {
-                "vpc": redis.vpc,
-                "vpc_subnets": ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-                "security_groups": [redis.security_group],
-            }
+            vpc = redis.vpc
+            vpc_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+            security_groups = [redis.security_group]
 
         # Asynchronous invocations (EventBridge schedule, the self-heal SNS topic) that raised in
         # the function on every attempt, or outlived MAX_EVENT_AGE in Lambda's queue, end here.
@@ -237,7 +240,9 @@ class TriggerStack(cdk.Stack):
             dead_letter_queue=self.async_failure_queue,
             max_event_age=MAX_EVENT_AGE,
             retry_attempts=ASYNC_RETRY_ATTEMPTS,
-            **vpc_args,
+            vpc=vpc,
+            vpc_subnets=vpc_subnets,
+            security_groups=security_groups,
         )
         if redis is None:
             skip_check(
@@ -314,8 +319,8 @@ class TriggerStack(cdk.Stack):
         acknowledge(
             self.function,
             "AwsSolutions-L1",
-            f"Python {PYTHON_VERSION} on purpose: it matches the worker image and the cp{PYTHON_VERSION.replace('.', '')} "
-            "wheels bundled into the Lambda asset; bump them together",
+            f"Python {PYTHON_VERSION} on purpose: it matches the worker image and the "
+            f"cp{PYTHON_VERSION.replace('.', '')} wheels bundled into the Lambda asset; bump them together",
         )
         cdk.CfnOutput(
             self,

@@ -3,7 +3,10 @@
 import time
 
 import paho.mqtt.client as mqtt
+import pytest
 import redis
+
+pytestmark = pytest.mark.integration
 
 
 def test_redis_answers(redis_server):

@@ -29,13 +29,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.arrivals import Arrivals  # noqa: E402
-from bench.peers.nodered import NodeRed, ensure_installed, flow  # noqa: E402
-from bench.rounds import CpuMeter, median, median_ratio, orders, print_result  # noqa: E402
-from bench.worker_driver import DrivenWorker, worker_env  # noqa: E402
-from tests.support.services import MosquittoBroker, RedisServer, free_port  # noqa: E402
-from tests.support.simulator import SimulatorProcess  # noqa: E402
-from tests.worker.conftest import seed_cursors, station_ids  # noqa: E402
+from bench.arrivals import Arrivals
+from bench.peers.nodered import NodeRed, ensure_installed, flow
+from bench.rounds import CpuMeter, median, median_ratio, orders, print_result
+from bench.worker_driver import DrivenWorker, worker_env
+from tests.support.services import MosquittoBroker, RedisServer, free_port
+from tests.support.simulator import SimulatorProcess
+from tests.worker.conftest import seed_cursors, station_ids
 
 INTERVAL_S = 60
 CONTENDERS = ("worker", "nodered")

@@ -24,12 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import paho.mqtt.client as mqtt  # noqa: E402
-import redis  # noqa: E402
-import requests  # noqa: E402
-from requests.adapters import HTTPAdapter  # noqa: E402
+import paho.mqtt.client as mqtt
+import redis
+import requests
+from requests.adapters import HTTPAdapter
 
-from bench.payload import message  # noqa: E402
+from bench.payload import message
 
 API_KEY = {"X-Api-Key": "sim-key"}
 PAGE_SIZE = 100

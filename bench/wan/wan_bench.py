@@ -37,14 +37,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.arrivals import Arrivals  # noqa: E402
-from bench.peers.nodered import NodeRed, ensure_installed, flow  # noqa: E402
-from bench.rounds import CpuMeter, median, median_ratio, orders, print_result  # noqa: E402
-from bench.wan.topology import Link, Topology, address, exit_on_sigterm, netem_available  # noqa: E402
-from bench.worker_driver import DrivenWorker, worker_env  # noqa: E402
-from c2c_sync.demo.services import require_binary, wait_for_port  # noqa: E402
-from tests.support.tls import TestCA  # noqa: E402
-from tests.worker.conftest import seed_cursors, station_ids  # noqa: E402
+from bench.arrivals import Arrivals
+from bench.peers.nodered import NodeRed, ensure_installed, flow
+from bench.rounds import CpuMeter, median, median_ratio, orders, print_result
+from bench.wan.topology import Link, Topology, address, exit_on_sigterm, netem_available
+from bench.worker_driver import DrivenWorker, worker_env
+from c2c_sync.demo.services import require_binary, wait_for_port
+from tests.support.tls import TestCA
+from tests.worker.conftest import seed_cursors, station_ids
 
 INTERVAL_S = 60
 CONTENDERS = ("worker", "per-run", "nodered")

@@ -12,6 +12,11 @@ import atexit
 import signal
 import threading
 from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+#: What `signal.signal` takes and returns: a handler, SIG_DFL/SIG_IGN, or None (set outside Python).
+_SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
 class Interrupted(BaseException):
@@ -26,13 +31,14 @@ class Teardown:
     """A LIFO stack of stop actions; `close()` runs each once, even if an earlier one fails."""
 
     def __init__(self, report: Callable[[str], None] = lambda line: None) -> None:
-        self._actions: list[tuple[str, Callable[[], None]]] = []
+        self._actions: list[tuple[str, Callable[[], object]]] = []
         self._lock = threading.Lock()
         self._report = report
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, _SignalHandler] = {}
         self.failures: list[str] = []
 
-    def push(self, name: str, action: Callable[[], None]) -> None:
+    def push(self, name: str, action: Callable[[], object]) -> None:
+        """Run `action` at close (last pushed, first run); what it returns is ignored."""
         with self._lock:
             self._actions.append((name, action))
 
@@ -58,6 +64,6 @@ class Teardown:
                 self.failures.append(f"{name}: {exc!r}")
                 self._report(f"stopping {name} failed: {exc!r}")
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
+            signal.signal(signum, handler)
         self._previous.clear()
         atexit.unregister(self.close)

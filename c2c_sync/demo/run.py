@@ -25,12 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
 import redis
-from tenacity import Retrying, retry_if_result, stop_after_attempt, stop_after_delay, wait_fixed
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, stop_after_delay, wait_fixed
 
 from c2c_sync.demo import blueprint as blueprints
 from c2c_sync.demo import topology
@@ -43,7 +43,7 @@ from c2c_sync.demo.subscriber import Subscriber, subscription_topic
 from c2c_sync.demo.trigger import LocalTrigger, RedisPublishTarget
 from c2c_sync.demo.worker_process import WorkerProcess
 from functions.common.signal import REDIS_SIGNAL_CHANNEL
-from functions.common.state import CycleRecord, Heartbeat, StateKeys
+from functions.common.state import CycleRecord, Heartbeat, StateKeys, as_text
 
 #: The simulator's reading cadence (its default); the ledger's grid.
 READING_INTERVAL_S = 60
@@ -139,7 +139,12 @@ def _run(
     display.phase("c2c-sync demo: local services")
     synth_log = workdir / "synth.log"
     synth = blueprints.start(opts.config_env, env, synth_log)
-    teardown.push("synthesis", lambda: synth.poll() is None and synth.kill())
+
+    def stop_synthesis() -> None:
+        if synth.poll() is None:
+            synth.kill()
+
+    teardown.push("synthesis", stop_synthesis)
     services = _start_services(opts, display, workdir, teardown)
     keys = StateKeys.for_env(env)
     state = _connect_state(services, keys, teardown)
@@ -291,12 +296,13 @@ def _connect_state(services: LocalServices, keys: StateKeys, teardown: Teardown)
     return state
 
 
-def _moto_clients(endpoint_url: str) -> Callable[[str], object]:
-    cache: dict[str, object] = {}
+def _moto_clients(endpoint_url: str) -> Callable[[str], Any]:
+    """boto3 clients against moto's server, one per service name (named at run time, so untyped)."""
+    cache: dict[str, Any] = {}
 
-    def client(service: str):
+    def client(service: str) -> Any:
         if service not in cache:
-            cache[service] = boto3.client(
+            cache[service] = boto3.client(  # type: ignore[call-overload]  # the stubs type literal names only
                 service,
                 endpoint_url=endpoint_url,
                 region_name=topology.REGION,
@@ -373,7 +379,7 @@ def _worker_environment(ctx: _Context, deployed: dict[str, str]) -> dict[str, st
 def _identities(ctx: _Context) -> int:
     """Distinct MQTT identities the worker's platform profile uses for these stations."""
     from functions.sync_worker.settings import WorkerSettings
-    from functions.sync_worker.wiring import build_profile
+    from functions.sync_worker.uplink.profiles import build_profile
 
     env = ctx.worker_env
     settings = WorkerSettings(
@@ -387,7 +393,7 @@ def _identities(ctx: _Context) -> int:
     return len({profile.identity_for(s) for s in ctx.stations})
 
 
-def _redis_publish_target(ctx: _Context, moto_client: Callable[[str], object]) -> RedisPublishTarget:
+def _redis_publish_target(ctx: _Context, moto_client: Callable[[str], Any]) -> RedisPublishTarget:
     """The trigger's Redis settings; a password goes through Secrets Manager (in moto), as deployed."""
     parts = urlsplit(ctx.services.redis_url)
     secret_arn = None
@@ -426,12 +432,12 @@ def _start_worker(ctx: _Context, result: DemoResult, *, signal_url: str, name: s
 
     def connected() -> bool:
         raw = ctx.state.get(ctx.keys.heartbeat)
-        return bool(raw) and Heartbeat.model_validate_json(raw).mqtt_connected
+        return raw is not None and Heartbeat.model_validate_json(raw).mqtt_connected
 
     _wait(connected, 60, ctx, "the worker's first heartbeat with MQTT connected")
     transport = "SQS long-poll" if signal_url != "redis" else "Redis pub/sub"
     ctx.display.step(
-        f"worker process pid {worker.proc.pid}: `python -m functions.sync_worker run`, "
+        f"worker process pid {worker.pid}: `python -m functions.sync_worker run`, "
         f"signals from {transport}, MQTT client id {env['C2C_MQTT_CLIENT_ID']}"
     )
 
@@ -457,8 +463,15 @@ def _poll(probe: Callable[[], _T], done: Callable[[_T], bool], timeout: float, i
         retry=retry_if_result(lambda result: not done(result)),
         stop=stop_after_delay(timeout),
         wait=wait_fixed(interval),
-        retry_error_callback=lambda state: state.outcome.result(),
+        retry_error_callback=_last_result,
     )(probe)
+
+
+def _last_result(state: RetryCallState) -> Any:
+    """What the last attempt returned (tenacity calls this once polling stops without success)."""
+    if state.outcome is None:
+        raise RuntimeError("polling stopped before its first attempt")
+    return state.outcome.result()
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, ctx: _Context, what: str) -> None:
@@ -521,7 +534,7 @@ def _run_cycle(ctx: _Context, sub: Subscriber, number: int, via: str, fire: Call
     if record is None:
         raise DemoFailed(
             f"cycle {number} (signal {signal_id}) did not finish within "
-            f"{ctx.options.cycle_timeout_s:g} s; worker log {ctx.worker.log_path}"
+            f"{ctx.options.cycle_timeout_s:g} s; worker log {ctx.worker.log_path if ctx.worker else '-'}"
         )
     # PUBACKs came before the record; deliveries to the subscriber may trail them by a moment.
     _poll(sub.total, lambda total: total - received_before >= record.readings_published, 2.0, 0.05)
@@ -544,7 +557,7 @@ def _finished_record(ctx: _Context, signal_id: str) -> CycleRecord | None:
 def _reconcile(ctx: _Context, sub: Subscriber, result: DemoResult) -> None:
     from functions.sync_worker.store import parse_cursor
 
-    final = {s: parse_cursor(v) for s, v in ctx.state.hgetall(ctx.keys.cursors).items()}
+    final = {as_text(s): parse_cursor(as_text(v)) for s, v in ctx.state.hgetall(ctx.keys.cursors).items()}
     rec = _poll(
         lambda: reconcile(ctx.services.baseline, final, sub.received_ids(), READING_INTERVAL_S),
         lambda reconciled: reconciled.ok,

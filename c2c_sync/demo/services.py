@@ -10,6 +10,7 @@ killed without a chance to clean up (SIGKILL, a crashed interpreter).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -71,10 +72,8 @@ def require_binary(name: str) -> str:
 
 def _die_with_parent() -> None:
     """preexec_fn: SIGTERM this child when the process that started it dies (Linux only)."""
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 def spawn(
@@ -226,10 +225,11 @@ class HttpChildProcess(ABC):
     def start(self, timeout: float = 30.0) -> Self:
         stem = self.NAME.replace(" ", "-")
         if self.workdir is None:
-            self._log = tempfile.NamedTemporaryFile(prefix=f"{stem}-", suffix=".log", delete=False)
+            # The child writes its log for as long as it runs; stop() closes it.
+            self._log = tempfile.NamedTemporaryFile(prefix=f"{stem}-", suffix=".log", delete=False)  # noqa: SIM115 - outlives start()
         else:
             self.workdir.mkdir(parents=True, exist_ok=True)
-            self._log = open(self.workdir / f"{stem}.log", "ab")
+            self._log = open(self.workdir / f"{stem}.log", "ab")  # noqa: SIM115 - outlives start(), closed by stop()
         try:
             self.proc = spawn(self.args(), stdout=self._log, die_with_parent=self.die_with_parent, cwd=REPO_ROOT)
             _wait_ready(
@@ -401,10 +401,8 @@ def _wait_ready(proc: subprocess.Popen, probe: Callable[[], object], timeout: fl
         if proc.poll() is not None:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise RuntimeError(f"{what} exited with code {proc.returncode}: {tail}")
-        try:
+        with contextlib.suppress(urllib.error.HTTPError):  # an HTTP error status is an answer: it is up
             probe()
-        except urllib.error.HTTPError:
-            pass  # it answered
 
     def give_up(state: RetryCallState) -> None:
         terminate(proc)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from c2c_sync.demo.topology import ACCOUNT_ID, REGION
 from functions.common.telemetry import METRICS_NAMESPACE, TRIGGER_SERVICE
@@ -108,7 +109,7 @@ class LocalTrigger:
         self.redis = redis
         self.function_name = f"c2c-{env}-trigger"
         self._saved: dict[str, str | None] | None = None
-        self._log = None
+        self._log: IO[str] | None = None
 
     def __enter__(self) -> LocalTrigger:
         self._saved = {k: os.environ.get(k) for k in self._KEYS}
@@ -169,7 +170,9 @@ class LocalTrigger:
             from functions.trigger.observability import logger
 
             # Powertools Logger keeps the stream it saw at import; point it at the trigger's log file.
-            logger.registered_handler.stream = self._log
+            stream_handler = logger.registered_handler
+            if isinstance(stream_handler, logging.StreamHandler):
+                stream_handler.stream = self._log  # not setStream: it flushes the old one, maybe closed
             return handler(event, LambdaContext(self.function_name, aws_request_id=str(uuid.uuid4())))
 
     @staticmethod

@@ -22,12 +22,18 @@ class WorkerProcess:
         self.proc: subprocess.Popen | None = None
         self._log: IO[bytes] | None = None
 
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise RuntimeError("the worker process was not started")
+        return self.proc.pid
+
     def start(self) -> WorkerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("C2C_")}
         env.update(self.environment)
         env["PYTHONPATH"] = str(REPO_ROOT)
         env["PYTHONUNBUFFERED"] = "1"
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - the worker's log for its whole life, closed by stop()
         self.proc = spawn(
             [sys.executable, "-m", "functions.sync_worker", "run"],
             stdout=self._log,

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from functions.common.validation import describe_validation_error
 
-SIGNAL_VERSION = 1
+SIGNAL_VERSION: Literal[1] = 1
 #: Redis pub/sub channel used when the signal transport is Redis instead of SNS/SQS.
 REDIS_SIGNAL_CHANNEL = "c2c:signals"
 
@@ -37,14 +37,14 @@ StationId = Annotated[str, Field(min_length=1, max_length=128, pattern=STATION_I
 EARLIEST_ISSUED_AT = datetime(2020, 1, 1, tzinfo=UTC)
 
 
-class Command(str, Enum):
+class Command(StrEnum):
     START_SYNC = "start_sync"
     STOP_SYNC = "stop_sync"
     SYNC_NOW = "sync_now"
     RELOAD = "reload"
 
 
-class Source(str, Enum):
+class Source(StrEnum):
     SCHEDULE = "schedule"
     HTTP = "http"
     ALARM = "alarm"

@@ -80,3 +80,9 @@ class CycleRecord(BaseModel):
     aborted: bool = False
     #: The station list could not be read: no station was synced, every one counts as failed.
     station_list_failed: bool = False
+
+
+def as_text(value: bytes | str) -> str:
+    """A Redis reply as text. Every client of these keys decodes responses, but redis-py's types
+    cannot say so (a reply is `bytes | str`); bytes would be a client built without decoding."""
+    return value.decode() if isinstance(value, bytes) else value

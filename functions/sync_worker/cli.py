@@ -131,7 +131,8 @@ def _check(settings: WorkerSettings) -> str:
     """Everything `run` needs that can be checked without a network: the vendor config, the secrets
     it names, the platform profile. Returns the vendor's name; `ValueError` (one line) otherwise."""
     from functions.sync_worker.source.http_json import load_vendor_config
-    from functions.sync_worker.wiring import build_profile, check_source_secrets
+    from functions.sync_worker.uplink.profiles import build_profile
+    from functions.sync_worker.wiring import check_source_secrets
 
     vendor = load_vendor_config(settings.source_config)
     check_source_secrets(settings, vendor)
@@ -185,7 +186,9 @@ def _dry_run(settings: WorkerSettings) -> int:
     from functions.sync_worker.errors import PermanentError
     from functions.sync_worker.store import MemoryState
     from functions.sync_worker.uplink.batch import PublishBatch
-    from functions.sync_worker.wiring import build_profile, build_source
+    from functions.sync_worker.uplink.profile import OutboundMessage
+    from functions.sync_worker.uplink.profiles import build_profile
+    from functions.sync_worker.wiring import build_source
 
     try:
         _check(settings)
@@ -200,8 +203,10 @@ def _dry_run(settings: WorkerSettings) -> int:
         def new_batch(self) -> PublishBatch:
             return PublishBatch()
 
-        def publish_page(self, messages, batch: PublishBatch):
-            refused = []
+        def publish_page(
+            self, messages: list[OutboundMessage], batch: PublishBatch
+        ) -> list[tuple[OutboundMessage, PermanentError]]:
+            refused: list[tuple[OutboundMessage, PermanentError]] = []
             for message in messages:
                 try:
                     identity = profile.identity_for(message.station_id)

@@ -283,8 +283,8 @@ class CycleRunner:
         batch = self.publisher.new_batch()
         # Raises (transient) with nothing of the page queued when the uplink's queue stays full.
         refused = self.publisher.publish_page(messages, batch)
-        for message, exc in refused:
-            self._skip(outcome, message.message_id, exc)
+        for message, refusal in refused:
+            self._skip(outcome, message.message_id, refusal)
         sent = len(messages) - len(refused)
         try:
             batch.wait(self.puback_timeout_s)

@@ -4,10 +4,10 @@ handled in exactly one place (the cycle runner), so a new failure mode only need
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class ErrorClass(str, Enum):
+class ErrorClass(StrEnum):
     TRANSIENT = "transient"  # retry with backoff and jitter; the cursor stays
     THROTTLED = "throttled"  # back off, honour Retry-After
     PERMANENT = "permanent"  # bad payload / not authorised: skip, count, alert

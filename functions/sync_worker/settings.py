@@ -10,7 +10,7 @@ up in logs or in `validate-config` output. A password written into a URL
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -213,8 +213,9 @@ class ConfigError(ValueError):
     """Invalid configuration; the message names every offending variable (`C2C_<FIELD>`)."""
 
 
-def load_settings(**overrides: object) -> WorkerSettings:
-    """Environment first, then `overrides` (CLI flags; None means "not given") on top."""
+def load_settings(**overrides: Any) -> WorkerSettings:
+    """Environment first, then `overrides` (CLI flags; None means "not given") on top. Any value
+    type: pydantic validates and coerces each against its field."""
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         return WorkerSettings(**given)

@@ -88,8 +88,9 @@ def unwrap_body(body: str) -> str:
         outer = json.loads(body)
     except Exception:  # not JSON, or nested past the recursion limit: `parse_signal` says why
         return body
-    if isinstance(outer, dict) and outer.get("Type") == "Notification" and isinstance(outer.get("Message"), str):
-        return outer["Message"]
+    message = outer.get("Message") if isinstance(outer, dict) and outer.get("Type") == "Notification" else None
+    if isinstance(message, str):
+        return message
     return body
 
 
@@ -307,7 +308,7 @@ class RedisSignals:
         self._backoff = Backoff(base_s=0.2, cap_s=10.0)
 
     def _subscribe(self) -> redis.client.PubSub:
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        pubsub: redis.client.PubSub = self.client.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(self.channel)
         logger.info("subscribed to signals", extra={"channel": self.channel})
         return pubsub

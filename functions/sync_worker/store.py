@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import redis
 from redis.exceptions import RedisError
 
-from functions.common.state import HEARTBEAT_TTL_S, RUN_HISTORY_LENGTH, CycleRecord, Heartbeat, StateKeys
+from functions.common.state import HEARTBEAT_TTL_S, RUN_HISTORY_LENGTH, CycleRecord, Heartbeat, StateKeys, as_text
 from functions.sync_worker.backoff import Backoff
 from functions.sync_worker.observability import logger
 
@@ -167,7 +167,8 @@ class Lease:
         return {"lease-renewer": renewer is not None and renewer.is_alive()}
 
     def current_holder(self) -> str | None:
-        return self.client.get(self.keys.lease)
+        holder = self.client.get(self.keys.lease)
+        return None if holder is None else as_text(holder)
 
     def _renew_loop(self, value: str, stop: threading.Event) -> None:
         interval = self.ttl_ms / 1000 / 3
@@ -223,7 +224,7 @@ class StateStore:
 
     def cursors(self) -> dict[str, datetime]:
         raw = self.client.hgetall(self.keys.cursors)
-        return {station: parse_cursor(value) for station, value in raw.items()}
+        return {as_text(station): parse_cursor(as_text(value)) for station, value in raw.items()}
 
     def advance_cursor(self, station_id: str, ts: datetime) -> None:
         """Move one station's cursor forward; `LeaseLost` if our fencing token is no longer current."""

@@ -1,14 +1,16 @@
 """Wiring: build the worker's parts from `WorkerSettings`. The only module that knows them all.
 
-`build_profile` (re-exported from `uplink.profiles`) is the one way to the configured platform
-profile, used by `run`, `--dry-run`, `validate-config` and the demo."""
+The configured platform profile comes from `uplink.profiles.build_profile`, the one way to it (used
+by `run`, `--dry-run`, `validate-config` and the demo)."""
 
 from __future__ import annotations
 
 import os
 import socket
 import uuid
+from collections.abc import Callable
 
+import redis
 from pydantic import BaseModel
 
 from functions.sync_worker.observability import WorkerTelemetry
@@ -65,7 +67,7 @@ def check_source_secrets(settings: WorkerSettings, vendor: BaseModel) -> None:
         )
 
 
-def source_secrets(settings: WorkerSettings):
+def source_secrets(settings: WorkerSettings) -> Callable[[str], str]:
     """Secrets the vendor config names: `api_key` is C2C_SOURCE_API_KEY (from the settings, read
     once); any other name N is C2C_SOURCE_<N>, read from the environment on each call.
 
@@ -100,8 +102,12 @@ def build_uplink(settings: WorkerSettings, profile: PlatformProfile | None = Non
     )
 
 
-def build_signals(settings: WorkerSettings, redis_client, telemetry: WorkerTelemetry) -> SignalSource | None:
-    reject = lambda reason: telemetry.signal_rejected()  # noqa: E731
+def build_signals(
+    settings: WorkerSettings, redis_client: redis.Redis, telemetry: WorkerTelemetry
+) -> SignalSource | None:
+    def reject(reason: str) -> None:
+        telemetry.signal_rejected()
+
     if settings.signal_url is None:
         return None
     if settings.signal_url == "redis":
@@ -119,7 +125,12 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def build_worker(settings: WorkerSettings, *, source_factory=None, profile: PlatformProfile | None = None) -> Worker:
+def build_worker(
+    settings: WorkerSettings,
+    *,
+    source_factory: Callable[[], SourceAdapter] | None = None,
+    profile: PlatformProfile | None = None,
+) -> Worker:
     telemetry = WorkerTelemetry(settings.env)
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
     redis_client = connect_redis(settings.redis_url, password)

@@ -95,7 +95,7 @@ def classify(event: Any) -> TriggerEvent:
     return UnknownEvent(f"unrecognised event with keys {sorted(event)[:10]}")
 
 
-def _scheduled(event: dict) -> TriggerEvent:
+def _scheduled(event: dict[str, Any]) -> TriggerEvent:
     try:
         parsed = parse(event=event, model=ScheduledEventModel)
     except ValidationError as exc:
@@ -105,7 +105,7 @@ def _scheduled(event: dict) -> TriggerEvent:
     return Scheduled(event_id=parsed.id)
 
 
-def _http(event: dict) -> TriggerEvent:
+def _http(event: dict[str, Any]) -> TriggerEvent:
     # A function URL accepts any method, so GET, PUT, etc. arrive here too and must get a 400.
     method = str(event["requestContext"]["http"].get("method", "")).upper()
     if method != "POST":
@@ -147,11 +147,12 @@ def _decode_body(raw: Any, is_base64: bool) -> Any:
         raise _BadBody(f"body: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
 
 
-def _alarms(event: dict) -> TriggerEvent:
+def _alarms(event: dict[str, Any]) -> TriggerEvent:
     try:
         alarms = parse(event=event, model=AlarmStateChange, envelope=envelopes.SnsEnvelope)
     except ValidationError as exc:
-        return UnknownEvent(
-            f"records that are not SNS CloudWatch alarm notifications: {describe_validation_error(exc, top_level='body')}"
-        )
-    return AlarmNotifications(alarms)
+        problems = describe_validation_error(exc, top_level="body")
+        return UnknownEvent(f"records that are not SNS CloudWatch alarm notifications: {problems}")
+    # The SNS envelope parses each record's Message; a record without one parses to None.
+    records = alarms if isinstance(alarms, list) else [alarms]
+    return AlarmNotifications([a for a in records if isinstance(a, AlarmStateChange)])

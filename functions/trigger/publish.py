@@ -18,7 +18,7 @@ from redis.retry import Retry
 from functions.common.redis_auth import auth_token
 from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, StartSignal
 from functions.common.telemetry import TriggerMetric
-from functions.trigger.aws import client
+from functions.trigger import aws
 from functions.trigger.observability import logger, metrics, tracer
 from functions.trigger.settings import RedisSettings, TriggerSettings
 
@@ -40,7 +40,7 @@ def issue_signal(command: Command, source: Source, stations: list[str] | None, c
 @tracer.capture_method
 def send_signal(signal: StartSignal, config: TriggerSettings) -> None:
     body = signal.to_json()
-    response = client("sns").publish(
+    response = aws.sns().publish(
         TopicArn=config.start_topic_arn,
         Message=body,
         # Attributes let a subscription filter by command without parsing the body.
@@ -76,7 +76,7 @@ def redis_client(config: RedisSettings) -> redis.Redis:
 
 
 def _auth_token(secret_arn: str) -> str:
-    secret = client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+    secret = aws.secretsmanager().get_secret_value(SecretId=secret_arn)["SecretString"]
     return auth_token(secret)
 
 

@@ -10,7 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.common.signal import Command, Source
 from functions.common.telemetry import TriggerMetric
-from functions.trigger.aws import client
+from functions.trigger import aws
 from functions.trigger.events import AlarmStateChange
 from functions.trigger.observability import logger, metrics, tracer
 from functions.trigger.publish import issue_signal
@@ -38,7 +38,7 @@ def on_alarm(alarm: AlarmStateChange, config: TriggerSettings) -> None:
 @tracer.capture_method
 def force_new_deployment(cluster: str, service: str) -> str:
     """Start a new deployment of `service`; returns the id of the deployment ECS now rolls out."""
-    response = client("ecs").update_service(cluster=cluster, service=service, forceNewDeployment=True)
+    response = aws.ecs().update_service(cluster=cluster, service=service, forceNewDeployment=True)
     deployments = response["service"].get("deployments") or [{}]
     deployment_id = deployments[0].get("id", "")
     metrics.add_metric(name=TriggerMetric.SELF_HEAL_DEPLOYMENTS, unit=MetricUnit.Count, value=1)

@@ -7,6 +7,7 @@ instead of as a `KeyError` deep inside a publish call. Names are the ones stacks
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
@@ -47,7 +48,7 @@ class TriggerSettings:
         return None
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | os._Environ = os.environ) -> TriggerSettings:
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> TriggerSettings:
         topic = env.get("START_TOPIC_ARN", "").strip()
         if not topic:
             raise MissingSetting("START_TOPIC_ARN is required (the SNS start topic's ARN)")

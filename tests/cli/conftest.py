@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from c2c_sync.cli import app
 from c2c_sync.environments import CONFIG_DIR_ENV, REPO_ROOT
-from tests.support.services import free_port
+from tests.support.services import MotoServer, free_port
 
 ENV = "test"
 REGION = "eu-west-1"
@@ -66,7 +66,7 @@ def outputs_only_template(**outputs: str) -> str:
 
 @dataclass
 class DeployedEnv:
-    moto: object
+    moto: MotoServer
     env: str
     topic_arn: str
     start_queue_url: str

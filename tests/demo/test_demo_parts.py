@@ -104,6 +104,7 @@ def _properties(template: dict, kind: str) -> list[dict]:
     return [r.get("Properties", {}) for r in template["Resources"].values() if r["Type"] == kind]
 
 
+@pytest.mark.integration
 def test_blueprint_takes_the_worker_environment_and_schedule_command_from_the_stacks(blueprint):
     bp = blueprint
     assert bp.worker_environment["C2C_ENV"] == "demo-test"
@@ -111,6 +112,7 @@ def test_blueprint_takes_the_worker_environment_and_schedule_command_from_the_st
     assert bp.schedule_command == Command.SYNC_NOW.value
 
 
+@pytest.mark.integration
 def test_topology_creates_queue_dlq_topic_and_subscription_as_the_template_defines_them(moto, messaging_template):
     messaging = topology.deploy(messaging_template, moto.client, "c2c-demo-test")
 
@@ -135,6 +137,7 @@ def test_topology_creates_queue_dlq_topic_and_subscription_as_the_template_defin
     assert got[0]["Body"] == '{"hello": 1}'  # raw delivery: no SNS envelope
 
 
+@pytest.mark.integration
 def test_topology_refuses_a_resource_it_cannot_reproduce(moto, messaging_template):
     template = json.loads(json.dumps(messaging_template))
     template["Resources"]["Extra"] = {"Type": "AWS::Lambda::Function", "Properties": {}}
@@ -142,6 +145,7 @@ def test_topology_refuses_a_resource_it_cannot_reproduce(moto, messaging_templat
         topology.deploy(template, moto.client, "c2c-demo-test")
 
 
+@pytest.mark.integration
 def test_topology_refuses_a_queue_property_it_would_otherwise_drop(moto, messaging_template):
     template = json.loads(json.dumps(messaging_template))
     template["Resources"]["StartDeadLetterQueue"]["Properties"]["FifoQueue"] = True
@@ -159,6 +163,7 @@ def test_scheduled_event_is_a_fresh_eventbridge_scheduled_event_for_the_rule():
     assert a["id"] != b["id"]
 
 
+@pytest.mark.integration
 def test_local_trigger_turns_a_scheduled_event_into_a_signal_on_the_start_queue_and_on_redis(
     moto, messaging_template, redis_server, tmp_path
 ):
@@ -216,6 +221,7 @@ def _wait_total(sub: Subscriber, n: int) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.integration
 def test_subscriber_counts_messages_and_duplicates_by_message_id(mosquitto):
     topic = subscription_topic("c2c/{env}/stations/{station_id}/telemetry", "t")
     sub = Subscriber(mosquitto.url, topic, "test-sub").start()
@@ -228,6 +234,7 @@ def test_subscriber_counts_messages_and_duplicates_by_message_id(mosquitto):
         sub.stop()
 
 
+@pytest.mark.integration
 def test_subscriber_test_hook_ignores_every_copy_of_the_first_reading_of_one_station(mosquitto):
     sub = Subscriber(mosquitto.url, "c2c/t/stations/+/telemetry", "test-sub", drop_first_of="s2").start()
     try:

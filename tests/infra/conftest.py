@@ -30,6 +30,7 @@ from config import CONFIG_DIR, load_environment
 from config.schema import EnvironmentConfig
 from infra.environment import EnvironmentStacks
 from infra.naming import REPO_ROOT
+from tests.support.markers import require_marker
 
 PARTS = ("Network", "Messaging", "Cache", "SyncService", "Trigger", "Monitoring")
 STAGE_ACCOUNT = "111122223333"
@@ -130,6 +131,7 @@ class Synth:
 
 
 def _synth(env: str, outdir: Path, config_dir: Path = CONFIG_DIR) -> Synth:
+    require_marker("infra", "synthesize the CDK app")
     app, stacks = build_app(env, outdir=str(outdir), config_dir=config_dir, context=cdk_json_context())
     assembly = app.synth()
     templates = {part: assembly.get_stack_by_name(f"C2C-{env}-{part}").template for part in PARTS}

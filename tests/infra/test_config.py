@@ -29,12 +29,14 @@ def write_env(config_dir: Path, env: str, **overrides: object) -> Path:
 def test_dev_and_prod_load_as_typed_configs():
     assert known_environments() == ["dev", "prod"]
     dev, prod = load_environment("dev"), load_environment("prod")
-    assert isinstance(dev, EnvironmentConfig) and dev.name == "dev"
+    assert isinstance(dev, EnvironmentConfig)
+    assert dev.name == "dev"
     assert dev.is_env_agnostic and dev.account is None and dev.region is None
     assert prod.region == "eu-west-1" and not prod.is_env_agnostic
     assert dev.worker.mode is WorkerMode.PER_SIGNAL and dev.signal_transport is SignalTransport.SQS
     assert prod.platform.profile is ProfileName.AZURE_IOT_HUB
-    assert prod.platform.identity_mode is IdentityMode.PER_DEVICE and prod.platform.azure.policy_name == "device"
+    assert prod.platform.azure is not None and prod.platform.azure.policy_name == "device"
+    assert prod.platform.identity_mode is IdentityMode.PER_DEVICE
     assert dev.platform.profile is ProfileName.GENERIC and dev.platform.identity_mode is IdentityMode.GATEWAY
     assert (dev.cache.replicas, dev.cache.multi_az) == (0, False)
     assert (prod.cache.replicas, prod.cache.multi_az, prod.retain_data) == (1, True, True)

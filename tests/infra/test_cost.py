@@ -17,11 +17,13 @@ from c2c_sync.cost.pricing import unpriced
 TABLE = load_prices()
 
 
+@pytest.mark.infra
 def test_every_resource_type_of_every_template_is_priced_or_listed_free(profile_synth):
     assembly = Assembly.from_dir(profile_synth.outdir)
     assert [f"{r.type} {r.stack}/{r.logical_id}" for r in unpriced(assembly, TABLE)] == []
 
 
+@pytest.mark.infra
 def test_a_billable_type_the_table_does_not_price_fails_the_estimate(dev, tmp_path):
     copied = tmp_path / "dev"
     shutil.copytree(dev.outdir, copied, ignore=shutil.ignore_patterns("asset.*"))
@@ -68,6 +70,7 @@ def test_fixed_price_resources_cost_hours_times_the_listed_rate():
     assert items["S3"] == 0
 
 
+@pytest.mark.infra
 def test_cost_command_prints_the_table_and_json(dev, tmp_path):
     out = tmp_path / "cdk.out"
     out.mkdir()

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ def container(synth) -> dict:
     return definition
 
 
-def env_vars(synth) -> dict[str, object]:
+def env_vars(synth) -> dict[str, Any]:
     return {e["Name"]: e["Value"] for e in container(synth)["Environment"]}
 
 
@@ -217,10 +218,16 @@ def test_platform_profile_settings_reach_the_worker_as_plain_values(profile_synt
 def test_every_platform_variable_is_one_the_worker_reads(profile_synth):
     """Names only (values are the worker's business): each C2C_* the stack sets is a field of the
     worker's settings (C2C_*, C2C_MQTT_*) or of its profile's (C2C_AZURE_*, C2C_AWS_IOT_*)."""
+    from pydantic_settings import BaseSettings
+
     from functions.sync_worker.settings import WorkerSettings
     from functions.sync_worker.uplink.profiles.settings import AwsIotCoreSettings, AzureIotHubSettings
 
-    readers = [("C2C_AZURE_", AzureIotHubSettings), ("C2C_AWS_IOT_", AwsIotCoreSettings), ("C2C_", WorkerSettings)]
+    readers: list[tuple[str, type[BaseSettings]]] = [
+        ("C2C_AZURE_", AzureIotHubSettings),
+        ("C2C_AWS_IOT_", AwsIotCoreSettings),
+        ("C2C_", WorkerSettings),
+    ]
     names = {*env_vars(profile_synth), *(s["Name"] for s in container(profile_synth)["Secrets"])}
     unread = []
     for name in sorted(n for n in names if n.startswith("C2C_")):

@@ -97,18 +97,20 @@ def auth_mosquitto_factory(tmp_path, pki):
     def start(users: dict[str, str]) -> AuthBroker:
         workdir = tmp_path / f"mosquitto-auth-{len(brokers)}"
         workdir.mkdir()
-        auth = AuthBroker(broker=None, tls_port=free_port())  # type: ignore[arg-type]
+        tls_port = free_port()
         passwords = write_password_file(
-            workdir / "passwords", {**users, auth.subscriber_user: auth.subscriber_password}
+            workdir / "passwords", {**users, AuthBroker.subscriber_user: AuthBroker.subscriber_password}
         )
         acl = workdir / "acl"
-        acl.write_text(f"user {auth.subscriber_user}\ntopic read #\n\npattern write devices/%c/messages/events/#\n")
+        acl.write_text(
+            f"user {AuthBroker.subscriber_user}\ntopic read #\n\npattern write devices/%c/messages/events/#\n"
+        )
         config = (
             "allow_anonymous false\n"  # overrides the base config's `allow_anonymous true` (last wins)
             f"password_file {passwords}\nacl_file {acl}\n"
-            + tls_listener(auth.tls_port, pki["ca"], pki["server"], require_certificate=False)
+            + tls_listener(tls_port, pki["ca"], pki["server"], require_certificate=False)
         )
-        auth.broker = MosquittoBroker(workdir, extra_config=config).start()
+        auth = AuthBroker(MosquittoBroker(workdir, extra_config=config).start(), tls_port)
         wait_for_port(auth.tls_port)
         brokers.append(auth.broker)
         return auth

@@ -86,7 +86,7 @@ def test_device_token_admitted_and_topic_properties_as_iot_hub_expects(auth_mosq
         uplink.close(5)
     assert broker.broker.connections_from("gw-1") == 1
     assert f"u'{hub_username('gw-1')}'" in broker.broker.log_text()
-    for msg, (topic, payload, retain) in zip(sent, received):
+    for msg, (topic, payload, retain) in zip(sent, received, strict=True):
         assert payload == msg.payload and retain is False
         assert iot_hub_view(topic, "gw-1") == {
             "$.mid": msg.message_id,

@@ -145,7 +145,7 @@ def test_generic_mqtts_with_client_certificate(monkeypatch, pki):
     assert isinstance(profile, GenericProfile)
     spec = profile.connection_spec("c2c-dev")
     assert (spec.host, spec.port, spec.tls is not None) == ("broker.example", 8884, True)
-    assert spec.will.topic == "c2c/dev/status/c2c-dev"
+    assert spec.will is not None and spec.will.topic == "c2c/dev/status/c2c-dev"
 
 
 def test_generic_bad_url_and_unknown_profile(monkeypatch):

@@ -49,6 +49,7 @@ def test_azure_connection_spec_is_iot_hub_shaped():
     assert (spec.host, spec.port, spec.client_id, spec.protocol) == (HUB, 8883, "gw-1", 4)
     assert spec.username == f"{HUB}/gw-1/?api-version=2021-04-12"
     assert isinstance(spec.tls, ssl.SSLContext) and spec.tls.verify_mode == ssl.CERT_REQUIRED
+    assert spec.password is not None
     fields = dict(item.split("=", 1) for item in spec.password.removeprefix("SharedAccessSignature ").split("&"))
     assert fields["sr"] == f"{HUB}%2Fdevices%2Fgw-1" and "skn" not in fields
     assert spec.password == generate_sas_token(f"{HUB}/devices/gw-1", DEVICE_KEY, int(fields["se"]))
@@ -60,6 +61,7 @@ def test_azure_policy_key_signs_with_skn_for_any_device():
     identity = profile.identity_for("42")
     assert identity == "ess-42"
     spec = profile.connection_spec(identity)
+    assert spec.username is not None and spec.password is not None
     assert spec.client_id == "ess-42" and spec.username.startswith(f"{HUB}/ess-42/?")
     assert spec.password.endswith("&skn=device")
 
@@ -76,6 +78,7 @@ def test_azure_each_connect_gets_a_fresh_token_and_renewal_before_expiry():
     import time
 
     now = time.monotonic()
+    assert first.renew_at is not None
     assert now < first.renew_at <= now + 5
     time.sleep(1.05)
     assert profile.connection_spec("gw-1").password != first.password
@@ -144,7 +147,7 @@ def test_aws_connection_spec_is_mtls_with_thing_name(pki):
     spec = profile.connection_spec(profile.identity_for("any-station"))
     assert (spec.host, spec.port, spec.client_id) == ("abc-ats.iot.eu-west-1.amazonaws.com", 8883, "gateway-thing")
     assert spec.username is None and spec.password is None and spec.renew_at is None
-    assert spec.tls.verify_mode == ssl.CERT_REQUIRED and spec.tls.check_hostname
+    assert spec.tls is not None and spec.tls.verify_mode == ssl.CERT_REQUIRED and spec.tls.check_hostname
     assert profile.limits.max_publish_per_s == 100
     assert profile.topic_for("gateway-thing", message("st-9")) == "c2c/dev/stations/st-9/telemetry"
 
@@ -225,9 +228,10 @@ def test_generic_spec_has_offline_will_and_online_message(pki):
         tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem),
     )
     spec = profile.connection_spec("c2c-prod")
-    assert spec.protocol == 5 and spec.tls is not None
+    assert spec.protocol == 5 and spec.tls is not None and spec.will is not None
     assert (spec.will.topic, spec.will.payload, spec.will.retain) == ("c2c/prod/status/c2c-prod", b"offline", True)
     online = profile.online_message("c2c-prod")
+    assert online is not None
     assert (online.topic, online.payload, online.retain) == ("c2c/prod/status/c2c-prod", b"online", True)
     profile.check(message(), qos=2, retain=True)
     with pytest.raises(PermanentError, match="QoS 3"):

@@ -21,7 +21,7 @@ def independent_sas_token(uri: str, key: str, expiry: int, policy_name: str | No
     """Written from Microsoft's "Control access to IoT Hub with SAS" Python sample, independently
     of the module under test: string-to-sign = quote_plus(uri) + '\\n' + expiry, HMAC-SHA256 with
     the base64-decoded key, fields sr, sig, se[, skn] assembled with urlencode (quote_plus)."""
-    sign_key = "%s\n%d" % (urllib.parse.quote_plus(uri), int(expiry))
+    sign_key = f"{urllib.parse.quote_plus(uri)}\n{int(expiry)}"
     signature = base64.b64encode(hmac.HMAC(base64.b64decode(key), sign_key.encode("utf-8"), hashlib.sha256).digest())
     raw = {"sr": uri, "sig": signature, "se": str(int(expiry))}
     if policy_name is not None:

@@ -7,6 +7,7 @@ Mocked: nothing. AWS IoT Core itself cannot run here; Mosquitto's `require_certi
 
 from __future__ import annotations
 
+import socket
 import ssl
 import time
 
@@ -115,7 +116,7 @@ def test_aws_per_connection_publish_rate_is_honoured(tls_mosquitto, pki):
 
         batch = PublishBatch()
         started = time.monotonic()
-        for i in range(150):
+        for _i in range(150):
             conn.publish("c2c/dev/stations/st-1/telemetry", message("st-1"), batch)
         batch.wait(10)
         elapsed = time.monotonic() - started
@@ -144,7 +145,11 @@ def test_generic_tls_presence_online_then_offline_will(tls_mosquitto, pki, captu
         assert conn.wait_connected(10)
         assert capture.wait_for(1)[0] == ("c2c/test/status/c2c-generic", b"online", False)
         # Drop the TCP connection without DISCONNECT (as a crashed task would): the broker sends the will.
-        conn._session.client.socket().shutdown(2)
+        session = conn._session
+        assert session is not None
+        sock = session.client.socket()
+        assert isinstance(sock, socket.socket)
+        sock.shutdown(2)
         messages = capture.wait_for(2)
         assert messages[1] == ("c2c/test/status/c2c-generic", b"offline", False)
         assert capture.wait_for(3)[2][1] == b"online"  # the supervisor reconnected by itself
@@ -177,7 +182,7 @@ def test_generic_tls_refuses_untrusted_broker_unless_insecure(tls_mosquitto, pki
         tls_material=TlsMaterial(insecure=True),
     )
     spec = insecure.connection_spec("c2c-generic")
-    assert spec.tls.verify_mode == ssl.CERT_NONE
+    assert spec.tls is not None and spec.tls.verify_mode == ssl.CERT_NONE
     outcome, client = connect_with_spec(spec)
     client.disconnect()
     client.loop_stop()

@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from functions.sync_worker.health import check
+from functions.sync_worker.uplink.profile import ConnectionSpec, PlatformProfile
 from functions.sync_worker.uplink.profiles.aws_iot_core import AWS_THING_NAME, AwsIotCoreProfile
 from functions.sync_worker.uplink.profiles.azure_iot_hub import AZURE_DEVICE_ID, AzureCredentials, AzureIotHubProfile
 from functions.sync_worker.uplink.profiles.identity import IdentityMapping, IdentityMode
@@ -36,7 +38,7 @@ def run_cycles(redis_url: str, running, sim, cycles: int, *, first: int = 1, adv
         if advance and cycle > 1:
             sim.advance_clock(INTERVAL_S)  # one new reading per station
         publish_signal(redis_url)
-        wait_until(lambda: len(running.history()) >= cycle, 60, what=f"cycle {cycle}")
+        wait_until(lambda n=cycle: len(running.history()) >= n, 60, what=f"cycle {cycle}")
 
 
 def start_worker(sync_worker, n_stations: int, profile, *, backlog: int = 1):
@@ -74,6 +76,7 @@ def test_per_device_50_identities_10_cycles_50_connections(
 ):
     stations = station_ids(N_DEVICES)
     devices = [f"ess-{s}" for s in stations]
+    profile: PlatformProfile
     if platform == "azure_iot_hub":
         # One shared access policy with DeviceConnect signs every device's token (skn=device).
         users = {
@@ -137,7 +140,17 @@ def test_azure_sas_renewal_by_planned_reconnects_loses_no_reading(
     stations = station_ids(20)
     capture = capture_factory(tls_mosquitto.plain_port, "devices/#")
     issued: list[str] = []
-    profile = AzureIotHubProfile(
+
+    class TokenRecordingProfile(AzureIotHubProfile):
+        """The profile under test, recording the SAS token of every connect."""
+
+        def connection_spec(self, identity: str) -> ConnectionSpec:
+            spec = super().connection_spec(identity)
+            assert spec.password is not None
+            issued.append(spec.password)
+            return spec
+
+    profile = TokenRecordingProfile(
         hostname=HUB,
         connect_host="127.0.0.1",
         port=tls_mosquitto.tls_port,
@@ -147,8 +160,6 @@ def test_azure_sas_renewal_by_planned_reconnects_loses_no_reading(
         credentials=AzureCredentials(device_keys={"gw-1": DEVICE_KEY}),
         tls_material=TlsMaterial(ca_pem=pki["ca"].cert_pem),
     )
-    spec_for = profile.connection_spec
-    profile.connection_spec = lambda identity: (spec := spec_for(identity), issued.append(spec.password))[0]
 
     setup = start_worker(sync_worker, len(stations), profile)
     t0, sim, running = setup.t0, setup.sim, setup.running
@@ -178,7 +189,7 @@ def test_azure_sas_renewal_by_planned_reconnects_loses_no_reading(
     assert tls_mosquitto.broker.log_text().count(f"u'{hub_username('gw-1')}'") == 1 + planned
     expiries = [int(fields_of(token)["se"]) for token in issued]
     assert expiries == sorted(expiries) and len(set(expiries)) == len(expiries), "every connect got a new token"
-    for token, expiry in zip(issued, expiries):
+    for token, expiry in zip(issued, expiries, strict=True):
         assert token == independent_sas_token(f"{HUB}/devices/gw-1", DEVICE_KEY, expiry)
     assert running.stop() == 0
 
@@ -220,7 +231,7 @@ def test_per_device_one_refused_identity_fails_its_station_only_and_health_stays
     # Health: the status file the container check reads, rewritten after the cycle by the heartbeat.
     after_cycle = time.time()
     wait_until(
-        lambda: json.loads(open(settings.status_file).read())["at"] > after_cycle + 0.5,
+        lambda: json.loads(Path(settings.status_file).read_text())["at"] > after_cycle + 0.5,
         10,
         what="a heartbeat after the cycle",
     )

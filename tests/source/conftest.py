@@ -15,7 +15,7 @@ from tests.support.simulator import DEFAULT_API_KEY, FROZEN_NOW, SimulatorProces
 
 NOW = datetime.fromisoformat(FROZEN_NOW.replace("Z", "+00:00"))
 
-FAST_HTTP = {
+FAST_HTTP: dict[str, Any] = {
     "connect_timeout_s": 1.0,
     "read_timeout_s": 2.0,
     "retries": {

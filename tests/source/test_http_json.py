@@ -66,7 +66,8 @@ def test_readings_window_excludes_since_and_includes_until(sim):
     source = make_source(sim)
     since, until = NOW - timedelta(minutes=60), NOW - timedelta(minutes=50)
     batch = source.fetch_readings(SITE, since, until, limit=100)
-    assert isinstance(batch, ReadingBatch) and all(isinstance(r, Reading) for r in batch)
+    assert isinstance(batch, ReadingBatch)
+    assert all(isinstance(r, Reading) for r in batch)
     assert [r.ts for r in batch] == [since + timedelta(minutes=m) for m in range(1, 11)]
     assert batch.has_more is False and batch.skipped == 0 and batch.high_water == until
     assert all(r.ts.tzinfo is not None and r.ts.utcoffset() == timedelta(0) for r in batch)
@@ -133,12 +134,12 @@ def test_epoch_time_format_and_strptime_timestamps_are_supported(sim):
 
 
 def test_config_errors_name_the_field(tmp_path: Path):
-    with pytest.raises(VendorConfigError, match="readings.values.soc_pct.path") as bad_path:
+    with pytest.raises(VendorConfigError, match=r"readings\.values\.soc_pct\.path") as bad_path:
         vendor_config_file(tmp_path, "readings", {"values": {"soc_pct": "battery.[soc"}})
     assert "invalid JMESPath" in str(bad_path.value)
     with pytest.raises(VendorConfigError, match=r"unknown placeholder.*'nope'"):
         vendor_config_file(tmp_path, "readings", {"params": {"since": "{nope}"}})
-    with pytest.raises(VendorConfigError, match="auth.api_key.colour"):
+    with pytest.raises(VendorConfigError, match=r"auth\.api_key\.colour"):
         vendor_config_file(tmp_path, "auth", {"colour": "blue"})
     with pytest.raises(VendorConfigError, match=r"not found.*shipped vendors: \['simulator'\]"):
         load_source("no-such-vendor", "http://127.0.0.1:1", {})

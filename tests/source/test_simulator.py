@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 import requests
@@ -93,7 +95,7 @@ def test_telemetry_is_deterministic_per_seed_across_processes(simulator_factory)
 
 
 def test_telemetry_is_physically_consistent_over_a_day(sim):
-    day = []
+    day: list[dict[str, Any]] = []
     since = datetime.fromisoformat("2024-05-31T12:00:00+00:00")
     while len(day) < 1440:
         chunk = _telemetry(sim, "site-00009", since=since.isoformat(), limit=1000)["data"]
@@ -102,7 +104,7 @@ def test_telemetry_is_physically_consistent_over_a_day(sim):
     assert len(day) == 1440
     socs = [r["battery"]["soc_pct"] for r in day]
     assert 5 <= min(socs) < 20 and 70 < max(socs) <= 95  # a full daily cycle, within safe limits
-    for prev, cur in zip(day, day[1:]):
+    for prev, cur in itertools.pairwise(day):
         for counter in ("energy_charged_kwh", "energy_discharged_kwh"):
             assert cur["meter"][counter] >= prev["meter"][counter]
         # SOC rises while charging and falls while discharging (it is the integral of power).

@@ -71,7 +71,7 @@ class MqttCapture:
             body = None
         message_id = body.get("message_id") if isinstance(body, dict) else None
         with self._lock:
-            self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
             if not isinstance(body, dict) or not isinstance(message_id, str):
                 return
             self.ids[message_id] += 1
@@ -117,7 +117,12 @@ def retained_message(port: int, topic: str, timeout: float = 5.0) -> tuple[bytes
     done = threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"retained-probe-{time.monotonic_ns()}")
     client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
-    client.on_message = lambda c, u, msg: (got.append((msg.payload, bool(msg.retain))), done.set())
+
+    def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        got.append((bytes(msg.payload), bool(msg.retain)))
+        done.set()
+
+    client.on_message = on_message
     client.connect("127.0.0.1", port)
     client.loop_start()
     try:

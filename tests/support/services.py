@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # The process-based services live in the demo package so `make demo` starts them exactly as the tests do.
+from typing import TYPE_CHECKING, Any
+
 from c2c_sync.demo.services import (  # noqa: F401 - re-exported for the fixtures and tests
     MosquittoBroker,
     RedisServer,
@@ -17,13 +19,16 @@ from c2c_sync.demo.services import (  # noqa: F401 - re-exported for the fixture
     wait_for_port,
 )
 
+if TYPE_CHECKING:  # moto's server is slow to import: only when a test starts one
+    from moto.server import ThreadedMotoServer
+
 
 @dataclass
 class MotoServer:
     """moto in server mode (HTTP on a free port): SQS, SNS, Secrets Manager, CloudFormation, ..."""
 
     port: int = field(default_factory=free_port)
-    _server: object | None = None
+    _server: ThreadedMotoServer | None = None
 
     @property
     def url(self) -> str:
@@ -47,10 +52,11 @@ class MotoServer:
 
         urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")).read()
 
-    def client(self, service: str, region: str = "eu-west-1"):
+    def client(self, service: str, region: str = "eu-west-1") -> Any:
+        """A boto3 client of `service` against this server (named at run time, so untyped)."""
         import boto3
 
-        return boto3.client(
+        return boto3.client(  # type: ignore[call-overload]  # the stubs type literal service names only
             service,
             endpoint_url=self.url,
             region_name=region,

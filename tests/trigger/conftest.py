@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,7 @@ class TriggerWorld:
 
 
 @pytest.fixture
-def trigger_env(moto, monkeypatch) -> TriggerWorld:
+def trigger_env(moto, monkeypatch) -> Iterator[TriggerWorld]:
     from functions.trigger import aws, publish, settings
 
     sns, sqs = moto.client("sns"), moto.client("sqs")
@@ -108,7 +110,9 @@ def invoke():
     def _invoke(event: Any) -> Any:
         # Powertools Logger keeps the sys.stdout of import time; point it at the current one so that
         # capsys sees log records as well as the EMF blobs (which Metrics print()s), like CloudWatch does.
-        logger.registered_handler.stream = sys.stdout  # not setStream: it flushes the closed old one
+        stream_handler = logger.registered_handler
+        assert isinstance(stream_handler, logging.StreamHandler)
+        stream_handler.stream = sys.stdout  # not setStream: it flushes the closed old one
         return handler(copy.deepcopy(event), LambdaContext())
 
     return _invoke

@@ -59,4 +59,5 @@ def test_settings_redis_is_optional_and_tls_is_a_flag():
     base = {"START_TOPIC_ARN": "arn:aws:sns:eu-west-1:1:t"}
     assert TriggerSettings.from_env(base).redis is None
     redis = TriggerSettings.from_env(base | {"REDIS_HOST": "cache", "REDIS_PORT": "6380", "REDIS_TLS": "true"}).redis
+    assert redis is not None
     assert (redis.host, redis.port, redis.tls, redis.auth_secret_arn) == ("cache", 6380, True, None)

@@ -231,5 +231,5 @@ def test_redis_tls_true_refuses_an_untrusted_certificate(trigger_env, tls_redis,
     monkeypatch.setenv("REDIS_TLS", "true")
     monkeypatch.setenv("REDIS_AUTH_SECRET_ARN", _secret(trigger_env, TOKEN))
 
-    with pytest.raises(redis.exceptions.ConnectionError, match="(?i)certificate"):
+    with pytest.raises(redis.exceptions.ConnectionError, match=r"(?i)certificate"):
         invoke(load_event("scheduled_event"))

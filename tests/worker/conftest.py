@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, StartSignal
-from functions.common.state import StateKeys
+from functions.common.state import StateKeys, as_text
 from functions.sync_worker.settings import WorkerSettings, load_settings
 from functions.sync_worker.store import format_cursor
 from functions.sync_worker.wiring import build_worker
@@ -55,7 +55,8 @@ def seed_cursors(redis_url: str, env: str, stations: list[str], ts: datetime) ->
 
 
 def read_cursors(redis_url: str, env: str) -> dict[str, str]:
-    return redis.Redis.from_url(redis_url, decode_responses=True).hgetall(StateKeys.for_env(env).cursors)
+    raw = redis.Redis.from_url(redis_url, decode_responses=True).hgetall(StateKeys.for_env(env).cursors)
+    return {as_text(station): as_text(cursor) for station, cursor in raw.items()}
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition") -> None:

@@ -5,6 +5,7 @@ Real parts: mosquitto, redis-server, the vendor simulator (HTTP), moto's SQS ser
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import pytest
@@ -54,7 +55,7 @@ def test_20_cycles_one_broker_connection_and_only_new_readings(
         if cycle > 1:
             sim.advance_clock(INTERVAL_S)  # exactly one new reading per station
         publish_signal(redis_server.url)
-        wait_until(lambda: len(running.history()) == cycle, 30, what=f"cycle {cycle}")
+        wait_until(lambda n=cycle: len(running.history()) == n, 30, what=f"cycle {cycle}")
         newest = running.history()[0]
         assert newest.stations_failed == 0
         assert newest.readings_published == (60 if cycle == 1 else 20), f"cycle {cycle}"
@@ -97,7 +98,7 @@ def test_50_signals_at_once_never_two_cycles_and_at_most_one_follow_up(mosquitto
     wait_until(queue_drained, 60, interval=0.2, what="every signal deleted after its cycle")
     history = sorted(running.history(), key=lambda r: r.started_at)
     assert 1 <= len(history) <= 2, f"50 signals caused {len(history)} cycles; expected one plus at most one follow-up"
-    for earlier, later in zip(history, history[1:]):
+    for earlier, later in itertools.pairwise(history):
         assert earlier.finished_at <= later.started_at, "two cycles overlapped"
     assert sum(r.readings_published for r in history) == 120
     assert running.stop() == 0

@@ -6,6 +6,7 @@ history the worker writes to Redis, not from the worker object.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 
@@ -47,10 +48,10 @@ def test_continuous_mode_cycles_every_interval_until_stop_sync(mosquitto, redis_
     assert all(r.stations_total == 5 and r.stations_failed == 0 for r in history)
     assert history[0].readings_published == 10 and all(r.readings_published == 0 for r in history[1:])
     starts = [r.started_at for r in history]
-    gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:])]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
     # One cycle every interval, measured start to start; never back to back, never two at a time.
     assert all(0.9 * CYCLE_INTERVAL_S <= g <= 3 * CYCLE_INTERVAL_S for g in gaps), gaps
-    assert all(a.finished_at <= b.started_at for a, b in zip(history, history[1:]))
+    assert all(a.finished_at <= b.started_at for a, b in itertools.pairwise(history))
     assert str(stop.id) not in {r.signal_id for r in history}  # stop_sync runs no cycle of its own
 
     publish_signal(redis_server.url, Command.START_SYNC)  # and it can be started again

@@ -21,9 +21,9 @@ import redis
 from c2c_sync.demo.services import spawn
 from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, StartSignal
 from functions.common.state import StateKeys
-from functions.sync_worker.wiring import build_worker
 from functions.sync_worker.health import check
 from functions.sync_worker.store import Lease, LeaseLost, StateStore
+from functions.sync_worker.wiring import build_worker
 from functions.sync_worker.worker import Job
 from tests.support.services import RedisServer, require_binary, wait_for_port
 from tests.worker.conftest import (
@@ -276,7 +276,9 @@ def test_redis_pubsub_signal_after_a_redis_restart_still_triggers_a_cycle(
     running = worker_factory(settings)
     worker = running.worker
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    signal = lambda: StartSignal(command=Command.SYNC_NOW, source=Source.CLI).to_json()  # noqa: E731
+
+    def signal() -> str:
+        return StartSignal(command=Command.SYNC_NOW, source=Source.CLI).to_json()
 
     def subscribers() -> int:
         try:
@@ -365,6 +367,7 @@ def test_fencing_token_still_increases_after_a_restart_that_lost_the_fence_count
     new = Lease(client, keys, "w-new", ttl_s=30)
     try:
         assert new.try_acquire()
+        assert new.token is not None and old.token is not None
         assert new.token > old.token, f"token {new.token} after the restart, {old.token} before"
         assert old.held  # it has not renewed since the restart: it still believes it holds the lease
         with pytest.raises(LeaseLost):

@@ -87,6 +87,7 @@ def test_invalid_config_refuses_to_start_and_names_the_field(monkeypatch, capsys
     assert "C2C_MQTT_URL" in err and "mqtt://" in err
 
 
+@pytest.mark.integration  # starts the worker CLI as a process
 def test_invalid_config_refuses_to_start_the_run_command(tmp_path):
     env = {
         "PATH": "/usr/bin:/bin",

@@ -16,7 +16,6 @@ import redis
 from functions.common.signal import Command, Source, StartSignal
 from functions.common.state import CycleRecord, StateKeys
 from functions.common.telemetry import PUBACK_LATENCY_SAMPLES
-from functions.sync_worker.wiring import build_uplink
 from functions.sync_worker.cli import _settings as cli_settings
 from functions.sync_worker.cli import build_parser
 from functions.sync_worker.errors import PermanentError
@@ -30,6 +29,7 @@ from functions.sync_worker.transform import to_message
 from functions.sync_worker.uplink.profile import OutboundMessage
 from functions.sync_worker.uplink.profiles import build_profile
 from functions.sync_worker.uplink.profiles.generic import GenericProfile
+from functions.sync_worker.wiring import build_uplink
 from functions.sync_worker.worker import Job
 
 TS = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -90,6 +90,7 @@ def test_generic_profile_from_settings_routes_by_template_checks_limits_and_veri
         "u",
         "p",
     )
+    assert spec.tls is not None and spec.will is not None
     assert spec.tls.verify_mode == ssl.CERT_REQUIRED and spec.tls.check_hostname
     assert (spec.will.topic, spec.will.payload, spec.will.retain) == ("c2c/prod/status/gw-1", b"offline", True)
     message = OutboundMessage("site-9", "m", b"{}")
@@ -98,7 +99,7 @@ def test_generic_profile_from_settings_routes_by_template_checks_limits_and_veri
     with pytest.raises(PermanentError, match="over the configured 262144-byte limit"):
         profile.check(OutboundMessage("site-9", "m", b"x" * (256 * 1024 + 1)), qos=1, retain=False)
     insecure = build_profile(load_settings(mqtt_url="mqtts://h", mqtt_insecure=True)).connection_spec("c").tls
-    assert insecure.verify_mode == ssl.CERT_NONE
+    assert insecure is not None and insecure.verify_mode == ssl.CERT_NONE
     assert build_profile(load_settings(mqtt_url="mqtt://127.0.0.1")).connection_spec("c").tls is None
 
 
@@ -128,6 +129,7 @@ def test_cli_flags_reach_the_generic_profile_and_the_connection_pool(no_c2c_env)
     )
     settings = cli_settings(args)
     profile = build_profile(settings)
+    assert isinstance(profile, GenericProfile)
     assert profile.per_device and profile.identity_for("site-3") == "site-3"
     spec = profile.connection_spec("site-3")
     assert (spec.host, spec.port, spec.protocol, spec.username, spec.will) == ("broker.example", 8884, 5, "u", None)
@@ -184,7 +186,7 @@ def test_cycle_metrics_use_the_contract_namespace_names_and_dimensions(capsys):
         planned_reconnects=0,
         puback_latencies_ms=[1.0, 3.0],
     )
-    doc = json.loads([line for line in capsys.readouterr().out.splitlines() if '"_aws"' in line][0])
+    doc = json.loads(next(line for line in capsys.readouterr().out.splitlines() if '"_aws"' in line))
     meta = doc["_aws"]["CloudWatchMetrics"][0]
     assert meta["Namespace"] == "C2CSync" and meta["Dimensions"] == [["Environment", "service"]]
     assert (doc["Environment"], doc["service"]) == ("prod", "sync-worker")
@@ -258,10 +260,12 @@ def test_lease_is_exclusive_fenced_and_a_stale_holder_cannot_write_cursors(redis
     store = StateStore(client, keys, first)
     store.advance_cursor("site-1", TS)
     stale_value = first.value
+    assert first._renewal_stop is not None and first._renewer is not None
     first._renewal_stop.set()  # simulate a paused worker: its renewals stop...
     first._renewer.join()
     time.sleep(1.1)  # ...and the lease expires
-    assert second.try_acquire() and second.token > first.token
+    assert second.try_acquire()
+    assert second.token is not None and first.token is not None and second.token > first.token
     first._value = stale_value
     first._valid_until = time.monotonic() + 10  # it still believes it holds the lease
     with pytest.raises(LeaseLost):
@@ -283,6 +287,7 @@ def test_the_cli_applies_c2c_log_level_to_the_worker_logger(no_c2c_env, monkeypa
     try:
         assert main(["validate-config"]) == 0
         assert logger.log_level == logging.ERROR
-        assert not logger.isEnabledFor(logging.WARNING) and logger.isEnabledFor(logging.ERROR)
+        stdlib_logger = logging.getLogger(logger.name)  # the logging.Logger Powertools writes through
+        assert not stdlib_logger.isEnabledFor(logging.WARNING) and stdlib_logger.isEnabledFor(logging.ERROR)
     finally:
         logger.setLevel(before)

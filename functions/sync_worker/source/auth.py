@@ -58,7 +58,8 @@ class HeaderSecretAuth(VendorAuth):
         return request
 
     def credential_of(self, request: requests.PreparedRequest) -> str | None:
-        return request.headers.get(self._header)
+        value = request.headers.get(self._header)
+        return value.decode() if isinstance(value, bytes) else value
 
     def refresh(self, failed_credential: str | None) -> bool:
         with self._lock:
@@ -127,7 +128,10 @@ class OAuth2ClientCredentialsAuth(VendorAuth):
         with self._lock:
             if self._token is None or time.monotonic() >= self._expires_at:
                 self._fetch()
-            return self._token  # type: ignore[return-value]
+            token = self._token
+            if token is None:  # _fetch sets it or raises
+                raise TransientError("token endpoint gave no token")
+            return token
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers["Authorization"] = f"Bearer {self.current_token()}"
@@ -135,7 +139,8 @@ class OAuth2ClientCredentialsAuth(VendorAuth):
 
     def credential_of(self, request: requests.PreparedRequest) -> str | None:
         header = request.headers.get("Authorization", "")
-        return header[7:] if header.startswith("Bearer ") else None
+        text = header.decode() if isinstance(header, bytes) else header
+        return text[7:] if text.startswith("Bearer ") else None
 
     def refresh(self, failed_credential: str | None) -> bool:
         with self._lock:

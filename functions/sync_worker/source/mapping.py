@@ -25,7 +25,7 @@ class MappingError(ValueError):
     """One item of the vendor's JSON does not fit the mapping (bad time, wrong type, value missing)."""
 
 
-def _field_chain(node: dict) -> list[str] | None:
+def _field_chain(node: Any) -> list[str] | None:  # JMESPath's parse tree: nested dicts
     if node["type"] == "field":
         return [node["value"]]
     if node["type"] == "subexpression":

@@ -7,6 +7,7 @@ variables (`C2C_AZURE_*`, `C2C_AWS_IOT_*`).
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -114,7 +115,7 @@ def build_profile(settings: WorkerSettings) -> PlatformProfile:
     """
     name = settings.platform_profile
     # The worker's merged view (flags over environment) of the endpoint and client id.
-    shared = {"C2C_MQTT_URL": settings.mqtt_url, "C2C_MQTT_CLIENT_ID": settings.mqtt_client_id}
+    shared: dict[str, Any] = {"C2C_MQTT_URL": settings.mqtt_url, "C2C_MQTT_CLIENT_ID": settings.mqtt_client_id}
     try:
         if name == "azure_iot_hub":
             return azure_profile(AzureIotHubSettings(**shared))

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from functions.sync_worker.errors import PermanentError
 
 
-class IdentityMode(str, Enum):
+class IdentityMode(StrEnum):
     GATEWAY = "gateway"
     PER_DEVICE = "per-device"
 

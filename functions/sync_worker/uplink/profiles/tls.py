@@ -55,6 +55,8 @@ def _load_client_certificate(ctx: ssl.SSLContext, material: TlsMaterial) -> None
             fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(material.key_pem)
+        if cert_path is None or key_path is None:  # cert_given == key_given: a file or PEM of each
+            raise PermanentError("a client certificate needs both the certificate and its private key")
         try:
             ctx.load_cert_chain(certfile=cert_path, keyfile=key_path)
         except (ssl.SSLError, OSError) as exc:
