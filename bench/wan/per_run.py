@@ -77,7 +77,8 @@ def one_run(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     cursors_key = f"c2c:{args.env}:cursors"
     store = redis.Redis.from_url(args.redis_url, decode_responses=True)
-    cursors: dict[str, str] = store.hgetall(cursors_key)
+    # decode_responses=True: keys and values are str (redis-py's types say bytes | str).
+    cursors = {str(k): str(v) for k, v in store.hgetall(cursors_key).items()}
     session = requests.Session()
     session.headers.update(API_KEY)
     session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=args.concurrency))
@@ -99,7 +100,7 @@ def one_run(args: argparse.Namespace) -> dict:
         if not info.is_published():
             raise TimeoutError("PUBACK not received")
     if moved:
-        store.hset(cursors_key, mapping=moved)
+        store.hset(cursors_key, mapping={station: ts for station, ts in moved.items()})
     client.disconnect()
     client.loop_stop()
     session.close()

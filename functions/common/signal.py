@@ -116,7 +116,7 @@ def parse_signal(raw: str | bytes) -> StartSignal:
         raise
     except ValidationError as exc:
         raise InvalidSignal(describe_validation_error(exc, top_level="body")) from None
-    except UnicodeError as exc:
+    except (UnicodeDecodeError, UnicodeEncodeError) as exc:
         raise InvalidSignal(f"body: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except Exception as exc:  # a parser failure (recursion, memory) is still this message's fault
         raise InvalidSignal(f"body: unparseable ({type(exc).__name__})") from None

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import redis
@@ -34,6 +34,9 @@ import redis
 from functions.common.signal import REDIS_SIGNAL_CHANNEL, InvalidSignal, StartSignal, parse_signal
 from functions.sync_worker.backoff import Backoff
 from functions.sync_worker.observability import logger
+
+if TYPE_CHECKING:  # the boto3 type stubs are a development dependency
+    from mypy_boto3_sqs.type_defs import MessageTypeDef, SendMessageBatchRequestEntryTypeDef
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,7 @@ class SqsSignals:
         self._poll_ends = None
         self._backoff.reset()
         out = []
-        messages = response.get("Messages", []) if isinstance(response, dict) else []
+        messages = response.get("Messages", [])
         for msg in messages:
             try:
                 body = msg["Body"]
@@ -187,7 +190,7 @@ class SqsSignals:
             out.append(ReceivedSignal(signal, receipt, body))
         return out
 
-    def _reject(self, msg: dict, reason: str) -> None:
+    def _reject(self, msg: MessageTypeDef, reason: str) -> None:
         reason = short_reason(reason)
         logger.error(
             "rejected malformed signal",
@@ -236,7 +239,7 @@ class SqsSignals:
 
     def _send_copies(self, signals: list[ReceivedSignal], delay_s: int) -> list[ReceivedSignal]:
         """Send each body again as a new message; returns the signals whose copy SQS accepted."""
-        entries = [
+        entries: list[SendMessageBatchRequestEntryTypeDef] = [
             {"Id": str(i), "MessageBody": s.body, "DelaySeconds": delay_s}
             for i, s in enumerate(signals)
             if s.body is not None

@@ -16,9 +16,12 @@ import pytest
 
 from bench.wan.topology import Link, Topology, address, run
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("ip") is None, reason="builds network namespaces: needs root and iproute2"
-)
+pytestmark = [
+    pytest.mark.integration,  # processes in network namespaces
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("ip") is None, reason="builds network namespaces: needs root and iproute2"
+    ),
+]
 
 
 def test_client_reaches_the_vendor_through_the_router_and_teardown_on_failure_removes_everything(tmp_path):

@@ -99,6 +99,7 @@ DEV_TARGET_USD = 30.0
 PROD_TARGET_USD = 120.0
 
 
+@pytest.mark.infra
 def test_shipped_configs_meet_the_cost_targets(dev, prod):
     dev_cost = estimate("dev", Assembly.from_dir(dev.outdir), TABLE, "us-east-1")
     prod_cost = estimate("prod", Assembly.from_dir(prod.outdir), TABLE, prod.config.region, free_tier=False)
@@ -110,6 +111,7 @@ def test_shipped_configs_meet_the_cost_targets(dev, prod):
         assert cost.by_type()["AWS::ECS::Cluster"] == 0
 
 
+@pytest.mark.infra
 def test_always_free_allowances_only_lower_the_total_and_are_listed(dev):
     assembly = Assembly.from_dir(dev.outdir)
     with_free = estimate("dev", assembly, TABLE, "us-east-1")

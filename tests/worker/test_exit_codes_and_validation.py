@@ -83,6 +83,7 @@ def _env(tmp_path, source_url: str = "http://127.0.0.1:9", **extra: str) -> dict
 
 
 @pytest.mark.parametrize("command", [["run"], ["run", "--once"], ["run", "--dry-run"], ["validate-config"]])
+@pytest.mark.integration  # runs the worker CLI as a process
 def test_a_missing_api_key_exits_2_naming_the_variable_without_a_traceback(command, tmp_path):
     env = _env(tmp_path)
     del env["C2C_SOURCE_API_KEY"]
@@ -93,6 +94,7 @@ def test_a_missing_api_key_exits_2_naming_the_variable_without_a_traceback(comma
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+@pytest.mark.integration  # runs the worker CLI as a process
 def test_dry_run_reports_a_profile_config_error_in_one_line(tmp_path):
     env = _env(tmp_path, C2C_PLATFORM_PROFILE="azure_iot_hub")  # needs a hub host name it does not get
     result = _worker_cli(env, "run", "--dry-run")

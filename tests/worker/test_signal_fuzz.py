@@ -118,8 +118,13 @@ def test_the_redis_receive_path_rejects_every_poison_body_and_serves_every_valid
     poison = sum(1 for valid, _ in bodies if not valid)
     served: list[StartSignal] = []
     stop = threading.Event()
+
+    def all_answered() -> bool:
+        served.extend(r.signal for r in signals.receive(stop))
+        return len(served) + len(rejected) >= len(bodies)
+
     wait_until(
-        lambda: served.extend(r.signal for r in signals.receive(stop)) or len(served) + len(rejected) >= len(bodies),
+        all_answered,
         10,
         interval=0,
         what="every body accounted for",

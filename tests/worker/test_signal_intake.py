@@ -55,7 +55,12 @@ def test_a_message_that_is_not_utf8_is_rejected_alone_and_the_signals_read_with_
     pipe.publish(REDIS_SIGNAL_CHANNEL, after.to_json())
     pipe.execute()
     got: list[StartSignal] = []
-    wait_until(lambda: got.extend(r.signal for r in signals.receive(stop)) or len(got) >= 2, 10, what="signals")
+
+    def received_both() -> bool:
+        got.extend(r.signal for r in signals.receive(stop))
+        return len(got) >= 2
+
+    wait_until(received_both, 10, what="signals")
     assert [s.id for s in got] == [before.id, after.id]
     assert len(rejected) == 1 and "UTF-8" in rejected[0], rejected
     assert signals._pubsub is not None, "a bad message is not a lost connection: the subscription stays"
@@ -75,7 +80,7 @@ def test_health_fails_when_the_intake_thread_or_the_lease_renewer_is_gone(mosqui
     def crash(stop):
         raise Crash()
 
-    worker.signals.receive = crash  # type: ignore[method-assign]  # the next intake round dies
+    worker.signals.receive = crash  # the next intake round dies
     wait_until(lambda: not worker._intake.is_alive(), 10, what="intake thread gone")
     wait_until(lambda: not check(status_file)[0], 10, what="health failing")
     assert "signal-intake" in check(status_file)[1]
