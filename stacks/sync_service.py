@@ -19,6 +19,7 @@ from constructs import Construct
 
 from functions.common.telemetry import METRICS_NAMESPACE, WORKER_SERVICE
 from infra.checkov import skip_check
+from infra.logical_ids import cfn_resource
 from infra.nag import acknowledge
 from infra.naming import FUNCTIONS_DIR
 from infra.stack_options import StackOptions
@@ -101,7 +102,7 @@ class SyncServiceStack(cdk.Stack):
                 "heartbeat alarm cover a worker that is not running",
             )
             skip_check(
-                self.cluster.node.default_child,
+                cfn_resource(self.cluster),
                 "CKV_AWS_65",
                 "Container Insights off by configuration (worker.container_insights, ~$8/month); the "
                 "WorkerNotRunning alarm on the free AWS/ECS metrics covers a stopped worker",

@@ -28,6 +28,7 @@ from constructs import Construct
 from functions.common.telemetry import METRICS_NAMESPACE, TRIGGER_SERVICE
 from infra.checkov import skip_check
 from infra.lambda_bundling import RUNTIME_PROVIDED, LocalPythonBundling, requirement_lines
+from infra.logical_ids import cfn_resource
 from infra.nag import acknowledge
 from infra.naming import BUILD_CACHE_DIR, FUNCTIONS_DIR
 from infra.stack_options import StackOptions
@@ -246,7 +247,7 @@ class TriggerStack(cdk.Stack):
         )
         if redis is None:
             skip_check(
-                self.function.node.default_child,
+                cfn_resource(self.function),
                 "CKV_AWS_117",
                 "With SQS signals the trigger calls only AWS APIs (SNS, ECS, CloudWatch): outside a VPC "
                 "it needs no NAT; with Redis signals (signal_transport: redis) it runs in the VPC",
@@ -299,7 +300,7 @@ class TriggerStack(cdk.Stack):
 
         if redis is not None:
             skip_check(
-                role.node.find_child("DefaultPolicy").node.default_child,
+                cfn_resource(role.node.find_child("DefaultPolicy")),
                 "CKV_AWS_111",
                 "Lambda VPC networking (ec2:CreateNetworkInterface and friends, what "
                 "AWSLambdaVPCAccessExecutionRole grants) cannot be scoped before the ENIs exist",
