@@ -14,7 +14,7 @@ from c2c_sync.errors import CliError, ExitCode
 
 
 class OutputKey:
-    """The CfnOutput keys the stacks publish (issue 2)."""
+    """The CfnOutput keys the stacks publish."""
 
     START_TOPIC_ARN = "StartTopicArn"
     START_QUEUE_URL = "StartQueueUrl"

@@ -58,7 +58,8 @@ class WorkerMode(StrEnum):
 
 
 class SignalTransport(StrEnum):
-    """How the start signal reaches the worker: SNS->SQS (durable) or Redis pub/sub (the seed's mode)."""
+    """How the start signal reaches the worker: SNS->SQS (durable, with a DLQ) or Redis pub/sub (no
+    queue: a signal published while no worker listens is gone)."""
 
     SQS = "sqs"
     REDIS = "redis"
@@ -163,7 +164,7 @@ class AlarmConfig(_Strict):
 
 
 class IdentityMode(StrEnum):
-    """Connection = identity (issue 5): one gateway identity, or one identity per station."""
+    """Connection = identity: one gateway identity, or one identity per station."""
 
     GATEWAY = "gateway"
     PER_DEVICE = "per-device"
@@ -274,7 +275,7 @@ PROFILE_SECTIONS: dict[ProfileName, str] = {
 
 
 class PlatformConfig(_Strict):
-    """The IoT platform the worker publishes to (issue 5: profiles, identity modes, secrets)."""
+    """The IoT platform the worker publishes to: its profile, identity mode and secrets."""
 
     profile: ProfileName = ProfileName.GENERIC
     #: mqtts://host:port (the deployed worker never talks plaintext MQTT).

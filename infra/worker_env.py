@@ -1,4 +1,4 @@
-"""The worker's platform-profile variables (issue 5) from the environment config's `platform` section.
+"""The worker's platform-profile variables from the environment config's `platform` section.
 
 The names are the ones the worker's profile settings read (functions/sync_worker/uplink/profiles/
 settings.py, documented in its README): C2C_AZURE_* for azure_iot_hub, C2C_AWS_IOT_* for

@@ -1,7 +1,7 @@
 """Deliver a StartSignal: SNS start topic always, Redis PUBLISH too when the stack configured Redis.
 
-SNS (→ SQS, durable, DLQ) is the signal path of record; the Redis channel is the seed's transport for
-a worker in `C2C_SIGNAL_URL=redis` mode. Both carry the same JSON, `StartSignal.to_json()`. Failures
+SNS (→ SQS, durable, DLQ) is the signal path of record; the Redis channel is the transport of a worker
+in `C2C_SIGNAL_URL=redis` mode (no queue: fire and forget). Both carry the same JSON, `StartSignal.to_json()`. Failures
 raise: the invoker retries (EventBridge, SNS) and duplicate signals are harmless because the worker
 coalesces overlapping ones.
 """

@@ -180,13 +180,13 @@ class SyncSetup:
 
     t0: datetime  # the simulator's frozen clock
     stations: list[str]
-    since: datetime  # the seeded cursor
+    since: datetime  # every station's cursor before the first cycle
     sim: object
     settings: WorkerSettings
     running: RunningWorker
 
     def expected(self, upto: datetime | None = None) -> set[str]:
-        """Message ids of every station's readings after the seeded cursor, up to `upto` (default t0)."""
+        """Message ids of every station's readings after its starting cursor, up to `upto` (default t0)."""
         return expected_ids(self.stations, self.since, upto or self.t0)
 
 

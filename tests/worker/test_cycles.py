@@ -1,4 +1,4 @@
-"""Issue 3, tests 1-3: delivery of every reading, one connection across cycles, one cycle at a time.
+"""Delivery of every reading, one connection across cycles, one cycle at a time.
 
 Real parts: mosquitto, redis-server, the vendor simulator (HTTP), moto's SQS server.
 """

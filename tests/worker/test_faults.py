@@ -1,4 +1,4 @@
-"""Issue 3, tests 4-5: broker outage mid-cycle, vendor faults on some stations."""
+"""Broker outage mid-cycle, vendor faults on some stations."""
 
 from __future__ import annotations
 

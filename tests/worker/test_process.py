@@ -1,4 +1,4 @@
-"""Issue 3, tests 6-7: the worker as a real process (SIGTERM mid-cycle; two workers on one Redis)."""
+"""The worker as a real process (SIGTERM mid-cycle; two workers on one Redis)."""
 
 from __future__ import annotations
 

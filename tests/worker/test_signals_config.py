@@ -1,4 +1,4 @@
-"""Issue 3, test 8: malformed signals (worker keeps running, message left to the DLQ) and invalid config."""
+"""Malformed signals (worker keeps running, message left to the DLQ) and invalid config."""
 
 from __future__ import annotations
 
