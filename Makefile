@@ -1,6 +1,9 @@
 # One entry point for every workflow; each target installs what it needs first.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+#: One Python for the tests, the worker image (functions/sync_worker/Dockerfile) and the Lambda
+#: runtime (stacks/trigger.py): bump them together, then `make lock`.
+PYTHON_VERSION := 3.11
+PYTHON ?= python$(PYTHON_VERSION)
 VENV := .venv
 PY := $(VENV)/bin/python
 RUFF := $(VENV)/bin/ruff
@@ -9,12 +12,14 @@ CDK := node_modules/.bin/cdk
 ENV ?= dev
 ENVS := $(basename $(notdir $(wildcard config/*.yaml)))
 
-.PHONY: install services fmt lint typecheck test-fast check synth cost test deploy diff demo bench bench-peers bench-rss bench-wan clean
+.PHONY: install lock services fmt lint typecheck test-fast check synth cost test deploy diff demo bench bench-peers bench-rss bench-wan clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt functions/trigger/requirements.txt functions/sync_worker/requirements.txt pyproject.toml
+# The development venv installs requirements-dev.lock: every distribution pinned with its hashes
+# (`make lock` writes it from requirements-dev.txt), nothing resolved at install time.
+$(VENV)/.installed: requirements-dev.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements-dev.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
@@ -35,6 +40,17 @@ install: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed
 ## services: redis-server and mosquitto binaries for the tests and the demo (Debian packages).
 services:
 	@bash scripts/ensure-services.sh
+
+## lock: resolve each runtime's requirements*.txt into a lock with hashes, for Python $(PYTHON_VERSION):
+## requirements-dev.lock (this venv, any platform), functions/sync_worker/requirements.lock (the
+## worker image, arm64 or x86_64) and functions/trigger/requirements.lock (the Lambda: ARM64). Pins
+## already in a lock are kept; `make lock UPGRADE=1` moves every one to the newest allowed.
+LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version $(PYTHON_VERSION) \
+	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+lock: $(VENV)/.installed
+	$(LOCK) --universal requirements-dev.txt -o requirements-dev.lock
+	$(LOCK) --universal functions/sync_worker/requirements.txt -o functions/sync_worker/requirements.lock
+	$(LOCK) --python-platform aarch64-manylinux2014 functions/trigger/requirements.txt -o functions/trigger/requirements.lock
 
 ## fmt: format the code and sort its imports (ruff; the rules are in pyproject.toml).
 fmt: install

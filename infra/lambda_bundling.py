@@ -2,13 +2,14 @@
 
 `cdk synth` must work on a machine without a Docker engine, so the Lambda asset is built by a
 `cdk.ILocalBundling` that runs in the synth process: it copies the function's package parts and
-pip-installs the function's pinned requirements with their dependencies as ARM64/CPython wheels
-(`--platform manylinux2014_aarch64 --only-binary=:all:`), so what is bundled is exactly what the
-requirements file pins, whatever the build machine is (no Lambda layer whose contents we cannot
-check at synth). Then it removes the distributions the Lambda runtime itself provides (the AWS SDK
-and its dependencies, see RUNTIME_PROVIDED) file by file from their dist-info RECORDs.
+pip-installs the function's lock file (every distribution pinned with its hashes, made by `make
+lock`) as ARM64/CPython wheels (`--platform manylinux2014_aarch64 --only-binary=:all:
+--require-hashes --no-deps`), so what is bundled is exactly what the lock pins, byte for byte,
+whatever the build machine is (no Lambda layer whose contents we cannot check at synth). Then it
+removes the distributions the Lambda runtime itself provides (the AWS SDK and its dependencies, see
+RUNTIME_PROVIDED) file by file from their dist-info RECORDs.
 
-The result is cached under build/lambda-deps/<hash of requirements+target+exclusions> so repeated
+The result is cached under build/lambda-deps/<hash of lock+target+exclusions> so repeated
 synths (tests, `make synth` for every environment) install once; the cache is filled atomically.
 """
 
@@ -36,30 +37,11 @@ import jsii
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"})
 
 _IGNORED_NAMES = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache", "tests")
-_REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
-
-
-def requirement_name(line: str) -> str | None:
-    """Normalised distribution name of one requirements line, or None for comments/blank lines."""
-    line = line.split("#", 1)[0].strip()
-    if not line or line.startswith("-"):
-        return None
-    match = _REQ_NAME.match(line)
-    return normalise(match.group(1)) if match else None
 
 
 def normalise(name: str) -> str:
     """PEP 503 normalised distribution name."""
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def requirement_lines(requirements_file: Path) -> list[str]:
-    """The requirement lines of `requirements_file` without comments and blank lines."""
-    return [
-        raw.split("#", 1)[0].strip()
-        for raw in requirements_file.read_text(encoding="utf-8").splitlines()
-        if requirement_name(raw) is not None
-    ]
 
 
 def remove_distributions(target: Path, names: Collection[str]) -> list[str]:
@@ -90,8 +72,9 @@ def remove_distributions(target: Path, names: Collection[str]) -> list[str]:
 
 @jsii.implements(cdk.ILocalBundling)
 class LocalPythonBundling:
-    """Copy `packages` of `source_root` under `package_name/`, pip-install `requirements` with their
-    dependencies, then remove the `exclude_distributions` (what the runtime provides)."""
+    """Copy `packages` of `source_root` under `package_name/`, pip-install the hash-locked
+    `requirements_lock` (None: no dependencies), then remove the `exclude_distributions` (what the
+    runtime provides)."""
 
     def __init__(
         self,
@@ -99,7 +82,7 @@ class LocalPythonBundling:
         source_root: Path,
         package_name: str,
         packages: Sequence[str],
-        requirements: Sequence[str],
+        requirements_lock: Path | None,
         python_version: str,
         pip_platform: str,
         cache_dir: Path,
@@ -108,7 +91,7 @@ class LocalPythonBundling:
         self.source_root = Path(source_root)
         self.package_name = package_name
         self.packages = tuple(packages)
-        self.requirements = tuple(requirements)
+        self.requirements_lock = requirements_lock
         self.python_version = python_version
         self.pip_platform = pip_platform
         self.cache_dir = Path(cache_dir)
@@ -125,7 +108,7 @@ class LocalPythonBundling:
                 shutil.copytree(src, package_dir / part, ignore=_IGNORED_NAMES, dirs_exist_ok=True)
             else:
                 shutil.copy2(src, package_dir / part)
-        if self.requirements:
+        if self.requirements_lock is not None:
             shutil.copytree(self._installed_dependencies(), out, dirs_exist_ok=True)
         return True
 
@@ -134,12 +117,15 @@ class LocalPythonBundling:
             [
                 self.python_version,
                 self.pip_platform,
-                *sorted(self.requirements),
+                self._lock_text(),
                 "exclude:",
                 *self.exclude_distributions,
             ]
         )
         return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+    def _lock_text(self) -> str:
+        return "" if self.requirements_lock is None else self.requirements_lock.read_text(encoding="utf-8")
 
     def _installed_dependencies(self) -> Path:
         target = self.cache_dir / self._cache_key()
@@ -164,14 +150,17 @@ class LocalPythonBundling:
             "--python-version",
             self.python_version,
             "--only-binary=:all:",
-            *self.requirements,
+            "--require-hashes",
+            "--no-deps",  # the lock lists every distribution: nothing is resolved here
+            "--requirement",
+            str(self.requirements_lock),
         ]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             shutil.rmtree(staging, ignore_errors=True)
             # Raising (not returning False) on purpose: False would make the CDK fall back to Docker.
             raise RuntimeError(
-                f"pip could not install the trigger Lambda's dependencies {list(self.requirements)} "
+                f"pip could not install the trigger Lambda's dependencies ({self.requirements_lock}) "
                 f"for {self.pip_platform}/py{self.python_version}:\n{result.stderr.strip()}"
             )
         remove_distributions(staging, self.exclude_distributions)

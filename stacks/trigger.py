@@ -27,21 +27,24 @@ from constructs import Construct
 
 from functions.common.telemetry import METRICS_NAMESPACE, TRIGGER_SERVICE
 from infra.checkov import skip_check
-from infra.lambda_bundling import RUNTIME_PROVIDED, LocalPythonBundling, requirement_lines
+from infra.lambda_bundling import RUNTIME_PROVIDED, LocalPythonBundling
 from infra.logical_ids import cfn_resource
 from infra.nag import acknowledge
 from infra.naming import BUILD_CACHE_DIR, FUNCTIONS_DIR
 from infra.stack_options import StackOptions
 
-PYTHON_VERSION = "3.12"
-RUNTIME = lambda_.Runtime.PYTHON_3_12
+#: The Python the tests run on, the worker image's and the Lambda's: one version, bumped together.
+PYTHON_VERSION = "3.11"
+RUNTIME = lambda_.Runtime.PYTHON_3_11
 HANDLER = "functions.trigger.handler.handler"
 #: The wheels bundled into the asset: CPython PYTHON_VERSION on Lambda's ARM64 (Graviton) hosts.
 PIP_PLATFORM = "manylinux2014_aarch64"
-#: The function's pinned runtime requirements, all bundled (Powertools and pydantic included: no
-#: Powertools layer, whose version-to-release mapping cannot be checked at synth, so exactly the
-#: pinned versions run); only RUNTIME_PROVIDED distributions are left to the Lambda runtime.
-REQUIREMENTS_FILE = FUNCTIONS_DIR / "trigger" / "requirements.txt"
+#: The function's runtime requirements (requirements.txt: what we ask for) locked with their whole
+#: dependency closure and hashes for CPython PYTHON_VERSION on ARM64 (requirements.lock, `make
+#: lock`), all bundled (Powertools and pydantic included: no Powertools layer, whose
+#: version-to-release mapping cannot be checked at synth, so exactly the locked files run); only
+#: RUNTIME_PROVIDED distributions are left to the Lambda runtime.
+REQUIREMENTS_LOCK = FUNCTIONS_DIR / "trigger" / "requirements.lock"
 #: What of functions/ goes into the Lambda (the worker's code and image do not).
 CODE_PARTS = ("__init__.py", "common", "trigger")
 #: Glob excludes for the asset's source hash: everything but CODE_PARTS (so worker edits do not
@@ -84,7 +87,7 @@ def trigger_code() -> lambda_.Code:
         source_root=FUNCTIONS_DIR,
         package_name="functions",
         packages=CODE_PARTS,
-        requirements=requirement_lines(REQUIREMENTS_FILE),
+        requirements_lock=REQUIREMENTS_LOCK,
         python_version=PYTHON_VERSION,
         pip_platform=PIP_PLATFORM,
         cache_dir=BUILD_CACHE_DIR,
@@ -320,8 +323,8 @@ class TriggerStack(cdk.Stack):
         acknowledge(
             self.function,
             "AwsSolutions-L1",
-            f"Python {PYTHON_VERSION} on purpose: it matches the worker image and the "
-            f"cp{PYTHON_VERSION.replace('.', '')} wheels bundled into the Lambda asset; bump them together",
+            f"Python {PYTHON_VERSION} on purpose: the version the tests run on and the worker image runs, "
+            f"and the cp{PYTHON_VERSION.replace('.', '')} wheels bundled into the Lambda asset; bump them together",
         )
         cdk.CfnOutput(
             self,

@@ -6,24 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.lambda_bundling import (
-    RUNTIME_PROVIDED,
-    LocalPythonBundling,
-    remove_distributions,
-    requirement_lines,
-    requirement_name,
-)
+from infra.lambda_bundling import RUNTIME_PROVIDED, LocalPythonBundling, remove_distributions
 from infra.naming import FUNCTIONS_DIR
 
 pytestmark = pytest.mark.infra
-
-
-def test_every_pinned_trigger_requirement_is_bundled():
-    assert requirement_lines(FUNCTIONS_DIR / "trigger" / "requirements.txt") == [
-        "aws-lambda-powertools[tracer,parser]==3.37.0",
-        "pydantic==2.14.4",
-        "redis==8.1.0",
-    ]
 
 
 def test_only_the_runtime_sdk_and_its_dependencies_are_left_to_the_runtime():
@@ -68,20 +54,6 @@ def test_removal_follows_each_records_files_and_keeps_everything_else(tmp_path):
     assert outside.read_text() == "keep"
 
 
-@pytest.mark.parametrize(
-    ("line", "name"),
-    [
-        ("aws-lambda-powertools[tracer,parser]==3.37.0", "aws-lambda-powertools"),
-        ("Pydantic_Core>=2  # comment", "pydantic-core"),
-        ("# only a comment", None),
-        ("-r other.txt", None),
-        ("", None),
-    ],
-)
-def test_requirement_names_are_normalised(line, name):
-    assert requirement_name(line) == name
-
-
 def test_bundle_copies_the_listed_parts_under_the_package_without_caches(tmp_path):
     source = tmp_path / "src"
     (source / "common" / "__pycache__").mkdir(parents=True)
@@ -96,8 +68,8 @@ def test_bundle_copies_the_listed_parts_under_the_package_without_caches(tmp_pat
         source_root=source,
         package_name="functions",
         packages=("__init__.py", "common", "trigger"),
-        requirements=(),
-        python_version="3.12",
+        requirements_lock=None,
+        python_version="3.11",
         pip_platform="manylinux2014_aarch64",
         cache_dir=tmp_path / "cache",
     )
@@ -109,12 +81,14 @@ def test_bundle_copies_the_listed_parts_under_the_package_without_caches(tmp_pat
 
 
 def test_pip_failure_raises_instead_of_falling_back_to_docker(tmp_path):
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("--no-index\nsurely-not-a-package==0.0.1 --hash=sha256:" + "0" * 64 + "\n")
     bundler = LocalPythonBundling(
         source_root=FUNCTIONS_DIR,
         package_name="functions",
         packages=("__init__.py",),
-        requirements=("--no-index", "surely-not-a-package==0.0.1"),
-        python_version="3.12",
+        requirements_lock=lock,
+        python_version="3.11",
         pip_platform="manylinux2014_aarch64",
         cache_dir=tmp_path / "cache",
     )
@@ -130,8 +104,8 @@ def test_cached_dependencies_are_reused(tmp_path):
         source_root=FUNCTIONS_DIR,
         package_name="functions",
         packages=("__init__.py",),
-        requirements=("redis==8.1.0",),
-        python_version="3.12",
+        requirements_lock=FUNCTIONS_DIR / "trigger" / "requirements.lock",
+        python_version="3.11",
         pip_platform="manylinux2014_aarch64",
         cache_dir=tmp_path / "cache",
     )
@@ -144,3 +118,20 @@ def test_cached_dependencies_are_reused(tmp_path):
     bundler.try_bundle(str(out))
     assert (out / "redis" / "__init__.py").read_text() == "# cached\n"
     assert Path(out / "functions" / "__init__.py").is_file()
+
+
+def test_a_changed_lock_is_a_new_cache_entry(tmp_path):
+    def key(lock_text: str) -> str:
+        lock = tmp_path / "requirements.lock"
+        lock.write_text(lock_text)
+        return LocalPythonBundling(
+            source_root=FUNCTIONS_DIR,
+            package_name="functions",
+            packages=(),
+            requirements_lock=lock,
+            python_version="3.11",
+            pip_platform="manylinux2014_aarch64",
+            cache_dir=tmp_path / "cache",
+        )._cache_key()
+
+    assert key("redis==8.1.0 --hash=sha256:aa\n") != key("redis==8.1.0 --hash=sha256:bb\n")

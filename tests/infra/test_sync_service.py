@@ -61,6 +61,7 @@ def test_image_is_built_from_functions_with_the_worker_dockerfile_for_arm64(env_
     assert image["source"]["platform"] == "linux/arm64"
     context = env_synth.outdir / image["source"]["directory"]
     assert (context / "sync_worker" / "Dockerfile").is_file() and (context / "common").is_dir()
+    assert (context / "sync_worker" / "requirements.lock").is_file()  # what the Dockerfile installs
     assert not (context / "trigger").exists()
     assert not list(context.rglob("__pycache__"))
 
