@@ -116,10 +116,12 @@ bench: install services
 	$(PY) bench/simulator_throughput.py --seconds 8
 
 ## bench-peers: the worker against a Node-RED 5 flow on this machine (first use installs Node.js 22 and
-## Node-RED from npm into bench/peers/node_modules): 1,000 stations at 0 ms (CPU per station) and 50 ms.
+## Node-RED from npm into bench/peers/node_modules): 1,000 stations at 0 ms (CPU per station) and 50 ms,
+## then Node-RED without a bound on its requests in flight (--nodered-lanes 0).
 bench-peers: install services
 	$(PY) bench/peers/peers_bench.py --stations 1000 --latency-ms 0 --concurrency 32 --rounds 7
 	$(PY) bench/peers/peers_bench.py --stations 1000 --latency-ms 50 --concurrency 32 --rounds 7
+	$(PY) bench/peers/peers_bench.py --stations 1000 --latency-ms 50 --concurrency 32 --rounds 7 --nodered-lanes 0
 
 ## bench-rss: the worker's RSS over 1,000 short cycles after 100 of warm-up (about 3 minutes).
 bench-rss: install services

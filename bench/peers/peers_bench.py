@@ -8,8 +8,9 @@ out, installed from npm on first use). They read the same station list from the 
 simulator (its own process) at the same vendor concurrency and publish QoS 1 to the same Mosquitto.
 
 Each round the simulator's clock moves one reading interval (one new reading per station), then
-each contender runs one cycle, in an order that alternates from round to round; one untimed
-warm-up cycle each comes first. A cycle's time is from the start signal (the worker) or the inject
+each contender runs one cycle, in an order that alternates from round to round; a few untimed
+warm-up cycles each come first (`--warmup`: Node-RED's CPU per cycle keeps falling for the first
+few while V8 compiles the flow). A cycle's time is from the start signal (the worker) or the inject
 (Node-RED) to the worker's run-history record, respectively to the last of its readings reaching an
 independent subscriber; its CPU is the contender's process CPU over that span (psutil, user +
 system, children included). Reported per contender: stations/s and CPU seconds per 1,000 stations
@@ -54,6 +55,9 @@ def main() -> None:
         "what the flow does without a bound)",
     )
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--warmup", type=int, default=3, help="untimed cycles each first (Node-RED's JIT needs a few to settle)"
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="per cycle")
     args = parser.parse_args()
     ensure_installed()
@@ -61,7 +65,9 @@ def main() -> None:
     stations = station_ids(args.stations)
     lanes = args.concurrency if args.nodered_lanes is None else (args.nodered_lanes or args.stations)
     # The simulator's clock is frozen in the past and moved by hand: every reading is known in advance.
-    t0 = (datetime.now(UTC) - timedelta(seconds=INTERVAL_S * (args.rounds + 60))).replace(second=0, microsecond=0)
+    t0 = (datetime.now(UTC) - timedelta(seconds=INTERVAL_S * (args.warmup + args.rounds + 60))).replace(
+        second=0, microsecond=0
+    )
     work = Path(tempfile.mkdtemp(prefix="c2c-peers-"))
     (work / "redis").mkdir()
     redis_server = RedisServer(work / "redis").start()
@@ -124,13 +130,14 @@ def main() -> None:
         runners = {"worker": run_worker, "nodered": run_nodered}
         wall: dict[str, list[float]] = {name: [] for name in CONTENDERS}
         cpu: dict[str, list[float]] = {name: [] for name in CONTENDERS}
-        sim.advance_clock(INTERVAL_S)
-        for name in CONTENDERS:  # warm-up: station list, pools, JIT; not timed
-            runners[name](args.stations)
+        for w in range(args.warmup):  # station list, pools, JIT; not timed
+            sim.advance_clock(INTERVAL_S)
+            for name in CONTENDERS:
+                runners[name]((w + 1) * args.stations)
         for r, order in orders(CONTENDERS, args.rounds):
             sim.advance_clock(INTERVAL_S)
             for name in order:
-                w, c = runners[name]((r + 2) * args.stations)
+                w, c = runners[name]((args.warmup + r + 1) * args.stations)
                 wall[name].append(w)
                 cpu[name].append(c)
             print(
@@ -152,6 +159,7 @@ def main() -> None:
                 "concurrency": args.concurrency,
                 "nodered_lanes": lanes,
                 "rounds": args.rounds,
+                "warmup_cycles": args.warmup,
                 "io_limit_s": round(args.stations * args.latency_ms / 1000 / args.concurrency, 3),
                 "median_stations_per_s": {n: round(median(rate[n]), 1) for n in CONTENDERS},
                 "median_cpu_s_per_1000_stations": {n: round(median(per_1000[n]), 3) for n in CONTENDERS},

@@ -246,13 +246,15 @@ class Topology:
             run("ip", "netns", "del", name, check=False)
 
 
-def exit_on_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C, so `with Topology(...)` tears down on either."""
+def exit_on_signals() -> None:
+    """SIGTERM and SIGINT unwind as KeyboardInterrupt, so `with Topology(...)` tears down on either
+    (SIGINT too: a shell starts background jobs with it ignored, which Python would keep)."""
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 if __name__ == "__main__":  # `python bench/wan/topology.py teardown`: remove a leftover topology by hand

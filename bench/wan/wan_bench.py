@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from bench.arrivals import Arrivals
 from bench.peers.nodered import NodeRed, ensure_installed, flow
 from bench.rounds import CpuMeter, median, median_ratio, orders, print_result
-from bench.wan.topology import Link, Topology, address, exit_on_sigterm, netem_available
+from bench.wan.topology import Link, Topology, address, exit_on_signals, netem_available
 from bench.worker_driver import DrivenWorker, worker_env
 from c2c_sync.demo.services import require_binary, wait_for_port
 from tests.support.tls import TestCA
@@ -211,7 +211,7 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench-wan builds network namespaces: run it as root")
-    exit_on_sigterm()
+    exit_on_signals()
     netem, netem_detail = netem_available()
     ensure_installed()
     stations = station_ids(args.stations)
@@ -332,7 +332,7 @@ def main() -> None:
                 )
             result = summarize(cycles, args, netem, netem_detail)
             args.result.parent.mkdir(parents=True, exist_ok=True)
-            args.result.write_text(json.dumps({**result, "cycles": cycles}, indent=1) + "\n")
+            args.result.write_text(json.dumps({**result, "per_cycle": cycles}, indent=1) + "\n")
             plot(cycles, args, args.plot)
             print_result(result)
         finally:
