@@ -128,10 +128,13 @@ bench-rss: install services
 	$(PY) bench/rss_bench.py --cycles 1000 --warmup 100
 
 ## bench-wan: worker vs per-run function vs Node-RED with the broker (TLS) and the vendor behind a
-## delayed link, each in its own network namespace (needs root); plot in bench/wan_cycles.png.
+## delayed link, each in its own network namespace (needs root); plots bench/wan_cycles*.png. Then the
+## same with an in-flight window of 100 for the worker and the function.
 bench-wan: install services $(VENV)/.bench-installed
 	bash bench/wan/ensure-tools.sh
 	$(PY) bench/wan/wan_bench.py
+	$(PY) bench/wan/wan_bench.py --max-inflight 100 --plot bench/wan_cycles_inflight100.png \
+	  --result bench/results/wan_inflight100.json
 
 $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r bench/requirements.txt
