@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import re
 import signal
@@ -34,6 +35,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 PREFIX = "c2cwan-"
 ROUTER = "router"
@@ -99,18 +101,30 @@ class Topology:
     #: Processes started in the namespaces, stopped (SIGTERM, then SIGKILL) at teardown.
     started: list[subprocess.Popen] = field(default_factory=list)
     _root_ns: int | None = None
+    _lock: IO[str] | None = None
 
     def __enter__(self) -> Topology:
+        # One topology per prefix at a time: a second run would tear the first one's namespaces down.
+        self._lock = open(f"/run/{self.prefix.rstrip('-')}.lock", "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise RuntimeError(f"another run holds the {self.prefix}* network namespaces; wait for it") from None
         self.teardown()  # a topology a killed run left behind
         try:
             self.build()
         except BaseException:
-            self.teardown()
+            self.__exit__()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.teardown()
+        if self._lock is not None:
+            Path(self._lock.name).unlink(missing_ok=True)
+            self._lock.close()  # releases the flock
+            self._lock = None
 
     def ns(self, party: str) -> str:
         return self.prefix + party

@@ -1,6 +1,7 @@
 """The WAN bench's topology builder (bench/wan/topology.py), fast: parties reach each other only at
-their 198.18 addresses through the router, and teardown removes every namespace and kills what was
-started in them — also when the code inside the `with` block fails.
+their 198.18 addresses through the router, a second run with the same prefix is refused, and teardown
+removes every namespace and kills what was started in them — also when the code inside the `with`
+block fails.
 
 Needs root (it creates network namespaces, as the bench does); CI runs as root. The delay itself
 (NFQUEUE + bench/wan/delay.py) is exercised by `make bench-wan`, not here.
@@ -31,6 +32,10 @@ def test_client_reaches_the_vendor_through_the_router_and_teardown_on_failure_re
         assert sorted(topology.existing()) == sorted(
             topology.ns(n) for n in ("router", "client", "broker", "vendor", "cache", "bench")
         )
+        # A second run with the same prefix refuses to start instead of tearing this one down.
+        with pytest.raises(RuntimeError, match="another run"), Topology([], prefix=topology.prefix):
+            pass
+        assert len(topology.existing()) == 6
         server = topology.spawn(
             "vendor",
             [sys.executable, "-m", "http.server", "--bind", address("vendor"), "18080"],
