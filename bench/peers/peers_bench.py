@@ -130,16 +130,16 @@ def main() -> None:
         runners = {"worker": run_worker, "nodered": run_nodered}
         wall: dict[str, list[float]] = {name: [] for name in CONTENDERS}
         cpu: dict[str, list[float]] = {name: [] for name in CONTENDERS}
-        for w in range(args.warmup):  # station list, pools, JIT; not timed
+        for warm in range(args.warmup):  # station list, pools, JIT; not timed
             sim.advance_clock(INTERVAL_S)
             for name in CONTENDERS:
-                runners[name]((w + 1) * args.stations)
+                runners[name]((warm + 1) * args.stations)
         for r, order in orders(CONTENDERS, args.rounds):
             sim.advance_clock(INTERVAL_S)
             for name in order:
-                w, c = runners[name]((args.warmup + r + 1) * args.stations)
-                wall[name].append(w)
-                cpu[name].append(c)
+                cycle_s, cpu_s = runners[name]((args.warmup + r + 1) * args.stations)
+                wall[name].append(cycle_s)
+                cpu[name].append(cpu_s)
             print(
                 f"round {r + 1}: "
                 + ", ".join(f"{n} {args.stations / wall[n][-1]:.0f} st/s {cpu[n][-1]:.2f} cpu-s" for n in CONTENDERS),
