@@ -43,7 +43,8 @@ services:
 
 ## lock: resolve each runtime's requirements*.txt into a lock with hashes, for Python $(PYTHON_VERSION):
 ## requirements-dev.lock (this venv, any platform), functions/sync_worker/requirements.lock (the
-## worker image, arm64 or x86_64) and functions/trigger/requirements.lock (the Lambda: ARM64). Pins
+## worker image, arm64 or x86_64), functions/trigger/requirements.lock (the Lambda: ARM64) and
+## bench/requirements.lock (the WAN bench's extras, within the dev venv's pins). Pins
 ## already in a lock are kept; `make lock UPGRADE=1` moves every one to the newest allowed.
 LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version $(PYTHON_VERSION) \
 	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
@@ -51,6 +52,7 @@ lock: $(VENV)/.installed
 	$(LOCK) --universal requirements-dev.txt -o requirements-dev.lock
 	$(LOCK) --universal functions/sync_worker/requirements.txt -o functions/sync_worker/requirements.lock
 	$(LOCK) --python-platform aarch64-manylinux2014 functions/trigger/requirements.txt -o functions/trigger/requirements.lock
+	$(LOCK) --universal bench/requirements.txt -c requirements-dev.lock -o bench/requirements.lock
 
 ## fmt: format the code and sort its imports (ruff; the rules are in pyproject.toml).
 fmt: install
@@ -136,8 +138,9 @@ bench-wan: install services $(VENV)/.bench-installed
 	$(PY) bench/wan/wan_bench.py --max-inflight 100 --plot bench/wan_cycles_inflight100.png \
 	  --result bench/results/wan_inflight100.json
 
-$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
-	$(PY) -m pip install --quiet -r bench/requirements.txt
+# The WAN bench's extras on top of the dev venv, locked with hashes like it (constrained to its pins).
+$(VENV)/.bench-installed: bench/requirements.lock $(VENV)/.installed
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r bench/requirements.lock
 	touch $@
 
 clean:
