@@ -12,7 +12,7 @@ CDK := node_modules/.bin/cdk
 ENV ?= dev
 ENVS := $(basename $(notdir $(wildcard config/*.yaml)))
 
-.PHONY: install lock services fmt lint typecheck test-fast check synth cost test deploy diff demo bench bench-peers bench-rss bench-wan clean
+.PHONY: install lock services fmt lint typecheck test-fast check synth cost test deploy destroy diff demo bench bench-peers bench-rss bench-wan clean
 
 # The development venv installs requirements-dev.lock: every distribution pinned with its hashes
 # (`make lock` writes it from requirements-dev.txt), nothing resolved at install time.
@@ -98,9 +98,16 @@ cost: synth
 test: install services
 	$(PY) -m pytest
 
-## deploy: cdk deploy every stack of ENV (needs AWS credentials and Docker for the worker image).
+## deploy: `c2c-sync preflight` (endpoints, secrets, account/region, Docker arm64, alarm subscribers,
+## asset-repository scan on push), then cdk deploy every stack of ENV (AWS credentials and Docker needed).
 deploy: install
+	$(PY) -m c2c_sync preflight --env $(ENV)
 	$(CDK) deploy --all -c env=$(ENV) --output cdk.out/$(ENV) --require-approval broadening
+
+## destroy: delete every stack of ENV. With retain_data (prod) the stateful stacks are termination-
+## protected and the cache, queues, key and secret are retained: see the README's Teardown.
+destroy: install
+	$(CDK) destroy --all -c env=$(ENV) --output cdk.out/$(ENV)
 
 diff: install
 	$(CDK) diff --all -c env=$(ENV) --output cdk.out/$(ENV)

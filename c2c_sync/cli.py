@@ -5,6 +5,7 @@
     c2c-sync validate-config --env NAME
     c2c-sync synth --env NAME
     c2c-sync cost --env NAME [--json] [--region R] [--cdk-out DIR]
+    c2c-sync preflight --env NAME   (what would break a deploy; `make deploy` runs it first)
     c2c-sync demo [--stations N --cycles N --interval S ...]   (the whole system, locally)
 
 Every command that talks to AWS takes --region and --endpoint-url (AWS_ENDPOINT_URL), so the
@@ -218,6 +219,27 @@ def cost_command(
     else:
         # Wide enough for the table whatever the terminal (it is mostly read in CI logs and pipes).
         Console(highlight=False, width=200).print(cost.report.as_table(estimate))
+
+
+@app.command("preflight")
+@operator_errors
+def preflight_command(env: EnvOption, region: RegionOption = None, endpoint_url: EndpointOption = None) -> None:
+    """Check ENV can be deployed: endpoints, secrets, account/region, Docker arm64, alarm subscribers."""
+    environments.require_known(env)
+    from c2c_sync.preflight import run_preflight
+    from config import ConfigError, load_environment
+
+    try:
+        config = load_environment(env, environments.config_dir())
+    except ConfigError as exc:
+        raise CliError(str(exc), ExitCode.UNKNOWN_ENV) from exc
+    aws = AwsTarget(region=region or config.region, endpoint_url=endpoint_url)
+    problems, account, aws_region = run_preflight(config, aws)
+    for problem in problems:
+        typer.echo(str(problem))
+    if problems:
+        raise CliError(f"preflight: {len(problems)} problem(s) before deploying {env} to {account}/{aws_region}")
+    typer.echo(f"preflight OK: {env} can deploy to {account}/{aws_region}")
 
 
 # The local end-to-end run behind `make demo` (c2c_sync/demo/).

@@ -26,6 +26,7 @@ class OutputKey:
     REDIS_PORT = "RedisPort"
     REDIS_AUTH_SECRET_ARN = "RedisAuthSecretArn"
     DASHBOARD_NAME = "DashboardName"
+    ALARM_TOPIC_ARN = "AlarmTopicArn"
 
 
 # A stack in one of these states has no usable outputs (it is gone or never finished creating).

@@ -128,6 +128,27 @@ class NetworkConfig(_Strict):
     nat_instance_type: str = Field(default="t4g.nano", pattern=r"^t4g\.(nano|micro|small|medium)$")
 
 
+class DeployedCache(_Strict):
+    """The create-only properties of the cache as deployed: a config that changes one is refused.
+
+    CloudFormation replaces an ElastiCache replication group when a create-only property changes.
+    The new cluster starts empty and, with retain_data, the old one is retained: it keeps running
+    (and billing) outside any stack. Recording the deployed values turns that into a synth error.
+    """
+
+    port: int = Field(ge=1024, le=65535)
+
+
+#: How to change a create-only cache property on purpose (the refusal's message).
+CACHE_MIGRATION = (
+    "changing it replaces the ElastiCache cluster (a new, empty one; with retain_data the old one keeps "
+    "running and billing outside any stack). To migrate: snapshot it (aws elasticache create-snapshot "
+    "--replication-group-id <id> --snapshot-name <name>), set worker.desired_count: 0 and deploy, delete the "
+    "old cluster (aws elasticache delete-replication-group), then set cache.deployed to the new values and "
+    "deploy; the worker refills cursors from its backfill window"
+)
+
+
 class CacheConfig(_Strict):
     """ElastiCache replication group on the Valkey engine (Redis OSS compatible, ~20 % cheaper)."""
 
@@ -136,6 +157,8 @@ class CacheConfig(_Strict):
     multi_az: bool = False
     engine_version: str = Field(default="8.0", pattern=r"^\d+\.\d+$")
     port: int = Field(default=6380, ge=1024, le=65535)
+    #: What is deployed (set it after the first deploy of an environment that keeps its data).
+    deployed: DeployedCache | None = None
 
     @field_validator("port")
     @classmethod
@@ -150,6 +173,34 @@ class CacheConfig(_Strict):
             raise ValueError("multi_az requires replicas >= 1 (a replica to fail over to)")
         return self
 
+    @model_validator(mode="after")
+    def _no_replacement(self) -> CacheConfig:
+        if self.deployed is not None and self.deployed.port != self.port:
+            message = (
+                f"{self.port} differs from the deployed cache's {self.deployed.port} (cache.deployed.port): "
+                f"{CACHE_MIGRATION}"
+            )
+            raise ValidationError.from_exception_data(
+                "CacheConfig",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("cache_replacement", "{rule}", {"rule": message}),
+                        loc=("port",),
+                        input=self.port,
+                    )
+                ],
+            )
+        return self
+
+
+class NotifyConfig(_Strict):
+    """Who hears about every alarm (preflight refuses a deploy where nobody would)."""
+
+    #: E-mail addresses subscribed to the environment's alarm topic (each confirms by mail once).
+    emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = Field(default_factory=list)
+    #: An existing SNS topic (chat, paging) every alarm also publishes to.
+    topic_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+
 
 class AlarmConfig(_Strict):
     #: Failed / (synced + failed) stations over `failure_ratio_period_minutes` above this fires.
@@ -159,8 +210,7 @@ class AlarmConfig(_Strict):
     lambda_errors: int = Field(default=1, ge=1)
     #: Consecutive 1-minute periods with fewer running tasks than desired before the alarm fires.
     running_tasks_periods: int = Field(default=5, ge=1, le=60)
-    #: Optional e-mail addresses subscribed to the alarm topic.
-    emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = Field(default_factory=list)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
 
 
 class IdentityMode(StrEnum):
@@ -480,11 +530,13 @@ __all__ = [
     "AzureIotHubConfig",
     "CacheConfig",
     "CpuArchitecture",
+    "DeployedCache",
     "EnvironmentConfig",
     "GenericMqttConfig",
     "IdentityMode",
     "NatKind",
     "NetworkConfig",
+    "NotifyConfig",
     "PlatformConfig",
     "PlatformSecrets",
     "ProfileName",

@@ -39,6 +39,8 @@ class AlarmSettings:
     running_tasks_periods: int
     desired_count: int
     emails: tuple[str, ...] = ()
+    #: An existing SNS topic every alarm also publishes to (alarms.notify.topic_arn).
+    notify_topic_arn: str | None = None
 
 
 def worker_metric(env_name: str, name: str, statistic: str, period: cdk.Duration) -> cw.Metric:
@@ -78,7 +80,11 @@ class MonitoringStack(cdk.Stack):
         )
         for email in settings.emails:
             self.alarm_topic.add_subscription(subs.EmailSubscription(email))
-        notify = cw_actions.SnsAction(self.alarm_topic)
+        notify = [cw_actions.SnsAction(self.alarm_topic)]
+        if settings.notify_topic_arn:
+            notify.append(
+                cw_actions.SnsAction(sns.Topic.from_topic_arn(self, "NotifyTopic", settings.notify_topic_arn))
+            )
 
         def metric(name: str, statistic: str = "Sum", period: cdk.Duration = minute) -> cw.Metric:
             return worker_metric(env_name, name, statistic, period)
@@ -209,8 +215,8 @@ class MonitoringStack(cdk.Stack):
             if a
         ]
         for alarm in self.alarms:
-            alarm.add_alarm_action(notify)
-            alarm.add_ok_action(notify)
+            alarm.add_alarm_action(*notify)
+            alarm.add_ok_action(*notify)
 
         # --- dashboard ----------------------------------------------------------------------
         five = cdk.Duration.minutes(5)
@@ -270,6 +276,12 @@ class MonitoringStack(cdk.Stack):
             cw.AlarmStatusWidget(title="Alarms", width=8, alarms=self.alarms),
         )
 
+        cdk.CfnOutput(
+            self,
+            "AlarmTopicArn",
+            value=self.alarm_topic.topic_arn,
+            description="SNS topic every alarm publishes to (alarms.notify.emails subscribe here)",
+        )
         cdk.CfnOutput(
             self,
             "DashboardName",

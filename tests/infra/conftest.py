@@ -63,7 +63,10 @@ def stage_config(config_dir: Path) -> Path:
         "secrets": {"aws_iot_certificate": "c2c-sync/stage/cert", "aws_iot_private_key": "c2c-sync/stage/key"},
     }
     raw["source"]["stations"] = ["st-1", "st-2"]
-    raw["alarms"]["emails"] = ["ops@example.com"]
+    raw["alarms"]["notify"] = {
+        "emails": ["ops@example.com"],
+        "topic_arn": f"arn:aws:sns:us-east-1:{STAGE_ACCOUNT}:ops-paging",
+    }
     return _write(config_dir, "stage", raw)
 
 

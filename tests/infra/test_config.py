@@ -252,3 +252,18 @@ def test_every_retention_the_schema_accepts_maps_to_a_cdk_retention():
     from infra.retention import RETENTION_BY_DAYS
 
     assert set(RETENTION_BY_DAYS) == set(ALLOWED_LOG_RETENTION_DAYS)
+
+
+def test_a_port_change_that_would_replace_the_deployed_cache_is_refused_with_the_migration(tmp_path):
+    write_env(tmp_path, "x", cache={"port": 6390, "deployed": {"port": 6380}}, schedule="rate(1 minutes)")
+    with pytest.raises(ConfigError) as info:
+        load_environment("x", tmp_path)
+    message = str(info.value)
+    assert "2 invalid field(s)" in message  # reported together with the other bad field
+    assert "cache.port: 6390 differs from the deployed cache's 6380" in message
+    assert "aws elasticache create-snapshot" in message and "set cache.deployed to the new values" in message
+
+
+def test_prod_records_its_deployed_cache():
+    prod = load_environment("prod")
+    assert prod.cache.deployed is not None and prod.cache.deployed.port == prod.cache.port

@@ -118,6 +118,12 @@ def test_dashboard_graphs_every_required_metric(env_synth):
         assert f'\\"{name}\\"' in body, name
 
 
+def test_a_configured_notify_topic_receives_every_alarm(stage):
+    paging = f"arn:aws:sns:us-east-1:{stage.config.account}:ops-paging"
+    for alarm in alarms(stage).values():
+        assert paging in alarm["AlarmActions"] and paging in alarm["OKActions"], alarm["AlarmName"]
+
+
 def test_configured_emails_subscribe_to_the_alarm_topic(stage, dev):
     (sub,) = stage.resources("Monitoring", "AWS::SNS::Subscription").values()
     assert sub["Properties"]["Protocol"] == "email" and sub["Properties"]["Endpoint"] == "ops@example.com"
