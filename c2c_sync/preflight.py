@@ -113,8 +113,8 @@ def notify_problems(config: EnvironmentConfig, sns: Any, alarm_topic_arn: str | 
         except ClientError:
             found.append(Problem("alarms", f"alarms.notify.topic_arn {notify.topic_arn} does not exist"))
     if alarm_topic_arn is not None:  # deployed before: the e-mail subscriptions must be confirmed
-        confirmed = set()
-        pending = set()
+        confirmed: set[str] = set()
+        pending: set[str] = set()
         for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=alarm_topic_arn):
             for sub in page["Subscriptions"]:
                 (pending if sub["SubscriptionArn"] == "PendingConfirmation" else confirmed).add(sub["Endpoint"])
