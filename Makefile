@@ -138,12 +138,15 @@ bench-rss: install services
 
 ## bench-wan: worker vs per-run function vs Node-RED with the broker (TLS) and the vendor behind a
 ## delayed link, each in its own network namespace (needs root); plots bench/wan_cycles*.png. Then the
-## same with an in-flight window of 100 for the worker and the function.
+## same with an in-flight window of 100 for the worker and the function, and with Mosquitto's
+## set_tcp_nodelay (its PUBACKs not held back by Nagle).
 bench-wan: install services $(VENV)/.bench-installed
 	bash bench/wan/ensure-tools.sh
 	$(PY) bench/wan/wan_bench.py
 	$(PY) bench/wan/wan_bench.py --max-inflight 100 --plot bench/wan_cycles_inflight100.png \
 	  --result bench/results/wan_inflight100.json
+	$(PY) bench/wan/wan_bench.py --broker-nodelay --plot bench/wan_cycles_nodelay.png \
+	  --result bench/results/wan_nodelay.json
 
 # The WAN bench's extras on top of the dev venv, locked with hashes like it (constrained to its pins).
 $(VENV)/.bench-installed: bench/requirements.lock $(VENV)/.installed

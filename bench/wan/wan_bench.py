@@ -69,7 +69,7 @@ def start_services(topo: Topology, work: Path, args: argparse.Namespace, t0: dat
         f"cafile {ca.cert_path}\ncertfile {server.cert_path}\nkeyfile {server.key_path}\ntls_version tlsv1.2\n"
         "user root\nallow_anonymous true\npersistence false\n"
         f"log_dest file {work / 'mosquitto.log'}\nlog_type error\nlog_type notice\nconnection_messages true\n"
-        "max_inflight_messages 0\nmax_queued_messages 0\n"
+        "max_inflight_messages 0\nmax_queued_messages 0\n" + ("set_tcp_nodelay true\n" if args.broker_nodelay else "")
     )
     topo.spawn("broker", [require_binary("mosquitto"), "-c", str(conf)], log=work / "mosquitto.out")
     (work / "redis").mkdir()
@@ -204,6 +204,11 @@ def main() -> None:
     parser.add_argument("--vendor-rtt-ms", type=int, default=80)
     parser.add_argument(
         "--max-inflight", type=int, default=20, help="QoS 1 publishes awaiting PUBACK (worker and per-run function)"
+    )
+    parser.add_argument(
+        "--broker-nodelay",
+        action="store_true",
+        help="Mosquitto's set_tcp_nodelay (off by default: its small PUBACKs then wait on Nagle)",
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="per cycle")
     parser.add_argument("--plot", type=Path, default=PLOT)
@@ -361,6 +366,7 @@ def summarize(cycles: dict[str, list[dict]], args: argparse.Namespace, netem: bo
         "broker_rtt_ms": args.broker_rtt_ms,
         "vendor_rtt_ms": args.vendor_rtt_ms,
         "max_inflight": args.max_inflight,
+        "broker_tcp_nodelay": args.broker_nodelay,
         "delay": "tc netem" if netem else "iptables NFQUEUE + bench/wan/delay.py (no sch_netem in this kernel)",
         "netem_probe": netem_detail,
         "first_cycle_s": {n: runs[0]["cycle_s"] for n, runs in cycles.items()},
