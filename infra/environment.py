@@ -125,6 +125,7 @@ def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentS
             named_secrets=worker_named_secrets(config),
             log_retention=retention,
             container_insights=config.worker.container_insights,
+            checkpoint_removal_policy=removal,
         ),
         vpc=network.vpc,
         security_group=network.worker_security_group,

@@ -19,6 +19,7 @@ from constructs import Construct
 
 from functions.common.telemetry import METRICS_NAMESPACE, WORKER_SERVICE
 from infra.checkov import skip_check
+from infra.cursor_checkpoint import CHECKPOINT_TABLE_ENV, CursorCheckpointTable
 from infra.logical_ids import cfn_resource
 from infra.nag import acknowledge
 from infra.naming import FUNCTIONS_DIR
@@ -64,6 +65,8 @@ class SyncServiceProps:
     #: Env var name -> NAME of a Secrets Manager secret the operator created.
     named_secrets: Mapping[str, str]
     log_retention: logs.RetentionDays
+    #: Whether the cursor checkpoint table outlives the stack (prod keeps its data).
+    checkpoint_removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.DESTROY
     #: ECS Container Insights (paid custom metrics); the free AWS/ECS metrics back the alarms.
     container_insights: bool = False
 
@@ -152,6 +155,8 @@ class SyncServiceStack(cdk.Stack):
         }
         if start_queue is not None:
             environment["C2C_SIGNAL_URL"] = start_queue.queue_url
+        checkpoint = CursorCheckpointTable(self, "CursorCheckpoint", removal_policy=props.checkpoint_removal_policy)
+        environment[CHECKPOINT_TABLE_ENV] = checkpoint.table.table_name
 
         image = ecs.ContainerImage.from_asset(
             str(FUNCTIONS_DIR),
@@ -184,8 +189,9 @@ class SyncServiceStack(cdk.Stack):
             iam.PolicyStatement(sid="DecryptRedisAuthSecret", actions=["kms:Decrypt"], resources=[key.key_arn])
         )
 
-        # Task role: consume the start queue and nothing more (the worker's other secrets arrive
-        # as env vars through the execution role; Redis and MQTT are not AWS APIs). SendMessage: a
+        # Task role: consume the start queue and write its cursor checkpoint, nothing more (the
+        # worker's other secrets arrive as env vars through the execution role; Redis and MQTT are
+        # not AWS APIs). SendMessage: a
         # worker that stops gives its unrun signal back as a fresh copy, so routine deploys do not
         # count toward the signal's maxReceiveCount; encrypting that copy needs the data key.
         if start_queue is not None:
@@ -208,6 +214,7 @@ class SyncServiceStack(cdk.Stack):
                     resources=[key.key_arn],
                 )
             )
+        checkpoint.grant_worker(task_definition.task_role)
 
         self.service = ecs.FargateService(
             self,

@@ -80,6 +80,9 @@ class WorkerSettings(BaseSettings):
     puback_timeout_s: float = Field(default=15.0, gt=0, le=600)
     shutdown_deadline_s: float = Field(default=20.0, gt=0, le=25)
 
+    #: DynamoDB table of the cursor checkpoint (see checkpoint.py); None: no checkpoint (local runs).
+    checkpoint_table: str | None = Field(default=None, min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
+
     lease_ttl_s: float = Field(default=30.0, ge=1, le=600)
     heartbeat_interval_s: float = Field(default=10.0, gt=0, le=60)
     heartbeat_metric_interval_s: float = Field(default=30.0, gt=0, le=300)

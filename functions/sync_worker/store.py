@@ -57,6 +57,17 @@ end
 return n
 """
 
+# KEYS: lease, cursors ; ARGV: lease value, then field/value pairs. Only into an empty hash: a
+# restore never overwrites what a cycle has written since.
+_RESTORE_CURSORS = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+return (#ARGV - 1) / 2
+"""
+
 CURSOR_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
@@ -221,10 +232,30 @@ class StateStore:
         self.keys = keys
         self.lease = lease
         self._set_cursors = client.register_script(_SET_CURSORS)
+        self._restore_cursors = client.register_script(_RESTORE_CURSORS)
 
     def cursors(self) -> dict[str, datetime]:
         raw = self.client.hgetall(self.keys.cursors)
         return {as_text(station): parse_cursor(as_text(value)) for station, value in raw.items()}
+
+    def raw_cursors(self) -> dict[str, str]:
+        """The cursor hash as stored, field for field (what the checkpoint copies)."""
+        return dict(self.client.hgetall(self.keys.cursors))
+
+    def cursor_count(self) -> int:
+        return int(self.client.hlen(self.keys.cursors))
+
+    def restore_cursors(self, cursors: dict[str, str]) -> int:
+        """Write `cursors` into an empty hash (fenced like every cursor write); returns how many."""
+        if self.lease is None:
+            raise LeaseLost("no lease")
+        args: list[str] = [self.lease.value]
+        for field, value in cursors.items():
+            args += [field, value]
+        result = int(self._restore_cursors(keys=[self.keys.lease, self.keys.cursors], args=args))
+        if result < 0:
+            raise LeaseLost(f"fencing token {self.lease.token} is stale; cursors not restored")
+        return result
 
     def advance_cursor(self, station_id: str, ts: datetime) -> None:
         """Move one station's cursor forward; `LeaseLost` if our fencing token is no longer current."""

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import redis
 from pydantic import BaseModel
 
+from functions.sync_worker.checkpoint import CursorCheckpoint
 from functions.sync_worker.observability import WorkerTelemetry
 from functions.sync_worker.settings import ConfigError, WorkerSettings
 from functions.sync_worker.signals import RedisSignals, SignalSource, SqsSignals
@@ -147,4 +148,5 @@ def build_worker(
         signals=build_signals(settings, redis_client, telemetry),
         telemetry=telemetry,
         worker_id=wid,
+        checkpoint=CursorCheckpoint(settings.checkpoint_table, settings.env) if settings.checkpoint_table else None,
     )

@@ -2,8 +2,13 @@
 
 Lease and uplink go together: the worker connects to MQTT only while it holds the lease, and a lost
 lease (taken over, expired while Redis was unreachable, gone with a Redis restart) makes it stand
-down — stop cycling, give back its signals, close the uplink — and stand by for the lease again in
-the same process, so a Redis outage never needs a restart.
+down — stop cycling, give back its signals, hold the uplink (the open connection stays, a dropped
+one is not reconnected) — and stand by for the lease again in the same process, so a Redis outage
+needs neither a restart nor a new broker connection. A worker that takes the lease over connects
+with the same client id and the broker drops the held connection; it is not reconnected.
+
+Cursors also live in a durable checkpoint (`checkpoint.py`, DynamoDB), written after every cycle:
+a cycle that finds the cursors gone from Redis (a restart without data) restores them first.
 
 Threads and who owns what:
 - the *main* thread runs cycles, one at a time, and the shutdown sequence;
@@ -34,6 +39,7 @@ from redis.exceptions import RedisError
 from functions.common.signal import Command
 from functions.common.state import RUN_HISTORY_LENGTH, CycleRecord, Heartbeat
 from functions.sync_worker.backoff import Backoff
+from functions.sync_worker.checkpoint import CheckpointFenced, CursorCheckpoint
 from functions.sync_worker.cycle import CycleResult, CycleRunner
 from functions.sync_worker.observability import WorkerTelemetry, logger
 from functions.sync_worker.settings import WorkerSettings
@@ -43,6 +49,10 @@ from functions.sync_worker.store import Lease, StateStore
 from functions.sync_worker.uplink.uplink import MqttUplink
 
 EXIT_OK = 0
+
+
+class CheckpointUnavailable(RuntimeError):
+    """Redis has no cursors and the checkpoint that would restore them cannot be read right now."""
 
 
 @dataclass
@@ -118,6 +128,7 @@ class Worker:
         signals: SignalSource | None,
         telemetry: WorkerTelemetry,
         worker_id: str,
+        checkpoint: CursorCheckpoint | None = None,
     ) -> None:
         self.settings = settings
         self.source_factory = source_factory
@@ -127,6 +138,7 @@ class Worker:
         self.signals = signals
         self.telemetry = telemetry
         self.worker_id = worker_id
+        self.checkpoint = checkpoint
         self.stop_event = threading.Event()
         self._source = source_factory()
         self.directory = StationDirectory(lambda: self._source, settings.stations, settings.station_list_ttl_s)
@@ -204,6 +216,7 @@ class Worker:
             self._active = True
             self._cond.notify_all()
         # Connect only as the lease holder: two connections with one client id would evict each other.
+        self.uplink.resume()
         self.uplink.start()
         if not self.uplink.wait_connected(10.0):
             logger.warning("MQTT not connected yet; publishes wait for the supervisor's reconnect")
@@ -223,7 +236,8 @@ class Worker:
 
     def _stand_down(self) -> None:
         """The lease is gone: take no more signals, give back the unrun ones (another worker may run
-        them), and close the uplink, since whoever takes the lease connects with the same client id."""
+        them), and hold the uplink: its connection stays for when this worker gets the lease back,
+        and is not reconnected if whoever takes the lease (same client id) makes the broker drop it."""
         logger.error("lease lost: this worker stops cycling and stands by", extra={"fencing_token": self.lease.token})
         unrun = None
         with self._cond:
@@ -232,7 +246,7 @@ class Worker:
                 unrun, self._pending = self._pending, None
         if self.signals is not None and unrun is not None:
             self.signals.release(unrun.signals)
-        self.uplink.close(timeout_s=5.0)
+        self.uplink.hold()
         self.write_status(False)
 
     # -- signals ------------------------------------------------------------------------------
@@ -374,6 +388,7 @@ class Worker:
         record = result.record
         self.last_record = record
         self._record_history(record)
+        self._save_checkpoint()
         connections, reconnects, planned, latencies = self.uplink.take_cycle_stats()
         self.telemetry.cycle(
             record,
@@ -424,18 +439,52 @@ class Worker:
             extra={"stations": len(stations), "signals": len(job.signals), "continuous": job.continuous},
         )
         try:
+            self._restore_cursors()
             result = self.runner.run(
                 stations, signal_id=job.signal_id, drain_deadline_s=self.settings.shutdown_deadline_s
             )
-        except RedisError as exc:
+        except (RedisError, CheckpointUnavailable) as exc:
             delay = self._cycle_start_backoff.next_delay()
             logger.warning(
-                "redis unavailable at cycle start; retrying", extra={"error": str(exc), "retry_in_s": round(delay, 2)}
+                "cursors unavailable at cycle start (Redis or the checkpoint); retrying",
+                extra={"error": str(exc), "retry_in_s": round(delay, 2)},
             )
             self.stop_event.wait(delay)
             return None
         self._cycle_start_backoff.reset()
         return result
+
+    def _restore_cursors(self) -> None:
+        """Fill an empty cursor hash from the checkpoint (Redis came back without its data). Without
+        this every station would start over at its backfill window; with it, at most the readings of
+        the cycle Redis was lost in are sent again. `CheckpointUnavailable` when it cannot be read:
+        the cycle waits rather than flooding the platform."""
+        if self.checkpoint is None or self.state.cursor_count() > 0:
+            return
+        try:
+            saved = self.checkpoint.load()
+        except Exception as exc:
+            raise CheckpointUnavailable(f"checkpoint not readable: {exc}") from exc
+        if not saved:
+            return  # a first start: nothing was ever checkpointed
+        restored = self.state.restore_cursors(saved)
+        self.checkpoint.forget()
+        logger.warning(
+            "cursors restored from the checkpoint", extra={"cursors": restored, "fencing_token": self.lease.token}
+        )
+
+    def _save_checkpoint(self) -> None:
+        """After a cycle: the cursors as Redis has them now, into the checkpoint (changed shards only)."""
+        if self.checkpoint is None or not self.lease.held or self.lease.token is None:
+            return
+        try:
+            written = self.checkpoint.save(self.state.raw_cursors(), self.lease.token)
+        except CheckpointFenced as exc:
+            logger.error("checkpoint not written: a newer lease holder wrote it", extra={"error": str(exc)})
+        except Exception as exc:  # the next cycle writes it again; Redis still has the cursors
+            logger.warning("checkpoint not written", extra={"error": str(exc)})
+        else:
+            logger.debug("checkpoint written", extra={"shards": written})
 
     def _record_history(self, record: CycleRecord | None = None) -> None:
         """Add `record` to the run history, after any earlier ones Redis did not take; only the lease

@@ -282,7 +282,7 @@ def test_logs_go_to_a_group_with_retention(env_synth):
     assert group["RetentionInDays"] == load_environment(env_synth.env).log_retention_days
 
 
-def test_task_role_can_only_consume_the_start_queue_and_give_signals_back(env_synth):
+def test_task_role_can_only_consume_the_start_queue_give_signals_back_and_checkpoint_cursors(env_synth):
     task = env_synth.only("SyncService", "AWS::ECS::TaskDefinition")["Properties"]
     task_role = task["TaskRoleArn"]["Fn::GetAtt"][0]
     policies = [
@@ -291,8 +291,22 @@ def test_task_role_can_only_consume_the_start_queue_and_give_signals_back(env_sy
         if p["Properties"]["Roles"] == [{"Ref": task_role}]
     ]
     (policy,) = policies
+    statements = policy["PolicyDocument"]["Statement"]
+    table = env_synth.only("SyncService", "AWS::DynamoDB::GlobalTable")
+    table_id = next(
+        k for k, v in env_synth.resources("SyncService", "AWS::DynamoDB::GlobalTable").items() if v is table
+    )
+    checkpoint = [s for s in statements if s.get("Sid") == "CursorCheckpoint"]
+    assert checkpoint == [
+        {
+            "Sid": "CursorCheckpoint",
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
+            "Resource": {"Fn::GetAtt": [table_id, "Arn"]},
+        }
+    ]
     simplified = [
-        (s["Effect"], s["Action"], s["Resource"]["Fn::ImportValue"]) for s in policy["PolicyDocument"]["Statement"]
+        (s["Effect"], s["Action"], s["Resource"]["Fn::ImportValue"]) for s in statements if s not in checkpoint
     ]
     assert simplified == [
         (
@@ -329,3 +343,16 @@ def test_redis_signal_transport_drops_the_queue_grant(stage):
     assert env["C2C_SIGNAL_URL"] == "redis" and env["C2C_MODE"] == "continuous"
     assert env["C2C_STATIONS"] == "st-1,st-2"
     assert "sqs:" not in json.dumps(stage.templates["SyncService"])
+
+
+def test_the_cursor_checkpoint_table_is_on_demand_encrypted_recoverable_and_named_to_the_worker(env_synth):
+    config = load_environment(env_synth.env)
+    (table_id, table) = next(iter(env_synth.resources("SyncService", "AWS::DynamoDB::GlobalTable").items()))
+    props = table["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS"}  # the AWS managed key
+    (replica,) = props["Replicas"]
+    assert replica["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert [k["AttributeName"] for k in props["KeySchema"]] == ["env", "shard"]
+    assert table["DeletionPolicy"] == ("Retain" if config.retain_data else "Delete")
+    assert env_vars(env_synth)["C2C_CHECKPOINT_TABLE"] == {"Ref": table_id}

@@ -56,3 +56,33 @@ def test_reconnect_within_5s_of_the_broker_return_at_the_backoffs_slowest(mosqui
         assert conn.stats.connections_opened == 2  # the first connect and the one reconnect
     finally:
         conn.close(timeout_s=2)
+
+
+def test_a_held_connection_evicted_by_a_new_lease_holder_is_not_reconnected_until_resumed(mosquitto):
+    """Standing by without the lease: the broker drops the held connection when the next holder
+    connects with the same client id, and it must not come back to evict that holder in turn."""
+    profile = GenericProfile(
+        host="127.0.0.1",
+        port=mosquitto.port,
+        env="test",
+        identities=IdentityMapping(IdentityMode.GATEWAY, CLIENT_ID, "{station_id}", MQTT_CLIENT_ID),
+    )
+    held = MqttConnection(profile, CLIENT_ID, backoff=Backoff(base_s=0.1, cap_s=0.2)).start()
+    successor = None
+    try:
+        assert held.wait_connected(10)
+        held.hold()
+        successor = MqttConnection(profile, CLIENT_ID).start()  # the new lease holder, same client id
+        assert successor.wait_connected(10)
+        wait_until(lambda: not held.connected, 10, what="the held connection evicted")
+        time.sleep(2.0)  # many of its 0.1-0.2 s backoff steps
+        assert not held.connected and successor.connected, "the held connection came back"
+        assert mosquitto.connections_from(CLIENT_ID) == 2
+        successor.close(timeout_s=2)
+        successor = None
+        held.resume()  # this worker holds the lease again
+        assert held.wait_connected(10)
+    finally:
+        held.close(timeout_s=2)
+        if successor is not None:
+            successor.close(timeout_s=2)

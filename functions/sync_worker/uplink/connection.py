@@ -133,6 +133,10 @@ class MqttConnection:
         #: the PUBACK deadline); the supervisor keeps retrying with fresh credentials.
         self._auth_refused: str | None = None
         self._closing = threading.Event()
+        #: Set while the worker stands by without the lease: the open connection is kept, but one that
+        #: ends is not reconnected (the next lease holder connects with the same client id, and two
+        #: clients reconnecting over each other would evict each other in turn).
+        self._held = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, name=f"mqtt-{identity}", daemon=True)
         # One hand-off per page, not per message: with 32 station threads, a per-message queue
         # put/get (and the wake-ups it causes) was the largest cost of the publish path.
@@ -294,8 +298,19 @@ class MqttConnection:
 
     # -- the one reconnect owner --------------------------------------------------------------
 
+    def hold(self) -> None:
+        """Keep the connection while it lasts, but do not reconnect it until `resume`."""
+        self._held.set()
+
+    def resume(self) -> None:
+        self._held.clear()
+
     def _supervise(self) -> None:
         while not self._closing.is_set():
+            while self._held.is_set() and not self._closing.is_set():
+                self._closing.wait(0.2)
+            if self._closing.is_set():
+                return
             try:
                 spec = self.profile.connection_spec(self.identity)
             except Exception as exc:

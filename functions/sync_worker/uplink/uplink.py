@@ -118,6 +118,15 @@ class MqttUplink:
             return not conns or any(c.connected for c in conns)
         return bool(conns) and all(c.connected for c in conns)
 
+    def hold(self) -> None:
+        """Standing by without the lease: keep what is connected, reconnect nothing (see `MqttConnection.hold`)."""
+        for conn in self._pool.connections():
+            conn.hold()
+
+    def resume(self) -> None:
+        for conn in self._pool.connections():
+            conn.resume()
+
     def loops(self) -> dict[str, bool]:
         """Every open connection's threads and whether each is alive (for `health`)."""
         out: dict[str, bool] = {}

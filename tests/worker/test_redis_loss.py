@@ -1,0 +1,78 @@
+"""A Redis that comes back empty: the MQTT connection stays (the same worker gets its lease back),
+the cursors come back from the DynamoDB checkpoint, and nothing of the backfill window is sent again.
+
+Real redis-server (no persistence: a restart is a data loss), real Mosquitto, the vendor simulator,
+and moto's server for DynamoDB.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from functions.sync_worker.checkpoint import SHARDS, CheckpointFenced, CursorCheckpoint
+from tests.support.mqtt import MqttCapture
+from tests.worker.conftest import INTERVAL_S, publish_signal, read_cursors, wait_subscribed, wait_until
+
+pytestmark = pytest.mark.integration
+
+TABLE = "c2c-test-cursors"
+STATIONS = 20
+
+
+def create_table(moto) -> None:
+    moto.client("dynamodb").create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "env", "KeyType": "HASH"}, {"AttributeName": "shard", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "env", "AttributeType": "S"},
+            {"AttributeName": "shard", "AttributeType": "N"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def test_an_empty_redis_is_restored_from_the_checkpoint_and_the_mqtt_connection_survives(
+    mosquitto, redis_server, moto, sync_worker, monkeypatch
+):
+    create_table(moto)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", moto.url)
+    sub = MqttCapture(mosquitto.port, client_id="redis-loss-subscriber", persistent=True).start()
+    setup = sync_worker(STATIONS, mqtt_url=mosquitto.url, backlog=2, C2C_SIGNAL_URL="redis", C2C_CHECKPOINT_TABLE=TABLE)
+    worker = setup.running.worker
+    publish_signal(redis_server.url)
+    wait_until(lambda: len(setup.running.history()) == 1, 30, what="first cycle")
+    cursors = read_cursors(redis_server.url, "test")
+    checkpoint = CursorCheckpoint(TABLE, "test", client=moto.client("dynamodb"))
+    wait_until(lambda: checkpoint.load() == cursors, 10, what="checkpoint written after the cycle")
+    token_before = worker.lease.token
+
+    redis_server.stop()
+    redis_server.start()  # the same port, no data: the lease, the cursors and the history are gone
+    wait_until(lambda: worker.lease.held and worker.lease.token != token_before, 30, what="lease taken again")
+    wait_subscribed(redis_server.url)
+    setup.sim.advance_clock(INTERVAL_S)  # one new reading per station
+    publish_signal(redis_server.url)
+    wait_until(lambda: len(setup.running.history()) >= 1, 30, what="cycle after the Redis loss")
+    upto = setup.t0 + timedelta(seconds=INTERVAL_S)
+    expected = setup.expected(upto)
+    wait_until(lambda: len(sub.ids) >= len(expected), 20, what="every reading")
+    assert set(sub.ids) == expected, "nothing lost, nothing from before the seeded cursors"
+    duplicates = sum(n - 1 for n in sub.ids.values()) - sum(sub.redeliveries.values())
+    assert duplicates == 0, "Redis was lost between cycles: the checkpoint had every cursor"
+    assert set(read_cursors(redis_server.url, "test").values()) == {upto.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+    assert mosquitto.connections_from("c2c-sync-test") == 1, "the MQTT connection survived the Redis outage"
+    assert worker.uplink.connected
+    sub.stop()
+
+
+def test_a_worker_without_the_lease_cannot_overwrite_a_newer_checkpoint(moto):
+    create_table(moto)
+    client = moto.client("dynamodb")
+    newer, older = CursorCheckpoint(TABLE, "test", client=client), CursorCheckpoint(TABLE, "test", client=client)
+    assert newer.save({"site-1": "2026-01-01T00:10:00.000000Z"}, fencing_token=200) == SHARDS  # all, once
+
+    with pytest.raises(CheckpointFenced):
+        older.save({"site-1": "2026-01-01T00:05:00.000000Z"}, fencing_token=100)
+    assert newer.load() == {"site-1": "2026-01-01T00:10:00.000000Z"}
