@@ -155,7 +155,9 @@ class SyncServiceStack(cdk.Stack):
         }
         if start_queue is not None:
             environment["C2C_SIGNAL_URL"] = start_queue.queue_url
-        checkpoint = CursorCheckpointTable(self, "CursorCheckpoint", removal_policy=props.checkpoint_removal_policy)
+        checkpoint = CursorCheckpointTable(
+            self, "CursorCheckpoint", key=key, removal_policy=props.checkpoint_removal_policy
+        )
         environment[CHECKPOINT_TABLE_ENV] = checkpoint.table.table_name
 
         image = ecs.ContainerImage.from_asset(

@@ -271,9 +271,13 @@ def _function(ctx: _Context, resource: Resource) -> tuple[float, str]:
 def _dynamodb_table(ctx: _Context, resource: Resource) -> tuple[float, str]:
     if resource.properties.get("BillingMode") != "PAY_PER_REQUEST":
         raise KeyError(f"{resource.stack}/{resource.logical_id}: only on-demand (PAY_PER_REQUEST) tables are priced")
-    writes = ctx.stations * ctx.ticks * math.ceil(ctx.usage.dynamodb_item_kb)
-    reads = writes * ctx.usage.dynamodb_reads_per_write
-    storage_gb = ctx.stations * ctx.usage.dynamodb_item_kb / 1024**2
+    # The cursor checkpoint: each shard item written once per cycle, one write unit per started KB;
+    # a restore reads every shard strongly consistent, one read unit per started 4 KB.
+    usage = ctx.usage
+    shard_kb = ctx.stations * usage.checkpoint_bytes_per_station / usage.checkpoint_shards / 1024
+    writes = ctx.ticks * usage.checkpoint_shards * math.ceil(shard_kb)
+    reads = usage.checkpoint_restores_month * usage.checkpoint_shards * math.ceil(shard_kb / 4)
+    storage_gb = ctx.stations * usage.checkpoint_bytes_per_station / 1024**3
     cost = (
         writes / 1e6 * ctx.prices.dynamodb_per_million_writes
         + reads / 1e6 * ctx.prices.dynamodb_per_million_reads

@@ -72,8 +72,9 @@ class Usage(_Strict):
     kms_requests_month: int = Field(ge=0)
     cache_backup_gb: float = Field(ge=0)
     nat_instance_volume_gb: int = Field(gt=0)
-    dynamodb_item_kb: float = Field(gt=0)
-    dynamodb_reads_per_write: float = Field(ge=0)
+    checkpoint_shards: int = Field(gt=0)
+    checkpoint_bytes_per_station: float = Field(gt=0)
+    checkpoint_restores_month: float = Field(ge=0)
 
     def stations_for(self, env: str) -> int:
         return self.stations.get(env, self.stations["default"])

@@ -292,19 +292,21 @@ def test_task_role_can_only_consume_the_start_queue_give_signals_back_and_checkp
     ]
     (policy,) = policies
     statements = policy["PolicyDocument"]["Statement"]
-    table = env_synth.only("SyncService", "AWS::DynamoDB::GlobalTable")
+    table = env_synth.only("SyncService", "AWS::DynamoDB::Table")
     table_id = next(
-        k for k, v in env_synth.resources("SyncService", "AWS::DynamoDB::GlobalTable").items() if v is table
+        k for k, v in env_synth.resources("SyncService", "AWS::DynamoDB::Table").items() if v is table
     )
-    checkpoint = [s for s in statements if s.get("Sid") == "CursorCheckpoint"]
-    assert checkpoint == [
-        {
-            "Sid": "CursorCheckpoint",
-            "Effect": "Allow",
-            "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
-            "Resource": {"Fn::GetAtt": [table_id, "Arn"]},
-        }
-    ]
+    checkpoint = [s for s in statements if s.get("Sid", "").startswith("CursorCheckpoint")]
+    assert checkpoint[0] == {
+        "Sid": "CursorCheckpoint",
+        "Effect": "Allow",
+        "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
+        "Resource": {"Fn::GetAtt": [table_id, "Arn"]},
+    }
+    # The key only through DynamoDB.
+    assert checkpoint[1]["Condition"] == {
+        "StringEquals": {"kms:ViaService": {"Fn::Join": ["", ["dynamodb.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}}
+    }
     simplified = [
         (s["Effect"], s["Action"], s["Resource"]["Fn::ImportValue"]) for s in statements if s not in checkpoint
     ]
@@ -347,12 +349,15 @@ def test_redis_signal_transport_drops_the_queue_grant(stage):
 
 def test_the_cursor_checkpoint_table_is_on_demand_encrypted_recoverable_and_named_to_the_worker(env_synth):
     config = load_environment(env_synth.env)
-    (table_id, table) = next(iter(env_synth.resources("SyncService", "AWS::DynamoDB::GlobalTable").items()))
+    (table_id, table) = next(iter(env_synth.resources("SyncService", "AWS::DynamoDB::Table").items()))
     props = table["Properties"]
     assert props["BillingMode"] == "PAY_PER_REQUEST"
-    assert props["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS"}  # the AWS managed key
-    (replica,) = props["Replicas"]
-    assert replica["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    sse = props["SSESpecification"]
+    assert sse["SSEEnabled"] is True and sse["SSEType"] == "KMS"
+    assert sse["KMSMasterKeyId"] == {
+        "Fn::ImportValue": f"C2C-{env_synth.env}-Messaging:ExportsOutputFnGetAttMessagingKeyArn9294C07C"
+    }
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert [k["AttributeName"] for k in props["KeySchema"]] == ["env", "shard"]
     assert table["DeletionPolicy"] == ("Retain" if config.retain_data else "Delete")
     assert env_vars(env_synth)["C2C_CHECKPOINT_TABLE"] == {"Ref": table_id}
