@@ -153,5 +153,12 @@ $(VENV)/.bench-installed: bench/requirements.lock $(VENV)/.installed
 	$(PY) -m pip install --quiet --require-hashes --no-deps -r bench/requirements.lock
 	touch $@
 
+## chaos: the worker under fault injection (bench/chaos.py, about 25 min): broker kills, Redis lost,
+## vendor chaos, SIGTERM/SIGKILL mid-cycle, signal storm, poison signals, two workers, a 300-cycle soak
+## and a 30,000-body fuzz; prints one table (record it in bench/RESULTS.md). CHAOS_ARGS="--only soak".
+.PHONY: chaos
+chaos: install services
+	$(PY) bench/chaos.py $(CHAOS_ARGS)
+
 clean:
 	rm -rf cdk.out build .pytest_cache

@@ -240,7 +240,8 @@ class StateStore:
 
     def raw_cursors(self) -> dict[str, str]:
         """The cursor hash as stored, field for field (what the checkpoint copies)."""
-        return dict(self.client.hgetall(self.keys.cursors))
+        raw = self.client.hgetall(self.keys.cursors)
+        return {as_text(field): as_text(value) for field, value in raw.items()}
 
     def cursor_count(self) -> int:
         return int(self.client.hlen(self.keys.cursors))

@@ -293,9 +293,7 @@ def test_task_role_can_only_consume_the_start_queue_give_signals_back_and_checkp
     (policy,) = policies
     statements = policy["PolicyDocument"]["Statement"]
     table = env_synth.only("SyncService", "AWS::DynamoDB::Table")
-    table_id = next(
-        k for k, v in env_synth.resources("SyncService", "AWS::DynamoDB::Table").items() if v is table
-    )
+    table_id = next(k for k, v in env_synth.resources("SyncService", "AWS::DynamoDB::Table").items() if v is table)
     checkpoint = [s for s in statements if s.get("Sid", "").startswith("CursorCheckpoint")]
     assert checkpoint[0] == {
         "Sid": "CursorCheckpoint",
