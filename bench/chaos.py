@@ -7,7 +7,7 @@ Everything is real: the worker runs as its own process (`python -m functions.syn
 against redis-server, Mosquitto (persistence on, so a broker restart keeps what it acknowledged),
 the vendor simulator, and moto's server for SQS and DynamoDB. Ground truth: the simulator's clock is
 frozen and moved one reading interval per cycle, so every cycle adds exactly one reading per
-station; the expected set is every (station, time) between the seeded cursor and the last clock.
+station; the expected set is every (station, time) between the starting cursor and the last clock.
 The subscriber is a plain paho client with a persistent session; a reading it never got is *lost*,
 one it got twice is a *duplicate* (broker redeliveries of its own QoS 1 deliveries not counted).
 

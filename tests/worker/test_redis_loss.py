@@ -58,7 +58,7 @@ def test_an_empty_redis_is_restored_from_the_checkpoint_and_the_mqtt_connection_
     upto = setup.t0 + timedelta(seconds=INTERVAL_S)
     expected = setup.expected(upto)
     wait_until(lambda: len(sub.ids) >= len(expected), 20, what="every reading")
-    assert set(sub.ids) == expected, "nothing lost, nothing from before the seeded cursors"
+    assert set(sub.ids) == expected, "nothing lost, nothing from before the starting cursors"
     duplicates = sum(n - 1 for n in sub.ids.values()) - sum(sub.redeliveries.values())
     assert duplicates == 0, "Redis was lost between cycles: the checkpoint had every cursor"
     assert set(read_cursors(redis_server.url, "test").values()) == {upto.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
