@@ -25,10 +25,10 @@ $(VENV)/.installed: requirements-dev.lock pyproject.toml
 
 ## checkov in its own venv: it pins boto3/packaging versions that conflict with ours.
 CHECKOV_VENV := .venv-checkov
-$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+$(CHECKOV_VENV)/.installed: requirements-checkov.lock
 	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements-checkov.lock
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -53,6 +53,7 @@ lock: $(VENV)/.installed
 	$(LOCK) --universal functions/sync_worker/requirements.txt -o functions/sync_worker/requirements.lock
 	$(LOCK) --python-platform aarch64-manylinux2014 functions/trigger/requirements.txt -o functions/trigger/requirements.lock
 	$(LOCK) --universal bench/requirements.txt -c requirements-dev.lock -o bench/requirements.lock
+	$(LOCK) --universal requirements-checkov.txt -o requirements-checkov.lock
 
 ## fmt: format the code and sort its imports (ruff; the rules are in pyproject.toml).
 fmt: install

@@ -16,6 +16,7 @@ LOCKS = {
     "dev venv": (ROOT / "requirements-dev.txt", ROOT / "requirements-dev.lock"),
     "worker image": (ROOT / "functions/sync_worker/requirements.txt", ROOT / "functions/sync_worker/requirements.lock"),
     "trigger Lambda": (ROOT / "functions/trigger/requirements.txt", ROOT / "functions/trigger/requirements.lock"),
+    "checkov venv": (ROOT / "requirements-checkov.txt", ROOT / "requirements-checkov.lock"),
 }
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;#\\]+)")
 
