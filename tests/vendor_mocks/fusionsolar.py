@@ -120,6 +120,9 @@ class FusionSolarMock:
     user_name: str = "c2c_api"
     system_code: str = "Huawei@123"
     login_limit: int = LOGIN_LIMIT
+    #: Every documented duration (token idle time, budget periods, the 5-minute refresh) times this:
+    #: 1/60 lets an end-to-end test on the wall clock run a 5-minute cycle every 5 s. Hours stay hours.
+    time_scale: float = 1.0
     stats: MockStats = field(default_factory=MockStats)
     _budget: SlidingWindowBudget = field(default_factory=SlidingWindowBudget, init=False)
     _token: str | None = field(default=None, init=False)
@@ -129,6 +132,9 @@ class FusionSolarMock:
     def __post_init__(self) -> None:
         self.devices = {d.id: d for site in self.fleet.sites for d in devices_of(site)}
         self._by_code = {station_code(s): s for s in self.fleet.sites}
+
+    def _scaled(self, seconds: float) -> int:
+        return max(1, round(seconds * self.time_scale))
 
     # --- test API ------------------------------------------------------------------------------
     def station_codes(self) -> list[str]:
@@ -141,20 +147,20 @@ class FusionSolarMock:
         """Ground truth for an end-to-end test: what `getDevRealKpi` shows for the device now, with
         the reading time a client should give it (the envelope time floored to 5 minutes, in ms)."""
         now = self.clock.now()
-        floored = int(now // REALTIME_RESOLUTION_S * REALTIME_RESOLUTION_S * 1000)
+        floored = int(now // self._scaled(REALTIME_RESOLUTION_S) * self._scaled(REALTIME_RESOLUTION_S) * 1000)
         return floored, self._device_items(self.devices[device_id], now)
 
     def budget(self, interface: str, dev_type: int | None = None) -> tuple[int, float]:
         """(calls, period in seconds) the vendor allows `interface` (per devTypeId for getDevRealKpi)."""
         blocks = math.ceil(self.fleet.count / 100)
         if interface == "getStationRealKpi":
-            return blocks, REALTIME_PERIOD_S
+            return blocks, self._scaled(REALTIME_PERIOD_S)
         if interface == "getDevRealKpi":
             count = sum(1 for d in self.devices.values() if d.type_id == dev_type)
-            return max(1, math.ceil(count / 100)), REALTIME_PERIOD_S
+            return max(1, math.ceil(count / 100)), self._scaled(REALTIME_PERIOD_S)
         if interface == "login":
-            return self.login_limit, LOGIN_PERIOD_S
-        return blocks + 24, DAY_S
+            return self.login_limit, self._scaled(LOGIN_PERIOD_S)
+        return blocks + 24, self._scaled(DAY_S)
 
     # --- HTTP ----------------------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
@@ -228,7 +234,7 @@ class FusionSolarMock:
 
     def _authenticate(self, token: str | None, now: float) -> None:
         with self._lock:
-            valid = token is not None and token == self._token and now - self._token_used <= TOKEN_IDLE_S
+            valid = token is not None and token == self._token and now - self._token_used <= self._scaled(TOKEN_IDLE_S)
             if valid:
                 self._token_used = now
         if not valid:
@@ -309,9 +315,9 @@ class FusionSolarMock:
         return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
     def _day_energy_kwh(self, site: Site, now: float) -> float:
-        newest = self.fleet.last_reported_start(site, REALTIME_RESOLUTION_S, now)
+        newest = self.fleet.last_reported_start(site, self._scaled(REALTIME_RESOLUTION_S), now)
         start = self._local_midnight(site, now)
-        return round(self.fleet.pv_energy_wh(site, start, newest + REALTIME_RESOLUTION_S) / 1000, 3)
+        return round(self.fleet.pv_energy_wh(site, start, newest + self._scaled(REALTIME_RESOLUTION_S)) / 1000, 3)
 
     def _station_real_kpi(self, body: dict[str, Any], now: float) -> tuple[Any, dict[str, Any]]:
         sites, codes = self._sites(body)
@@ -377,7 +383,10 @@ class FusionSolarMock:
 
     def _device_items(self, device: Device, now: float) -> dict[str, Any]:
         site, fleet = device.site, self.fleet
-        mid = fleet.last_reported_start(site, REALTIME_RESOLUTION_S, now) + REALTIME_RESOLUTION_S / 2
+        mid = (
+            fleet.last_reported_start(site, self._scaled(REALTIME_RESOLUTION_S), now)
+            + self._scaled(REALTIME_RESOLUTION_S) / 2
+        )
         if device.type_id == INVERTER:
             pv = fleet.pv_w(site, mid)
             return {

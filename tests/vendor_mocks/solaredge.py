@@ -106,10 +106,21 @@ class SolarEdgeMock:
     daily_quota: int = DAILY_QUOTA
     max_concurrent: int = MAX_CONCURRENT
     latency_s: float = 0.0  # wall-clock hold of each answered call, to make concurrency observable
+    #: Every documented duration but the window limits (quarter-hour, storage resolution, quota day)
+    #: times this: 1/60 lets an end-to-end test on the wall clock see a new quarter every 15 s.
+    time_scale: float = 1.0
     stats: MockStats = field(default_factory=MockStats)
     _quota: SlidingWindowBudget = field(default_factory=SlidingWindowBudget, init=False)
     _in_flight: int = field(default=0, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @property
+    def _quarter(self) -> int:
+        return max(1, round(QUARTER_S * self.time_scale))
+
+    @property
+    def _storage_step(self) -> int:
+        return max(1, round(STORAGE_RESOLUTION_S * self.time_scale))
 
     # --- test API ------------------------------------------------------------------------------
     def site_ids(self) -> list[int]:
@@ -126,11 +137,11 @@ class SolarEdgeMock:
         """Ground truth for an end-to-end test: every quarter-hour starting in [since, until) whose
         power the mock reports now, by its UTC start."""
         site, now = self._site(str(sid)), self.clock.now()
-        slots = self._slots(since.timestamp(), until.timestamp() - 1, QUARTER_S)
+        slots = self._slots(since.timestamp(), until.timestamp() - 1, self._quarter)
         return {
-            datetime.fromtimestamp(slot, UTC): self.fleet.pv_w(site, slot + QUARTER_S / 2)
+            datetime.fromtimestamp(slot, UTC): self.fleet.pv_w(site, slot + self._quarter / 2)
             for slot in slots
-            if slot >= since.timestamp() and self._known(site, slot, QUARTER_S, now)
+            if slot >= since.timestamp() and self._known(site, slot, self._quarter, now)
         }
 
     def reported_storage(self, sid: int, since: datetime, until: datetime) -> dict[tuple[str, datetime], float]:
@@ -139,12 +150,12 @@ class SolarEdgeMock:
         site, now = self._site(str(sid)), self.clock.now()
         slots = [
             slot
-            for slot in self._slots(since.timestamp(), until.timestamp() - 1, STORAGE_RESOLUTION_S)
-            if slot >= since.timestamp() and self._known(site, slot, STORAGE_RESOLUTION_S, now)
+            for slot in self._slots(since.timestamp(), until.timestamp() - 1, self._storage_step)
+            if slot >= since.timestamp() and self._known(site, slot, self._storage_step, now)
         ]
         return {
             (battery_serial(site, b), datetime.fromtimestamp(slot, UTC)): self.fleet.battery_w(
-                site, b, slot + STORAGE_RESOLUTION_S / 2
+                site, b, slot + self._storage_step / 2
             )
             for b in range(1, site.batteries + 1)
             for slot in slots
@@ -209,8 +220,9 @@ class SolarEdgeMock:
 
     def _charge(self, *keys: str) -> None:
         now = self.clock.now()
-        day_start = now - now % 86400  # the quota resets at 00:00 UTC (assumed: the docs name no zone)
-        if not self._quota.try_acquire_all([f"{key}:{day_start}" for key in keys], self.daily_quota, 86400, now):
+        day = 86400 * self.time_scale
+        day_start = now - now % day  # the quota resets at 00:00 UTC (assumed: the docs name no zone)
+        if not self._quota.try_acquire_all([f"{key}:{day_start}" for key in keys], self.daily_quota, day, now):
             raise ApiError(429, "daily_quota", "Too Many Requests")
 
     def _site(self, raw: str) -> Site:
@@ -292,7 +304,7 @@ class SolarEdgeMock:
         return self.fleet.reported(site, slot, step, now)
 
     def _power_value(self, site: Site, slot: float, now: float) -> float | None:
-        return self.fleet.pv_w(site, slot + QUARTER_S / 2) if self._known(site, slot, QUARTER_S, now) else None
+        return self.fleet.pv_w(site, slot + self._quarter / 2) if self._known(site, slot, self._quarter, now) else None
 
     def _series(
         self, site: Site, window: tuple[float, float], mean_w: Callable[[Site, float], float]
@@ -302,9 +314,11 @@ class SolarEdgeMock:
         return [
             {
                 "date": self._local(site, slot),
-                "value": mean_w(site, slot + QUARTER_S / 2) if self._known(site, slot, QUARTER_S, now) else None,
+                "value": mean_w(site, slot + self._quarter / 2)
+                if self._known(site, slot, self._quarter, now)
+                else None,
             }
-            for slot in self._slots(*window, QUARTER_S)
+            for slot in self._slots(*window, self._quarter)
         ]
 
     def _power(self, site: Site, query: Any) -> Any:
@@ -366,14 +380,14 @@ class SolarEdgeMock:
         if unit not in ("QUARTER_OF_AN_HOUR", "HOUR"):
             raise ApiError(400, "bad_request", f"the mock serves timeUnit QUARTER_OF_AN_HOUR or HOUR, not {unit}")
         window = self._window(site, query, add_month)
-        step = QUARTER_S if unit == "QUARTER_OF_AN_HOUR" else 3600
+        step = self._quarter if unit == "QUARTER_OF_AN_HOUR" else 4 * self._quarter
         now = self.clock.now()
 
         def energy(meter: str, slot: float) -> float | None:
             if not self._known(site, slot, step, now):
                 return None
-            quarters = range(int(slot), int(slot) + step, QUARTER_S)
-            return round(sum(self._meter_w(site, q + QUARTER_S / 2, meter) * QUARTER_S / 3600 for q in quarters), 1)
+            quarters = range(int(slot), int(slot) + step, self._quarter)
+            return round(sum(self._meter_w(site, q + self._quarter / 2, meter) * QUARTER_S / 3600 for q in quarters), 1)
 
         meters = [
             {
@@ -398,8 +412,8 @@ class SolarEdgeMock:
                 continue
             telemetries = [
                 self._telemetry(site, battery, slot)
-                for slot in self._slots(*window, STORAGE_RESOLUTION_S)
-                if self._known(site, slot, STORAGE_RESOLUTION_S, now)
+                for slot in self._slots(*window, self._storage_step)
+                if self._known(site, slot, self._storage_step, now)
             ]
             batteries.append(
                 {
@@ -413,7 +427,7 @@ class SolarEdgeMock:
         return {"storageData": {"batteryCount": len(batteries), "batteries": batteries}}
 
     def _telemetry(self, site: Site, battery: int, slot: float) -> dict[str, Any]:
-        mid = slot + STORAGE_RESOLUTION_S / 2
+        mid = slot + self._storage_step / 2
         power = self.fleet.battery_w(site, battery, mid)
         days = (slot - 1_600_000_000) / 86400
         return {

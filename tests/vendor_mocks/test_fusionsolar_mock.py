@@ -238,3 +238,15 @@ def test_the_snapshot_helper_agrees_with_get_dev_real_kpi(client):
     at, items = mock.snapshot(battery.id)
     assert at == int(datetime(2024, 3, 31, 11, 0, tzinfo=UTC).timestamp() * 1000) <= answer["params"]["currentTime"]
     assert answer["data"][0]["dataItemMap"] == items
+
+
+def test_time_scale_shrinks_budget_periods_and_the_token_idle_time(vendor_mock_factory):
+    c = Client(vendor_mock_factory("fusionsolar", sites=10, time_scale=1 / 60))
+    mock = app(c.server)
+    c.login()
+    codes = ",".join(mock.station_codes())
+    assert [c.call("getStationRealKpi", stationCodes=codes)["failCode"] for _ in range(2)] == [0, 407]
+    mock.clock.advance(5)  # five "minutes"
+    assert c.call("getStationRealKpi", stationCodes=codes)["success"] is True
+    mock.clock.advance(31)  # thirty idle "minutes"
+    assert c.call("getStationRealKpi", stationCodes=codes)["failCode"] == 305

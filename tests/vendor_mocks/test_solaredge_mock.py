@@ -220,3 +220,17 @@ def test_ground_truth_helpers_agree_with_what_the_api_answers(solaredge_mock):
     answered = {(b["serialNumber"], t["timeStamp"]): t["power"] for b in batteries for t in b["telemetries"]}
     assert len(answered) == len(storage) == 2 * 13  # 11:00 .. 12:00 UTC, every 5 minutes, two batteries
     assert sorted(answered.values()) == sorted(storage.values())
+
+
+def test_time_scale_shrinks_quarter_hours_and_the_quota_day_for_wall_clock_tests(vendor_mock_factory):
+    server = vendor_mock_factory("solaredge", sites=2, start="2024-03-31T10:00:00Z", time_scale=1 / 60, daily_quota=2)
+    mock, sid = app(server), SITE_ID_BASE + 1
+    window = {"startTime": "2024-03-31 11:59:30", "endTime": "2024-03-31 12:00:00"}  # Berlin: 09:59:30-10:00 UTC
+    values = get(server, f"/site/{sid}/power", **window).json()["power"]["values"]
+    assert [v["date"] for v in values] == ["2024-03-31 11:59:30", "2024-03-31 11:59:45", "2024-03-31 12:00:00"]
+    assert [v["value"] is None for v in values] == [False, False, True]  # the 15-second "quarter" at 10:00 is not over
+    assert [get(server, f"/site/{sid}/details").status_code for _ in range(2)] == [200, 429]  # 2 a "day"
+    mock.clock.advance(24 * 60)  # the next "day": a fresh quota
+    values = get(server, f"/site/{sid}/power", **window).json()["power"]["values"]
+    assert values[2]["value"] == mock.expected_power(sid, datetime(2024, 3, 31, 10, 0, tzinfo=UTC)) is not None
+    assert mock.stats.refusals == {"daily_quota": 1}
