@@ -90,3 +90,28 @@ def test_slow_log_goes_to_a_log_group_with_retention(env_synth):
     assert delivery["DestinationType"] == "cloudwatch-logs" and delivery["LogType"] == "slow-log"
     group = env_synth.only("Cache", "AWS::Logs::LogGroup")["Properties"]
     assert group["RetentionInDays"] == load_environment(env_synth.env).log_retention_days
+
+
+#: AWS::ElastiCache::ReplicationGroup properties whose change replaces the cluster (CloudFormation
+#: "Update requires: Replacement"), and what prod's cache has for each (absent = not set).
+CREATE_ONLY = {
+    "AtRestEncryptionEnabled": True,
+    "CacheSubnetGroupName": {"Ref": "RedisSubnetGroup"},
+    "DataTieringEnabled": None,
+    "GlobalReplicationGroupId": None,
+    "KmsKeyId": None,
+    "NetworkType": None,
+    "PreferredCacheClusterAZs": None,
+    "ReplicationGroupId": None,
+    "SnapshotArns": None,
+    "SnapshotName": None,
+}
+
+
+def test_nothing_in_code_would_replace_the_deployed_prod_cache(prod):
+    # The config's create-only value (the port) is guarded at synth by cache.deployed; this pins the
+    # ones the code sets, so a code change that would replace the retained prod cache fails here.
+    props = replication_group(prod)["Properties"]
+    assert {name: props.get(name) for name in CREATE_ONLY} == CREATE_ONLY
+    assert props["Port"] == prod.config.cache.deployed.port
+    assert replication_group(prod)["DeletionPolicy"] == "Retain"
