@@ -122,6 +122,7 @@ demo: install services
 ## bench: the benchmarks of bench/RESULTS.md (a few minutes; record the figures there by hand).
 bench: install services
 	C2C_LOG_LEVEL=ERROR $(PY) bench/worker_bench.py cycle --stations 10000 --latency-ms 50 --concurrency 32
+	C2C_LOG_LEVEL=ERROR $(PY) bench/worker_bench.py batched --stations 10000 --latency-ms 50 --concurrency 32
 	C2C_LOG_LEVEL=ERROR $(PY) bench/worker_bench.py publish --readings 30000 --concurrency 32 --with-simulator
 	$(PY) bench/simulator_throughput.py --seconds 8
 

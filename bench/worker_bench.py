@@ -9,6 +9,11 @@ interval and the second cycle (one request and one reading per station) is timed
 limit N x latency / concurrency. The peak RSS of this process (the worker plus this harness) is
 reported as the worker's memory at N stations.
 
+`batched`: a batched vendor: the simulator's /v2 `realtime` endpoint (POST, session login, up to
+100 sites per request, a snapshot with the answer's time) and nothing else of simulator_v2.yaml.
+After a warm-up cycle the simulator's clock moves one snapshot step; the second cycle is timed and
+its vendor requests counted on the simulator's side (N / 100 expected).
+
 `publish`: the worker's publish pipeline (transform, QoS 1 within the in-flight window, PUBACK
 tracking, fenced cursor writes per page) fed by a zero-latency in-memory source, against raw paho
 QoS 1 (`max_inflight_messages` = the same window, `wait_for_publish` at the end) on one connection
@@ -298,6 +303,58 @@ def bench_publish(args: argparse.Namespace) -> dict:
         svc.stop()
 
 
+def bench_batched(args: argparse.Namespace) -> dict:
+    from functions.sync_worker.source.http_json import HttpJsonSource, load_vendor_config
+
+    svc = Services()
+    try:
+        t0 = t0_for_sim()
+        svc.sim = SimulatorProcess(
+            stations=args.stations, latency_ms=args.latency_ms, clock=t0.strftime("%Y-%m-%dT%H:%M:%SZ") + "@0"
+        ).start(timeout=60)
+        full = load_vendor_config("simulator_v2")
+        config = full.model_copy(update={"readings": [ep for ep in full.readings if ep.name == "realtime"]})
+        (batch,) = [ep.batch for ep in config.readings]
+        assert batch is not None
+        source = HttpJsonSource(
+            config, base_url=svc.sim.url, secrets={"api_key": "sim-key"}, pool_size=args.concurrency
+        )
+        stations = source.list_stations()
+        _, runner, uplink, lease = make_runner(
+            svc.broker.url, svc.redis.url, svc.sim.url, source, concurrency=args.concurrency
+        )
+        warm = runner.run(stations)
+        svc.sim.advance_clock(300)  # the next snapshot step: new values for every site
+        before = svc.sim.admin("GET", "/_v2")["served"].get("realtime", 0)
+        timed = runner.run(stations)
+        requests = svc.sim.admin("GET", "/_v2")["served"].get("realtime", 0) - before
+        rec = timed.record
+        per_request = batch.size
+        request_count = -(-args.stations // per_request)
+        limit_s = request_count * args.latency_ms / 1000 / min(args.concurrency, request_count)
+        result = {
+            "bench": "batched",
+            "stations": args.stations,
+            "stations_per_request": per_request,
+            "latency_ms": args.latency_ms,
+            "concurrency": args.concurrency,
+            "requests_per_cycle": requests,
+            "warmup_cycle_s": round(warm.record.duration_ms / 1000, 2),
+            "cycle_s": round(rec.duration_ms / 1000, 2),
+            "io_limit_s": round(limit_s, 3),
+            "synced": rec.stations_synced,
+            "failed": rec.stations_failed,
+            "published": rec.readings_published,
+        }
+        uplink.close()
+        runner.close()
+        lease.release()
+        source.close()
+        return result
+    finally:
+        svc.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="bench", required=True)
@@ -305,6 +362,10 @@ def main() -> None:
     cycle.add_argument("--stations", type=int, default=10_000)
     cycle.add_argument("--latency-ms", type=float, default=50.0)
     cycle.add_argument("--concurrency", type=int, default=32)
+    batched = sub.add_parser("batched")
+    batched.add_argument("--stations", type=int, default=10_000)
+    batched.add_argument("--latency-ms", type=float, default=50.0)
+    batched.add_argument("--concurrency", type=int, default=32)
     publish = sub.add_parser("publish")
     publish.add_argument("--readings", type=int, default=50_000)
     publish.add_argument("--stations", type=int, default=100)
@@ -322,7 +383,7 @@ def main() -> None:
     import logging
 
     logging.getLogger("sync-worker").setLevel(logging.ERROR)
-    commands = {"cycle": bench_cycle, "publish": bench_publish, "publish-run": publish_run}
+    commands = {"cycle": bench_cycle, "batched": bench_batched, "publish": bench_publish, "publish-run": publish_run}
     print_result(commands[args.bench](args))
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from enum import StrEnum
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import (
     AnyHttpUrl,
     BaseModel,
@@ -26,6 +28,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 # One alphabet for station ids wherever they are written down: the signal schema's.
 from functions.common.signal import StationId
+from functions.common.source_secrets import auth_secret_names
 
 #: The retention periods CloudWatch Logs accepts (AWS::Logs::LogGroup RetentionInDays).
 ALLOWED_LOG_RETENTION_DAYS = frozenset(
@@ -46,6 +49,10 @@ _CRON = re.compile(r"^cron\((\S+\s){5}\S+\)$")
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,14}$")]
 SecretName = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9/_+=.@-]+$")]
+
+
+#: Where the shipped vendor configs live (read at synth to check their secrets are deployed).
+VENDORS_DIR = Path(__file__).resolve().parent.parent / "functions" / "sync_worker" / "source" / "vendors"
 
 
 class _Strict(BaseModel):
@@ -451,14 +458,78 @@ def _profile_of(section: str) -> str:
 
 
 class SourceConfig(_Strict):
-    """The energy-storage cloud the worker reads from."""
+    """The energy-storage cloud the worker reads from: a vendor config shipped in
+    functions/sync_worker/source/vendors/, or a plug-in adapter class for what no config expresses."""
 
     base_url: AnyHttpUrl
     #: Vendor mapping shipped in functions/sync_worker/source/vendors/ (e.g. `simulator`).
-    vendor: str = Field(pattern=r"^[a-z0-9_\-]+$")
-    api_key_secret: SecretName
+    vendor: str | None = Field(default=None, pattern=r"^[a-z0-9_\-]+$")
+    #: A plug-in adapter, `package.module:Class` or `entrypoint:<name>` (instead of `vendor`).
+    adapter: str | None = Field(default=None, pattern=r"^(entrypoint:[\w.-]+|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")
+    #: The adapter's own settings (reach it as the JSON C2C_SOURCE_SETTINGS).
+    settings: dict[str, Any] = Field(default_factory=dict)
+    #: Secret name the source reads -> NAME of the Secrets Manager secret holding it. The vendor
+    #: config's `auth` (or the adapter's `required_secrets`) says which names it reads; each reaches
+    #: the worker as the ecs.Secret C2C_SOURCE_<NAME>.
+    secrets: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], SecretName] = Field(default_factory=dict)
+    #: Shorthand for `secrets: {api_key: ...}`.
+    api_key_secret: SecretName | None = None
     #: Optional subset of stations; default is every station the vendor lists.
     stations: list[StationId] | None = Field(default=None, min_length=1)
+
+    @property
+    def named_secrets(self) -> dict[str, str]:
+        """Secret name the source reads -> Secrets Manager secret name."""
+        return {**({"api_key": self.api_key_secret} if self.api_key_secret else {}), **self.secrets}
+
+    @model_validator(mode="after")
+    def _source_rules(self) -> SourceConfig:
+        """Every problem at once, each under its own field name."""
+        problems = list(self._problems())
+        if problems:
+            raise ValidationError.from_exception_data(
+                "SourceConfig",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("source_rule", "{rule}", {"rule": message}),
+                        loc=loc,
+                        input=getattr(self, loc[0], None),
+                    )
+                    for loc, message in problems
+                ],
+            )
+        return self
+
+    def _problems(self) -> Iterator[tuple[tuple[str, ...], str]]:
+        if (self.vendor is None) == (self.adapter is None):
+            yield ("vendor",), "set exactly one of source.vendor and source.adapter"
+        if self.api_key_secret and "api_key" in self.secrets:
+            yield ("api_key_secret",), "names the secret `api_key` a second time (also in source.secrets)"
+        if self.settings and self.adapter is None:
+            yield ("settings",), "only used with source.adapter"
+        if self.vendor is not None:
+            yield from self._vendor_secret_problems(self.vendor)
+
+    def _vendor_secret_problems(self, vendor: str) -> Iterator[tuple[tuple[str, ...], str]]:
+        # The vendor file's auth is read here so a secret it needs but nobody deploys fails at synth
+        # (the file itself is validated by the worker's schema in the tests and by validate-config).
+        path = VENDORS_DIR / f"{vendor}.yaml"
+        if not path.exists():
+            shipped = sorted(p.stem for p in VENDORS_DIR.glob("*.yaml"))
+            yield ("vendor",), f"no vendor config {path.name} (shipped: {shipped})"
+            return
+        try:
+            raw = yaml.safe_load(path.read_text())
+            needed = auth_secret_names(raw["auth"])
+        except (yaml.YAMLError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            yield ("vendor",), f"vendor config {path.name} is invalid: {exc}"
+            return
+        named = self.named_secrets
+        for name in needed:
+            if name not in named:
+                yield ("secrets", name), f"vendor {vendor} reads secret {name!r}: map it to a Secrets Manager secret"
+        for name in sorted(set(named) - set(needed)):
+            yield ("secrets", name), f"not read by vendor {vendor}; remove it (it would be granted for nothing)"
 
 
 class TriggerConfig(_Strict):

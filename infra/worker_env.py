@@ -9,7 +9,10 @@ nothing, so the worker's own default applies.
 
 from __future__ import annotations
 
+import json
+
 from config.schema import EnvironmentConfig, IdentityMode, PlatformConfig, ProfileName, SignalTransport
+from functions.common.source_secrets import source_secret_env
 
 #: PlatformSecrets field -> the container env var that receives the secret's value.
 PLATFORM_SECRET_ENV: dict[str, str] = {
@@ -82,8 +85,12 @@ def worker_environment(config: EnvironmentConfig) -> dict[str, str]:
         "C2C_MQTT_CLIENT_ID": config.platform.client_id,
         **platform_environment(config.platform),
         "C2C_SOURCE_URL": str(config.source.base_url).rstrip("/"),
-        "C2C_SOURCE_CONFIG": config.source.vendor,
     }
+    if config.source.vendor is not None:
+        env["C2C_SOURCE_CONFIG"] = config.source.vendor
+    if config.source.adapter is not None:
+        env["C2C_SOURCE_ADAPTER"] = config.source.adapter
+        env["C2C_SOURCE_SETTINGS"] = json.dumps(config.source.settings, separators=(",", ":"), sort_keys=True)
     if config.signal_transport is SignalTransport.REDIS:
         env["C2C_SIGNAL_URL"] = "redis"
     if config.source.stations:
@@ -93,7 +100,8 @@ def worker_environment(config: EnvironmentConfig) -> dict[str, str]:
 
 def worker_named_secrets(config: EnvironmentConfig) -> dict[str, str]:
     """Env var -> name of each operator-created secret the worker needs."""
-    return {"C2C_SOURCE_API_KEY": config.source.api_key_secret, **platform_named_secrets(config.platform)}
+    source = {source_secret_env(name): secret for name, secret in config.source.named_secrets.items()}
+    return {**source, **platform_named_secrets(config.platform)}
 
 
 __all__ = [

@@ -11,6 +11,7 @@ from simulator.clock import SimClock
 from simulator.faults import FaultInjector, FaultSettings, assign_station_faults
 from simulator.server import SimulatorConfig, SimulatorState, make_server
 from simulator.telemetry import station_id
+from simulator.vendor_v2 import V2Settings
 
 
 def _rate(text: str) -> float:
@@ -33,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--client-secret", default=None, help="OAuth2 client secret (default: --api-key)")
     p.add_argument("--token-ttl-s", type=float, default=3600.0, help="lifetime of issued OAuth2 tokens")
     p.add_argument("--reading-interval-s", type=int, default=60, help="telemetry cadence")
+    p.add_argument("--v2-interval-s", type=int, default=60, help="/v2 history slot length")
+    p.add_argument("--v2-revise-after-s", type=int, default=180, help="/v2: revised values appear this late")
+    p.add_argument("--v2-budget-calls", type=int, default=1_000_000, help="/v2/history calls per budget period")
+    p.add_argument("--v2-budget-period-s", type=float, default=60.0, help="/v2/history budget period")
     p.add_argument(
         "--clock",
         default="real",
@@ -69,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         client_secret=args.client_secret,
         token_ttl_s=args.token_ttl_s,
         reading_interval_s=args.reading_interval_s,
+        v2=V2Settings(
+            interval_s=args.v2_interval_s,
+            revise_after_s=args.v2_revise_after_s,
+            budget_calls=args.v2_budget_calls,
+            budget_period_s=args.v2_budget_period_s,
+            token_ttl_s=args.token_ttl_s,
+        ),
     )
     try:
         pinned = assign_station_faults(

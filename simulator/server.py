@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from simulator import vendor_v2
 from simulator.clock import SimClock, parse_utc
 from simulator.faults import FaultInjector, FaultKind
 from simulator.stats import Stats
@@ -59,6 +60,7 @@ class SimulatorConfig:
     client_secret: str | None = None  # defaults to api_key
     token_ttl_s: float = 3600.0
     reading_interval_s: int = 60
+    v2: vendor_v2.V2Settings = field(default_factory=vendor_v2.V2Settings)
 
 
 @dataclass
@@ -73,6 +75,7 @@ class SimulatorState:
     def __post_init__(self) -> None:
         self.station_ids = [station_id(i) for i in range(1, self.config.stations + 1)]
         self.station_set = frozenset(self.station_ids)
+        self.v2 = vendor_v2.V2State(self.config.v2, self.config.seed, self.station_ids, self.config.api_key)
 
 
 def _encode_cursor(after: int, until: int) -> str:
@@ -147,7 +150,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         if self.close_connection:
             head.append("Connection: close")
         self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
-        if self.path.startswith(("/v1/", "/oauth/")):
+        if self.path.startswith(("/v1/", "/v2/", "/oauth/")):
             self.server.state.stats.response(status)
 
     def _json(self, status: int, payload: object, headers: dict[str, str] | None = None) -> None:
@@ -167,7 +170,11 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         try:
-            if url.path.startswith("/v1/") and method == "GET":
+            if url.path.startswith("/v2/") and method == "POST":
+                self._v2(url.path)
+            elif url.path.startswith("/v2/"):
+                raise ApiError(405, "the /v2 API is POST only")
+            elif url.path.startswith("/v1/") and method == "GET":
                 self._api(url.path, query)
             elif url.path == "/oauth/token" and method == "POST":
                 self._token()
@@ -179,6 +186,22 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     # -- vendor API -------------------------------------------------------------------------------
+    def _v2(self, path: str) -> None:
+        state = self.server.state
+        state.stats.request(path.rsplit("/", 1)[-1], None)
+        latency = state.faults.settings.latency_ms
+        if latency > 0:
+            time.sleep(latency / 1000.0)
+        try:
+            body = json.loads(self._body() or b"{}")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self._json(200, {"success": False, "failCode": 20400, "message": "body must be a JSON object"})
+            return
+        answer, headers = vendor_v2.handle(state.v2, path, body, self.headers, state.clock.now())
+        self._json(200, answer, headers)
+
     def _api(self, path: str, query: dict) -> None:
         state = self.server.state
         match = _TELEMETRY.match(path)
@@ -360,8 +383,11 @@ class SimulatorHandler(BaseHTTPRequestHandler):
                     set(wanted.split(",")) if wanted else None, with_arrivals=query.get("arrivals", ["0"])[0] == "1"
                 ),
             )
+        elif path == "/_v2" and method == "GET":
+            self._json(200, state.v2.describe())
         elif path == "/_stats/reset" and method == "POST":
             state.stats.reset()
+            state.v2.reset()
             self._json(200, {"ok": True})
         elif path == "/_faults":
             if method == "POST":

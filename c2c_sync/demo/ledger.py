@@ -11,7 +11,7 @@ and a reading is **lost** when it is in `expected` but the independent subscribe
 it. Readings the worker published past a cursor it did not manage to advance (a station that
 failed mid-page) are not expected yet: the next cycle sends them again, so they count as
 "beyond cursor", never as lost. Message ids come from the worker's own contract
-(`Reading.message_id`: station + reading time), the same id the payload carries.
+(`Reading.message_id`: station + series + reading time), the same id the payload carries.
 """
 
 from __future__ import annotations

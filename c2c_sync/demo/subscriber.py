@@ -1,7 +1,7 @@
 """An MQTT subscriber independent of the worker: what a consumer on the IoT platform receives.
 
 It shares no code with the worker's uplink (plain paho-mqtt, its own client id, its own
-connection) and keys what it receives by the payload's `message_id` (station + reading time), so
+connection) and keys what it receives by the payload's `message_id` (station + series + reading time), so
 duplicates and gaps are counted from what actually crossed the broker.
 
 `drop_first_of` is a TEST-ONLY fault: the subscriber pretends it never received the first reading

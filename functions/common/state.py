@@ -10,6 +10,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+#: The cursor hash of this endpoint name keeps its historic key (`<prefix>:cursors`).
+DEFAULT_ENDPOINT = "readings"
+
 #: A heartbeat older than this is stale: the health check fails and the alarm fires.
 HEARTBEAT_STALE_AFTER_S = 90
 #: TTL of the heartbeat key: a dead worker's heartbeat disappears by itself.
@@ -49,6 +52,26 @@ class StateKeys:
         """Hash: station id -> ISO-8601 UTC time of the last reading acknowledged by the broker."""
         return f"{self.prefix}:cursors"
 
+    def cursors_of(self, endpoint: str) -> str:
+        """Hash of one reading endpoint's cursors: the default endpoint's is `cursors`, another's
+        `cursors:<endpoint>` (one cursor per station and endpoint)."""
+        return self.cursors if endpoint == DEFAULT_ENDPOINT else f"{self.cursors}:{endpoint}"
+
+    def published_through(self, endpoint: str) -> str:
+        """Hash: station id -> the latest reading time published past that station's cursor (set
+        only while the cursor is held back, e.g. by a value not reported yet): readings up to it
+        may have been sent already and are compared with their digest before publishing."""
+        return f"{self.cursors_of(endpoint)}:published"
+
+    def call_budget(self, endpoint: str) -> str:
+        """Sorted set: one member per vendor call of `endpoint` (scored by its time), pruned to the
+        budget's period; shared by every worker of the environment and kept across restarts."""
+        return f"{self.prefix}:budget:{endpoint}"
+
+    def seen(self, message_id: str) -> str:
+        """String with a TTL: the digest of the payload last published under `message_id`."""
+        return f"{self.prefix}:seen:{message_id}"
+
     @property
     def history(self) -> str:
         """List (newest first, capped at `RUN_HISTORY_LENGTH`): `CycleRecord` JSON."""
@@ -74,6 +97,8 @@ class CycleRecord(BaseModel):
     stations_total: int
     stations_synced: int
     stations_failed: int
+    #: Stations not called this cycle because the vendor's throttling or call budget left no room.
+    stations_deferred: int = 0
     readings_published: int
     duplicates_possible: int = 0
     errors_by_class: dict[str, int] = Field(default_factory=dict)

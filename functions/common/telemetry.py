@@ -23,6 +23,7 @@ class WorkerMetric:
     STATIONS_SYNCED = "StationsSynced"  # Count
     STATIONS_FAILED = "StationsFailed"  # Count (also per error class, see `failed_metric`)
     STATION_LIST_FAILED = "StationListFailed"  # Count: cycles that could not read the station list
+    STATIONS_DEFERRED = "StationsDeferred"  # Count: not called, the vendor's budget or throttling left no room
     READINGS_PUBLISHED = "ReadingsPublished"  # Count
     READINGS_SKIPPED = "ReadingsSkipped"  # Count: permanent errors on single readings
     MQTT_CONNECTIONS_OPENED = "MqttConnectionsOpened"  # Count

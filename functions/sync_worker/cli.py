@@ -131,13 +131,18 @@ def _check(settings: WorkerSettings) -> str:
     """Everything `run` needs that can be checked without a network: the vendor config, the secrets
     it names, the platform profile. Returns the vendor's name; `ValueError` (one line) otherwise."""
     from functions.sync_worker.source.http_json import load_vendor_config
+    from functions.sync_worker.source.plugins import load_adapter_class
     from functions.sync_worker.uplink.profiles import build_profile
     from functions.sync_worker.wiring import check_source_secrets
 
-    vendor = load_vendor_config(settings.source_config)
-    check_source_secrets(settings, vendor)
+    if settings.source_adapter:
+        load_adapter_class(settings.source_adapter)
+        name = settings.source_adapter
+    else:
+        name = load_vendor_config(settings.source_config).name
+    check_source_secrets(settings)
     build_profile(settings)
-    return vendor.name
+    return name
 
 
 def _config_error(exc: Exception) -> int:

@@ -1,13 +1,21 @@
-"""One sync cycle: every station fetched since its cursor, transformed, published, cursor advanced.
+"""One sync cycle: every station and reading endpoint fetched since its cursor, transformed,
+published, cursor advanced.
 
-The cursor of a station moves page by page, and only after every PUBACK of that page arrived: a
-crash, a broker outage or a lost lease leaves the cursor at the last fully acknowledged page, and
-the next cycle republishes the rest (duplicates are possible and carry the same message id; loss
-is not). Errors are classified in exactly one place, `_run_station`, by their class.
+The window of one (station, endpoint) is `(cursor - lookback, now - settle]`. Its cursor moves only
+after every PUBACK of what was sent, and only to a time up to which the vendor's answer is known
+complete (`ReadingBatch.complete_through`), never past an item the vendor listed without a value
+while that item is inside the lookback: a crash, a broker outage or a lost lease leaves the cursor
+where everything before it is acknowledged, and a late value is read when it arrives. Readings
+that may have been sent before (inside the lookback, or past a held cursor) are compared with the
+digest remembered for their id and sent again only when their values changed, so re-reading does
+not flood. Duplicates are possible and carry the same message id; loss is not. Errors are
+classified in exactly one place, `_run_unit`, by their class.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import queue
 import threading
 import time
@@ -23,7 +31,16 @@ from redis.exceptions import RedisError
 from functions.common.state import CycleRecord
 from functions.sync_worker.errors import ErrorClass, PermanentError, SyncError, ThrottledError
 from functions.sync_worker.observability import logger
-from functions.sync_worker.source.base import Reading, SourceAdapter, Station
+from functions.sync_worker.source.base import (
+    DEFAULT_ENDPOINT,
+    TICK,
+    BatchAnswer,
+    EndpointPlan,
+    Reading,
+    ReadingBatch,
+    SourceAdapter,
+    Station,
+)
 from functions.sync_worker.store import LeaseLost
 from functions.sync_worker.transform import to_message
 from functions.sync_worker.uplink.batch import PublishBatch
@@ -43,9 +60,88 @@ class Publisher(Protocol):
 
 
 class CursorStore(Protocol):
-    def cursors(self) -> dict[str, datetime]: ...
+    """Cursors per (station, endpoint) and the digests of what was published (`StateStore`)."""
 
-    def advance_cursor(self, station_id: str, ts: datetime) -> None: ...
+    def cursors(self, endpoint: str = DEFAULT_ENDPOINT) -> dict[str, datetime]: ...
+
+    def published_through(self, endpoint: str = DEFAULT_ENDPOINT) -> dict[str, datetime]: ...
+
+    def advance_cursor(
+        self,
+        station_id: str,
+        ts: datetime | None,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        published_through: datetime | None = None,
+    ) -> None: ...
+
+    def seen_digests(self, message_ids: list[str]) -> list[str | None]: ...
+
+    def remember_digests(self, digests: list[tuple[str, str]], ttl_s: int) -> None: ...
+
+    def take_call(self, endpoint: str, calls: int, period_s: float) -> bool: ...
+
+
+#: Digests outlive the re-read of their reading: a reading is read again while it is inside the
+#: lookback of a cursor that may itself be held back up to a lookback, so 2 x lookback plus margin.
+DIGEST_TTL_MARGIN_S = 3600
+
+
+def digest_ttl_s(plan: EndpointPlan) -> int:
+    return int(2 * plan.lookback_s + plan.settle_s) + DIGEST_TTL_MARGIN_S
+
+
+def payload_digest(payload: bytes) -> str:
+    return hashlib.blake2b(payload, digest_size=8).hexdigest()
+
+
+@dataclass
+class _Window:
+    """One (station, endpoint) window in progress: what the cursor may move to, and why not further."""
+
+    plan: EndpointPlan
+    cursor: datetime | None
+    #: Readings at or before this may have been published by an earlier cycle: compare digests.
+    maybe_sent_through: datetime | None
+    since: datetime
+    until: datetime
+    complete_through: datetime | None = None
+    earliest_pending: datetime | None = None
+
+    def cursor_target(self) -> datetime | None:
+        target = self.complete_through
+        if target is not None and self.earliest_pending is not None and self.earliest_pending <= target:
+            target = self.earliest_pending - TICK
+        return target
+
+
+#: Per endpoint name: (cursors, published-through) by station id, read once per cycle.
+_CursorSnapshot = dict[str, tuple[dict[str, datetime], dict[str, datetime]]]
+
+
+def _merge(outcomes: list[StationOutcome]) -> list[StationOutcome]:
+    """One outcome per station: a station with batched and unbatched endpoints has one per unit."""
+    merged: dict[str, StationOutcome] = {}
+    for o in outcomes:
+        into = merged.get(o.station_id)
+        if into is None:
+            merged[o.station_id] = o
+            continue
+        into.published += o.published
+        into.skipped += o.skipped
+        into.unchanged += o.unchanged
+        into.never_reported += o.never_reported
+        into.unconfirmed += o.unconfirmed
+        into.error = into.error or o.error
+        into.deferred = into.deferred or o.deferred
+        into.abandoned = into.abandoned or o.abandoned
+    return list(merged.values())
+
+
+def _lag_key(station: Station, cursors: _CursorSnapshot) -> tuple[int, datetime]:
+    """Stations without a cursor first, then by their oldest cursor over the endpoints."""
+    found = [ends[station.station_id] for ends, _ in cursors.values() if station.station_id in ends]
+    return (1, min(found)) if found else (0, datetime.min.replace(tzinfo=UTC))
 
 
 class Abandoned(Exception):
@@ -57,6 +153,12 @@ class StationOutcome:
     station_id: str
     published: int = 0
     skipped: int = 0
+    #: Readings re-read unchanged (inside the lookback, or past a held cursor): not sent again.
+    unchanged: int = 0
+    #: Items the vendor still listed without a value once they fell out of the lookback.
+    never_reported: int = 0
+    #: Not called this cycle: the vendor's throttling or call budget left no room (next cycle).
+    deferred: bool = False
     #: Readings sent whose cursor did not move (no PUBACK, or the cursor write failed): the next
     #: cycle sends them again, so each may reach the platform twice.
     unconfirmed: int = 0
@@ -72,28 +174,88 @@ class CycleResult:
 
 
 class ThrottleGate:
-    """Shared back-off after a 429: every station waits until the vendor's Retry-After has passed."""
+    """Shared back-off after a 429: every station waits until the vendor's Retry-After has passed,
+    once. When throttling persists after that wait (a second station throttled again after waiting,
+    or a Retry-After longer than a cycle may wait) the gate trips: the stations still to call are
+    deferred to the next cycle without a call, so a throttled vendor costs one Retry-After per
+    cycle, not one per station. One gate per cycle."""
 
     DEFAULT_RETRY_AFTER_S = 1.0
     MAX_RETRY_AFTER_S = 60.0
+    #: Stations throttled again after waiting before the vendor counts as throttling persistently
+    #: (one alone may be a station-specific limit).
+    PERSISTENT_AFTER = 2
 
     def __init__(self, stop: threading.Event) -> None:
         self._resume_at = 0.0
         self._lock = threading.Lock()
         self._stop = stop
+        self._throttled_after_wait = 0
+        self.tripped = False
 
-    def hit(self, retry_after_s: float | None) -> float:
-        wait = min(self.MAX_RETRY_AFTER_S, retry_after_s if retry_after_s is not None else self.DEFAULT_RETRY_AFTER_S)
+    def hit(self, retry_after_s: float | None, *, waited_before: bool) -> float:
+        wait = retry_after_s if retry_after_s is not None else self.DEFAULT_RETRY_AFTER_S
         with self._lock:
-            self._resume_at = max(self._resume_at, time.monotonic() + wait)
+            self._throttled_after_wait += waited_before
+            if self._throttled_after_wait >= self.PERSISTENT_AFTER or wait > self.MAX_RETRY_AFTER_S:
+                self.tripped = True
+            self._resume_at = max(self._resume_at, time.monotonic() + min(wait, self.MAX_RETRY_AFTER_S))
         return wait
 
     def wait(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not self.tripped:
             remaining = self._resume_at - time.monotonic()
             if remaining <= 0:
                 return
             self._stop.wait(remaining)
+
+
+class Allotment:
+    """The calls one cycle may make per budgeted endpoint (thread-safe countdown)."""
+
+    def __init__(self, calls: dict[str, int]) -> None:
+        self._left = dict(calls)
+        self._lock = threading.Lock()
+
+    def take(self, endpoint: str) -> bool:
+        with self._lock:
+            if self._left.get(endpoint, 1) <= 0:
+                return False
+            if endpoint in self._left:
+                self._left[endpoint] -= 1
+            return True
+
+
+class BudgetPacer:
+    """Spreads an endpoint's call budget over the cycles: a cycle may use the share of the budget
+    that accrued since the previous cycle (`calls x elapsed / period` at `PACE` of the rate, because
+    cycles do not start in phase with the budget's sliding window; at least one call), and the whole
+    budget when a period or more has passed (the first cycle too). Without pacing the first cycle
+    of a period takes everything and the cycles after it get nothing until the period rolls over.
+    The Redis count of the calls made stays the hard limit; this only keeps every cycle some of it."""
+
+    PACE = 0.9
+
+    def __init__(self) -> None:
+        self._last: dict[str, datetime] = {}
+
+    def allot(self, plans: list[EndpointPlan], now: datetime) -> Allotment:
+        calls: dict[str, int] = {}
+        for plan in plans:
+            if plan.budget_calls is None:
+                continue
+            last = self._last.get(plan.name)
+            share = 1.0 if last is None else (now - last).total_seconds() / plan.budget_period_s
+            if share >= 1.0:
+                calls[plan.name] = plan.budget_calls  # a whole period since: the Redis count decides
+            else:
+                calls[plan.name] = max(1, math.floor(plan.budget_calls * share * self.PACE))
+            self._last[plan.name] = now
+        return Allotment(calls)
+
+
+class Deferred(Exception):
+    """The vendor's budget or throttling leaves no room for this station in this cycle."""
 
 
 class CycleRunner:
@@ -120,6 +282,8 @@ class CycleRunner:
         self.now = now
         self.stop = threading.Event()
         self._throttle = ThrottleGate(self.stop)
+        self._budget_pacer = BudgetPacer()
+        self._allotment = Allotment({})
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="station")
 
     def run(
@@ -128,15 +292,23 @@ class CycleRunner:
         """Sync `stations`; returns when all are done, or, once `stop` is set, within `drain_deadline_s`."""
         started_at = datetime.now(UTC)
         t0 = time.monotonic()
+        self._throttle = ThrottleGate(self.stop)
         until = self.now()
-        cursors = self.cursor_store.cursors()
-        futures: dict[Future[StationOutcome], str] = {
-            self._pool.submit(self._run_station, st, cursors.get(st.station_id), until): st.station_id
-            for st in stations
+        self._allotment = self._budget_pacer.allot(self.endpoints(), until)
+        cursors = {
+            plan.name: (self.cursor_store.cursors(plan.name), self.cursor_store.published_through(plan.name))
+            for plan in self.endpoints()
         }
-        outcomes = self._collect(futures, drain_deadline_s)
+        # Most behind first: when a call budget runs out, the stations deferred are those synced
+        # most recently, so every station gets its turn across cycles.
+        ordered = sorted(stations, key=lambda st: _lag_key(st, cursors))
+        futures: dict[Future[list[StationOutcome]], list[str]] = {
+            self._pool.submit(self._run_unit, unit, plans, cursors, until): [st.station_id for st in unit]
+            for unit, plans in self._units(ordered)
+        }
+        outcomes = _merge(self._collect(futures, drain_deadline_s))
         finished_at = datetime.now(UTC)
-        errors = Counter(o.error.value for o in outcomes if o.error is not None)
+        errors = Counter(o.error.value for o in outcomes if o.error is not None and not o.deferred)
         aborted = self.stop.is_set() or any(o.abandoned for o in outcomes) or len(outcomes) < len(stations)
         record = CycleRecord(
             signal_id=signal_id,
@@ -145,7 +317,8 @@ class CycleRunner:
             duration_ms=(time.monotonic() - t0) * 1000,
             stations_total=len(stations),
             stations_synced=sum(1 for o in outcomes if o.error is None and not o.abandoned),
-            stations_failed=sum(1 for o in outcomes if o.error is not None),
+            stations_failed=sum(1 for o in outcomes if o.error is not None and not o.deferred),
+            stations_deferred=sum(1 for o in outcomes if o.deferred),
             readings_published=sum(o.published for o in outcomes),
             duplicates_possible=sum(o.unconfirmed for o in outcomes),
             errors_by_class=dict(errors),
@@ -153,10 +326,12 @@ class CycleRunner:
         )
         return CycleResult(record, sum(o.skipped for o in outcomes), outcomes)
 
-    def _collect(self, futures: dict[Future[StationOutcome], str], drain_deadline_s: float) -> list[StationOutcome]:
+    def _collect(
+        self, futures: dict[Future[list[StationOutcome]], list[str]], drain_deadline_s: float
+    ) -> list[StationOutcome]:
         # A done-callback queue instead of `concurrent.futures.wait`: waiting on 10,000 futures
         # repeatedly would cost O(N) per completed station.
-        finished: queue.SimpleQueue[Future[StationOutcome]] = queue.SimpleQueue()
+        finished: queue.SimpleQueue[Future[list[StationOutcome]]] = queue.SimpleQueue()
         for f in futures:
             f.add_done_callback(finished.put)
         outcomes: list[StationOutcome] = []
@@ -170,7 +345,7 @@ class CycleRunner:
                     f.cancel()  # stations not started yet are abandoned outright
             timeout = 0.2 if drain_deadline is None else min(0.2, drain_deadline - time.monotonic())
             if timeout <= 0:
-                running = [sid for f, sid in futures.items() if not f.done()]
+                running = [sid for f, sids in futures.items() if not f.done() for sid in sids]
                 logger.warning(
                     "shutdown deadline reached; abandoning stations still running",
                     extra={"stations": running[:20], "count": len(running)},
@@ -181,50 +356,80 @@ class CycleRunner:
             except queue.Empty:
                 continue
             remaining -= 1
-            outcomes.append(StationOutcome(futures[f], abandoned=True) if f.cancelled() else f.result())
+            if f.cancelled():
+                outcomes.extend(StationOutcome(sid, abandoned=True) for sid in futures[f])
+            else:
+                outcomes.extend(f.result())
         return outcomes
 
     # -- per station: the one place errors are classified -----------------------------------
 
-    def _run_station(self, station: Station, cursor: datetime | None, until: datetime) -> StationOutcome:
-        outcome = StationOutcome(station.station_id)
+    def endpoints(self) -> list[EndpointPlan]:
+        """The reading endpoints of the source (one default endpoint for a source that declares none)."""
+        declared: list[EndpointPlan] | None = getattr(self.source, "endpoints", None)
+        return list(declared) if declared else [EndpointPlan()]
+
+    def _units(self, stations: list[Station]) -> list[tuple[list[Station], list[EndpointPlan]]]:
+        """The cycle's plan: one unit per station for its unbatched endpoints, and for each batched
+        endpoint one unit per `batch_size` stations (one request serves them all)."""
+        plans = self.endpoints()
+        single = [p for p in plans if p.batch_size <= 1]
+        units: list[tuple[list[Station], list[EndpointPlan]]] = [([st], single) for st in stations] if single else []
+        for plan in plans:
+            if plan.batch_size > 1:
+                size = plan.batch_size
+                units.extend((stations[i : i + size], [plan]) for i in range(0, len(stations), size))
+        return units
+
+    def _run_unit(
+        self, stations: list[Station], plans: list[EndpointPlan], cursors: _CursorSnapshot, until: datetime
+    ) -> list[StationOutcome]:
+        outcomes = {st.station_id: StationOutcome(st.station_id) for st in stations}
+        label = stations[0].station_id if len(stations) == 1 else f"{stations[0].station_id} (+{len(stations) - 1})"
         throttled_once = False
         while True:
             try:
-                self._sync_station(station, cursor, until, outcome)
-                return outcome
+                for plan in plans:
+                    ends, published = cursors.get(plan.name, ({}, {}))
+                    if plan.batch_size > 1:
+                        self._sync_batch(stations, plan, (ends, published), until, outcomes)
+                        continue
+                    sid = stations[0].station_id
+                    self._sync_endpoint(stations[0], plan, ends.get(sid), published.get(sid), until, outcomes[sid])
+                return list(outcomes.values())
             except Abandoned:
-                outcome.abandoned = True
-                return outcome
+                return self._all(outcomes, abandoned=True)
             except LeaseLost as exc:
-                logger.error(
-                    "lease lost mid-cycle; station stopped",
-                    extra={"station_id": station.station_id, "reason": str(exc)},
-                )
-                outcome.abandoned = True
-                return outcome
+                logger.error("lease lost mid-cycle; station stopped", extra={"station_id": label, "reason": str(exc)})
+                return self._all(outcomes, abandoned=True)
+            except Deferred:
+                return self._all(outcomes, deferred=True, error=ErrorClass.THROTTLED)
             except ThrottledError as exc:
-                waited = self._throttle.hit(exc.retry_after_s)
-                if not throttled_once and not self.stop.is_set():
+                waited = self._throttle.hit(exc.retry_after_s, waited_before=throttled_once)
+                if not throttled_once and not self._throttle.tripped and not self.stop.is_set():
                     throttled_once = True
                     logger.info(
-                        "throttled by the vendor; backing off",
-                        extra={"station_id": station.station_id, "retry_after_s": waited},
+                        "throttled by the vendor; backing off", extra={"station_id": label, "retry_after_s": waited}
                     )
                     continue
-                return self._failed(outcome, ErrorClass.THROTTLED, exc)
+                return [self._failed(o, ErrorClass.THROTTLED, exc) for o in outcomes.values()]
             # Transient, permanent and auth: the station is done for this cycle. An AuthError arrives
             # after its renewal was already tried where the credential lives (the source transport
             # refreshes once on a 401; the MQTT supervisor reconnects with a fresh ConnectionSpec).
             except SyncError as exc:
-                return self._failed(outcome, exc.error_class, exc)
+                return [self._failed(o, exc.error_class, exc) for o in outcomes.values()]
             except RedisError as exc:  # the cursor could not be written: retried next cycle
-                return self._failed(outcome, ErrorClass.TRANSIENT, exc)
+                return [self._failed(o, ErrorClass.TRANSIENT, exc) for o in outcomes.values()]
             except Exception as exc:
-                logger.exception(
-                    "unexpected error; station treated as transient failure", extra={"station_id": station.station_id}
-                )
-                return self._failed(outcome, ErrorClass.TRANSIENT, exc)
+                logger.exception("unexpected error; station treated as transient failure", extra={"station_id": label})
+                return [self._failed(o, ErrorClass.TRANSIENT, exc) for o in outcomes.values()]
+
+    @staticmethod
+    def _all(outcomes: dict[str, StationOutcome], **fields: object) -> list[StationOutcome]:
+        for outcome in outcomes.values():
+            for name, value in fields.items():
+                setattr(outcome, name, value)
+        return list(outcomes.values())
 
     def _failed(self, outcome: StationOutcome, error_class: ErrorClass, exc: BaseException) -> StationOutcome:
         outcome.error = error_class
@@ -240,59 +445,212 @@ class CycleRunner:
         )
         return outcome
 
-    def _sync_station(
-        self, station: Station, cursor: datetime | None, until: datetime, outcome: StationOutcome
-    ) -> None:
+    def _open_window(
+        self, plan: EndpointPlan, cursor: datetime | None, published: datetime | None, now: datetime
+    ) -> _Window:
+        until = now - timedelta(seconds=plan.settle_s)
         floor = until - self.backfill
-        since = max(cursor, floor) if cursor is not None else floor
-        while True:
-            if self.stop.is_set():
-                raise Abandoned()
-            if not self.lease_held():
-                raise LeaseLost("lease not held")
-            self._throttle.wait()
-            page = self.source.fetch_readings(station, since, until, self.page_size)
-            # A `ReadingBatch` says how far the vendor's items went (skipped ones included) and
-            # whether more follow; a plain list is paged by its length.
-            outcome.skipped += getattr(page, "skipped", 0)
-            high_water = getattr(page, "high_water", None) or (page[-1].ts if page else None)
-            has_more = getattr(page, "has_more", len(page) >= self.page_size)
-            sent = self._publish_page(station, page, outcome) if page else 0
-            if high_water is None:
-                return
-            if high_water > since:
-                try:
-                    self.cursor_store.advance_cursor(station.station_id, high_water)
-                except Exception:
-                    # Acknowledged by the broker, but the cursor stays: the next cycle sends them again.
-                    outcome.unconfirmed += sent
-                    raise
-            if not has_more or high_water <= since:
-                return
-            since = high_water
+        start = max(cursor, floor) if cursor is not None else floor
+        since = max(start - timedelta(seconds=plan.lookback_s), floor)
+        sent = max(d for d in (cursor, published) if d is not None) if cursor or published else None
+        return _Window(plan, cursor, sent, since, until)
 
-    def _publish_page(self, station: Station, page: list[Reading], outcome: StationOutcome) -> int:
-        """Send a page and wait for all its PUBACKs (returns how many were sent and acknowledged);
-        the caller moves the cursor only afterwards."""
-        messages: list[OutboundMessage] = []
+    def _fetch(self, station: Station, window: _Window, resume: object | None) -> ReadingBatch:
+        """One page from the source as a `ReadingBatch`; a plain list (sorted, at most `page_size`)
+        is complete through its last reading when full, through `until` when short."""
+        if getattr(self.source, "endpoints", None):
+            # A source that declares endpoints takes `endpoint`/`resume` and answers a ReadingBatch.
+            batch: ReadingBatch = self.source.fetch_readings(  # type: ignore[call-arg, assignment]
+                station, window.since, window.until, self.page_size, endpoint=window.plan.name, resume=resume
+            )
+            return batch
+        since = resume if isinstance(resume, datetime) else window.since
+        page = self.source.fetch_readings(station, since, window.until, self.page_size)
+        if isinstance(page, ReadingBatch):
+            return page
+        full = len(page) >= self.page_size and page[-1].ts > since
+        return ReadingBatch(
+            page, complete_through=page[-1].ts if full else window.until, resume=page[-1].ts if full else None
+        )
+
+    def _before_call(self, plan: EndpointPlan) -> None:
+        """Stop, lease, throttle gate and call budget: what must hold before each vendor call."""
+        if self.stop.is_set():
+            raise Abandoned()
+        if not self.lease_held():
+            raise LeaseLost("lease not held")
+        self._throttle.wait()
+        if self._throttle.tripped:
+            raise Deferred()
+        if plan.budget_calls is not None:
+            if not self._allotment.take(plan.name):
+                raise Deferred()  # this cycle's share is spent: the rest is left for the next cycles
+            if not self.cursor_store.take_call(plan.name, plan.budget_calls, plan.budget_period_s):
+                raise Deferred()  # the cursor stays where the answer is complete; next cycle goes on
+
+    def _sync_endpoint(
+        self,
+        station: Station,
+        plan: EndpointPlan,
+        cursor: datetime | None,
+        published: datetime | None,
+        now: datetime,
+        outcome: StationOutcome,
+    ) -> None:
+        window = self._open_window(plan, cursor, published, now)
+        resume: object | None = None
+        while True:
+            self._before_call(plan)
+            batch = self._fetch(station, window, resume)
+            self._absorb(station, window, batch, outcome)
+            if batch.resume is None:
+                return
+            resume = batch.resume
+
+    def _sync_batch(
+        self,
+        stations: list[Station],
+        plan: EndpointPlan,
+        cursors: tuple[dict[str, datetime], dict[str, datetime]],
+        now: datetime,
+        outcomes: dict[str, StationOutcome],
+    ) -> None:
+        """One request for several stations: the window reaches back to the earliest of theirs, and
+        each station keeps only what lies inside its own window."""
+        ends, published = cursors
+        windows = {
+            st.station_id: self._open_window(plan, ends.get(st.station_id), published.get(st.station_id), now)
+            for st in stations
+        }
+        since = min(w.since for w in windows.values())
+        until = next(iter(windows.values())).until
+        fetch_batch = self.source.fetch_batch  # type: ignore[attr-defined]  # batched endpoints declare it
+        resume: object | None = None
+        while True:
+            self._before_call(plan)
+            answer: BatchAnswer = fetch_batch(stations, since, until, self.page_size, endpoint=plan.name, resume=resume)
+            for station in stations:
+                window = windows[station.station_id]
+                mine = answer.batches.get(station.station_id) or ReadingBatch()
+                own = ReadingBatch(
+                    [r for r in mine if r.ts > window.since],
+                    complete_through=mine.complete_through,
+                    pending=[ts for ts in mine.pending if ts > window.since],
+                    skipped=mine.skipped,
+                )
+                self._absorb(station, window, own, outcomes[station.station_id])
+            if answer.resume is None:
+                return
+            resume = answer.resume
+
+    def _absorb(self, station: Station, window: _Window, batch: ReadingBatch, outcome: StationOutcome) -> None:
+        """One page of one (station, endpoint): note what is pending, publish, move the cursor."""
+        plan = window.plan
+        hold_after = window.until - timedelta(seconds=plan.lookback_s)
+        outcome.skipped += batch.skipped
+        expired = 0
+        for ts in batch.pending:
+            if ts > hold_after:
+                if window.earliest_pending is None or ts < window.earliest_pending:
+                    window.earliest_pending = ts
+            else:
+                expired += 1
+        if expired:
+            outcome.never_reported += expired
+            logger.warning(
+                "values never reported inside the lookback; cursor moved past them",
+                extra={"station_id": station.station_id, "endpoint": plan.name, "count": expired},
+            )
+        if batch.complete_through is not None:
+            window.complete_through = max(batch.complete_through, window.complete_through or batch.complete_through)
+        sent = self._publish_page(station, window, batch, outcome)
+        self._move_cursor(station, window, batch, sent, outcome)
+
+    def _move_cursor(
+        self,
+        station: Station,
+        window: _Window,
+        batch: ReadingBatch,
+        sent: list[tuple[Reading, str]],
+        outcome: StationOutcome,
+    ) -> None:
+        target = window.cursor_target()
+        if target is not None and window.cursor is not None and target <= window.cursor:
+            target = None
+        newest = max((r.ts for r, _ in sent), default=None)
+        # Published past where the cursor may go: a later cycle reads them again and must compare.
+        ahead = newest if newest is not None and (target is None or newest > target) else None
+        if ahead is not None and window.maybe_sent_through is not None and ahead <= window.maybe_sent_through:
+            ahead = None
+        if target is None and ahead is None and not sent:
+            return
+        try:
+            if sent and (window.plan.lookback_s > 0 or ahead is not None):
+                ttl = digest_ttl_s(window.plan)
+                keep = (
+                    sent if window.plan.lookback_s > 0 else [(r, d) for r, d in sent if target is None or r.ts > target]
+                )
+                self.cursor_store.remember_digests([(r.message_id, d) for r, d in keep], ttl)
+            if target is not None or ahead is not None:
+                self.cursor_store.advance_cursor(
+                    station.station_id, target, endpoint=window.plan.name, published_through=ahead
+                )
+        except Exception:
+            # Acknowledged by the broker, but the cursor stays: the next cycle sends them again.
+            outcome.unconfirmed += len(sent)
+            raise
+        if target is not None:
+            window.cursor = target
+        if ahead is not None:
+            window.maybe_sent_through = ahead
+
+    def _publish_page(
+        self, station: Station, window: _Window, page: list[Reading], outcome: StationOutcome
+    ) -> list[tuple[Reading, str]]:
+        """Send a page's new and changed readings and wait for all their PUBACKs; returns what was
+        sent and acknowledged, with its payload digest. The caller moves the cursor only afterwards."""
+        encoded: list[tuple[Reading, OutboundMessage]] = []
         for reading in page:
             try:
-                messages.append(to_message(reading))
+                encoded.append((reading, to_message(reading)))
             except PermanentError as exc:  # this reading only: skip it, keep the rest
                 self._skip(outcome, reading.message_id, exc)
+        fresh = self._drop_unchanged(window, encoded, outcome)
+        if not fresh:
+            return []
+        messages = [m for _, m, _ in fresh]
         batch = self.publisher.new_batch()
         # Raises (transient) with nothing of the page queued when the uplink's queue stays full.
         refused = self.publisher.publish_page(messages, batch)
+        refused_ids = set()
         for message, refusal in refused:
+            refused_ids.add(message.message_id)
             self._skip(outcome, message.message_id, refusal)
-        sent = len(messages) - len(refused)
+        sent = [(r, d) for r, m, d in fresh if m.message_id not in refused_ids]
         try:
             batch.wait(self.puback_timeout_s)
         except SyncError:
-            outcome.unconfirmed += sent
+            outcome.unconfirmed += len(sent)
             raise
-        outcome.published += sent
+        outcome.published += len(sent)
         return sent
+
+    def _drop_unchanged(
+        self, window: _Window, encoded: list[tuple[Reading, OutboundMessage]], outcome: StationOutcome
+    ) -> list[tuple[Reading, OutboundMessage, str]]:
+        """Readings with a digest; those that may have been sent before are kept only when their
+        payload differs from the one remembered for their id (first value, or a revision)."""
+        fresh = [(r, m, payload_digest(m.payload)) for r, m in encoded]
+        through = window.maybe_sent_through
+        if through is None:
+            return fresh
+        again = [i for i, (r, _, _) in enumerate(fresh) if r.ts <= through]
+        if not again:
+            return fresh
+        known = self.cursor_store.seen_digests([fresh[i][1].message_id for i in again])
+        drop = {i for i, digest in zip(again, known, strict=True) if digest == fresh[i][2]}
+        outcome.unchanged += len(drop)
+        return [item for i, item in enumerate(fresh) if i not in drop]
 
     @staticmethod
     def _skip(outcome: StationOutcome, message_id: str, exc: PermanentError) -> None:

@@ -62,6 +62,7 @@ class WorkerTelemetry:
         m.add_metric(WorkerMetric.STATIONS_SYNCED, MetricUnit.Count, record.stations_synced)
         m.add_metric(WorkerMetric.STATIONS_FAILED, MetricUnit.Count, record.stations_failed)
         m.add_metric(WorkerMetric.STATION_LIST_FAILED, MetricUnit.Count, 1 if record.station_list_failed else 0)
+        m.add_metric(WorkerMetric.STATIONS_DEFERRED, MetricUnit.Count, record.stations_deferred)
         for error_class, count in record.errors_by_class.items():
             m.add_metric(failed_metric(error_class), MetricUnit.Count, count)
         m.add_metric(WorkerMetric.READINGS_PUBLISHED, MetricUnit.Count, record.readings_published)

@@ -71,6 +71,10 @@ class WorkerSettings(BaseSettings):
     source_url: str | None = None
     source_config: str = "simulator"
     source_api_key: SecretStr | None = None
+    #: A plug-in adapter class (`package.module:Class`); when set it replaces `source_config`.
+    source_adapter: str | None = None
+    #: The adapter's own settings, a JSON object (C2C_SOURCE_SETTINGS).
+    source_settings: dict[str, Any] = Field(default_factory=dict)
     stations: Annotated[list[StationId] | None, NoDecode] = None
 
     concurrency: int = Field(default=32, ge=1, le=512)

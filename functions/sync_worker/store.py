@@ -12,12 +12,21 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 
 import redis
 from redis.exceptions import RedisError
 
-from functions.common.state import HEARTBEAT_TTL_S, RUN_HISTORY_LENGTH, CycleRecord, Heartbeat, StateKeys, as_text
+from functions.common.state import (
+    DEFAULT_ENDPOINT,
+    HEARTBEAT_TTL_S,
+    RUN_HISTORY_LENGTH,
+    CycleRecord,
+    Heartbeat,
+    StateKeys,
+    as_text,
+)
 from functions.sync_worker.backoff import Backoff
 from functions.sync_worker.observability import logger
 
@@ -43,16 +52,26 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-# KEYS: lease, cursors ; ARGV: lease value, then station/ts pairs. A cursor never moves backwards.
+# KEYS: lease, cursors, published-through ; ARGV: lease value, then station/cursor/published triples
+# (cursor or published may be ""). Neither ever moves backwards; a published-through the cursor has
+# caught up with is dropped (every reading up to the cursor is settled).
 _SET_CURSORS = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local n = 0
-for i = 2, #ARGV, 2 do
-  local old = redis.call('HGET', KEYS[2], ARGV[i])
-  if (not old) or old < ARGV[i + 1] then
-    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+for i = 2, #ARGV, 3 do
+  local station, cursor, published = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local old = redis.call('HGET', KEYS[2], station)
+  if cursor ~= '' and ((not old) or old < cursor) then
+    redis.call('HSET', KEYS[2], station, cursor)
+    old = cursor
     n = n + 1
   end
+  local through = redis.call('HGET', KEYS[3], station)
+  if published ~= '' and ((not through) or through < published) then
+    through = published
+    redis.call('HSET', KEYS[3], station, published)
+  end
+  if through and old and through <= old then redis.call('HDEL', KEYS[3], station) end
 end
 return n
 """
@@ -66,6 +85,17 @@ for i = 2, #ARGV, 2 do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
 end
 return (#ARGV - 1) / 2
+"""
+
+# KEYS: budget set ; ARGV: calls, period ms, member. Redis time, so every worker counts alike.
+_TAKE_CALL = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms - tonumber(ARGV[2]))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], ms, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
 """
 
 CURSOR_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -233,9 +263,10 @@ class StateStore:
         self.lease = lease
         self._set_cursors = client.register_script(_SET_CURSORS)
         self._restore_cursors = client.register_script(_RESTORE_CURSORS)
+        self._take_call = client.register_script(_TAKE_CALL)
 
-    def cursors(self) -> dict[str, datetime]:
-        raw = self.client.hgetall(self.keys.cursors)
+    def cursors(self, endpoint: str = DEFAULT_ENDPOINT) -> dict[str, datetime]:
+        raw = self.client.hgetall(self.keys.cursors_of(endpoint))
         return {as_text(station): parse_cursor(as_text(value)) for station, value in raw.items()}
 
     def raw_cursors(self) -> dict[str, str]:
@@ -258,17 +289,52 @@ class StateStore:
             raise LeaseLost(f"fencing token {self.lease.token} is stale; cursors not restored")
         return result
 
-    def advance_cursor(self, station_id: str, ts: datetime) -> None:
-        """Move one station's cursor forward; `LeaseLost` if our fencing token is no longer current."""
+    def published_through(self, endpoint: str = DEFAULT_ENDPOINT) -> dict[str, datetime]:
+        raw = self.client.hgetall(self.keys.published_through(endpoint))
+        return {as_text(station): parse_cursor(as_text(value)) for station, value in raw.items()}
+
+    def advance_cursor(
+        self,
+        station_id: str,
+        ts: datetime | None,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        published_through: datetime | None = None,
+    ) -> None:
+        """Move one station's cursor (and what was published past it) forward; `LeaseLost` if our
+        fencing token is no longer current."""
         if self.lease is None:
             raise LeaseLost("no lease")
-        result = int(
-            self._set_cursors(
-                keys=[self.keys.lease, self.keys.cursors], args=[self.lease.value, station_id, format_cursor(ts)]
-            )
-        )
-        if result < 0:
+        keys = [self.keys.lease, self.keys.cursors_of(endpoint), self.keys.published_through(endpoint)]
+        args = [
+            self.lease.value,
+            station_id,
+            format_cursor(ts) if ts is not None else "",
+            format_cursor(published_through) if published_through is not None else "",
+        ]
+        if int(self._set_cursors(keys=keys, args=args)) < 0:
             raise LeaseLost(f"fencing token {self.lease.token} is stale; cursor of {station_id} not written")
+
+    def take_call(self, endpoint: str, calls: int, period_s: float) -> bool:
+        """Reserve one vendor call of `endpoint` within its budget; False when the budget is spent."""
+        member = uuid.uuid4().hex
+        args: list[str | int] = [calls, int(period_s * 1000), member]
+        return bool(int(self._take_call(keys=[self.keys.call_budget(endpoint)], args=args)))
+
+    def seen_digests(self, message_ids: list[str]) -> list[str | None]:
+        """The payload digest last published under each id (None: never, or forgotten)."""
+        if not message_ids:
+            return []
+        return [None if v is None else as_text(v) for v in self.client.mget([self.keys.seen(m) for m in message_ids])]
+
+    def remember_digests(self, digests: list[tuple[str, str]], ttl_s: int) -> None:
+        """Remember what was published under each id for `ttl_s` (one round trip)."""
+        if not digests:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for message_id, digest in digests:
+            pipe.set(self.keys.seen(message_id), digest, ex=ttl_s)
+        pipe.execute()
 
     def write_heartbeat(self, heartbeat: Heartbeat) -> None:
         self.client.set(self.keys.heartbeat, heartbeat.model_dump_json(), ex=HEARTBEAT_TTL_S)
@@ -291,13 +357,45 @@ class MemoryState:
     """Cursors kept in memory for `--dry-run`: reads nothing from Redis, writes nothing anywhere."""
 
     def __init__(self) -> None:
-        self._cursors: dict[str, datetime] = {}
+        self._cursors: dict[tuple[str, str], datetime] = {}
+        self._published: dict[tuple[str, str], datetime] = {}
+        self._seen: dict[str, str] = {}
+        self._calls: dict[str, list[float]] = {}
 
-    def cursors(self) -> dict[str, datetime]:
-        return dict(self._cursors)
+    def cursors(self, endpoint: str = DEFAULT_ENDPOINT) -> dict[str, datetime]:
+        return {sid: ts for (ep, sid), ts in self._cursors.items() if ep == endpoint}
 
-    def advance_cursor(self, station_id: str, ts: datetime) -> None:
-        self._cursors[station_id] = max(ts, self._cursors.get(station_id, ts))
+    def published_through(self, endpoint: str = DEFAULT_ENDPOINT) -> dict[str, datetime]:
+        return {sid: ts for (ep, sid), ts in self._published.items() if ep == endpoint}
+
+    def advance_cursor(
+        self,
+        station_id: str,
+        ts: datetime | None,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        published_through: datetime | None = None,
+    ) -> None:
+        key = (endpoint, station_id)
+        if ts is not None:
+            self._cursors[key] = max(ts, self._cursors.get(key, ts))
+        if published_through is not None:
+            self._published[key] = max(published_through, self._published.get(key, published_through))
+
+    def take_call(self, endpoint: str, calls: int, period_s: float) -> bool:
+        now = time.monotonic()
+        taken = [t for t in self._calls.get(endpoint, []) if t > now - period_s]
+        self._calls[endpoint] = taken
+        if len(taken) >= calls:
+            return False
+        taken.append(now)
+        return True
+
+    def seen_digests(self, message_ids: list[str]) -> list[str | None]:
+        return [self._seen.get(m) for m in message_ids]
+
+    def remember_digests(self, digests: list[tuple[str, str]], ttl_s: int) -> None:
+        self._seen.update(digests)
 
     def record_cycle(self, record: CycleRecord) -> None:
         pass

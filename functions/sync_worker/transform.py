@@ -1,7 +1,14 @@
 """Reading -> OutboundMessage: the payload contract consumers on the IoT platform read.
 
-The payload carries a schema version and the reading's stable `message_id` (station + reading
-time), so a consumer can drop the duplicates that at-least-once delivery allows.
+The payload carries a schema version and the reading's stable `message_id` (station + series +
+reading time), so a consumer can drop the duplicates that at-least-once delivery allows. A revised
+value is published again under the same id with the new values: a consumer keeps the latest.
+
+Schema 2 (schema 1 had no `series` and its id was `<station>:<time>`, which two devices of one
+station at one time shared):
+    {"schema": 2, "message_id": "<station>:<series>:<ts>", "station_id": "...",
+     "series": "readings" | "<endpoint>/<device>", "ts": "YYYY-MM-DDTHH:MM:SS.ffffffZ", "values": {...}}
+In the id, `%` and `:` inside the station id and the series are written `%25` and `%3A`.
 """
 
 from __future__ import annotations
@@ -15,19 +22,20 @@ from functions.sync_worker.source.base import Reading
 from functions.sync_worker.uplink.profile import OutboundMessage
 
 #: Version of the payload below; bump it on any incompatible change.
-PAYLOAD_SCHEMA_VERSION = 1
+PAYLOAD_SCHEMA_VERSION = 2
 
 
 def to_message(reading: Reading) -> OutboundMessage:
     """Encode one reading; a reading that cannot be encoded is a `PermanentError` (skip it)."""
     if reading.ts.tzinfo is None:
         raise PermanentError(f"reading {reading.message_id} has a naive timestamp", station_id=reading.station_id)
-    message_id = reading.message_id  # "<station>:<ts>", computed once: it is the hot path
+    message_id = reading.message_id  # "<station>:<series>:<ts>", computed once: it is the hot path
     body = {
         "schema": PAYLOAD_SCHEMA_VERSION,
         "message_id": message_id,
         "station_id": reading.station_id,
-        "ts": message_id[len(reading.station_id) + 1 :],
+        "series": reading.series,
+        "ts": message_id[-_TS_LEN:],
         "values": reading.values,
     }
     try:
@@ -45,6 +53,7 @@ def to_message(reading: Reading) -> OutboundMessage:
 
 
 _SCHEMA = str(PAYLOAD_SCHEMA_VERSION)
+_TS_LEN = len("2024-01-01T00:00:00.000000Z")
 
 
 def _refuse(value: Any) -> Any:

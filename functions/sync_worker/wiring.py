@@ -11,9 +11,9 @@ import uuid
 from collections.abc import Callable
 
 import redis
-from pydantic import BaseModel
 
 from functions.sync_worker.checkpoint import CursorCheckpoint
+from functions.common.source_secrets import source_secret_env
 from functions.sync_worker.observability import WorkerTelemetry
 from functions.sync_worker.settings import ConfigError, WorkerSettings
 from functions.sync_worker.signals import RedisSignals, SignalSource, SqsSignals
@@ -25,44 +25,17 @@ from functions.sync_worker.uplink.uplink import MqttUplink
 from functions.sync_worker.worker import Worker
 
 
-def secret_env_var(name: str) -> str:
-    """The environment variable that holds the vendor secret `name` (ECS injects it from Secrets Manager)."""
-    return f"C2C_SOURCE_{name.upper()}"
-
-
-def vendor_secret_names(config: BaseModel) -> list[str]:
-    """The secrets a vendor config asks for: every string field named `secret` or `*_secret` (and
-    every string under a `secrets` field) anywhere in it. Found by name rather than by auth kind, so
-    a new kind of auth is checked without a list here to keep in step."""
-    names: list[str] = []
-
-    def walk(value: object, field: str) -> None:
-        if isinstance(value, BaseModel):
-            for name in type(value).model_fields:
-                walk(getattr(value, name), name)
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                walk(item, field if field == "secrets" else str(key))
-        elif isinstance(value, list | tuple):
-            for item in value:
-                walk(item, field)
-        elif isinstance(value, str) and (field in ("secret", "secrets") or field.endswith("_secret")):
-            names.append(value)
-
-    walk(config, "")
-    return sorted(set(names))
-
-
-def check_source_secrets(settings: WorkerSettings, vendor: BaseModel) -> None:
-    """`ConfigError` naming the environment variable of every secret the vendor config needs and
-    nobody set: found before the worker starts, not as a traceback from the first request."""
+def check_source_secrets(settings: WorkerSettings) -> None:
+    """`ConfigError` naming the environment variable of every secret the configured source (the
+    vendor config's auth, or the adapter's `required_secrets`) needs and nobody set: found before
+    the worker starts, not as a traceback from the first request."""
     read = source_secrets(settings)
-    missing = [name for name in vendor_secret_names(vendor) if not read(name)]
+    missing = [name for name in _source_secret_names(settings) if not read(name)]
     if missing:
-        vendor_name = getattr(vendor, "name", settings.source_config)
+        source = settings.source_adapter or settings.source_config
         raise ConfigError(
             "; ".join(
-                f"{secret_env_var(name)}: not set (the vendor config `{vendor_name}` needs the secret `{name}`)"
+                f"{source_secret_env(name)}: not set (the source `{source}` needs the secret `{name}`)"
                 for name in missing
             )
         )
@@ -80,14 +53,39 @@ def source_secrets(settings: WorkerSettings) -> Callable[[str], str]:
     def read(name: str) -> str:
         if name == "api_key" and settings.source_api_key is not None:
             return settings.source_api_key.get_secret_value()
-        return os.environ.get(secret_env_var(name), "")
+        return os.environ.get(source_secret_env(name), "")
 
     return read
 
 
+def required_source_secret_env(settings: WorkerSettings) -> list[str]:
+    """The environment variables the configured source (vendor config auth, or the adapter's
+    `required_secrets`) needs set: what `validate-config` checks before `run` would fail."""
+    return [source_secret_env(name) for name in _source_secret_names(settings)]
+
+
+def _source_secret_names(settings: WorkerSettings) -> list[str]:
+    from functions.sync_worker.source.plugins import source_secret_names
+
+    return source_secret_names(
+        vendor=None if settings.source_adapter else settings.source_config,
+        adapter=settings.source_adapter,
+        settings=settings.source_settings,
+    )
+
+
 def build_source(settings: WorkerSettings) -> SourceAdapter:
     from functions.sync_worker.source.http_json import load_source
+    from functions.sync_worker.source.plugins import build_adapter
 
+    if settings.source_adapter:
+        return build_adapter(
+            settings.source_adapter,
+            settings=settings.source_settings,
+            secrets=source_secrets(settings),
+            base_url=settings.source_url,
+            pool_size=settings.concurrency,
+        )
     return load_source(
         settings.source_config, settings.source_url, source_secrets(settings), pool_size=settings.concurrency
     )

@@ -34,9 +34,9 @@ T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 def test_expected_ids_are_the_grid_readings_after_the_baseline_up_to_each_final_cursor():
     cursors = {"site-00001": T0 + timedelta(minutes=3), "site-00002": T0}
     assert expected_ids(T0, cursors, 60) == {
-        "site-00001:2024-06-01T12:01:00.000000Z",
-        "site-00001:2024-06-01T12:02:00.000000Z",
-        "site-00001:2024-06-01T12:03:00.000000Z",
+        "site-00001:readings:2024-06-01T12:01:00.000000Z",
+        "site-00001:readings:2024-06-01T12:02:00.000000Z",
+        "site-00001:readings:2024-06-01T12:03:00.000000Z",
     }
 
 

@@ -159,9 +159,9 @@ def test_demo_fails_naming_the_reading_the_subscriber_dropped(demo):
 
     assert code == 1, run.output
     assert run.row("readings lost") == "1"
-    assert re.search(r"FAILED: 1 reading\(s\) lost: site-00001:\d{4}-\d\d-\d\dT\d\d:\d\d:00\.000000Z", run.output), (
-        run.output
-    )
+    assert re.search(
+        r"FAILED: 1 reading\(s\) lost: site-00001:readings:\d{4}-\d\d-\d\dT\d\d:\d\d:00\.000000Z", run.output
+    ), run.output
     assert run.still_running() == []
 
 

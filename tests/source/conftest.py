@@ -3,7 +3,8 @@ simulator's vendor config with retry/timeout settings shrunk so fault tests stay
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,8 @@ import pytest
 
 from functions.sync_worker.source.config import VendorConfig
 from functions.sync_worker.source.http_json import HttpJsonSource, load_vendor_config
+from functions.sync_worker.uplink.batch import PublishBatch
+from functions.sync_worker.uplink.profile import OutboundMessage
 from tests.support.simulator import DEFAULT_API_KEY, FROZEN_NOW, SimulatorProcess
 
 NOW = datetime.fromisoformat(FROZEN_NOW.replace("Z", "+00:00"))
@@ -33,9 +36,33 @@ def vendor_config(**overrides: Any) -> VendorConfig:
     """The shipped simulator config with sections overridden: `http`, `stations` and `readings` merge
     one level deep; anything else (e.g. `auth`) is replaced whole."""
     raw = load_vendor_config("simulator").model_dump(mode="json", exclude_none=True)
+    raw["readings"] = raw["readings"][0]  # the simulator has one reading endpoint
     for key, value in overrides.items():
         raw[key] = {**raw[key], **value} if key in ("http", "stations", "readings") else value
     return VendorConfig.model_validate(raw)
+
+
+def frozen(now: datetime) -> Callable[[], datetime]:
+    """A clock for the cycle runner that always answers `now` (the vendor's simulated time)."""
+    return lambda: now
+
+
+class RecordingPublisher:
+    """Takes the place of the MQTT uplink in source-level cycle tests: keeps every payload and
+    acknowledges at once (the uplink itself is tested against a real broker in tests/worker)."""
+
+    def __init__(self) -> None:
+        self.payloads: list[dict[str, Any]] = []
+
+    def new_batch(self) -> PublishBatch:
+        return PublishBatch()
+
+    def publish_page(self, messages: list[OutboundMessage], batch: PublishBatch) -> list[Any]:
+        self.payloads.extend(json.loads(m.payload) for m in messages)
+        return []
+
+    def ids(self) -> list[str]:
+        return [p["message_id"] for p in self.payloads]
 
 
 _OPEN_SOURCES: list[HttpJsonSource] = []

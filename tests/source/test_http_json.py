@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -69,7 +69,7 @@ def test_readings_window_excludes_since_and_includes_until(sim):
     assert isinstance(batch, ReadingBatch)
     assert all(isinstance(r, Reading) for r in batch)
     assert [r.ts for r in batch] == [since + timedelta(minutes=m) for m in range(1, 11)]
-    assert batch.has_more is False and batch.skipped == 0 and batch.high_water == until
+    assert batch.resume is None and batch.skipped == 0 and batch.complete_through == until
     assert all(r.ts.tzinfo is not None and r.ts.utcoffset() == timedelta(0) for r in batch)
 
 
@@ -82,16 +82,27 @@ def test_an_empty_window_costs_no_vendor_call(sim):
     assert sim.stats()["requests_total"] == 0
 
 
-def test_readings_page_within_a_station_and_resume_from_the_last_one(sim):
+def test_readings_page_by_the_vendors_token_and_the_window_completes_on_the_last_page(sim):
     source = make_source(sim, readings={"max_page_size": 40})
     since = NOW - timedelta(hours=3)
-    first = source.fetch_readings(SITE, since, NOW, limit=150)
-    assert len(first) == 150 and first.has_more
-    assert sim.stats(["site-00001"])["stations"]["site-00001"]["requests"] == 4  # 40 + 40 + 40 + 30
-    rest = source.fetch_readings(SITE, first[-1].ts, NOW, limit=150)
-    assert len(rest) == 30 and not rest.has_more
-    timeline = [r.ts for r in first + rest]
+    pages = [source.fetch_readings(SITE, since, NOW, limit=150)]
+    while pages[-1].resume is not None:
+        pages.append(source.fetch_readings(SITE, since, NOW, limit=150, resume=pages[-1].resume))
+    assert [len(p) for p in pages] == [40, 40, 40, 40, 20]
+    assert sim.stats(["site-00001"])["stations"]["site-00001"]["requests"] == 5
+    # Oldest first across pages (`ordered`): complete up to just before each page's last reading.
+    assert [p.complete_through for p in pages[:-1]] == [p[-1].ts - timedelta(microseconds=1) for p in pages[:-1]]
+    assert pages[-1].complete_through == NOW
+    timeline = [r.ts for p in pages for r in p]
     assert timeline == [since + timedelta(minutes=m) for m in range(1, 181)]
+
+
+def test_unordered_pages_are_complete_only_after_the_last_one(sim):
+    source = make_source(sim, readings={"max_page_size": 40, "ordered": False})
+    first = source.fetch_readings(SITE, NOW - timedelta(hours=1), NOW, limit=40)
+    assert first.resume is not None and first.complete_through is None
+    last = source.fetch_readings(SITE, NOW - timedelta(hours=1), NOW, limit=40, resume=first.resume)
+    assert last.resume is None and last.complete_through == NOW
 
 
 def test_readings_are_deterministic_and_ids_stable(sim):
@@ -99,13 +110,13 @@ def test_readings_are_deterministic_and_ids_stable(sim):
     window = (NOW - timedelta(minutes=30), NOW)
     one, two = source.fetch_readings(SITE, *window, 100), source.fetch_readings(SITE, *window, 100)
     assert [(r.message_id, r.values) for r in one] == [(r.message_id, r.values) for r in two]
-    assert one[-1].message_id == "site-00001:2024-06-01T12:00:00.000000Z"
+    assert one[-1].message_id == "site-00001:readings:2024-06-01T12:00:00.000000Z"
 
 
 def test_values_follow_the_mapping_names_and_types(sim):
     source = make_source(sim)
     reading = source.fetch_readings(Station("site-00002"), NOW - timedelta(minutes=1), NOW, 10)[0]
-    assert set(reading.values) == set(load_vendor_config("simulator").readings.values)
+    assert set(reading.values) == set(load_vendor_config("simulator").readings[0].values)
     assert isinstance(reading.values["status_code"], int) and isinstance(reading.values["soc_pct"], float)
     assert isinstance(reading.values["status"], str)
     assert 0 <= reading.values["soc_pct"] <= 100
@@ -128,9 +139,10 @@ def test_epoch_time_format_and_strptime_timestamps_are_supported(sim):
     from functions.sync_worker.source.config import TimestampSpec
     from functions.sync_worker.source.mapping import timestamp_parser
 
-    assert timestamp_parser(TimestampSpec(format="epoch_ms"))(1717243200000) == NOW
-    assert timestamp_parser(TimestampSpec(format="epoch_s"))("1717243200") == NOW
-    assert timestamp_parser(TimestampSpec(format="%Y-%m-%d %H:%M", assume_utc_offset_s=7200))("2024-06-01 14:00") == NOW
+    assert timestamp_parser(TimestampSpec(format="epoch_ms"))(1717243200000, UTC) == NOW
+    assert timestamp_parser(TimestampSpec(format="epoch_s"))("1717243200", UTC) == NOW
+    plus_two = timezone(timedelta(hours=2))
+    assert timestamp_parser(TimestampSpec(format="%Y-%m-%d %H:%M"))("2024-06-01 14:00", plus_two) == NOW
 
 
 def test_config_errors_name_the_field(tmp_path: Path):
@@ -141,7 +153,7 @@ def test_config_errors_name_the_field(tmp_path: Path):
         vendor_config_file(tmp_path, "readings", {"params": {"since": "{nope}"}})
     with pytest.raises(VendorConfigError, match=r"auth\.api_key\.colour"):
         vendor_config_file(tmp_path, "auth", {"colour": "blue"})
-    with pytest.raises(VendorConfigError, match=r"not found.*shipped vendors: \['simulator'\]"):
+    with pytest.raises(VendorConfigError, match=r"not found.*shipped vendors: \['simulator', 'simulator_v2'\]"):
         load_source("no-such-vendor", "http://127.0.0.1:1", {})
 
 
@@ -149,6 +161,7 @@ def vendor_config_file(tmp_path: Path, section: str, patch: dict) -> HttpJsonSou
     import yaml
 
     raw = load_vendor_config("simulator").model_dump(mode="json", exclude_none=True)
+    raw["readings"] = raw["readings"][0]  # one endpoint, written as a mapping like the shipped file
     raw[section] = {**raw[section], **patch}
     path = tmp_path / "vendor.yaml"
     path.write_text(yaml.safe_dump(raw))

@@ -24,6 +24,7 @@ import redis
 from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, StartSignal
 from functions.common.state import StateKeys, as_text
 from functions.sync_worker.settings import WorkerSettings, load_settings
+from functions.sync_worker.source.base import Reading
 from functions.sync_worker.store import format_cursor
 from functions.sync_worker.wiring import build_worker
 from functions.sync_worker.worker import Worker
@@ -89,7 +90,7 @@ def expected_ids(stations: list[str], after: datetime, upto: datetime) -> set[st
     t = after + timedelta(seconds=INTERVAL_S)
     while t <= upto:
         for s in stations:
-            out.add(f"{s}:{t.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}")
+            out.add(Reading(s, t, {}).message_id)
         t += timedelta(seconds=INTERVAL_S)
     return out
 

@@ -39,7 +39,7 @@ def test_200_stations_one_cycle_every_reading_once_and_cursors_advanced(
     cursor = t0.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert read_cursors(redis_server.url, "test") == {s: cursor for s in stations}
     payload = sub.payloads[0]
-    assert payload["schema"] == 1 and payload["topic"] == f"c2c/test/stations/{payload['station_id']}/telemetry"
+    assert payload["schema"] == 2 and payload["topic"] == f"c2c/test/stations/{payload['station_id']}/telemetry"
     assert {"soc_pct", "battery_power_kw"} <= set(payload["values"])
     assert running.stop() == 0
 

@@ -50,16 +50,26 @@ def test_coalesced_job_runs_the_union_of_subsets_or_everything_if_any_signal_say
 
 
 def test_payload_has_schema_version_stable_id_and_values():
-    message = to_message(Reading("site-1", TS, {"soc_pct": 51.5}))
+    message = to_message(Reading("site-1", TS, {"soc_pct": 51.5}, series="battery/BAT-2"))
     body = json.loads(message.payload)
     assert body == {
-        "schema": 1,
-        "message_id": "site-1:2024-06-01T12:00:00.000000Z",
+        "schema": 2,
+        "message_id": "site-1:battery/BAT-2:2024-06-01T12:00:00.000000Z",
         "station_id": "site-1",
+        "series": "battery/BAT-2",
         "ts": "2024-06-01T12:00:00.000000Z",
         "values": {"soc_pct": 51.5},
     }
     assert message.message_id == body["message_id"]
+
+
+def test_message_ids_differ_per_device_and_cannot_run_into_each_other():
+    # Two batteries of one station at one time: one id each (schema 1 gave both "site-1:<ts>").
+    ids = {Reading("site-1", TS, {}, series=f"battery/{d}").message_id for d in ("BAT-1", "BAT-2")}
+    assert len(ids) == 2
+    # `:` inside a station id or a series is escaped, so ("a:b", "c") and ("a", "b:c") stay apart.
+    assert Reading("a:b", TS, {}, series="c").message_id != Reading("a", TS, {}, series="b:c").message_id
+    assert Reading("NE=1:%", TS, {}, series="s").message_id == "NE=1%3A%25:s:2024-06-01T12:00:00.000000Z"
 
 
 @pytest.mark.parametrize("values", [{"x": math.nan}, {"x": object()}])

@@ -8,25 +8,35 @@ vendor means writing such a file: URL templates, auth, pagination, and a JMESPat
 from __future__ import annotations
 
 import json
-import logging
+import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import yaml
 from pydantic import ValidationError
 
-from functions.common.validation import describe_validation_error
-from functions.sync_worker.errors import PermanentError
+from functions.common.validation import Location, describe_validation_error, dotted
+from functions.sync_worker.errors import PermanentError, TransientError
+from functions.sync_worker.observability import logger
 from functions.sync_worker.source.auth import SecretSource, build_auth
-from functions.sync_worker.source.base import ReadingBatch, Station
-from functions.sync_worker.source.config import VendorConfig
-from functions.sync_worker.source.mapping import MappingError, ReadingMapper, StationMapper
+from functions.sync_worker.source.base import (
+    DEFAULT_ENDPOINT,
+    TICK,
+    BatchAnswer,
+    EndpointPlan,
+    Reading,
+    ReadingBatch,
+    Station,
+)
+from functions.sync_worker.source.config import ReadingsEndpoint, StationsEndpoint, VendorConfig
+from functions.sync_worker.source.mapping import MappingError, NotReported, ReadingMapper, StationMapper
 from functions.sync_worker.source.pagination import PageRequest, Paginator
+from functions.sync_worker.source.timezones import UnknownZone, zone_of
 from functions.sync_worker.source.transport import HttpTransport, SourceCounters
-
-log = logging.getLogger(__name__)
 
 VENDORS_DIR = Path(__file__).parent / "vendors"
 #: How many skip reasons a batch keeps for the log (the count is always exact).
@@ -66,16 +76,90 @@ def load_vendor_config(name_or_path: str | Path) -> VendorConfig:
     try:
         return VendorConfig.model_validate(raw)
     except ValidationError as exc:
-        raise VendorConfigError(f"{path}: {describe_validation_error(exc)}") from exc
+        single = isinstance(raw, dict) and isinstance(raw.get("readings"), dict)
+        name = _single_endpoint_path if single else dotted
+        raise VendorConfigError(f"{path}: {describe_validation_error(exc, name)}") from exc
 
 
-def _format_time(dt: datetime, fmt: str) -> str:
-    dt = dt.astimezone(UTC)
+def _single_endpoint_path(loc: Location) -> str:
+    """A file with one `readings` mapping (not a list): `readings.values.x`, not `readings.0.values.x`."""
+    parts = list(loc)
+    if parts[:2] == ["readings", 0]:
+        del parts[1]
+    return dotted(parts)
+
+
+def _fill(node: Any, values: dict[str, object], ids: list[str] | None = None) -> Any:
+    """A JSON body template with placeholders filled in its string leaves. A leaf that is exactly
+    one placeholder keeps the value's JSON type (`{limit}` a number, an epoch `{since}` a number;
+    `{station_ids}` a JSON array of the batch's ids when `ids` is given)."""
+    if isinstance(node, str):
+        if node == "{station_ids}" and ids is not None:
+            return list(ids)
+        whole = _WHOLE_PLACEHOLDER.fullmatch(node)
+        if whole is not None and whole.group(1) in values:
+            return values[whole.group(1)]
+        return node.format(**values)
+    if isinstance(node, dict):
+        return {k: _fill(v, values, ids) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_fill(v, values, ids) for v in node]
+    return node
+
+
+@dataclass
+class _Collected:
+    """One station's share of an answer, while it is read."""
+
+    readings: list[Reading] = field(default_factory=list)
+    pending: list[datetime] = field(default_factory=list)
+    skipped: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def skip(self, reason: str) -> None:
+        self.skipped += 1
+        if len(self.reasons) < MAX_SKIP_REASONS:
+            self.reasons.append(reason)
+
+    def batch(self, complete: datetime | None) -> ReadingBatch:
+        self.readings.sort(key=lambda r: r.ts)
+        return ReadingBatch(
+            self.readings,
+            complete_through=complete,
+            pending=self.pending,
+            skipped=self.skipped,
+            skip_reasons=self.reasons,
+        )
+
+
+@dataclass(frozen=True)
+class _Resume:
+    """Where a window continues: the start of its current sub-window and the next vendor page of it
+    (None: the sub-window's first request)."""
+
+    since: datetime
+    next_page: PageRequest | None
+
+
+def _whole_seconds(fmt: str) -> bool:
+    return fmt == "epoch_s" or (fmt not in ("iso8601", "epoch_ms") and "%f" not in fmt)
+
+
+_WHOLE_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def _format_time(dt: datetime, fmt: str, zone: tzinfo | None = None) -> str | int:
+    """A request time: epoch (a number), ISO 8601 (UTC `Z`, or the station's offset) or a strftime
+    pattern in the station's zone (DST-correct: zoneinfo picks the offset of that instant)."""
     if fmt == "epoch_s":
-        return str(int(dt.timestamp()))
+        return int(dt.timestamp())
     if fmt == "epoch_ms":
-        return str(int(dt.timestamp() * 1000))
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + (f".{dt.microsecond:06d}" if dt.microsecond else "") + "Z"
+        return int(dt.timestamp() * 1000)
+    local = dt.astimezone(zone or UTC)
+    if fmt != "iso8601":
+        return local.strftime(fmt)
+    text = local.strftime("%Y-%m-%dT%H:%M:%S") + (f".{local.microsecond:06d}" if local.microsecond else "")
+    return text + "Z" if zone is None else text + local.strftime("%z")[:3] + ":" + local.strftime("%z")[3:]
 
 
 class HttpJsonSource:
@@ -99,21 +183,23 @@ class HttpJsonSource:
         self.counters = SourceCounters()
         self.transport = HttpTransport(config.http, pool_size=pool_size, counters=self.counters)
         self.transport.auth = build_auth(
-            config.auth, self.base_url, secrets or {}, self.transport.session, self.transport.timeout
+            config.auth,
+            self.base_url,
+            secrets or {},
+            self.transport.session,
+            self.transport.timeout,
+            redact=self.transport.redact.add,
         )
         self._station_mapper = StationMapper(config.stations)
         self._station_pages = Paginator(config.stations.pagination)
         self._station_page_size = station_page_size or config.stations.page_size
-        self._reading_mapper = ReadingMapper(config.readings)
-        self._reading_pages = Paginator(config.readings.pagination)
-        self._limit_params = [k for k, v in config.readings.params.items() if "{limit}" in v]
+        self._endpoints = {ep.name: (ep, ReadingMapper(ep), Paginator(ep.pagination)) for ep in config.readings}
 
     # -- stations ---------------------------------------------------------------------------------
     def list_stations(self) -> list[Station]:
         cfg = self.config.stations
         size = self._station_page_size
-        params = {k: v.format(page_size=size) for k, v in cfg.params.items()}
-        req: PageRequest | None = self._station_pages.first(self.base_url + cfg.path.format(page_size=size), params)
+        req: PageRequest | None = self._station_pages.first(self._request(cfg, {"page_size": size}))
         stations: list[Station] = []
         seen: set[str] = set()
         pages = 0
@@ -121,7 +207,7 @@ class HttpJsonSource:
             pages += 1
             if pages > cfg.max_pages:
                 raise PermanentError(f"station list did not end after {cfg.max_pages} pages")
-            body, resp = self.transport.get_json(req.url, req.params)
+            body, resp = self._call(req)
             items = self._station_mapper.items(body)
             if not isinstance(items, list):
                 raise PermanentError(f"station list: {cfg.items!r} is not a list in the vendor's answer")
@@ -129,7 +215,7 @@ class HttpJsonSource:
                 try:
                     station = self._station_mapper.station(item)
                 except MappingError as exc:
-                    log.warning("station list item skipped: %s", exc)
+                    logger.warning("station list item skipped", extra={"reason": str(exc)})
                     continue
                 if station.station_id not in seen:
                     seen.add(station.station_id)
@@ -138,92 +224,216 @@ class HttpJsonSource:
         return stations
 
     # -- readings ---------------------------------------------------------------------------------
-    def _render(self, template: str, station_id: str, since: datetime, until: datetime, limit: int) -> str:
-        fmt = self.config.readings.time_format
-        return template.format(
-            station_id=quote(station_id, safe=""),
-            since=_format_time(since, fmt),
-            until=_format_time(until, fmt),
-            limit=limit,
+    @property
+    def endpoints(self) -> list[EndpointPlan]:
+        """The reading endpoints the runner syncs, each with its own cursor."""
+        return [
+            EndpointPlan(
+                ep.name,
+                # A snapshot is re-read each cycle: remember its digests one step back at least.
+                max(ep.lookback_s, ep.snapshot.resolution_s) if ep.snapshot else ep.lookback_s,
+                ep.settle_s,
+                ep.budget.calls if ep.budget else None,
+                ep.budget.period_s if ep.budget else 0.0,
+                ep.batch.size if ep.batch else 1,
+            )
+            for ep in self.config.readings
+        ]
+
+    def _request(
+        self, cfg: ReadingsEndpoint | StationsEndpoint, values: dict[str, object], ids: list[str] | None = None
+    ) -> PageRequest:
+        """The first request of an endpoint with its placeholders filled in, each encoded exactly once:
+        quoted in the path, left to `requests` in the query, to JSON or form encoding in a body."""
+        path = cfg.path.format(**{k: quote(str(v), safe="") for k, v in values.items()})
+        body = cfg.body
+        return PageRequest(
+            self.base_url + path,
+            {k: v.format(**values) for k, v in cfg.params.items()},
+            method=cfg.method,
+            json_body=_fill(body.json_body, values, ids) if body is not None and body.json_body is not None else None,
+            form={k: v.format(**values) for k, v in body.form.items()} if body is not None and body.form else None,
+            headers={k: v.format(**values) for k, v in cfg.headers.items()} or None,
         )
 
-    def fetch_readings(self, station: Station, since: datetime, until: datetime, limit: int) -> ReadingBatch:
-        """Readings with since < ts <= until, oldest first, at most `limit` vendor items consumed.
+    def _call(self, req: PageRequest, station_id: str | None = None) -> tuple[Any, Any]:
+        return self.transport.request_json(
+            req.method,
+            req.url,
+            req.params,
+            json_body=req.json_body,
+            form=req.form,
+            headers=req.headers,
+            station_id=station_id,
+        )
 
-        Items that do not map are skipped and counted (`batch.skipped`, `counters.readings_skipped`)
-        instead of failing the station; HTTP failures raise the error classes of `errors.py`.
+    def fetch_readings(
+        self,
+        station: Station,
+        since: datetime,
+        until: datetime,
+        limit: int,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        resume: object | None = None,
+    ) -> ReadingBatch:
+        """One vendor page of readings with since < ts <= until (`resume` continues the window).
+
+        Items without a value yet are reported in `batch.pending`, items that do not map are skipped
+        and counted (`batch.skipped`, `counters.readings_skipped`) instead of failing the station;
+        HTTP failures raise the error classes of `errors.py`. The window is known complete only
+        after its last page (page by page when the endpoint is `ordered`).
         """
+        answer = self.fetch_batch([station], since, until, limit, endpoint=endpoint, resume=resume)
+        batch = answer.batches[station.station_id]
+        batch.resume = answer.resume
+        return batch
+
+    def fetch_batch(
+        self,
+        stations: list[Station],
+        since: datetime,
+        until: datetime,
+        limit: int,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        resume: object | None = None,
+    ) -> BatchAnswer:
+        """One vendor page for up to `batch.size` stations in one request, fanned out to each
+        station by the endpoint's `batch.id` path (one station: the plain `fetch_readings`)."""
         if limit < 1:
             raise ValueError("limit must be >= 1")
-        if since >= until:
-            return ReadingBatch()  # an empty window: nothing to ask the vendor
-        cfg = self.config.readings
-        sid = station.station_id
-        page_limit = min(limit, cfg.max_page_size)
-        url = self.base_url + self._render(cfg.path, sid, since, until, page_limit)
-        params = {k: self._render(v, sid, since, until, page_limit) for k, v in cfg.params.items()}
-        req: PageRequest | None = self._reading_pages.first(url, params)
-        mapper = self._reading_mapper
-        readings = []
-        skipped, out_of_window, consumed = 0, 0, 0
+        cfg, mapper, pages = self._endpoints[endpoint]
+        by_id = {st.station_id: st for st in stations}
+        sid = stations[0].station_id if len(stations) == 1 else None
+        if since >= until and cfg.snapshot is None:
+            # An empty window: nothing to ask the vendor.
+            return BatchAnswer({s: ReadingBatch(complete_through=until) for s in by_id}, None)
+        zone = self._zone(cfg, stations[0])
+        zones = {s: self._zone(cfg, st) for s, st in by_id.items()} if cfg.station_zone else {}
+        chunk_since, req = (resume.since, resume.next_page) if isinstance(resume, _Resume) else (since, None)
+        if _whole_seconds(cfg.time_format):
+            # The vendor hears `until` to the second: the answer is complete up to that, not beyond.
+            until = max(chunk_since, until.replace(microsecond=0))
+        chunk_until = min(until, chunk_since + timedelta(seconds=cfg.max_window_s)) if cfg.max_window_s else until
+        if _whole_seconds(cfg.time_format):
+            chunk_until = max(chunk_since, chunk_until.replace(microsecond=0))
+        if req is None:
+            ids = list(by_id)
+            values: dict[str, object] = {
+                "station_id": ids[0],
+                "station_ids": ",".join(ids) if cfg.batch is None else (cfg.batch.join or ",").join(ids),
+                "since": _format_time(chunk_since, cfg.time_format, zone),
+                "until": _format_time(chunk_until, cfg.time_format, zone),
+                "limit": min(limit, cfg.max_page_size),
+            }
+            as_array = cfg.batch is not None and cfg.batch.join is None
+            req = pages.first(self._request(cfg, values, ids if as_array else None))
+        window_end = until
+        since, until = chunk_since, chunk_until
+        requested_at = datetime.now(UTC)
+        body, resp = self._call(req, sid)
+        items = mapper.items(body)
+        if not isinstance(items, list):
+            # `data: null` in an HTTP 200 is the vendor failing, not "no readings": the station must
+            # not count as synced (an error rule can name the vendor's own message and class).
+            raise TransientError(
+                f"readings of {sid or f'{len(by_id)} stations'}: {cfg.items!r} is not a list in the vendor's "
+                f"answer: {self.transport.redact(json.dumps(body)[:200])}",
+                station_id=sid,
+            )
+        snapshot_ts = self._snapshot_time(cfg, mapper, body, requested_at, sid) if cfg.snapshot else None
+        found: dict[str, _Collected] = {s: _Collected() for s in by_id}
+        skipped, out_of_window = 0, 0
         reasons: list[str] = []
-        high_water: datetime | None = None
-        has_more = False
-        while req is not None:
-            body, resp = self.transport.get_json(req.url, req.params, station_id=sid)
-            items = mapper.items(body)
-            if items is None:
-                items = []
-            if not isinstance(items, list):
-                raise PermanentError(
-                    f"readings of {sid}: {cfg.items!r} is not a list in the vendor's answer", station_id=sid
+        latest: datetime | None = None
+        for parent, item in mapper.flatten(items):
+            owner = sid if cfg.batch is None else mapper.station_of(parent)
+            if owner not in found:
+                out_of_window += 1  # a station we did not ask for (or no id): not ours to publish
+                continue
+            collected = found[owner]
+            try:
+                ts = snapshot_ts or mapper.timestamp(item, zones.get(owner, zone))
+            except MappingError as exc:
+                collected.skip(str(exc))
+                continue
+            if snapshot_ts is None and not since < ts <= until:
+                out_of_window += 1  # a vendor ignoring the window: not ours to publish
+                continue
+            if latest is None or ts > latest:
+                latest = ts
+            try:
+                collected.readings.append(mapper.reading(owner, item, ts, parent))
+            except NotReported:
+                collected.pending.append(ts)
+            except MappingError as exc:
+                collected.skip(f"{ts.isoformat()}: {exc}")
+        nxt = pages.next(req, body, resp, len(items), min(limit, cfg.max_page_size))
+        following: _Resume | None = None
+        if nxt is None:
+            complete: datetime | None = self._answered_until(mapper, body, until, sid, zone)
+            if until < window_end:
+                following = _Resume(until, None)  # the next sub-window
+        else:
+            following = _Resume(since, nxt)
+            # Oldest first: more items at `latest` itself may be on the next page.
+            complete = latest - TICK if cfg.ordered and latest is not None else None
+        for owner, collected in found.items():
+            skipped += collected.skipped
+            reasons.extend(collected.reasons[: MAX_SKIP_REASONS - len(reasons)])
+            if collected.skipped:
+                logger.warning(
+                    "readings skipped: do not fit the mapping",
+                    extra={
+                        "station_id": owner,
+                        "endpoint": endpoint,
+                        "skipped": collected.skipped,
+                        "reasons": collected.reasons,
+                    },
                 )
-            remaining = limit - consumed
-            if len(items) > remaining:
-                items, has_more = items[:remaining], True
-            for item in items:
-                consumed += 1
-                try:
-                    ts = mapper.timestamp(item)
-                except MappingError as exc:
-                    skipped += 1
-                    if len(reasons) < MAX_SKIP_REASONS:
-                        reasons.append(str(exc))
-                    continue
-                if not since < ts <= until:
-                    out_of_window += 1  # a vendor ignoring the window: not ours to publish
-                    continue
-                if high_water is None or ts > high_water:
-                    high_water = ts
-                try:
-                    readings.append(mapper.reading(sid, item, ts))
-                except MappingError as exc:
-                    skipped += 1
-                    if len(reasons) < MAX_SKIP_REASONS:
-                        reasons.append(f"{ts.isoformat()}: {exc}")
-            if has_more:
-                break
-            nxt = self._reading_pages.next(req, body, resp, len(items), page_limit)
-            if nxt is not None and consumed >= limit:
-                has_more = True
-                break
-            if nxt is not None and self._limit_params and nxt.params:
-                # Ask the next page for only what is left of `limit`.
-                left = str(min(limit - consumed, cfg.max_page_size))
-                nxt = PageRequest(
-                    nxt.url, {**nxt.params, **{k: left for k in self._limit_params if k in nxt.params}}, nxt.page
-                )
-            req = nxt
+            if collected.pending:
+                self.counters.add("readings_pending", len(collected.pending))
         if skipped:
             self.counters.add("readings_skipped", skipped)
-            log.warning(
-                "readings skipped: do not fit the mapping",
-                extra={"station_id": sid, "skipped": skipped, "reasons": reasons},
-            )
         if out_of_window:
             self.counters.add("readings_out_of_window", out_of_window)
-        readings.sort(key=lambda r: r.ts)
-        return ReadingBatch(readings, skipped=skipped, high_water=high_water, has_more=has_more, skip_reasons=reasons)
+        batches = {owner: c.batch(complete) for owner, c in found.items()}
+        return BatchAnswer(batches, following)
+
+    def _snapshot_time(
+        self, cfg: ReadingsEndpoint, mapper: ReadingMapper, body: Any, requested_at: datetime, sid: str | None
+    ) -> datetime:
+        """The one time of a snapshot answer: a field of the envelope, or the request time, floored
+        to the configured resolution (so re-reads inside one step share the reading's id)."""
+        assert cfg.snapshot is not None
+        try:
+            at = mapper.snapshot_time(body) or requested_at
+        except MappingError as exc:
+            raise PermanentError(f"snapshot time: {exc}", station_id=sid) from exc
+        step = cfg.snapshot.resolution_s
+        return datetime.fromtimestamp(at.timestamp() // step * step, UTC)
+
+    @staticmethod
+    def _zone(cfg: ReadingsEndpoint, station: Station) -> tzinfo | None:
+        if cfg.station_zone is None:
+            return None
+        try:
+            return zone_of(station.attributes.get(cfg.station_zone))
+        except UnknownZone as exc:
+            raise PermanentError(
+                f"station {station.station_id}: attribute {cfg.station_zone!r}: {exc}", station_id=station.station_id
+            ) from exc
+
+    @staticmethod
+    def _answered_until(
+        mapper: ReadingMapper, body: Any, until: datetime, sid: str | None, zone: tzinfo | None
+    ) -> datetime:
+        try:
+            answered = mapper.answered_until(body, zone)
+        except MappingError as exc:
+            raise PermanentError(f"readings of {sid}: unreadable answered_until: {exc}", station_id=sid) from exc
+        return until if answered is None else min(until, answered)
 
     def close(self) -> None:
         self.transport.close()

@@ -2,14 +2,14 @@
 
 Expressions are compiled once per config. Plain dotted field paths (`battery.soc_pct`), which is
 what nearly every mapping is, are evaluated as chained dict lookups with JMESPath's semantics
-(missing key or non-object -> null): at 10,000 stations × N readings × 15 values the full
+(missing key or non-object -> null): at 10,000 stations x N readings x 15 values the full
 interpreter would be the worker's hottest loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 import jmespath
@@ -22,7 +22,12 @@ Getter = Callable[[Any], Any]
 
 
 class MappingError(ValueError):
-    """One item of the vendor's JSON does not fit the mapping (bad time, wrong type, value missing)."""
+    """One item of the vendor's JSON does not fit the mapping (bad time, wrong type)."""
+
+
+class NotReported(Exception):
+    """The vendor listed the item but has no value for it yet (a required value, or every value, is
+    null): it is expected later, so the cursor must wait for it."""
 
 
 def _field_chain(node: Any) -> list[str] | None:  # JMESPath's parse tree: nested dicts
@@ -95,62 +100,111 @@ _COERCE: dict[str, Callable[[Any], Any] | None] = {
 }
 
 
-def timestamp_parser(spec: TimestampSpec) -> Callable[[Any], datetime]:
-    """Vendor time value -> aware UTC datetime."""
-    default_tz = timezone(timedelta(seconds=spec.assume_utc_offset_s))
+TimeParser = Callable[[Any, tzinfo], datetime]
 
-    def aware(dt: datetime) -> datetime:
-        return (dt.replace(tzinfo=default_tz) if dt.tzinfo is None else dt).astimezone(UTC)
+
+def timestamp_parser(spec: TimestampSpec) -> TimeParser:
+    """Vendor time value -> aware UTC datetime. A time without an offset is in the zone passed in
+    (the station's, or `assume_utc_offset_s`); zoneinfo resolves it across DST changes."""
+
+    def aware(dt: datetime, zone: tzinfo) -> datetime:
+        return (dt.replace(tzinfo=zone) if dt.tzinfo is None else dt).astimezone(UTC)
 
     if spec.format == "iso8601":
 
-        def parse(v: Any) -> datetime:
+        def parse(v: Any, zone: tzinfo) -> datetime:
             if not isinstance(v, str):
                 raise TypeError(f"timestamp {v!r} is not a string")
-            return aware(datetime.fromisoformat(v))
+            return aware(datetime.fromisoformat(v), zone)
     elif spec.format in ("epoch_s", "epoch_ms"):
         div = 1000.0 if spec.format == "epoch_ms" else 1.0
 
-        def parse(v: Any) -> datetime:
+        def parse(v: Any, zone: tzinfo) -> datetime:
             if isinstance(v, bool) or not isinstance(v, (int, float, str)):
                 raise TypeError(f"timestamp {v!r} is not a number")
             return datetime.fromtimestamp(float(v) / div, UTC)
     else:
         pattern = spec.format
 
-        def parse(v: Any) -> datetime:
+        def parse(v: Any, zone: tzinfo) -> datetime:
             if not isinstance(v, str):
                 raise TypeError(f"timestamp {v!r} is not a string")
-            return aware(datetime.strptime(v, pattern))
+            return aware(datetime.strptime(v, pattern), zone)
 
     return parse
 
 
 class ReadingMapper:
     def __init__(self, cfg: ReadingsEndpoint) -> None:
+        self.endpoint = cfg.name
+        self._series = compile_path(cfg.series) if cfg.series else None
         self.items = compile_path(cfg.items)
         self._ts_get = compile_path(cfg.timestamp.path)
         self._ts_parse = timestamp_parser(cfg.timestamp)
+        self._fixed_zone: tzinfo = timezone(timedelta(seconds=cfg.timestamp.assume_utc_offset_s))
+        self._answered_until = compile_path(cfg.answered_until) if cfg.answered_until else None
+        self._station_of = compile_path(cfg.batch.id) if cfg.batch else None
+        self._nested = compile_path(cfg.nested) if cfg.nested else None
+        self._snapshot_time = compile_path(cfg.snapshot.time) if cfg.snapshot and cfg.snapshot.time else None
         self._values: list[tuple[str, Getter, Callable[[Any], Any] | None, bool]] = [
             (name, compile_path(spec.path), _COERCE[spec.type], spec.required) for name, spec in cfg.values.items()
         ]
 
-    def timestamp(self, item: Any) -> datetime:
-        raw = self._ts_get(item)
+    def timestamp(self, item: Any, zone: tzinfo | None = None) -> datetime:
+        return self._parse_time(self._ts_get(item), zone)
+
+    def answered_until(self, body: Any, zone: tzinfo | None = None) -> datetime | None:
+        """How far the vendor says its answer reaches (None: it does not say)."""
+        return self._parse_time(self._answered_until(body), zone) if self._answered_until else None
+
+    def station_of(self, item: Any) -> str | None:
+        """The station id an item of a batched answer belongs to."""
+        found = self._station_of(item) if self._station_of else None
+        return None if found is None or isinstance(found, (dict, list, bool)) else str(found)
+
+    def snapshot_time(self, body: Any) -> datetime | None:
+        """The envelope's time of a snapshot answer (None: use the request time)."""
+        return self._parse_time(self._snapshot_time(body), None) if self._snapshot_time else None
+
+    def _parse_time(self, raw: Any, zone: tzinfo | None) -> datetime:
         if raw is None:
             raise MappingError("no timestamp")
         try:
-            return self._ts_parse(raw)
+            return self._ts_parse(raw, zone or self._fixed_zone)
         except (TypeError, ValueError, OverflowError, OSError) as exc:
             raise MappingError(f"bad timestamp {raw!r}: {exc}") from exc
 
-    def reading(self, station_id: str, item: Any, ts: datetime) -> Reading:
+    def series(self, item: Any) -> str:
+        if self._series is None:
+            return self.endpoint
+        device = self._series(item)
+        if device is None or device == "" or isinstance(device, (dict, list, bool)):
+            raise MappingError(f"no usable series key: {device!r}")
+        return f"{self.endpoint}/{device}"
+
+    def flatten(self, items: list[Any]) -> Iterator[tuple[Any, Any]]:
+        """(parent, reading item) pairs: the items themselves, or with `nested` each item's list of
+        readings (the parent carries the device serial and, batched, the station id)."""
+        if self._nested is None:
+            for item in items:
+                yield item, item
+            return
+        for parent in items:
+            children = self._nested(parent)
+            if isinstance(children, list):
+                for child in children:
+                    yield parent, child
+
+    def reading(self, station_id: str, item: Any, ts: datetime, parent: Any = None) -> Reading:
+        """The item as a reading; `NotReported` when its value is still null, `MappingError` when it
+        cannot be read at all. The series key is read from `parent` (the item itself unless nested)."""
+        series = self.series(item if parent is None else parent)
         values: dict[str, Any] = {}
         for name, get, coerce, required in self._values:
             raw = get(item)
             if raw is None:
                 if required:
-                    raise MappingError(f"required value {name!r} is missing")
+                    raise NotReported(name)
                 continue
             if coerce is not None:
                 try:
@@ -158,7 +212,9 @@ class ReadingMapper:
                 except (TypeError, ValueError) as exc:
                     raise MappingError(f"value {name!r}={raw!r}: {exc}") from exc
             values[name] = raw
-        return Reading(station_id=station_id, ts=ts, values=values)
+        if not values:
+            raise NotReported("every value")
+        return Reading(station_id=station_id, ts=ts, values=values, series=series)
 
 
 class StationMapper:

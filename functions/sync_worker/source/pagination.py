@@ -1,7 +1,8 @@
-"""How to get the next page: by page number, by a cursor token, or by a `next` link.
+"""How to get the next page: by page number, by offset, by a cursor token, or by a `next` link.
 
 A paginator turns (request made, response got) into the next request, or None at the end, so the
-source's fetch loops stay identical for every vendor.
+source's fetch loops stay identical for every vendor. A request with a JSON body (a POST API)
+carries its page parameter in the body, as a number; otherwise it goes in the query.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from functions.sync_worker.source.config import (
     CursorPagination,
     LinkPagination,
     NoPagination,
+    OffsetPagination,
     PageNumberPagination,
     PaginationConfig,
 )
@@ -26,7 +28,22 @@ from functions.sync_worker.source.mapping import compile_path
 class PageRequest:
     url: str
     params: dict[str, str]
-    page: int = 0  # page number, for page-number pagination
+    page: int = 0  # page number or offset
+    method: str = "GET"
+    json_body: Any = None
+    form: dict[str, str] | None = None
+    headers: dict[str, str] | None = None
+
+    def with_param(self, name: str, value: int | str, page: int | None = None) -> PageRequest:
+        """This request with one paging parameter set, where the request carries its parameters."""
+        changes: dict[str, Any] = {} if page is None else {"page": page}
+        if isinstance(self.json_body, dict):
+            changes["json_body"] = {**self.json_body, name: value}
+        elif self.form is not None:
+            changes["form"] = {**self.form, name: str(value)}
+        else:
+            changes["params"] = {**self.params, name: str(value)}
+        return replace(self, **changes)
 
 
 class Paginator:
@@ -38,11 +55,14 @@ class Paginator:
         self._total_pages = (
             compile_path(cfg.total_pages) if isinstance(cfg, PageNumberPagination) and cfg.total_pages else None
         )
+        self._total = compile_path(cfg.total) if isinstance(cfg, OffsetPagination) and cfg.total else None
 
-    def first(self, url: str, params: dict[str, str]) -> PageRequest:
+    def first(self, req: PageRequest) -> PageRequest:
         if isinstance(self.cfg, PageNumberPagination):
-            return PageRequest(url, {**params, self.cfg.page_param: str(self.cfg.start)}, self.cfg.start)
-        return PageRequest(url, params)
+            return req.with_param(self.cfg.page_param, self.cfg.start, self.cfg.start)
+        if isinstance(self.cfg, OffsetPagination):
+            return req.with_param(self.cfg.offset_param, self.cfg.start, self.cfg.start)
+        return req
 
     def next(
         self, req: PageRequest, body: Any, resp: requests.Response, items: int, page_size: int
@@ -60,14 +80,25 @@ class Paginator:
             elif items < page_size:
                 return None
             page = req.page + 1
-            return replace(req, params={**req.params, cfg.page_param: str(page)}, page=page)
+            return req.with_param(cfg.page_param, page, page)
+        if isinstance(cfg, OffsetPagination):
+            if items == 0:
+                return None
+            offset = req.page + items
+            if self._total is not None:
+                total = self._total(body)
+                if isinstance(total, int) and offset - cfg.start >= total:
+                    return None
+            elif items < page_size:
+                return None
+            return req.with_param(cfg.offset_param, offset, offset)
         if isinstance(cfg, CursorPagination):
             token = self._next(body) if self._next else None
             if not token:
                 return None
-            params = dict(req.params) if cfg.keep_params else {}
-            params[cfg.param] = str(token)
-            return replace(req, params=params)
+            if not cfg.keep_params:
+                req = replace(req, params={})
+            return req.with_param(cfg.param, str(token))
         # Link: the next URL carries every parameter itself.
         link = self._next(body) if self._next else resp.links.get("next", {}).get("url")
         if not link:

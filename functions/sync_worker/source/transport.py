@@ -1,36 +1,43 @@
 """One keep-alive HTTP pool to the vendor, with rate limiting, retries and error classification.
 
-Every vendor call goes through `HttpTransport.get_json`, which is the one place that turns HTTP
-outcomes into the worker's four error classes:
+Every vendor call goes through `HttpTransport.request_json`, which is the one place that turns
+HTTP outcomes into the worker's four error classes. The vendor's `errors` rules are tried first
+(HTTP status and/or a JMESPath condition on the JSON body, so an error inside an HTTP 200 is an
+error), then the defaults:
   connection error, timeout, 5xx, malformed JSON -> retried, then TransientError
-  429                                            -> retried after Retry-After, then ThrottledError
-  401/403                                        -> one credential refresh + retry, then AuthError
+  429                                            -> ThrottledError at once (the cycle's shared gate
+                                                    waits it out once for every station)
+  401/403, or a `reauth` rule                    -> one credential renewal + retry, then AuthError
   404 and other 4xx                              -> PermanentError (retrying cannot help)
-Retries are tenacity's (exponential backoff with jitter, or the server's Retry-After); the pool is
-sized to the worker's concurrency and blocks rather than opening throwaway connections.
+Every message that leaves here is redacted: no secret value (API key, password, session token)
+reaches a log line, an error or a metric. Retries are tenacity's (exponential backoff with jitter);
+the pool is sized to the worker's concurrency and blocks rather than opening throwaway connections.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import random
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote, urlsplit
 
+import jmespath
 import requests
+from jmespath.exceptions import JMESPathError
 from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
-from tenacity.wait import wait_base, wait_exponential_jitter
+from tenacity.wait import wait_exponential_jitter
 
 from functions.sync_worker.errors import AuthError, PermanentError, SyncError, ThrottledError, TransientError
+from functions.sync_worker.observability import logger
 from functions.sync_worker.ratelimit import TokenBucket
 from functions.sync_worker.source.auth import VendorAuth
-from functions.sync_worker.source.config import HttpConfig, RetryConfig
-
-log = logging.getLogger(__name__)
+from functions.sync_worker.source.concurrency import AdaptiveConcurrency
+from functions.sync_worker.source.config import ErrorRule, HttpConfig
 
 
 @dataclass
@@ -44,6 +51,7 @@ class SourceCounters:
     rate_limit_wait_s: float = 0.0
     readings_skipped: int = 0
     readings_out_of_window: int = 0
+    readings_pending: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, name: str, amount: float = 1) -> None:
@@ -73,21 +81,91 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-class _WaitRetryAfterOrBackoff(wait_base):
-    """Wait what a 429 asked for (plus a little jitter so waiting threads do not return in lockstep),
-    otherwise exponential backoff with jitter."""
+class Redactor:
+    """Replaces every registered secret value in a text with `***` (thread-safe; values can be
+    added later, e.g. a session token after each login)."""
 
-    def __init__(self, cfg: RetryConfig) -> None:
-        self._backoff = wait_exponential_jitter(
-            multiplier=cfg.backoff_initial_s, max=cfg.backoff_max_s, jitter=cfg.jitter_s
-        )
-        self._jitter = cfg.jitter_s
+    def __init__(self) -> None:
+        self._values: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
 
-    def __call__(self, retry_state: RetryCallState) -> float:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        if isinstance(exc, ThrottledError) and exc.retry_after_s is not None:
-            return exc.retry_after_s + random.uniform(0, self._jitter)
-        return self._backoff(retry_state)
+    def add(self, *values: str | None) -> None:
+        with self._lock:
+            # Very short values would mask innocent text; no real credential is that short.
+            self._values = self._values | {v for v in values if v and len(v) >= 4}
+
+    def __call__(self, text: str) -> str:
+        for value in self._values:
+            if value in text:
+                text = text.replace(value, "***")
+                encoded = quote(value, safe="")
+                if encoded != value:
+                    text = text.replace(encoded, "***")
+            elif (encoded := quote(value, safe="")) in text:
+                text = text.replace(encoded, "***")
+        return text
+
+
+class _RedactingFilter(logging.Filter):
+    """urllib3 logs each request line (URL with its query) at DEBUG: redact it like our own lines."""
+
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__()
+        self._redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self._redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+#: The third-party logger that writes request URLs.
+_URLLIB3_LOGGER = logging.getLogger("urllib3.connectionpool")
+
+
+class _CompiledRule:
+    def __init__(self, rule: ErrorRule) -> None:
+        self.rule = rule
+        self.status = frozenset(rule.status) if rule.status is not None else None
+        self.when = jmespath.compile(rule.when) if rule.when else None
+        self.message = jmespath.compile(rule.message) if rule.message else None
+
+    def matches(self, status: int, body: Any) -> bool:
+        if self.status is not None and status not in self.status:
+            return False
+        if self.when is not None:
+            try:
+                return bool(self.when.search(body))
+            except JMESPathError:
+                return False
+        return True
+
+    def vendor_message(self, body: Any) -> str:
+        if self.message is None:
+            return ""
+        try:
+            found = self.message.search(body)
+        except JMESPathError:
+            return ""
+        return "" if found is None else f": {str(found)[:200]}"
+
+
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    url: str
+    params: dict[str, str] | None
+    json_body: Any
+    form: dict[str, str] | None
+    headers: dict[str, str] | None
+    station_id: str | None
+
+
+def _path_of(url: str | None) -> str:
+    """The URL without its query: a query may carry an API key."""
+    return urlsplit(url or "")._replace(query="", fragment="").geturl()
 
 
 class _AuthRejected(AuthError):
@@ -102,6 +180,10 @@ class HttpTransport:
     def __init__(self, cfg: HttpConfig, *, pool_size: int, counters: SourceCounters | None = None) -> None:
         self.cfg = cfg
         self.counters = counters or SourceCounters()
+        self.redact = Redactor()
+        self._log_filter = _RedactingFilter(self.redact)
+        _URLLIB3_LOGGER.addFilter(self._log_filter)
+        self._rules = [_CompiledRule(rule) for rule in cfg.errors]
         self.timeout = (cfg.connect_timeout_s, cfg.read_timeout_s)
         self.session = requests.Session()
         self.session.trust_env = cfg.trust_env
@@ -113,54 +195,89 @@ class HttpTransport:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.rate_limiter = TokenBucket(cfg.rate_limit.rps, cfg.rate_limit.burst) if cfg.rate_limit else None
+        self.concurrency = AdaptiveConcurrency(cfg.max_concurrency) if cfg.max_concurrency else None
         self.auth: VendorAuth | None = None
         retries = cfg.retries
-        self._max_retry_after = retries.max_retry_after_s
         self._retrying = Retrying(
             retry=retry_if_exception(self._retryable),
             stop=stop_after_attempt(retries.attempts) | stop_after_delay(retries.max_elapsed_s),
-            wait=_WaitRetryAfterOrBackoff(retries),
+            wait=wait_exponential_jitter(
+                multiplier=retries.backoff_initial_s, max=retries.backoff_max_s, jitter=retries.jitter_s
+            ),
             before_sleep=self._before_sleep,
             reraise=True,
         )
 
-    def _retryable(self, exc: BaseException) -> bool:
-        if isinstance(exc, ThrottledError):
-            return exc.retry_after_s is None or exc.retry_after_s <= self._max_retry_after
+    @staticmethod
+    def _retryable(exc: BaseException) -> bool:
+        # Not ThrottledError: each thread waiting out its own 429 is how throttling compounds. The
+        # cycle's shared gate waits once for everyone and stops the cycle when it persists.
         return isinstance(exc, TransientError)
 
     def _before_sleep(self, state: RetryCallState) -> None:
         self.counters.add("retries")
         exc = state.outcome.exception() if state.outcome else None
-        log.debug("vendor call failed, retrying", extra={"attempt": state.attempt_number, "error": str(exc)})
+        logger.debug(
+            "vendor call failed, retrying", extra={"attempt": state.attempt_number, "error": self.redact(str(exc))}
+        )
 
     def get_json(
         self, url: str, params: dict[str, str] | None = None, *, station_id: str | None = None
     ) -> tuple[Any, requests.Response]:
-        """GET and decode JSON, retried per config; raises only `SyncError` subclasses."""
-        try:
-            return self._retrying(self._attempt, url, params, station_id)
-        except _AuthRejected as first:
-            if self.auth is None:
-                raise AuthError(str(first), station_id=station_id) from first
-            self.counters.add("auth_refreshes")
-            if not self.auth.refresh(first.credential):
-                raise AuthError(f"{first} (credentials could not be renewed)", station_id=station_id) from first
-            try:
-                return self._retrying(self._attempt, url, params, station_id)
-            except _AuthRejected as second:
-                raise AuthError(f"{second} (after renewing credentials)", station_id=station_id) from second
+        return self.request_json("GET", url, params, station_id=station_id)
 
-    def _attempt(
-        self, url: str, params: dict[str, str] | None, station_id: str | None
+    def request_json(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, str] | None = None,
+        *,
+        json_body: Any = None,
+        form: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        station_id: str | None = None,
     ) -> tuple[Any, requests.Response]:
+        """One vendor call, its JSON decoded, retried per config; raises only `SyncError`
+        subclasses, with every secret redacted from their messages."""
+        call = _Call(method, url, params, json_body, form, headers, station_id)
+        try:
+            try:
+                return self._retrying(self._attempt, call)
+            except _AuthRejected as first:
+                if self.auth is None:
+                    raise AuthError(str(first), station_id=station_id) from first
+                self.counters.add("auth_refreshes")
+                if not self.auth.refresh(first.credential):
+                    raise AuthError(f"{first} (credentials could not be renewed)", station_id=station_id) from first
+                try:
+                    return self._retrying(self._attempt, call)
+                except _AuthRejected as second:
+                    raise AuthError(f"{second} (after renewing credentials)", station_id=station_id) from second
+        except SyncError as exc:
+            redacted = self.redact(str(exc))
+            if redacted != str(exc):
+                exc.args = (redacted,)
+            raise
+
+    def _attempt(self, call: _Call) -> tuple[Any, requests.Response]:
+        station_id, url = call.station_id, call.url
         if self.rate_limiter is not None:
             waited = self.rate_limiter.acquire()
             if waited:
                 self.counters.add("rate_limit_wait_s", waited)
         self.counters.add("requests")
         try:
-            resp = self.session.get(url, params=params, auth=self.auth, timeout=self.timeout)
+            with self.concurrency or contextlib.nullcontext():
+                resp = self.session.request(
+                    call.method,
+                    url,
+                    params=call.params,
+                    json=call.json_body,
+                    data=call.form,
+                    headers=call.headers,
+                    auth=self.auth,
+                    timeout=self.timeout,
+                )
         except SyncError:
             raise  # from the auth object (token endpoint), already classified
         except requests.Timeout as exc:
@@ -168,18 +285,30 @@ class HttpTransport:
         except requests.RequestException as exc:
             raise TransientError(f"vendor unreachable: {exc.__class__.__name__}: {exc}", station_id=station_id) from exc
         status = resp.status_code
-        if status == 200 or (200 <= status < 300 and status != 204):
-            try:
-                return resp.json(), resp
-            except ValueError as exc:  # requests' JSONDecodeError is a ValueError
+        body: Any = None
+        decoded = False
+        if status != 204 and resp.content:
+            with contextlib.suppress(ValueError):  # requests' JSONDecodeError is a ValueError
+                body, decoded = resp.json(), True
+        try:
+            self._apply_rules(status, body, resp, station_id)
+        except ThrottledError:
+            if self.concurrency is not None:
+                self.concurrency.throttled()
+            raise
+        if 200 <= status < 300:
+            if self.concurrency is not None:
+                self.concurrency.succeeded()
+            if status != 204 and resp.content and not decoded:
                 raise TransientError(
-                    f"malformed JSON from {resp.url} ({len(resp.content)} bytes)", station_id=station_id
-                ) from exc
-        if status == 204:
-            return None, resp
+                    f"malformed JSON from {_path_of(resp.url)} ({len(resp.content)} bytes)", station_id=station_id
+                )
+            return body, resp
         detail = resp.text[:200].strip()
         if status == 429:
             self.counters.add("throttled")
+            if self.concurrency is not None:
+                self.concurrency.throttled()
             retry_after = parse_retry_after(resp.headers.get("Retry-After"))
             raise ThrottledError(
                 f"vendor throttled (429), Retry-After={retry_after}", retry_after_s=retry_after, station_id=station_id
@@ -189,7 +318,30 @@ class HttpTransport:
             raise _AuthRejected(f"vendor refused credentials: HTTP {status} {detail}", credential, station_id)
         if status >= 500:
             raise TransientError(f"vendor error HTTP {status}: {detail}", station_id=station_id)
-        raise PermanentError(f"vendor answered HTTP {status} for {resp.url}: {detail}", station_id=station_id)
+        raise PermanentError(f"vendor answered HTTP {status} for {_path_of(resp.url)}: {detail}", station_id=station_id)
+
+    def _apply_rules(self, status: int, body: Any, resp: requests.Response, station_id: str | None) -> None:
+        """The vendor's error rules, first match wins; raises the error class it names."""
+        for compiled in self._rules:
+            if not compiled.matches(status, body):
+                continue
+            rule = compiled.rule
+            what = f"vendor error (HTTP {status}, rule {rule.when or rule.status}){compiled.vendor_message(body)}"
+            if rule.error == "throttled":
+                self.counters.add("throttled")
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                raise ThrottledError(
+                    what,
+                    retry_after_s=retry_after if retry_after is not None else rule.retry_after_s,
+                    station_id=station_id,
+                )
+            if rule.error == "reauth":
+                credential = self.auth.credential_of(resp.request) if self.auth is not None else None
+                raise _AuthRejected(what, credential, station_id)
+            if rule.error == "permanent":
+                raise PermanentError(what, station_id=station_id)
+            raise TransientError(what, station_id=station_id)
 
     def close(self) -> None:
+        _URLLIB3_LOGGER.removeFilter(self._log_filter)
         self.session.close()

@@ -1,0 +1,1 @@
+"""Example source adapters (the README's walk-through of the plug-in seam)."""

@@ -1,0 +1,167 @@
+"""Call budgets and adaptive concurrency: the cycle plans within the vendor's budget, defers what
+does not fit (counted), and never exceeds it; 429s lower the concurrency and it recovers."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from functions.common.state import StateKeys
+from functions.sync_worker.cycle import BudgetPacer, CycleRunner
+from functions.sync_worker.errors import ThrottledError
+from functions.sync_worker.source.base import EndpointPlan, Station
+from functions.sync_worker.source.concurrency import AdaptiveConcurrency
+from functions.sync_worker.source.config import VendorConfig
+from functions.sync_worker.source.http_json import HttpJsonSource
+from functions.sync_worker.store import Lease, StateStore, connect_redis
+from tests.source.conftest import RecordingPublisher
+from tests.support.vendor_stub import StubRequest, VendorStub
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2024, 6, 1, 12, tzinfo=UTC)
+
+
+def config(budget: dict[str, Any] | None = None, http: dict[str, Any] | None = None) -> VendorConfig:
+    return VendorConfig.model_validate(
+        {
+            "name": "budgeted",
+            "auth": {"type": "api_key"},
+            "http": {"retries": {"attempts": 1}, **(http or {})},
+            "stations": {"path": "/sites"},
+            "readings": {
+                "path": "/sites/{station_id}/data",
+                "items": "data",
+                "values": {"v": "v"},
+                "lookback_s": 0,
+                **({"budget": budget} if budget else {}),
+            },
+        }
+    )
+
+
+@pytest.fixture
+def stub() -> Iterator[VendorStub]:
+    with VendorStub() as server:
+        for i in range(10):
+            server.route("GET", f"/sites/S{i}/data", lambda r: (200, {"data": [{"timestamp": T0.isoformat(), "v": 1}]}))
+        yield server
+
+
+@pytest.fixture
+def state(redis_server) -> Iterator[StateStore]:
+    client = connect_redis(redis_server.url)
+    keys = StateKeys.for_env("test")
+    lease = Lease(client, keys, "budget-test")
+    assert lease.try_acquire()
+    yield StateStore(client, keys, lease)
+    lease.release()
+
+
+def cycle(source: HttpJsonSource, state: StateStore, stations: list[Station], concurrency: int = 4):
+    runner = CycleRunner(source, RecordingPublisher(), state, concurrency=concurrency, now=lambda: T0)
+    try:
+        return runner.run(stations).record
+    finally:
+        runner.close()
+
+
+def test_a_call_budget_is_never_exceeded_and_what_does_not_fit_is_deferred_in_turn(stub, state):
+    source = HttpJsonSource(config(budget={"calls": 4, "period_s": 3600}), base_url=stub.url, secrets={"api_key": "k"})
+    stations = [Station(f"S{i}") for i in range(10)]
+    for i, station in enumerate(stations):  # S0 is the most behind, S9 the least
+        state.advance_cursor(station.station_id, T0 - timedelta(hours=10 - i))
+    runner = CycleRunner(source, RecordingPublisher(), state, concurrency=4, now=lambda: T0)
+    try:
+        # The first cycle may use the whole budget, the most behind stations first; the next cycles
+        # (no time passed) one call each, which Redis refuses: the period is spent.
+        records = [runner.run(stations).record for _ in range(3)]
+    finally:
+        runner.close()
+    assert [(r.stations_synced, r.stations_deferred) for r in records] == [(4, 6), (0, 10), (0, 10)]
+    assert sorted(r.path.split("/")[2] for r in stub.requests) == ["S0", "S1", "S2", "S3"], "most behind first"
+    # The budget lives in Redis: a second worker (a restart) counts the same calls.
+    restarted = HttpJsonSource(
+        config(budget={"calls": 4, "period_s": 3600}), base_url=stub.url, secrets={"api_key": "k"}
+    )
+    assert cycle(restarted, state, stations).stations_deferred == 10
+    assert len(stub.requests) == 4
+    source.close()
+    restarted.close()
+
+
+def test_the_pacer_spreads_a_budget_over_the_cycles():
+    pacer = BudgetPacer()
+    plan = EndpointPlan("daily", budget_calls=300, budget_period_s=86_400)
+
+    def allowed(now: datetime) -> int:
+        allotment = pacer.allot([plan], now)
+        return sum(allotment.take("daily") for _ in range(1000))
+
+    assert allowed(T0) == 300  # the first cycle: the whole budget (Redis counts what was used)
+    assert allowed(T0 + timedelta(minutes=15)) == 2  # 300 x 900 / 86400 = 3.1, at 90 % -> 2
+    assert allowed(T0 + timedelta(minutes=15, seconds=1)) == 1  # at least one call a cycle
+    assert allowed(T0 + timedelta(days=3)) == 300  # never more than the period's budget
+
+
+def test_budget_reservations_race_safely_across_threads(state):
+    granted = []
+
+    def take() -> None:
+        granted.append(state.take_call("race", 25, 60))
+
+    threads = [threading.Thread(target=take) for _ in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(granted) == 25
+
+
+def test_sustained_429s_lower_concurrency_and_it_recovers(stub):
+    in_flight, peak, throttling = [0], [0], [True]
+    lock = threading.Lock()
+
+    def data(request: StubRequest):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.02)
+        with lock:
+            in_flight[0] -= 1
+        if throttling[0]:
+            return 429, {"error": "slow down"}, {"Retry-After": "0"}
+        return 200, {"data": []}
+
+    stub.route("GET", "/sites/X/data", data)
+    source = HttpJsonSource(config(http={"max_concurrency": 8}), base_url=stub.url, secrets={"api_key": "k"})
+    limiter = source.transport.concurrency
+    assert isinstance(limiter, AdaptiveConcurrency) and limiter.limit == 8
+
+    def call() -> None:
+        with contextlib.suppress(ThrottledError):
+            source.fetch_readings(Station("X"), T0 - timedelta(hours=1), T0, 10)
+
+    def burst(n: int) -> None:
+        threads = [threading.Thread(target=call) for _ in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    burst(16)
+    assert limiter.limit == 1, "halved on each 429 down to one"
+    peak[0] = 0
+    burst(8)
+    assert peak[0] == 1, "while throttled, one request at a time"
+    throttling[0] = False
+    for _ in range(8):
+        burst(20)
+    assert limiter.limit == 8, "additive increase back to the vendor's maximum"
+    source.close()
