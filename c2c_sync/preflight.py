@@ -56,7 +56,11 @@ def endpoint_problems(config: EnvironmentConfig) -> list[Problem]:
 
 def named_secrets(config: EnvironmentConfig) -> dict[str, str]:
     """Config field -> name of every operator-created secret the environment reads."""
-    names = {"source.api_key_secret": config.source.api_key_secret}
+    source = config.source
+    names = {
+        "source.api_key_secret" if name == "api_key" and source.api_key_secret else f"source.secrets.{name}": secret
+        for name, secret in source.named_secrets.items()
+    }
     for field, value in config.platform.secrets.model_dump().items():
         if value is not None:
             names[f"platform.secrets.{field}"] = value

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import redis
 
-from functions.sync_worker.checkpoint import CursorCheckpoint
 from functions.common.source_secrets import source_secret_env
+from functions.sync_worker.checkpoint import CursorCheckpoint
 from functions.sync_worker.observability import WorkerTelemetry
 from functions.sync_worker.settings import ConfigError, WorkerSettings
 from functions.sync_worker.signals import RedisSignals, SignalSource, SqsSignals
