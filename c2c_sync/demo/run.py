@@ -11,8 +11,9 @@ The simulator's clock starts `BASELINE_AGE` in the past and runs `speed` times f
 time, so each cycle finds `interval × speed / 60` new readings per station; every cursor is set to
 that start before the worker runs (see ledger.py for why this makes "lost" exact).
 
-This module is the orchestration only: it tells a `DemoObserver` what happens (display.py shows it
-live) and returns a `DemoResult` (summary.py renders it); command.py puts the three together.
+This module is the orchestration only: it starts the local services (local.py), tells a
+`DemoObserver` what happens (display.py shows it live) and returns a `DemoResult` (summary.py renders
+it); command.py puts them together.
 """
 
 from __future__ import annotations
@@ -23,12 +24,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import boto3
 import redis
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, stop_after_delay, wait_fixed
 
@@ -36,9 +35,10 @@ from c2c_sync.demo import blueprint as blueprints
 from c2c_sync.demo import topology
 from c2c_sync.demo.ledger import reconcile
 from c2c_sync.demo.lifecycle import Interrupted, Teardown
+from c2c_sync.demo.local import SIMULATOR_API_KEY, LocalServices, connect_state, moto_clients, start_services
+from c2c_sync.demo.observer import DemoObserver
 from c2c_sync.demo.options import DemoOptions
 from c2c_sync.demo.result import CycleOutcome, DemoResult
-from c2c_sync.demo.services import DEFAULT_API_KEY, MosquittoBroker, MotoProcess, RedisServer, SimulatorService
 from c2c_sync.demo.subscriber import Subscriber, subscription_topic
 from c2c_sync.demo.trigger import LocalTrigger, RedisPublishTarget
 from c2c_sync.demo.worker_process import WorkerProcess
@@ -47,43 +47,10 @@ from functions.common.state import CycleRecord, Heartbeat, StateKeys, as_text
 
 #: The simulator's reading cadence (its default); the ledger's grid.
 READING_INTERVAL_S = 60
-#: How far in the past the simulator's clock starts: within the worker's default 24 h backfill
-#: window, and far enough that an accelerated clock stays behind real time for hours.
-BASELINE_AGE = timedelta(hours=12)
-SIMULATOR_API_KEY = DEFAULT_API_KEY
-#: The vendor config's read timeout is 10 s; a simulated timeout must outlast it to be one.
-SIMULATED_TIMEOUT_S = 11.0
 
 
 class DemoFailed(RuntimeError):
     """The demo could not run to its end; the message says which part failed and where its log is."""
-
-
-class DemoObserver(Protocol):
-    """What the orchestration tells whoever shows it (display.DemoDisplay: Rich on a console)."""
-
-    def phase(self, text: str) -> None: ...
-    def step(self, text: str) -> None: ...
-    def note(self, text: str) -> None: ...
-    def warn(self, text: str) -> None: ...
-    def cycle_started(self, number: int, via: str, stations: int) -> None: ...
-    def cycle_progress(self, number: int, stations_done: int, readings_received: int) -> None: ...
-    def cycle_finished(self, number: int, record: CycleRecord, readings_received: int) -> None: ...
-
-
-@dataclass(frozen=True)
-class LocalServices:
-    """The services the demo runs against: started here, or external ones (MQTT_URL, REDIS_URL)."""
-
-    redis_url: str
-    redis_password: str | None
-    mqtt_url: str
-    #: None when the broker is external (no log to count its connections from).
-    broker: MosquittoBroker | None
-    moto: MotoProcess
-    simulator: SimulatorService
-    #: Where the simulator's clock starts; every cursor is set to it before the worker runs.
-    baseline: datetime
 
 
 @dataclass
@@ -145,9 +112,9 @@ def _run(
             synth.kill()
 
     teardown.push("synthesis", stop_synthesis)
-    services = _start_services(opts, display, workdir, teardown)
+    services = start_services(opts, display, workdir, teardown)
     keys = StateKeys.for_env(env)
-    state = _connect_state(services, keys, teardown)
+    state = connect_state(services, keys, teardown)
     ctx = _Context(
         options=opts,
         display=display,
@@ -160,7 +127,7 @@ def _run(
     )
 
     blueprint = blueprints.collect(synth, synth_log)
-    moto_client = _moto_clients(services.moto.url)
+    moto_client = moto_clients(services.moto.url)
     messaging = topology.deploy(blueprint.messaging_template, moto_client, f"c2c-{ctx.env}")
     display.step(
         f"messaging stack C2C-{ctx.env}-Messaging from its synthesized template (config "
@@ -227,91 +194,6 @@ def _run(
             _stop_worker(ctx)
 
     _reconcile(ctx, subscriber, result)
-
-
-# -- services ----------------------------------------------------------------------------------
-
-
-def _start_services(opts: DemoOptions, display: DemoObserver, workdir: Path, teardown: Teardown) -> LocalServices:
-    redis_password: str | None = None
-    if opts.redis_url:
-        parts = urlsplit(opts.redis_url)
-        redis_password = parts.password
-        netloc = f"{parts.hostname}:{parts.port or 6379}"
-        redis_url = f"{parts.scheme}://{netloc}{parts.path or '/0'}"
-        display.step(f"Redis: external {redis_url} (REDIS_URL)")
-    else:
-        (workdir / "redis").mkdir(exist_ok=True)
-        server = RedisServer(workdir / "redis", die_with_parent=True).start()
-        teardown.push("redis-server", server.stop)
-        redis_url = server.url
-        display.step(f"redis-server on 127.0.0.1:{server.port}")
-    broker: MosquittoBroker | None = None
-    if opts.mqtt_url:
-        mqtt_url = opts.mqtt_url
-        display.step(f"MQTT broker: external {opts.mqtt_url} (MQTT_URL)")
-    else:
-        broker = MosquittoBroker(workdir / "mosquitto", die_with_parent=True).start()
-        teardown.push("mosquitto", broker.stop)
-        mqtt_url = broker.url
-        display.step(f"mosquitto on 127.0.0.1:{broker.port}")
-    moto = MotoProcess(workdir / "moto", die_with_parent=True).start()
-    teardown.push("moto server", moto.stop)
-    display.step(f"moto server (SNS, SQS, KMS) on {moto.url}")
-    start = (datetime.now(UTC) - BASELINE_AGE).replace(second=0, microsecond=0)
-    simulator = SimulatorService(
-        workdir=workdir / "simulator",
-        stations=opts.stations,
-        api_key=SIMULATOR_API_KEY,
-        clock=f"{start.strftime('%Y-%m-%dT%H:%M:%SZ')}@{opts.speed:g}",
-        latency_ms=opts.latency_ms,
-        error_rate=opts.error_rate,
-        timeout_rate=opts.timeout_rate,
-        throttle_rate=opts.throttle_rate,
-        timeout_s=SIMULATED_TIMEOUT_S,
-        die_with_parent=True,
-    ).start()
-    teardown.push("vendor simulator", simulator.stop)
-    display.step(
-        f"vendor simulator on {simulator.url}: {opts.stations} stations, latency {opts.latency_ms:g} ms, "
-        f"faults error {opts.error_rate:g} / timeout {opts.timeout_rate:g} / throttle {opts.throttle_rate:g}, "
-        f"clock ×{opts.speed:g}"
-    )
-    return LocalServices(redis_url, redis_password, mqtt_url, broker, moto, simulator, start)
-
-
-def _connect_state(services: LocalServices, keys: StateKeys, teardown: Teardown) -> redis.Redis:
-    state = redis.Redis.from_url(
-        services.redis_url,
-        password=services.redis_password,
-        decode_responses=True,
-        socket_timeout=5,
-        socket_connect_timeout=5,
-    )
-    teardown.push(
-        "demo keys in Redis",
-        lambda: state.delete(keys.cursors, keys.history, keys.heartbeat, keys.lease, keys.fencing_counter),
-    )
-    state.ping()
-    return state
-
-
-def _moto_clients(endpoint_url: str) -> Callable[[str], Any]:
-    """boto3 clients against moto's server, one per service name (named at run time, so untyped)."""
-    cache: dict[str, Any] = {}
-
-    def client(service: str) -> Any:
-        if service not in cache:
-            cache[service] = boto3.client(  # type: ignore[call-overload]  # the stubs type literal names only
-                service,
-                endpoint_url=endpoint_url,
-                region_name=topology.REGION,
-                aws_access_key_id="demo",
-                aws_secret_access_key="demo",
-            )
-        return cache[service]
-
-    return client
 
 
 def _list_stations(ctx: _Context) -> list[str]:
