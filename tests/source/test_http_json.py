@@ -153,7 +153,10 @@ def test_config_errors_name_the_field(tmp_path: Path):
         vendor_config_file(tmp_path, "readings", {"params": {"since": "{nope}"}})
     with pytest.raises(VendorConfigError, match=r"auth\.api_key\.colour"):
         vendor_config_file(tmp_path, "auth", {"colour": "blue"})
-    with pytest.raises(VendorConfigError, match=r"not found.*shipped vendors: \['simulator', 'simulator_v2'\]"):
+    with pytest.raises(
+        VendorConfigError,
+        match=r"not found.*shipped vendors: \['huawei_fusionsolar', 'simulator', 'simulator_v2', 'solaredge'\]",
+    ):
         load_source("no-such-vendor", "http://127.0.0.1:1", {})
 
 
