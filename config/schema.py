@@ -83,6 +83,14 @@ class ProfileName(StrEnum):
     AWS_IOT_CORE = "aws_iot_core"
 
 
+class WorkerCapacity(StrEnum):
+    """Where the worker's Fargate task runs: plain Fargate, or Fargate Spot (spare capacity, billed
+    at a discount that varies, reclaimed with a two-minute SIGTERM warning)."""
+
+    ON_DEMAND = "on_demand"
+    SPOT = "spot"
+
+
 class WorkerConfig(_Strict):
     """The sync worker's Fargate service."""
 
@@ -99,6 +107,10 @@ class WorkerConfig(_Strict):
     #: ECS Container Insights (~$8/month): off by default, the WorkerNotRunning alarm on the free
     #: AWS/ECS metrics and the heartbeat alarm cover "worker not running" without it.
     container_insights: bool = False
+    #: on_demand (LaunchType FARGATE) or spot (the FARGATE_SPOT capacity provider): Spot reclaims the
+    #: task with SIGTERM two minutes before it stops it; the worker drains within STOP_TIMEOUT_S
+    #: (45 s), and ECS starts a replacement, so an interruption costs a cycle's delay, not readings.
+    capacity: WorkerCapacity = WorkerCapacity.ON_DEMAND
 
     @field_validator("cpu")
     @classmethod
@@ -532,6 +544,12 @@ class SourceConfig(_Strict):
             yield ("secrets", name), f"not read by vendor {vendor}; remove it (it would be granted for nothing)"
 
 
+class MonitoringConfig(_Strict):
+    #: The CloudWatch dashboard C2C-<env> ($3/month beyond the account's three free ones). The
+    #: alarms do not depend on it and stay either way.
+    dashboard: bool = True
+
+
 class TriggerConfig(_Strict):
     #: Reserved concurrency of the trigger Lambda (needs that much unreserved account headroom).
     reserved_concurrency: int = Field(default=2, ge=1, le=100)
@@ -555,6 +573,7 @@ class EnvironmentConfig(_Strict):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     alarms: AlarmConfig = Field(default_factory=AlarmConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     trigger: TriggerConfig = Field(default_factory=TriggerConfig)
     platform: PlatformConfig
     source: SourceConfig
@@ -605,6 +624,7 @@ __all__ = [
     "EnvironmentConfig",
     "GenericMqttConfig",
     "IdentityMode",
+    "MonitoringConfig",
     "NatKind",
     "NetworkConfig",
     "NotifyConfig",
@@ -614,6 +634,7 @@ __all__ = [
     "SignalTransport",
     "SourceConfig",
     "TriggerConfig",
+    "WorkerCapacity",
     "WorkerConfig",
     "WorkerMode",
 ]

@@ -17,6 +17,7 @@ from config.schema import (
     EnvironmentConfig,
     NatKind,
     SignalTransport,
+    WorkerCapacity,
     WorkerMode,
 )
 from functions.common.signal import Command
@@ -125,6 +126,7 @@ def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentS
             named_secrets=worker_named_secrets(config),
             log_retention=retention,
             container_insights=config.worker.container_insights,
+            spot=config.worker.capacity is WorkerCapacity.SPOT,
             checkpoint_removal_policy=removal,
         ),
         vpc=network.vpc,
@@ -184,6 +186,7 @@ def add_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentS
         service=sync_service.service,
         self_heal_topic=trigger.self_heal_topic,
         heartbeat_alarm_name=alarm_name,
+        dashboard=config.monitoring.dashboard,
         **common("Monitoring", stateful=False),
     )
     return EnvironmentStacks(network, messaging, cache, sync_service, trigger, monitoring)

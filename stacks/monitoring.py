@@ -70,6 +70,7 @@ class MonitoringStack(cdk.Stack):
         service: ecs.BaseService,
         self_heal_topic: sns.ITopic,
         heartbeat_alarm_name: str,
+        dashboard: bool = True,
         **options: Unpack[StackOptions],
     ) -> None:
         super().__init__(scope, construct_id, **options)
@@ -218,63 +219,65 @@ class MonitoringStack(cdk.Stack):
             alarm.add_alarm_action(*notify)
             alarm.add_ok_action(*notify)
 
-        # --- dashboard ----------------------------------------------------------------------
-        five = cdk.Duration.minutes(5)
-        self.dashboard = cw.Dashboard(
-            self,
-            "Dashboard",
-            dashboard_name=f"C2C-{env_name}",
-            default_interval=cdk.Duration.hours(6),
-        )
-        self.dashboard.add_widgets(
-            cw.GraphWidget(
-                title="Cycle duration (ms)",
-                width=8,
-                left=[
-                    metric(WorkerMetric.CYCLE_DURATION, "Average", five),
-                    metric(WorkerMetric.CYCLE_DURATION, "p99", five),
-                ],
-            ),
-            cw.GraphWidget(
-                title="Stations synced / failed",
-                width=8,
-                left=[
-                    metric(WorkerMetric.STATIONS_SYNCED, period=five),
-                    metric(WorkerMetric.STATIONS_FAILED, period=five),
-                ],
-            ),
-            cw.GraphWidget(
-                title="Readings published", width=8, left=[metric(WorkerMetric.READINGS_PUBLISHED, period=five)]
-            ),
-        )
-        self.dashboard.add_widgets(
-            cw.GraphWidget(
-                title="MQTT reconnects",
-                width=8,
-                left=[
-                    metric(WorkerMetric.MQTT_RECONNECTS, period=five),
-                    metric(WorkerMetric.MQTT_PLANNED_RECONNECTS, period=five),
-                ],
-            ),
-            cw.GraphWidget(
-                title="Heartbeat age (s)",
-                width=8,
-                left=[heartbeat_age],
-                left_annotations=[cw.HorizontalAnnotation(value=HEARTBEAT_STALE_AFTER_S, label="stale")],
-            ),
-            cw.GraphWidget(
-                title="Dead-letter queues", width=8, left=[dlq_depth, schedule_dlq_depth, trigger_failure_depth]
-            ),
-        )
-        self.dashboard.add_widgets(
-            cw.GraphWidget(
-                title="Trigger Lambda errors / invocations",
-                width=8,
-                left=[lambda_errors, trigger_function.metric_invocations(period=five)],
-            ),
-            cw.GraphWidget(title="Worker running tasks", width=8, left=[running_tasks]),
-            cw.AlarmStatusWidget(title="Alarms", width=8, alarms=self.alarms),
-        )
+        # --- dashboard (optional: $3/month; the alarms above never depend on it) ----------
+        self.dashboard: cw.Dashboard | None = None
+        if dashboard:
+            five = cdk.Duration.minutes(5)
+            self.dashboard = cw.Dashboard(
+                self,
+                "Dashboard",
+                dashboard_name=f"C2C-{env_name}",
+                default_interval=cdk.Duration.hours(6),
+            )
+            self.dashboard.add_widgets(
+                cw.GraphWidget(
+                    title="Cycle duration (ms)",
+                    width=8,
+                    left=[
+                        metric(WorkerMetric.CYCLE_DURATION, "Average", five),
+                        metric(WorkerMetric.CYCLE_DURATION, "p99", five),
+                    ],
+                ),
+                cw.GraphWidget(
+                    title="Stations synced / failed",
+                    width=8,
+                    left=[
+                        metric(WorkerMetric.STATIONS_SYNCED, period=five),
+                        metric(WorkerMetric.STATIONS_FAILED, period=five),
+                    ],
+                ),
+                cw.GraphWidget(
+                    title="Readings published", width=8, left=[metric(WorkerMetric.READINGS_PUBLISHED, period=five)]
+                ),
+            )
+            self.dashboard.add_widgets(
+                cw.GraphWidget(
+                    title="MQTT reconnects",
+                    width=8,
+                    left=[
+                        metric(WorkerMetric.MQTT_RECONNECTS, period=five),
+                        metric(WorkerMetric.MQTT_PLANNED_RECONNECTS, period=five),
+                    ],
+                ),
+                cw.GraphWidget(
+                    title="Heartbeat age (s)",
+                    width=8,
+                    left=[heartbeat_age],
+                    left_annotations=[cw.HorizontalAnnotation(value=HEARTBEAT_STALE_AFTER_S, label="stale")],
+                ),
+                cw.GraphWidget(
+                    title="Dead-letter queues", width=8, left=[dlq_depth, schedule_dlq_depth, trigger_failure_depth]
+                ),
+            )
+            self.dashboard.add_widgets(
+                cw.GraphWidget(
+                    title="Trigger Lambda errors / invocations",
+                    width=8,
+                    left=[lambda_errors, trigger_function.metric_invocations(period=five)],
+                ),
+                cw.GraphWidget(title="Worker running tasks", width=8, left=[running_tasks]),
+                cw.AlarmStatusWidget(title="Alarms", width=8, alarms=self.alarms),
+            )
 
         cdk.CfnOutput(
             self,
@@ -282,9 +285,10 @@ class MonitoringStack(cdk.Stack):
             value=self.alarm_topic.topic_arn,
             description="SNS topic every alarm publishes to (alarms.notify.emails subscribe here)",
         )
-        cdk.CfnOutput(
-            self,
-            "DashboardName",
-            value=self.dashboard.dashboard_name,
-            description="CloudWatch dashboard of this environment",
-        )
+        if self.dashboard is not None:
+            cdk.CfnOutput(
+                self,
+                "DashboardName",
+                value=self.dashboard.dashboard_name,
+                description="CloudWatch dashboard of this environment",
+            )

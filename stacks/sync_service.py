@@ -69,6 +69,8 @@ class SyncServiceProps:
     checkpoint_removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.DESTROY
     #: ECS Container Insights (paid custom metrics); the free AWS/ECS metrics back the alarms.
     container_insights: bool = False
+    #: Run the task on the FARGATE_SPOT capacity provider instead of the FARGATE launch type.
+    spot: bool = False
 
 
 class SyncServiceStack(cdk.Stack):
@@ -95,6 +97,9 @@ class SyncServiceStack(cdk.Stack):
             container_insights_v2=(
                 ecs.ContainerInsights.ENABLED if props.container_insights else ecs.ContainerInsights.DISABLED
             ),
+            # Spot needs the Fargate capacity providers associated with the cluster; an on-demand
+            # service keeps the plain FARGATE launch type (no association, template unchanged).
+            enable_fargate_capacity_providers=props.spot,
         )
         if not props.container_insights:
             acknowledge(
@@ -239,6 +244,12 @@ class SyncServiceStack(cdk.Stack):
             max_healthy_percent=100,
             enable_ecs_managed_tags=True,
             propagate_tags=ecs.PropagatedTagSource.SERVICE,
+            # Spot: one task, all on FARGATE_SPOT. An interruption is a SIGTERM two minutes ahead:
+            # the worker finishes or abandons its cycle without moving a cursor past an unacknowledged
+            # reading, releases the lease, and ECS places a replacement when capacity allows.
+            capacity_provider_strategies=(
+                [ecs.CapacityProviderStrategy(capacity_provider="FARGATE_SPOT", weight=1)] if props.spot else None
+            ),
         )
 
         acknowledge(

@@ -163,15 +163,27 @@ def _fargate_service(ctx: _Context, resource: Resource) -> tuple[float, str]:
     arch = str((task.properties.get("RuntimePlatform") or {}).get("CpuArchitecture", "X86_64")).lower()
     rate = ctx.prices.fargate[arch]
     tasks = count * ctx.hours * (vcpu * rate.vcpu_hour + memory_gb * rate.gb_hour)
+    spot = spot_share(resource)
+    if spot:
+        tasks *= 1 - spot * ctx.usage.fargate_spot_discount
     egress = ctx.egress_gb * ctx.prices.internet_egress_gb
     metrics = ctx.usage.custom_metrics_always * ctx.prices.cloudwatch_custom_metric_month
     ctx.use("egress_gb", ctx.egress_gb)
     ctx.use("custom_metrics", ctx.usage.custom_metrics_always)
+    capacity = f"Fargate Spot (assumed -{ctx.usage.fargate_spot_discount:.0%})" if spot else "Fargate"
     detail = (
-        f"{count} x Fargate {arch} {vcpu:g} vCPU / {memory_gb:g} GB; {ctx.egress_gb:.1f} GB to the internet; "
+        f"{count} x {capacity} {arch} {vcpu:g} vCPU / {memory_gb:g} GB; {ctx.egress_gb:.1f} GB to the internet; "
         f"{ctx.usage.custom_metrics_always} EMF metrics"
     )
     return tasks + egress + metrics, detail
+
+
+def spot_share(service: Resource) -> float:
+    """The share of a service's tasks its capacity provider strategy puts on FARGATE_SPOT (by weight)."""
+    strategy = service.properties.get("CapacityProviderStrategy") or []
+    total = sum(int(item.get("Weight", 0)) for item in strategy)
+    spot = sum(int(item.get("Weight", 0)) for item in strategy if item.get("CapacityProvider") == "FARGATE_SPOT")
+    return spot / total if total else 0.0
 
 
 def _task_definition(ctx: _Context, resource: Resource) -> tuple[float, str]:
@@ -393,5 +405,7 @@ def estimate(
         "log ingestion GB/month by log group: " + ", ".join(f"{k} {v:g}" for k, v in usage.log_ingest_gb_month.items()),
         f"{usage.custom_metrics_always} custom metrics emitted every hour; trigger {usage.lambda_duration_ms} ms "
         f"per invocation; {usage.kms_requests_month} KMS requests",
+        f"Fargate Spot {usage.fargate_spot_discount:.0%} below the on-demand rate (AWS: up to 70 %; the Spot "
+        "price varies with supply and demand)",
     ]
     return Estimate(env, region, region_note, table.as_of, table.hours_per_month, items, assumptions)

@@ -75,6 +75,8 @@ class Usage(_Strict):
     checkpoint_shards: int = Field(gt=0)
     checkpoint_bytes_per_station: float = Field(gt=0)
     checkpoint_restores_month: float = Field(ge=0)
+    #: Fargate Spot's discount on the on-demand rate: an assumption, AWS publishes a varying price.
+    fargate_spot_discount: float = Field(ge=0, lt=1)
 
     def stations_for(self, env: str) -> int:
         return self.stations.get(env, self.stations["default"])

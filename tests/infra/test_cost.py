@@ -92,23 +92,64 @@ def test_cost_command_without_a_synth_says_what_to_run(tmp_path):
     assert "make synth" in result.output
 
 
-# The targets the shipped configs must meet. dev is priced as `make cost` prints it (the account's
-# always-free allowances credited: dev normally has an account of its own); prod at plain list
-# prices (it shares nothing), which is the stricter of the two.
+# The targets the shipped configs must meet at plain list prices: no always-free allowance credited
+# (an account shared with anything else has none of it left for this environment).
 DEV_TARGET_USD = 30.0
 PROD_TARGET_USD = 120.0
 
 
 @pytest.mark.infra
-def test_shipped_configs_meet_the_cost_targets(dev, prod):
-    dev_cost = estimate("dev", Assembly.from_dir(dev.outdir), TABLE, "us-east-1")
+def test_shipped_configs_meet_the_cost_targets_at_list_prices(dev, prod):
+    dev_cost = estimate("dev", Assembly.from_dir(dev.outdir), TABLE, "us-east-1", free_tier=False)
     prod_cost = estimate("prod", Assembly.from_dir(prod.outdir), TABLE, prod.config.region, free_tier=False)
     assert dev_cost.total_usd <= DEV_TARGET_USD, dev_cost.by_type()
     assert prod_cost.total_usd <= PROD_TARGET_USD, prod_cost.by_type()
-    # No NAT gateway, no Container Insights in either: the two largest items of the old estimate.
     for cost in (dev_cost, prod_cost):
+        assert "free tier" not in cost.by_type()
+        # No NAT gateway, no Container Insights in either: the two largest items of the old estimate.
         assert "AWS::EC2::NatGateway" not in cost.by_type()
         assert cost.by_type()["AWS::ECS::Cluster"] == 0
+    # dev meets its target with the Spot worker and without the dashboard; prod keeps both.
+    assert "AWS::CloudWatch::Dashboard" not in dev_cost.by_type()
+    assert "AWS::CloudWatch::Dashboard" in prod_cost.by_type()
+
+
+def _service(strategy: list[dict] | None) -> Assembly:
+    service: dict = {"TaskDefinition": {"Ref": "Task"}, "DesiredCount": 1}
+    if strategy is not None:
+        service["CapacityProviderStrategy"] = strategy
+    else:
+        service["LaunchType"] = "FARGATE"
+    task = {"Cpu": "256", "Memory": "512", "RuntimePlatform": {"CpuArchitecture": "ARM64"}}
+    return Assembly(
+        {
+            "C2C-t-SyncService": {
+                "Resources": {
+                    "Service": {"Type": "AWS::ECS::Service", "Properties": service},
+                    "Task": {"Type": "AWS::ECS::TaskDefinition", "Properties": task},
+                }
+            }
+        }
+    )
+
+
+def test_a_spot_task_is_priced_at_the_assumed_discount_and_says_so():
+    usage, rate = TABLE.usage, TABLE.region("us-east-1").fargate["arm64"]
+    task = 730 * (0.25 * rate.vcpu_hour + 0.5 * rate.gb_hour)
+
+    def service_line(strategy: list[dict] | None):
+        items = estimate("t", _service(strategy), TABLE, "us-east-1", free_tier=False).items
+        return next(i for i in items if i.logical_id == "Service")
+
+    on_demand = service_line(None)
+    spot = service_line([{"CapacityProvider": "FARGATE_SPOT", "Weight": 1}])
+    half = service_line(
+        [{"CapacityProvider": "FARGATE_SPOT", "Weight": 1}, {"CapacityProvider": "FARGATE", "Weight": 1}]
+    )
+    assert 0 < usage.fargate_spot_discount < 1
+    assert on_demand.monthly_usd - spot.monthly_usd == pytest.approx(task * usage.fargate_spot_discount)
+    assert on_demand.monthly_usd - half.monthly_usd == pytest.approx(task * usage.fargate_spot_discount / 2)
+    assert "Fargate Spot (assumed" in spot.detail and "Spot" not in on_demand.detail
 
 
 @pytest.mark.infra

@@ -101,8 +101,9 @@ def test_lambda_errors_alarm(env_synth):
     assert alarm["Threshold"] == load_environment(env_synth.env).alarms.lambda_errors
 
 
-def test_dashboard_graphs_every_required_metric(env_synth):
-    body = json.dumps(env_synth.only("Monitoring", "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
+def test_dashboard_graphs_every_required_metric(prod):
+    assert prod.config.monitoring.dashboard
+    body = json.dumps(prod.only("Monitoring", "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
     for name in (
         WorkerMetric.CYCLE_DURATION,
         WorkerMetric.STATIONS_SYNCED,
@@ -116,6 +117,13 @@ def test_dashboard_graphs_every_required_metric(env_synth):
         "CPUUtilization",
     ):
         assert f'\\"{name}\\"' in body, name
+
+
+def test_without_the_dashboard_every_alarm_stays(dev, prod):
+    assert not dev.config.monitoring.dashboard
+    assert "AWS::CloudWatch::Dashboard" not in {r["Type"] for r in dev.templates["Monitoring"]["Resources"].values()}
+    assert "DashboardName" not in dev.templates["Monitoring"]["Outputs"]
+    assert set(alarms(dev)) == {name.replace("C2C-prod-", "C2C-dev-") for name in alarms(prod)}
 
 
 def test_a_configured_notify_topic_receives_every_alarm(stage):

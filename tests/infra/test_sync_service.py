@@ -34,6 +34,17 @@ def test_container_insights_follows_config(env_synth):
     assert {"Name": "containerInsights", "Value": expected} in settings
 
 
+def test_dev_runs_the_worker_on_fargate_spot_and_prod_on_demand(dev, prod):
+    spot = dev.only("SyncService", "AWS::ECS::Service")["Properties"]
+    assert spot["CapacityProviderStrategy"] == [{"CapacityProvider": "FARGATE_SPOT", "Weight": 1}]
+    assert "LaunchType" not in spot
+    (association,) = dev.resources("SyncService", "AWS::ECS::ClusterCapacityProviderAssociations").values()
+    assert "FARGATE_SPOT" in association["Properties"]["CapacityProviders"]
+    on_demand = prod.only("SyncService", "AWS::ECS::Service")["Properties"]
+    assert on_demand["LaunchType"] == "FARGATE" and "CapacityProviderStrategy" not in on_demand
+    assert prod.resources("SyncService", "AWS::ECS::ClusterCapacityProviderAssociations") == {}
+
+
 def test_worker_root_filesystem_is_read_only_with_one_scratch_volume(env_synth):
     task = env_synth.only("SyncService", "AWS::ECS::TaskDefinition")["Properties"]
     (definition,) = task["ContainerDefinitions"]
