@@ -148,24 +148,33 @@ class NetworkConfig(_Strict):
 
 
 class DeployedCache(_Strict):
-    """The create-only properties of the cache as deployed: a config that changes one is refused.
+    """The deployed cache's values that the config cannot change in place: a config that would is refused.
 
-    CloudFormation replaces an ElastiCache replication group when a create-only property changes.
-    The new cluster starts empty and, with retain_data, the old one is retained: it keeps running
-    (and billing) outside any stack. Recording the deployed values turns that into a synth error.
+    Of the AWS::ElastiCache::ReplicationGroup properties whose change CloudFormation carries out as a
+    replacement (AtRestEncryptionEnabled, CacheSubnetGroupName, Engine, KmsKeyId, Port, ...), the
+    config sets only `Port`; the others are fixed in stacks/cache.py and pinned by
+    tests/infra/test_cache.py. `EngineVersion` updates in place but cannot go down: ElastiCache
+    refuses a downgrade, and the only way to an older version is a new cluster. A replacement
+    starts an empty cluster and, with retain_data, the old one is retained: it keeps running (and
+    billing) outside any stack. Recording the deployed values turns both into a synth error.
     """
 
     port: int = Field(ge=1024, le=65535)
+    engine_version: str = Field(pattern=r"^\d+\.\d+$")
 
 
-#: How to change a create-only cache property on purpose (the refusal's message).
+#: How to make such a change on purpose (the refusal's message).
 CACHE_MIGRATION = (
-    "changing it replaces the ElastiCache cluster (a new, empty one; with retain_data the old one keeps "
-    "running and billing outside any stack). To migrate: snapshot it (aws elasticache create-snapshot "
+    "the deployed cache cannot take it in place; a new cluster would start empty and, with retain_data, the old one "
+    "would keep running and billing outside any stack. To migrate: snapshot it (aws elasticache create-snapshot "
     "--replication-group-id <id> --snapshot-name <name>), set worker.desired_count: 0 and deploy, delete the "
     "old cluster (aws elasticache delete-replication-group), then set cache.deployed to the new values and "
-    "deploy; the worker refills cursors from its backfill window"
+    "deploy; the worker refills cursors from its DynamoDB checkpoint or its backfill window"
 )
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
 
 
 class CacheConfig(_Strict):
@@ -194,19 +203,40 @@ class CacheConfig(_Strict):
 
     @model_validator(mode="after")
     def _no_replacement(self) -> CacheConfig:
-        if self.deployed is not None and self.deployed.port != self.port:
-            message = (
-                f"{self.port} differs from the deployed cache's {self.deployed.port} (cache.deployed.port): "
-                f"{CACHE_MIGRATION}"
+        """Every change the deployed cache cannot take in place, each under its own field, at once."""
+        deployed = self.deployed
+        if deployed is None:
+            return self
+        problems: list[tuple[str, object, str]] = []
+        if deployed.port != self.port:
+            problems.append(
+                (
+                    "port",
+                    self.port,
+                    f"{self.port} differs from the deployed cache's {deployed.port} (cache.deployed.port)",
+                )
             )
+        if _version(self.engine_version) < _version(deployed.engine_version):
+            problems.append(
+                (
+                    "engine_version",
+                    self.engine_version,
+                    f"{self.engine_version} is older than the deployed cache's {deployed.engine_version} "
+                    "(cache.deployed.engine_version): ElastiCache cannot downgrade an engine in place",
+                )
+            )
+        if problems:
             raise ValidationError.from_exception_data(
                 "CacheConfig",
                 [
                     InitErrorDetails(
-                        type=PydanticCustomError("cache_replacement", "{rule}", {"rule": message}),
-                        loc=("port",),
-                        input=self.port,
+                        type=PydanticCustomError(
+                            "cache_replacement", "{rule}", {"rule": f"{message}: {CACHE_MIGRATION}"}
+                        ),
+                        loc=(field,),
+                        input=value,
                     )
+                    for field, value, message in problems
                 ],
             )
         return self

@@ -98,6 +98,7 @@ CREATE_ONLY = {
     "AtRestEncryptionEnabled": True,
     "CacheSubnetGroupName": {"Ref": "RedisSubnetGroup"},
     "DataTieringEnabled": None,
+    "Engine": "valkey",
     "GlobalReplicationGroupId": None,
     "KmsKeyId": None,
     "NetworkType": None,
@@ -109,9 +110,11 @@ CREATE_ONLY = {
 
 
 def test_nothing_in_code_would_replace_the_deployed_prod_cache(prod):
-    # The config's create-only value (the port) is guarded at synth by cache.deployed; this pins the
+    # The config's values the cache cannot take in place (the port, an engine downgrade) are guarded
+    # at synth by cache.deployed; this pins the
     # ones the code sets, so a code change that would replace the retained prod cache fails here.
     props = replication_group(prod)["Properties"]
     assert {name: props.get(name) for name in CREATE_ONLY} == CREATE_ONLY
     assert props["Port"] == prod.config.cache.deployed.port
+    assert props["EngineVersion"] == prod.config.cache.deployed.engine_version
     assert replication_group(prod)["DeletionPolicy"] == "Retain"

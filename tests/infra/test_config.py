@@ -9,7 +9,7 @@ import yaml
 
 from app import build_app
 from config import CONFIG_DIR, ConfigError, known_environments, load_environment
-from config.schema import EnvironmentConfig, IdentityMode, ProfileName, SignalTransport, WorkerMode
+from config.schema import DeployedCache, EnvironmentConfig, IdentityMode, ProfileName, SignalTransport, WorkerMode
 
 pytestmark = pytest.mark.infra
 
@@ -254,16 +254,51 @@ def test_every_retention_the_schema_accepts_maps_to_a_cdk_retention():
     assert set(RETENTION_BY_DAYS) == set(ALLOWED_LOG_RETENTION_DAYS)
 
 
-def test_a_port_change_that_would_replace_the_deployed_cache_is_refused_with_the_migration(tmp_path):
-    write_env(tmp_path, "x", cache={"port": 6390, "deployed": {"port": 6380}}, schedule="rate(1 minutes)")
+DEPLOYED_CACHE = {"port": 6380, "engine_version": "8.0"}
+
+
+def _cache_refusal(tmp_path: Path, **cache: object) -> str:
+    write_env(tmp_path, "x", cache={**cache, "deployed": DEPLOYED_CACHE}, schedule="rate(1 minutes)")
     with pytest.raises(ConfigError) as info:
         load_environment("x", tmp_path)
-    message = str(info.value)
+    return str(info.value)
+
+
+def test_a_port_change_that_would_replace_the_deployed_cache_is_refused_with_the_migration(tmp_path):
+    # Port: "Update requires: Replacement" for AWS::ElastiCache::ReplicationGroup.
+    message = _cache_refusal(tmp_path, port=6390)
     assert "2 invalid field(s)" in message  # reported together with the other bad field
     assert "cache.port: 6390 differs from the deployed cache's 6380" in message
     assert "aws elasticache create-snapshot" in message and "set cache.deployed to the new values" in message
 
 
+def test_an_engine_downgrade_the_deployed_cache_cannot_take_is_refused_with_the_migration(tmp_path):
+    message = _cache_refusal(tmp_path, port=6380, engine_version="7.2")
+    assert "cache.engine_version: 7.2 is older than the deployed cache's 8.0" in message
+    assert "cannot downgrade an engine in place" in message and "set cache.deployed to the new values" in message
+
+
+def test_every_change_the_deployed_cache_cannot_take_is_reported_at_once(tmp_path):
+    message = _cache_refusal(tmp_path, port=6390, engine_version="7.2")
+    assert "3 invalid field(s)" in message
+    assert "cache.port: 6390 differs" in message and "cache.engine_version: 7.2 is older" in message
+
+
+def test_changes_the_deployed_cache_takes_in_place_pass(tmp_path):
+    # Node type, replicas, Multi-AZ and an engine upgrade update in place (no replacement).
+    cache = {"port": 6380, "engine_version": "8.1", "node_type": "cache.t4g.small", "replicas": 1, "multi_az": True}
+    write_env(tmp_path, "x", cache={**cache, "deployed": DEPLOYED_CACHE})
+    config = load_environment("x", tmp_path)
+    assert config.cache.engine_version == "8.1" and config.cache.deployed == DeployedCache(**DEPLOYED_CACHE)
+
+
+def test_a_deployed_record_names_every_guarded_value(tmp_path):
+    write_env(tmp_path, "x", cache={"deployed": {"port": 6380}})
+    with pytest.raises(ConfigError, match=r"cache\.deployed\.engine_version"):
+        load_environment("x", tmp_path)
+
+
 def test_prod_records_its_deployed_cache():
     prod = load_environment("prod")
     assert prod.cache.deployed is not None and prod.cache.deployed.port == prod.cache.port
+    assert prod.cache.deployed.engine_version == prod.cache.engine_version
