@@ -529,22 +529,42 @@ class CycleRunner:
         while True:
             self._before_call(plan)
             answer: BatchAnswer = fetch_batch(stations, since, until, self.page_size, endpoint=plan.name, resume=resume)
-            for station in stations:
-                window = windows[station.station_id]
-                mine = answer.batches.get(station.station_id) or ReadingBatch()
-                own = ReadingBatch(
-                    [r for r in mine if r.ts > window.since],
-                    complete_through=mine.complete_through,
-                    pending=[ts for ts in mine.pending if ts > window.since],
-                    skipped=mine.skipped,
-                )
-                self._absorb(station, window, own, outcomes[station.station_id])
+            # Every station's share goes out in one publish batch with one wait for the PUBACKs;
+            # then each station's cursor moves on its own.
+            publish = self.publisher.new_batch()
+            shares: list[tuple[Station, _Window, ReadingBatch, list[tuple[Reading, str]]]] = []
+            try:
+                for station in stations:
+                    window = windows[station.station_id]
+                    mine = answer.batches.get(station.station_id) or ReadingBatch()
+                    own = ReadingBatch(
+                        [r for r in mine if r.ts > window.since],
+                        complete_through=mine.complete_through,
+                        pending=[ts for ts in mine.pending if ts > window.since],
+                        skipped=mine.skipped,
+                    )
+                    outcome = outcomes[station.station_id]
+                    self._note(station, window, own, outcome)
+                    shares.append((station, window, own, self._send(window, own, outcome, publish)))
+            except SyncError:
+                for st, _, _, queued in shares:  # queued and maybe delivered, their cursors unmoved
+                    outcomes[st.station_id].unconfirmed += len(queued)
+                raise
+            self._confirm(publish, [(outcomes[st.station_id], len(sent)) for st, _, _, sent in shares if sent])
+            for station, window, own, sent in shares:
+                self._move_cursor(station, window, own, sent, outcomes[station.station_id])
             if answer.resume is None:
                 return
             resume = answer.resume
 
     def _absorb(self, station: Station, window: _Window, batch: ReadingBatch, outcome: StationOutcome) -> None:
         """One page of one (station, endpoint): note what is pending, publish, move the cursor."""
+        self._note(station, window, batch, outcome)
+        sent = self._publish_page(station, window, batch, outcome)
+        self._move_cursor(station, window, batch, sent, outcome)
+
+    def _note(self, station: Station, window: _Window, batch: ReadingBatch, outcome: StationOutcome) -> None:
+        """What a page says about the window: items still pending, how far it is complete."""
         plan = window.plan
         hold_after = window.until - timedelta(seconds=plan.lookback_s)
         outcome.skipped += batch.skipped
@@ -563,8 +583,6 @@ class CycleRunner:
             )
         if batch.complete_through is not None:
             window.complete_through = max(batch.complete_through, window.complete_through or batch.complete_through)
-        sent = self._publish_page(station, window, batch, outcome)
-        self._move_cursor(station, window, batch, sent, outcome)
 
     def _move_cursor(
         self,
@@ -609,6 +627,28 @@ class CycleRunner:
     ) -> list[tuple[Reading, str]]:
         """Send a page's new and changed readings and wait for all their PUBACKs; returns what was
         sent and acknowledged, with its payload digest. The caller moves the cursor only afterwards."""
+        batch = self.publisher.new_batch()
+        sent = self._send(window, page, outcome, batch)
+        if sent:
+            self._confirm(batch, [(outcome, len(sent))])
+        return sent
+
+    def _confirm(self, batch: PublishBatch, counts: list[tuple[StationOutcome, int]]) -> None:
+        """Wait for every PUBACK of `batch`, then count what each station sent as published."""
+        try:
+            batch.wait(self.puback_timeout_s)
+        except SyncError:
+            for outcome, n in counts:
+                outcome.unconfirmed += n
+            raise
+        for outcome, n in counts:
+            outcome.published += n
+
+    def _send(
+        self, window: _Window, page: list[Reading], outcome: StationOutcome, batch: PublishBatch
+    ) -> list[tuple[Reading, str]]:
+        """Queue a page's new and changed readings into `batch`; returns what was queued, with its
+        payload digest (the caller waits for the PUBACKs)."""
         encoded: list[tuple[Reading, OutboundMessage]] = []
         for reading in page:
             try:
@@ -619,21 +659,13 @@ class CycleRunner:
         if not fresh:
             return []
         messages = [m for _, m, _ in fresh]
-        batch = self.publisher.new_batch()
         # Raises (transient) with nothing of the page queued when the uplink's queue stays full.
         refused = self.publisher.publish_page(messages, batch)
         refused_ids = set()
         for message, refusal in refused:
             refused_ids.add(message.message_id)
             self._skip(outcome, message.message_id, refusal)
-        sent = [(r, d) for r, m, d in fresh if m.message_id not in refused_ids]
-        try:
-            batch.wait(self.puback_timeout_s)
-        except SyncError:
-            outcome.unconfirmed += len(sent)
-            raise
-        outcome.published += len(sent)
-        return sent
+        return [(r, d) for r, m, d in fresh if m.message_id not in refused_ids]
 
     def _drop_unchanged(
         self, window: _Window, encoded: list[tuple[Reading, OutboundMessage]], outcome: StationOutcome
