@@ -10,6 +10,7 @@ scan on push.
 
 from __future__ import annotations
 
+import fnmatch
 import platform
 import re
 import shutil
@@ -138,15 +139,38 @@ def asset_repository_problems(ecr: Any, account: str, region: str) -> list[Probl
         if exc.response["Error"]["Code"] != "RepositoryNotFoundException":
             raise
         return [Problem("bootstrap", f"no {name}: run node_modules/.bin/cdk bootstrap aws://{account}/{region}")]
-    if not repository.get("imageScanningConfiguration", {}).get("scanOnPush"):
+    if not repository.get("imageScanningConfiguration", {}).get("scanOnPush") and not _registry_scans_on_push(
+        ecr, name
+    ):
         return [
             Problem(
                 "image-scan",
                 f"{name} does not scan images on push: aws ecr put-image-scanning-configuration "
-                f"--repository-name {name} --image-scanning-configuration scanOnPush=true",
+                f"--repository-name {name} --image-scanning-configuration scanOnPush=true "
+                "(or a registry scanning rule that covers it: aws ecr put-registry-scanning-configuration)",
             )
         ]
     return []
+
+
+#: Registry scanning frequencies that scan an image when it is pushed (basic: SCAN_ON_PUSH;
+#: enhanced: SCAN_ON_PUSH or CONTINUOUS_SCAN, which also scans on push).
+_ON_PUSH = frozenset({"SCAN_ON_PUSH", "CONTINUOUS_SCAN"})
+
+
+def _registry_scans_on_push(ecr: Any, repository: str) -> bool:
+    """Whether the registry's scanning configuration scans `repository` on push.
+
+    ECR deprecated the per-repository setting in favour of registry-level rules, and the CDK
+    bootstrap template no longer sets it, so an account may scan through a registry rule alone.
+    """
+    rules = ecr.get_registry_scanning_configuration()["scanningConfiguration"].get("rules", [])
+    return any(
+        fnmatch.fnmatchcase(repository, scope["filter"])
+        for rule in rules
+        if rule.get("scanFrequency") in _ON_PUSH
+        for scope in rule.get("repositoryFilters", [])
+    )
 
 
 Runner = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from c2c_sync.preflight import BINFMT_COMMAND, docker_problems
+from c2c_sync.preflight import BINFMT_COMMAND, asset_repository_problems, docker_problems
 from config.schema import CpuArchitecture
 from tests.cli.conftest import REGION, deploy_outputs_stack
 
@@ -110,6 +110,26 @@ def test_prod_without_a_pinned_account_a_missing_topic_and_no_scan_on_push(cli, 
     (config_dir / "prod.yaml").write_text(yaml.safe_dump(raw))
     result = preflight(cli, moto, docker_bin, "prod", arm64=True)
     assert f"account: the credentials are for account {MOTO_ACCOUNT}, config pins 999988887777" in result.stdout
+
+
+def test_a_registry_scanning_rule_counts_as_scan_on_push(moto):
+    # The CDK bootstrap template has set no repository-level scan since aws/aws-cdk#21342 (ECR
+    # moved the setting to registry-level rules); an account that scans through a rule passes.
+    ecr = moto.client("ecr", REGION)
+    ecr.create_repository(repositoryName=ASSET_REPOSITORY)
+    assert [p.check for p in asset_repository_problems(ecr, MOTO_ACCOUNT, REGION)] == ["image-scan"]
+    ecr.put_registry_scanning_configuration(
+        scanType="BASIC",
+        rules=[
+            {"scanFrequency": "SCAN_ON_PUSH", "repositoryFilters": [{"filter": "other-*", "filterType": "WILDCARD"}]}
+        ],
+    )
+    assert [p.check for p in asset_repository_problems(ecr, MOTO_ACCOUNT, REGION)] == ["image-scan"]
+    ecr.put_registry_scanning_configuration(
+        scanType="BASIC",
+        rules=[{"scanFrequency": "SCAN_ON_PUSH", "repositoryFilters": [{"filter": "cdk-*", "filterType": "WILDCARD"}]}],
+    )
+    assert asset_repository_problems(ecr, MOTO_ACCOUNT, REGION) == []
 
 
 def test_a_deployed_environment_whose_email_is_not_subscribed_is_reported(cli, moto, docker_bin, config_dir):
