@@ -10,6 +10,7 @@ per station appear for the next cycle.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ import pytest
 import redis
 
 from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, StartSignal
-from functions.common.state import StateKeys, as_text
+from functions.common.state import CycleRecord, StateKeys, as_text
 from functions.sync_worker.settings import WorkerSettings, load_settings
 from functions.sync_worker.source.base import Reading
 from functions.sync_worker.store import format_cursor
@@ -238,3 +239,26 @@ def start_worker_process(env: dict[str, str], log_path: Path, *args: str) -> sub
         stdout=open(log_path, "ab"),
         stderr=subprocess.STDOUT,
     )
+
+
+def cycle_history(client: redis.Redis, keys: StateKeys) -> list[CycleRecord]:
+    """The worker's run records in Redis, oldest first."""
+    return [CycleRecord.model_validate_json(r) for r in client.lrange(keys.history, 0, -1)][::-1]
+
+
+def run_worker_for_cycles(env: dict[str, str], cycles: int, log_path: Path, timeout: float = 120) -> int:
+    """Start a worker process, signal it, wait for `cycles` more run records, SIGTERM it (it must exit 0).
+    Returns the index of its first record."""
+    redis_url = env["C2C_REDIS_URL"]
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    keys = StateKeys.for_env(env["C2C_ENV"])
+    before = len(cycle_history(client, keys))
+    proc = start_worker_process(env, log_path)
+    try:
+        wait_subscribed(redis_url)
+        publish_signal(redis_url, Command.START_SYNC)
+        wait_until(lambda: len(cycle_history(client, keys)) >= before + cycles, timeout, 0.2, what=f"{cycles} cycles")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log_path.read_text()[-3000:]
+    return before

@@ -10,7 +10,6 @@ every (site, battery, slot), late or revised, at any time.
 
 from __future__ import annotations
 
-import signal
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -18,12 +17,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from functions.common.signal import Command
-from functions.common.state import CycleRecord, StateKeys, as_text
+from functions.common.state import StateKeys, as_text
 from functions.sync_worker.store import format_cursor, parse_cursor
 from simulator.vendor_v2 import V2Settings, batteries, expected_power
 from tests.support.simulator import DEFAULT_API_KEY
-from tests.worker.conftest import base_env, publish_signal, start_worker_process, wait_subscribed, wait_until
+from tests.worker.conftest import base_env, cycle_history, run_worker_for_cycles
 
 pytestmark = pytest.mark.integration
 
@@ -49,10 +47,6 @@ def vendor_file(tmp_path) -> str:
     path = tmp_path / "simulator_v2.yaml"
     path.write_text(text)
     return str(path)
-
-
-def history(client: redis.Redis, keys: StateKeys) -> list[CycleRecord]:
-    return [CycleRecord.model_validate_json(r) for r in client.lrange(keys.history, 0, -1)][::-1]
 
 
 def test_six_cycles_and_a_restart_lose_nothing_collide_nowhere_and_keep_the_budget(
@@ -87,22 +81,11 @@ def test_six_cycles_and_a_restart_lose_nothing_collide_nowhere_and_keep_the_budg
         C2C_SIGNAL_URL="redis",
     )
 
-    def run_worker(cycles: int) -> int:
-        """Run a worker process for `cycles` cycles; returns the index of its first record."""
-        before = len(history(client, keys))
-        proc = start_worker_process(env, tmp_path / "worker.log")
-        try:
-            wait_subscribed(redis_url)
-            publish_signal(redis_url, Command.START_SYNC)
-            wait_until(lambda: len(history(client, keys)) >= before + cycles, 120, 0.2, what=f"{cycles} cycles")
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0, (tmp_path / "worker.log").read_text()[-3000:]
-        return before
-
-    starts = [run_worker(7)]
-    starts.append(run_worker(6))  # a restart: the new process starts from the cursors, digests and budget in Redis
-    records = history(client, keys)
+    starts = [run_worker_for_cycles(env, 7, tmp_path / "worker.log")]
+    starts.append(
+        run_worker_for_cycles(env, 6, tmp_path / "worker.log")
+    )  # a restart: the new process starts from the cursors, digests and budget in Redis
+    records = cycle_history(client, keys)
     assert len(records) >= 13
 
     cursors = {as_text(s): parse_cursor(as_text(v)) for s, v in client.hgetall(keys.cursors_of("battery")).items()}
