@@ -239,7 +239,7 @@ class World:
             lambda: any(r.get("message") == "worker serving" for r in self.log_lines(index)), timeout, "worker serving"
         )
         if self.transport == "redis":
-            client = redis.Redis.from_url(self.redis.url)  # type: ignore[union-attr]
+            client = redis.Redis.from_url(self.redis.url)  # type: ignore[union-attr]  # World.start() set it
             wait(lambda: client.pubsub_numsub(REDIS_SIGNAL_CHANNEL)[0][1] >= 1, timeout, "subscribed")
 
     def signal(self, command: Command = Command.SYNC_NOW) -> StartSignal:
@@ -247,7 +247,7 @@ class World:
         if self.transport == "sqs":
             self.aws("sqs").send_message(QueueUrl=self.queue_url, MessageBody=sig.to_json())
         else:
-            redis.Redis.from_url(self.redis.url).publish(REDIS_SIGNAL_CHANNEL, sig.to_json())  # type: ignore[union-attr]
+            redis.Redis.from_url(self.redis.url).publish(REDIS_SIGNAL_CHANNEL, sig.to_json())  # type: ignore[union-attr]  # World.start() set it
         return sig
 
     def advance(self) -> None:
@@ -387,12 +387,12 @@ def broker_kill(tmp: Path, outages: int) -> Row:
         back_at: list[float] = []
         for _ in range(outages):
             world.advance()
-            published = world.sub.count()  # type: ignore[union-attr]
+            published = world.sub.count()  # type: ignore[union-attr]  # World.start() set it
             world.signal()
             wait(world.received_more_than(published), 30, "cycle under way")
-            world.broker.stop()  # type: ignore[union-attr]
+            world.broker.stop()  # type: ignore[union-attr]  # World.start() set it
             time.sleep(rng.uniform(10, 20))
-            world.broker.start()  # type: ignore[union-attr]
+            world.broker.start()  # type: ignore[union-attr]  # World.start() set it
             back_at.append(time.time())
             outages_so_far = len(back_at)
             wait(world.more_than("mqtt connected", outages_so_far), 60, "reconnect")
@@ -420,11 +420,11 @@ def redis_empty_restart(tmp: Path) -> Row:
         world.cycle()
         rss_start = world.rss(proc)
         world.cycle()
-        received_before = world.sub.count()  # type: ignore[union-attr]
+        received_before = world.sub.count()  # type: ignore[union-attr]  # World.start() set it
         world.advance()
         world.signal()
         wait(world.received_more_than(received_before + 20), 30, "cycle under way")
-        world.redis.stop()  # type: ignore[union-attr]
+        world.redis.stop()  # type: ignore[union-attr]  # World.start() set it
         time.sleep(2)
         world.redis.start()  # type: ignore[union-attr]  # the same port, empty: no persistence
         world.wait_serving()
@@ -458,7 +458,7 @@ def vendor_chaos(tmp: Path) -> Row:
         rss_start = world.rss(proc)
         for _ in range(8):
             world.cycle()
-        world.sim.clear_faults()  # type: ignore[union-attr]
+        world.sim.clear_faults()  # type: ignore[union-attr]  # World.start() set it
         world.deliver_all()
         return world.row(
             "vendor chaos (5% 503, 2% timeout, 3% bad JSON, 5% 429) x 9 cycles",
@@ -477,7 +477,7 @@ def stop_mid_cycle(tmp: Path, how: signal.Signals) -> Row:
         world.wait_serving()
         rss_start = world.rss(proc)
         world.signal()
-        wait(lambda: world.sub.count() > 100, 60, "cycle under way")  # type: ignore[union-attr]
+        wait(lambda: world.sub.count() > 100, 60, "cycle under way")  # type: ignore[union-attr]  # World.start() set it
         proc.send_signal(how)
         proc.wait(60)
         successor = world.start_worker()
@@ -543,7 +543,7 @@ def poison(tmp: Path, transport: str, count: int = 200) -> Row:
             if transport == "sqs":
                 world.aws("sqs").send_message(QueueUrl=world.queue_url, MessageBody=body)
             else:
-                redis.Redis.from_url(world.redis.url).publish(REDIS_SIGNAL_CHANNEL, body)  # type: ignore[union-attr]
+                redis.Redis.from_url(world.redis.url).publish(REDIS_SIGNAL_CHANNEL, body)  # type: ignore[union-attr]  # World.start() set it
             if i % 20 == 19:
                 world.advance()
                 valid.append(str(world.signal().id))
@@ -585,9 +585,9 @@ def two_workers(tmp: Path) -> Row:
         served_by_first = world.count("worker serving", 0)
         standby = world.count("worker serving", 1) == 0
         world.advance()
-        published = world.sub.count()  # type: ignore[union-attr]
+        published = world.sub.count()  # type: ignore[union-attr]  # World.start() set it
         world.signal()
-        wait(lambda: world.sub.count() > published + 10, 30, "cycle under way")  # type: ignore[union-attr]
+        wait(lambda: world.sub.count() > published + 10, 30, "cycle under way")  # type: ignore[union-attr]  # World.start() set it
         first.kill()  # the holder dies without releasing the lease: the standby takes over after its TTL
         wait(lambda: world.count("worker serving", 1) >= 1, 60, "the standby takes over")
         world.deliver_all()

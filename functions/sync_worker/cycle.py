@@ -460,7 +460,9 @@ class CycleRunner:
         is complete through its last reading when full, through `until` when short."""
         if getattr(self.source, "endpoints", None):
             # A source that declares endpoints takes `endpoint`/`resume` and answers a ReadingBatch.
-            batch: ReadingBatch = self.source.fetch_readings(  # type: ignore[call-arg, assignment]
+            # Such a source's fetch_readings takes `endpoint`/`resume` (not in the SourceAdapter
+            # signature, which plain sources keep) and returns a ReadingBatch.
+            batch: ReadingBatch = self.source.fetch_readings(  # type: ignore[call-arg, assignment]  # see above
                 station, window.since, window.until, self.page_size, endpoint=window.plan.name, resume=resume
             )
             return batch
