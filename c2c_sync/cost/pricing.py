@@ -407,5 +407,6 @@ def estimate(
         f"per invocation; {usage.kms_requests_month} KMS requests",
         f"Fargate Spot {usage.fargate_spot_discount:.0%} below the on-demand rate (AWS: up to 70 %; the Spot "
         "price varies with supply and demand)",
+        f"prices not confirmed against a published page (prices.yaml `checks`): {', '.join(table.unconfirmed(region))}",
     ]
     return Estimate(env, region, region_note, table.as_of, table.hours_per_month, items, assumptions)

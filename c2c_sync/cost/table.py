@@ -88,6 +88,17 @@ class Usage(_Strict):
         return self.log_ingest_gb_month["default"]
 
 
+class PriceCheck(_Strict):
+    """Where one group of a region's prices was checked, and whether the page confirmed them."""
+
+    #: The RegionPrices fields this check covers.
+    prices: list[str] = Field(min_length=1)
+    confirmed: bool
+    page: str = Field(min_length=1)
+    checked: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    note: str = ""
+
+
 class PriceTable(_Strict):
     as_of: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
     source: str
@@ -97,6 +108,13 @@ class PriceTable(_Strict):
     #: Always-free allowances per account and month, by metered quantity (pricing.FREE_TIER_RATES).
     always_free: dict[str, float]
     free_types: frozenset[str]
+    #: Per region, per service: the page each price was checked against (regions absent: unchecked).
+    checks: dict[str, dict[str, PriceCheck]]
+
+    def unconfirmed(self, region: str) -> list[str]:
+        """The region's prices no check confirmed (all of them for a region nobody checked)."""
+        confirmed = {name for check in self.checks.get(region, {}).values() if check.confirmed for name in check.prices}
+        return [name for name in RegionPrices.model_fields if name not in confirmed]
 
     def region(self, name: str) -> RegionPrices:
         if name not in self.regions:

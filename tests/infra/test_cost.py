@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from c2c_sync.cli import app
 from c2c_sync.cost import Assembly, UnpricedResources, estimate, load_prices
 from c2c_sync.cost.pricing import unpriced
+from c2c_sync.cost.table import RegionPrices
 
 TABLE = load_prices()
 
@@ -43,6 +44,20 @@ def test_every_priced_region_has_every_rate_and_the_table_is_dated():
     for prices in TABLE.regions.values():
         assert set(prices.fargate) == {"arm64", "x86_64"}
         assert set(prices.elasticache_node_hour) == {"valkey", "redis"}
+
+
+def test_every_us_east_1_price_records_where_it_was_checked():
+    fields = set(RegionPrices.model_fields)
+    checked = [name for check in TABLE.checks["us-east-1"].values() for name in check.prices]
+    assert set(checked) <= fields, set(checked) - fields  # a check names real prices only
+    assert sorted(checked) == sorted(fields)  # every price is checked exactly once
+    unconfirmed = TABLE.unconfirmed("us-east-1")
+    assert unconfirmed == [n for n in RegionPrices.model_fields if n in unconfirmed]  # in table order
+    assert set(unconfirmed) == {n for c in TABLE.checks["us-east-1"].values() if not c.confirmed for n in c.prices}
+    # A region nobody checked has every price unconfirmed, and the estimate says which.
+    assert TABLE.unconfirmed("eu-west-1") == list(RegionPrices.model_fields)
+    listed = estimate("t", _template({}), TABLE, "us-east-1").assumptions[-1]
+    assert listed.startswith("prices not confirmed") and all(name in listed for name in unconfirmed)
 
 
 def _template(resources: dict) -> Assembly:
