@@ -232,6 +232,13 @@ class Lease:
                     return
                 self._valid_until = started + self.ttl_ms / 1000
 
+    def drop(self, why: str) -> None:
+        """A fenced write found the lease gone before the renewer did (Redis restarted empty): this
+        worker stops acting as the holder now instead of at the next renewal."""
+        value = self._value
+        if value is not None:
+            self._lose(value, why)
+
     def _lose(self, value: str, why: str) -> None:
         with self._lock:
             if self._value != value:  # a later acquisition replaced this one

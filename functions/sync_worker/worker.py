@@ -45,7 +45,7 @@ from functions.sync_worker.observability import WorkerTelemetry, logger
 from functions.sync_worker.settings import WorkerSettings
 from functions.sync_worker.signals import ReceivedSignal, SignalSource
 from functions.sync_worker.source.base import SourceAdapter, Station
-from functions.sync_worker.store import Lease, StateStore
+from functions.sync_worker.store import Lease, LeaseLost, StateStore
 from functions.sync_worker.uplink.uplink import MqttUplink
 
 EXIT_OK = 0
@@ -443,6 +443,10 @@ class Worker:
             result = self.runner.run(
                 stations, signal_id=job.signal_id, drain_deadline_s=self.settings.shutdown_deadline_s
             )
+        except LeaseLost as exc:  # the restore found the lease gone: stand down and take it again
+            logger.warning("lease gone at cycle start; standing down", extra={"error": str(exc)})
+            self.lease.drop(str(exc))
+            return None
         except (RedisError, CheckpointUnavailable) as exc:
             delay = self._cycle_start_backoff.next_delay()
             logger.warning(

@@ -76,3 +76,32 @@ def test_a_worker_without_the_lease_cannot_overwrite_a_newer_checkpoint(moto):
     with pytest.raises(CheckpointFenced):
         older.save({"site-1": "2026-01-01T00:05:00.000000Z"}, fencing_token=100)
     assert newer.load() == {"site-1": "2026-01-01T00:10:00.000000Z"}
+
+
+def test_a_cycle_that_finds_redis_empty_before_the_renewer_does_stands_down_and_restores(
+    mosquitto, redis_server, moto, sync_worker, monkeypatch
+):
+    """The lease renews every 10 s here: the signal after the restart reaches the cycle (and its
+    fenced restore) long before the renewer notices the lease is gone."""
+    create_table(moto)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", moto.url)
+    setup = sync_worker(
+        5, mqtt_url=mosquitto.url, backlog=1, C2C_SIGNAL_URL="redis", C2C_CHECKPOINT_TABLE=TABLE, C2C_LEASE_TTL_S="30"
+    )
+    worker = setup.running.worker
+    publish_signal(redis_server.url)
+    wait_until(lambda: len(setup.running.history()) == 1, 30, what="first cycle")
+    checkpoint = CursorCheckpoint(TABLE, "test", client=moto.client("dynamodb"))
+    wait_until(lambda: len(checkpoint.load()) == 5, 10, what="checkpoint written")
+    token_before = worker.lease.token
+
+    redis_server.stop()
+    redis_server.start()
+    wait_subscribed(redis_server.url)
+    setup.sim.advance_clock(INTERVAL_S)
+    publish_signal(redis_server.url)
+    wait_until(lambda: worker.lease.held and worker.lease.token != token_before, 20, what="lease taken again")
+    wait_until(lambda: len(setup.running.history()) >= 1, 30, what="the cycle, after the restore")
+    assert setup.running.thread.is_alive(), "the worker died on the stale lease"
+    upto = (setup.t0 + timedelta(seconds=INTERVAL_S)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert set(read_cursors(redis_server.url, "test").values()) == {upto}
