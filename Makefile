@@ -157,7 +157,7 @@ $(VENV)/.bench-installed: bench/requirements.lock $(VENV)/.installed
 
 ## chaos: the worker under fault injection (bench/chaos.py, about 25 min): broker kills, Redis lost,
 ## vendor chaos, SIGTERM/SIGKILL mid-cycle, signal storm, poison signals, two workers, a 300-cycle soak
-## and a 30,000-body fuzz; prints one table (record it in bench/RESULTS.md). CHAOS_ARGS="--only soak".
+## and a 20,000-body fuzz; prints one table (record it in bench/RESULTS.md). CHAOS_ARGS="--only soak".
 .PHONY: chaos
 chaos: install services
 	$(PY) bench/chaos.py $(CHAOS_ARGS)
