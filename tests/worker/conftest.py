@@ -262,3 +262,27 @@ def run_worker_for_cycles(env: dict[str, str], cycles: int, log_path: Path, time
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, log_path.read_text()[-3000:]
     return before
+
+
+def continuous_vendor_env(
+    *, mqtt_url: str, redis_url: str, source_url: str, tmp_path: Path, config: str, interval_s: float, **extra: str
+) -> dict[str, str]:
+    """A worker reading vendor `config` in continuous mode every `interval_s`, signalled over Redis."""
+    return base_env(
+        mqtt_url=mqtt_url,
+        redis_url=redis_url,
+        source_url=source_url,
+        tmp_path=tmp_path,
+        C2C_SOURCE_CONFIG=config,
+        C2C_MODE="continuous",
+        C2C_INTERVAL_S=str(interval_s),
+        C2C_CONCURRENCY="4",
+        C2C_SIGNAL_URL="redis",
+        **extra,
+    )
+
+
+def run_cycles_with_a_restart(env: dict[str, str], log_path: Path, cycles: int = 6, timeout: float = 180) -> None:
+    """`cycles` cycles in one worker process, then as many in a new one (from the state in Redis)."""
+    run_worker_for_cycles(env, cycles, log_path, timeout)
+    run_worker_for_cycles(env, cycles, log_path, timeout)

@@ -23,7 +23,7 @@ import redis
 from functions.common.state import StateKeys, as_text
 from functions.sync_worker.store import format_cursor, parse_cursor
 from tests.vendor_mocks.solaredge import SolarEdgeMock
-from tests.worker.conftest import base_env, cycle_history, run_worker_for_cycles
+from tests.worker.conftest import continuous_vendor_env, cycle_history, run_cycles_with_a_restart
 
 pytestmark = pytest.mark.integration
 
@@ -66,21 +66,16 @@ def test_solaredge_six_cycles_and_a_restart_lose_nothing_collide_nowhere_and_sta
     baseline = datetime.fromtimestamp(started.timestamp() // QUARTER_S * QUARTER_S - 4 * QUARTER_S, UTC)
     for endpoint in ("power", "storage"):
         client.hset(keys.cursors_of(endpoint), mapping={s: format_cursor(baseline) for s in sites})
-    env = base_env(
+    env = continuous_vendor_env(
         mqtt_url=mosquitto.url,
         redis_url=redis_url,
         source_url=mock.url,
         tmp_path=tmp_path,
-        C2C_SOURCE_CONFIG=vendor_file(tmp_path),
+        config=vendor_file(tmp_path),
+        interval_s=INTERVAL_S,
         C2C_SOURCE_API_KEY=app.api_key,
-        C2C_MODE="continuous",
-        C2C_INTERVAL_S=str(INTERVAL_S),
-        C2C_CONCURRENCY="4",
-        C2C_SIGNAL_URL="redis",
     )
-
-    run_worker_for_cycles(env, 6, tmp_path / "worker.log", timeout=180)
-    run_worker_for_cycles(env, 6, tmp_path / "worker.log", timeout=180)  # a restart: cursors and digests from Redis
+    run_cycles_with_a_restart(env, tmp_path / "worker.log")  # the new process resumes from Redis
     records = cycle_history(client, keys)
     assert len(records) >= 12 and all(r.stations_failed == 0 for r in records), records[-1]
     assert app.stats.refused_total() == 0, app.stats.snapshot()
