@@ -9,7 +9,8 @@ that was running when Redis went away.
 Layout: the cursor hash is split over `SHARDS` items (partition key `env`, sort key `shard`), each
 the gzip'd JSON of its fields, so 100,000 stations stay far below DynamoDB's 400 KB item limit and a
 cycle writes only the shards whose cursors moved (on demand, that is a few write units per cycle).
-The hash is copied field for field, whatever a field names (a station, a station and endpoint).
+The cursor hashes of every reading endpoint, and the published-through hash beside each, are copied
+field for field (`StateStore.raw_cursors` names each field after its hash and station).
 
 Fencing: each item carries the fencing token of the lease holder that wrote it, and a write is
 conditional on not going below the token already there, so a worker that lost its lease cannot

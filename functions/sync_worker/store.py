@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import redis
@@ -78,13 +79,20 @@ return n
 
 # KEYS: lease, cursors ; ARGV: lease value, then field/value pairs. Only into an empty hash: a
 # restore never overwrites what a cycle has written since.
+#: Separates a checkpoint field's hash suffix from its station id (see `StateStore._checkpoint_field`).
+_US = "\x1f"
+
+# KEYS: lease, then the hashes to fill ; ARGV: lease value, then key-index/field/value triples (the
+# index into KEYS). Restores only into a Redis that lost every one of them, never over live cursors.
 _RESTORE_CURSORS = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-for i = 2, #ARGV, 2 do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+for k = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[k]) == 1 then return 0 end
 end
-return (#ARGV - 1) / 2
+for i = 2, #ARGV, 3 do
+  redis.call('HSET', KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
+end
+return (#ARGV - 1) / 3
 """
 
 # KEYS: budget set ; ARGV: calls, period ms, member. Redis time, so every worker counts alike.
@@ -276,22 +284,59 @@ class StateStore:
         raw = self.client.hgetall(self.keys.cursors_of(endpoint))
         return {as_text(station): parse_cursor(as_text(value)) for station, value in raw.items()}
 
-    def raw_cursors(self) -> dict[str, str]:
-        """The cursor hash as stored, field for field (what the checkpoint copies)."""
-        raw = self.client.hgetall(self.keys.cursors)
-        return {as_text(field): as_text(value) for field, value in raw.items()}
+    def _cursor_hashes(self, endpoints: Sequence[str]) -> list[str]:
+        """Every hash a checkpoint copies: each endpoint's cursors and what was published past them."""
+        hashes: list[str] = []
+        for endpoint in dict.fromkeys(endpoints):
+            hashes += [self.keys.cursors_of(endpoint), self.keys.published_through(endpoint)]
+        return hashes
 
-    def cursor_count(self) -> int:
-        return int(self.client.hlen(self.keys.cursors))
+    def _checkpoint_field(self, hash_key: str, field: str) -> str:
+        """A field of the default cursor hash is its station id as it always was; a field of another
+        hash is `<US><key suffix><US><station>` (US: the ASCII unit separator, which starts no station
+        id a vendor lists), so any station id, `|` and `:` included, comes back unchanged."""
+        suffix = hash_key.removeprefix(self.keys.cursors)
+        return f"{_US}{suffix}{_US}{field}" if suffix else field
+
+    def raw_cursors(self, endpoints: Sequence[str] = (DEFAULT_ENDPOINT,)) -> dict[str, str]:
+        """The cursor hashes of `endpoints` as stored, field for field (what the checkpoint copies):
+        the default endpoint's cursors under their station ids, the others as `_checkpoint_field` names them."""
+        hashes = self._cursor_hashes(endpoints)
+        pipe = self.client.pipeline(transaction=False)
+        for key in hashes:
+            pipe.hgetall(key)
+        copied: dict[str, str] = {}
+        for key, raw in zip(hashes, pipe.execute(), strict=True):
+            for field, value in raw.items():
+                copied[self._checkpoint_field(key, as_text(field))] = as_text(value)
+        return copied
+
+    def cursor_count(self, endpoints: Sequence[str] = (DEFAULT_ENDPOINT,)) -> int:
+        """Cursors held over `endpoints` (0 when Redis lost them all, or before a first cycle)."""
+        pipe = self.client.pipeline(transaction=False)
+        for endpoint in dict.fromkeys(endpoints):
+            pipe.hlen(self.keys.cursors_of(endpoint))
+        return sum(int(n) for n in pipe.execute())
 
     def restore_cursors(self, cursors: dict[str, str]) -> int:
-        """Write `cursors` into an empty hash (fenced like every cursor write); returns how many."""
+        """Write checkpointed fields (`raw_cursors`' naming) back into their hashes, fenced like every
+        cursor write and only while all those hashes are empty; returns how many fields."""
         if self.lease is None:
             raise LeaseLost("no lease")
-        args: list[str] = [self.lease.value]
-        for field, value in cursors.items():
-            args += [field, value]
-        result = int(self._restore_cursors(keys=[self.keys.lease, self.keys.cursors], args=args))
+        keys: list[str] = [self.keys.lease]
+        index: dict[str, int] = {}
+        args: list[str | int] = [self.lease.value]
+        for name, value in cursors.items():
+            if name.startswith(_US):
+                _, suffix, station = name.split(_US, 2)
+                hash_key = f"{self.keys.cursors}{suffix}"
+            else:
+                station, hash_key = name, self.keys.cursors
+            if hash_key not in index:
+                keys.append(hash_key)
+                index[hash_key] = len(keys)
+            args += [index[hash_key], station, value]
+        result = int(self._restore_cursors(keys=keys, args=args))
         if result < 0:
             raise LeaseLost(f"fencing token {self.lease.token} is stale; cursors not restored")
         return result

@@ -463,7 +463,7 @@ class Worker:
         this every station would start over at its backfill window; with it, at most the readings of
         the cycle Redis was lost in are sent again. `CheckpointUnavailable` when it cannot be read:
         the cycle waits rather than flooding the platform."""
-        if self.checkpoint is None or self.state.cursor_count() > 0:
+        if self.checkpoint is None or self.state.cursor_count(self._endpoint_names()) > 0:
             return
         try:
             saved = self.checkpoint.load()
@@ -477,12 +477,16 @@ class Worker:
             "cursors restored from the checkpoint", extra={"cursors": restored, "fencing_token": self.lease.token}
         )
 
+    def _endpoint_names(self) -> list[str]:
+        """The source's reading endpoints: their cursor hashes are what the checkpoint keeps."""
+        return [plan.name for plan in self.runner.endpoints()]
+
     def _save_checkpoint(self) -> None:
         """After a cycle: the cursors as Redis has them now, into the checkpoint (changed shards only)."""
         if self.checkpoint is None or not self.lease.held or self.lease.token is None:
             return
         try:
-            written = self.checkpoint.save(self.state.raw_cursors(), self.lease.token)
+            written = self.checkpoint.save(self.state.raw_cursors(self._endpoint_names()), self.lease.token)
         except CheckpointFenced as exc:
             logger.error("checkpoint not written: a newer lease holder wrote it", extra={"error": str(exc)})
         except Exception as exc:  # the next cycle writes it again; Redis still has the cursors

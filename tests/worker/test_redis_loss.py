@@ -7,11 +7,13 @@ and moto's server for DynamoDB.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from functions.common.state import StateKeys, as_text
 from functions.sync_worker.checkpoint import SHARDS, CheckpointFenced, CursorCheckpoint
+from functions.sync_worker.store import Lease, StateStore, connect_redis
 from tests.support.mqtt import MqttCapture
 from tests.worker.conftest import INTERVAL_S, publish_signal, read_cursors, wait_subscribed, wait_until
 
@@ -105,3 +107,34 @@ def test_a_cycle_that_finds_redis_empty_before_the_renewer_does_stands_down_and_
     assert setup.running.thread.is_alive(), "the worker died on the stale lease"
     upto = (setup.t0 + timedelta(seconds=INTERVAL_S)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert set(read_cursors(redis_server.url, "test").values()) == {upto}
+
+
+def test_the_checkpoint_keeps_every_endpoints_cursors_and_published_marks(redis_server, moto):
+    """A source with several reading endpoints (the shipped vendors name theirs `power`, `storage`…)
+    has a cursor hash per endpoint and a published-through hash beside each: all of them must come
+    back after a Redis loss, not only the default endpoint's, or those endpoints start over at their
+    backfill window. Station ids with `|`, `:` and `=` come back unchanged."""
+    create_table(moto)
+    keys = StateKeys.for_env("test")
+    client = connect_redis(redis_server.url)
+    lease = Lease(client, keys, "checkpoint-test")
+    assert lease.try_acquire()
+    state = StateStore(client, keys, lease)
+    endpoints = ["power", "storage"]
+    at = datetime(2026, 3, 29, 0, 45, tzinfo=UTC)
+    for n, station in enumerate(["site-1", "NE=33554000", "a|b:c"]):
+        state.advance_cursor(station, at + timedelta(minutes=n), endpoint="power")
+        state.advance_cursor(station, at, endpoint="storage", published_through=at + timedelta(minutes=15 + n))
+    before = {key: client.hgetall(key) for key in map(as_text, client.keys("c2c:test:cursors*"))}
+    assert len(before) == 3 and state.cursor_count(endpoints) == 6 and state.cursor_count() == 0
+
+    checkpoint = CursorCheckpoint(TABLE, "test", client=moto.client("dynamodb"))
+    checkpoint.save(state.raw_cursors(endpoints), fencing_token=lease.token or 0)
+    client.flushall()  # Redis restarted without its data
+    assert lease.try_acquire()
+    assert state.cursor_count(endpoints) == 0
+    assert state.restore_cursors(checkpoint.load()) == 9
+
+    after = {key: client.hgetall(key) for key in map(as_text, client.keys("c2c:test:cursors*"))}
+    assert after == before
+    assert state.restore_cursors(checkpoint.load()) == 0, "never restored over live cursors"
