@@ -1,8 +1,12 @@
 # One entry point for every workflow; each target installs what it needs first.
 SHELL := /bin/bash
-#: One Python for the tests, the worker image (functions/sync_worker/Dockerfile) and the Lambda
-#: runtime (stacks/trigger.py): bump them together, then `make lock`.
+#: One Python for the tests and the worker image (functions/sync_worker/Dockerfile): bump them
+#: together, then `make lock`.
 PYTHON_VERSION := 3.11
+#: The trigger Lambda's runtime (stacks/trigger.py): 3.12, on Amazon Linux 2023. Lambda's python3.11
+#: runs on Amazon Linux 2, whose runtimes Lambda lists for deprecation in 2026-2027 (function
+#: creation blocked after that); the handler is plain Python and its bundle is locked for 3.12.
+LAMBDA_PYTHON_VERSION := 3.12
 PYTHON ?= python$(PYTHON_VERSION)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -41,7 +45,8 @@ install: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed
 services:
 	@bash scripts/ensure-services.sh
 
-## lock: resolve each runtime's requirements*.txt into a lock with hashes, for Python $(PYTHON_VERSION):
+## lock: resolve each runtime's requirements*.txt into a lock with hashes, for Python $(PYTHON_VERSION)
+## (the Lambda's for $(LAMBDA_PYTHON_VERSION)):
 ## requirements-dev.lock (this venv, any platform), functions/sync_worker/requirements.lock (the
 ## worker image, arm64 or x86_64), functions/trigger/requirements.lock (the Lambda: ARM64) and
 ## bench/requirements.lock (the WAN bench's extras, within the dev venv's pins). Pins
@@ -51,7 +56,8 @@ LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version $(
 lock: $(VENV)/.installed
 	$(LOCK) --universal requirements-dev.txt -o requirements-dev.lock
 	$(LOCK) --universal functions/sync_worker/requirements.txt -o functions/sync_worker/requirements.lock
-	$(LOCK) --python-platform aarch64-manylinux2014 functions/trigger/requirements.txt -o functions/trigger/requirements.lock
+	$(LOCK) --python-version $(LAMBDA_PYTHON_VERSION) --python-platform aarch64-manylinux2014 functions/trigger/requirements.txt \
+	  -o functions/trigger/requirements.lock
 	$(LOCK) --universal bench/requirements.txt -c requirements-dev.lock -o bench/requirements.lock
 	$(LOCK) --universal requirements-checkov.txt -o requirements-checkov.lock
 

@@ -86,9 +86,15 @@ def test_tests_worker_image_and_lambda_run_one_python_version() -> None:
     assert f"{sys.version_info.major}.{sys.version_info.minor}" == version, "the tests run on another Python"
     dockerfile = (ROOT / "functions/sync_worker/Dockerfile").read_text()
     assert re.findall(r"^FROM \S+/python:(\d+\.\d+)-slim", dockerfile, re.M) == [version]
+    assert "--python-version $(PYTHON_VERSION)" in (ROOT / "Makefile").read_text()  # the locks are for it
+
+
+def test_the_lambda_runtime_is_the_python_its_bundle_is_locked_for() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    (version,) = re.findall(r"^LAMBDA_PYTHON_VERSION := (\d+\.\d+)$", makefile, re.M)
     trigger = (ROOT / "stacks/trigger.py").read_text()
     assert f'PYTHON_VERSION = "{version}"' in trigger
     assert f"RUNTIME = lambda_.Runtime.PYTHON_{version.replace('.', '_')}" in trigger
-    assert "--python-version $(PYTHON_VERSION)" in (ROOT / "Makefile").read_text()  # the locks are for it
+    assert "--python-version $(LAMBDA_PYTHON_VERSION) --python-platform aarch64-manylinux2014" in makefile
     for _, lock in LOCKS.values():
         assert "make lock" in lock.read_text().splitlines()[1]

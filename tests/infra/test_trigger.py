@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from config import load_environment
 from functions.common.telemetry import METRICS_NAMESPACE, TRIGGER_SERVICE
 from infra.naming import heartbeat_alarm_name
+from stacks import trigger as trigger_stack
 
 pytestmark = pytest.mark.infra
 
@@ -26,8 +26,8 @@ def role_statements(synth) -> list[dict]:
 
 def test_python_arm64_with_xray_reserved_concurrency_and_the_handler(env_synth):
     fn = function(env_synth)
-    # One Python for the tests, the worker image and the Lambda (tests/test_locks.py checks the rest).
-    assert fn["Runtime"] == f"python{sys.version_info.major}.{sys.version_info.minor}"
+    # The Lambda's own Python, the one its bundle is locked for (tests/test_locks.py checks the rest).
+    assert fn["Runtime"] == f"python{trigger_stack.PYTHON_VERSION}"
     assert fn["Architectures"] == ["arm64"]
     assert fn["Handler"] == "functions.trigger.handler.handler"
     assert fn["TracingConfig"] == {"Mode": "Active"}
@@ -148,9 +148,9 @@ def test_code_asset_holds_the_trigger_its_contracts_and_the_pinned_dependencies(
     }
     assert (versions["aws_lambda_powertools"], versions["pydantic"], versions["redis"]) == ("3.37.0", "2.14.4", "8.1.0")
     assert "aws_xray_sdk" in versions  # Powertools' tracer extra
-    # Compiled parts are Lambda's: CPython 3.11 (the tests' and the worker image's) on ARM64.
+    # Compiled parts are Lambda's: CPython 3.12 (its runtime) on ARM64.
     (core,) = (root / "pydantic_core").glob("_pydantic_core.*.so")
-    assert core.name.endswith(".cpython-311-aarch64-linux-gnu.so")
+    assert core.name.endswith(".cpython-312-aarch64-linux-gnu.so")
     # The runtime's SDK and its dependencies are not bundled (they would shadow the runtime's).
     top = {p.name for p in root.iterdir()}
     assert not {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py", "urllib3", "bin"} & top

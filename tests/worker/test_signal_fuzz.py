@@ -1,7 +1,7 @@
 """Fuzzing the signal path (hypothesis): 0 crashes, every poison body rejected, every valid one served.
 
-In-process and fast: 10 bodies per example, `C2C_FUZZ_EXAMPLES` examples per test (250 in the suite:
-2,500 bodies each through the parser, the SQS receive path and the Redis receive path, a real
+In-process and fast: 10 bodies per example, `C2C_FUZZ_EXAMPLES` examples per test (100 in the suite:
+1,000 bodies each through the parser, the SQS receive path and the Redis receive path, a real
 redis-server; `make chaos` runs it with 1,000: 10,000 per path). The SQS API
 is replaced by a stub in the receive-path fuzz only, for speed (moto's server would take minutes
 for that many messages); the end-to-end test below sends generated bodies through moto's SQS
@@ -27,7 +27,7 @@ from tests.support.signal_bodies import poison_text, redis_bodies, sqs_bodies, v
 from tests.worker.conftest import wait_until
 from tests.worker.test_process import queue_counts, queue_with_dlq
 
-EXAMPLES = int(os.environ.get("C2C_FUZZ_EXAMPLES", "250"))
+EXAMPLES = int(os.environ.get("C2C_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
 
