@@ -13,7 +13,7 @@ from functions.sync_worker.errors import PermanentError
 from functions.sync_worker.source.base import Station
 from functions.sync_worker.source.config import VendorConfig
 from functions.sync_worker.source.http_json import HttpJsonSource
-from functions.sync_worker.source.timezones import UnknownZone, zone_of
+from functions.sync_worker.source.timezones import UnknownZone, local_to_utc, request_instant, zone_of
 from functions.sync_worker.store import MemoryState
 from tests.source.conftest import RecordingPublisher, frozen
 from tests.support.vendor_stub import StubRequest, VendorStub
@@ -97,6 +97,57 @@ def test_site_local_times_are_exact_utc_across_dst_in_three_zones(stub, site, ut
     request = stub.calls(f"/site/{site}/energy")[-1].query
     assert request["startTime"] == utc_start.astimezone(zone_of(STATIONS[site])).strftime(LOCAL)
     source.close()
+
+
+#: Berlin falls back at 01:00 UTC on 2024-10-27: local 02:00-02:59 happens twice (CEST, then CET).
+FALL_BACK = datetime(2024, 10, 27, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("hours_before", [2, 1, 0.5])
+def test_the_repeated_autumn_hour_is_read_in_answer_order_at_exact_utc(stub, hours_before):
+    source = HttpJsonSource(config(), base_url=stub.url, secrets={"api_key": "key-1234"})
+    station = Station("berlin", attributes={"timeZone": "Europe/Berlin"})
+    since = FALL_BACK - timedelta(hours=hours_before)
+    batch = source.fetch_readings(station, since, FALL_BACK + timedelta(hours=2), 1000)
+    # The answer lists 02:00..02:45 twice; each must land on its own instant, once.
+    locals_ = [r.ts.astimezone(ZoneInfo("Europe/Berlin")).strftime("%H:%M") for r in batch]
+    assert locals_.count("02:45") == 2
+    assert [r.ts for r in batch] == [since + QUARTER * i for i in range(1, int((hours_before + 2) * 4) + 1)]
+    assert all(r.ts.timestamp() == r.values["epoch"] for r in batch)
+    assert len({r.message_id for r in batch}) == len(batch)
+    source.close()
+
+
+def test_a_window_ending_in_the_second_occurrence_is_asked_past_it_and_answered_to_its_end(stub):
+    source = HttpJsonSource(config(), base_url=stub.url, secrets={"api_key": "key-1234"})
+    station = Station("berlin", attributes={"timeZone": "Europe/Berlin"})
+    since, until = FALL_BACK - timedelta(minutes=30), FALL_BACK + timedelta(minutes=30)
+    batch = source.fetch_readings(station, since, until, 1000)
+    # "02:30" alone would mean 00:30 UTC (the first occurrence): the window would end where it starts.
+    assert stub.calls("/site/berlin/energy")[-1].query["endTime"] == "2024-10-27 03:30:00"
+    assert [r.ts for r in batch] == [since + QUARTER * i for i in range(1, 5)]
+    assert batch.complete_through == until
+    source.close()
+
+
+def test_local_time_rules_in_the_repeated_hour_and_the_spring_gap():
+    berlin = ZoneInfo("Europe/Berlin")
+    repeated = datetime(2024, 10, 27, 2, 30)
+    first, second = FALL_BACK - timedelta(minutes=30), FALL_BACK + timedelta(minutes=30)
+    assert local_to_utc(repeated, berlin) == first
+    assert local_to_utc(repeated, berlin, not_before=first) == first  # the same instant again: no jump
+    assert local_to_utc(repeated, berlin, not_before=first + QUARTER) == second
+    # Not ambiguous: read as written even when it goes back in time.
+    assert local_to_utc(datetime(2024, 10, 27, 1), berlin, not_before=second) == datetime(2024, 10, 26, 23, tzinfo=UTC)
+    # A spring-forward gap time is never moved earlier (fold=1 there is the earlier instant).
+    gap = datetime(2024, 3, 31, 2, 30)
+    assert local_to_utc(gap, berlin, not_before=datetime(2024, 3, 31, 2, tzinfo=UTC)) == datetime(
+        2024, 3, 31, 1, 30, tzinfo=UTC
+    )
+    assert request_instant(second, berlin, upper=True) == second + timedelta(hours=1)
+    assert request_instant(second, berlin, upper=False) == second
+    assert request_instant(first, berlin, upper=True) == first
+    assert request_instant(second, zone_of("+01:00"), upper=True) == second
 
 
 def test_a_site_west_of_utc_keeps_getting_data_cycle_after_cycle(stub):

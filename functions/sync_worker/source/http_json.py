@@ -35,7 +35,7 @@ from functions.sync_worker.source.base import (
 from functions.sync_worker.source.config import ReadingsEndpoint, StationsEndpoint, VendorConfig
 from functions.sync_worker.source.mapping import MappingError, NotReported, ReadingMapper, StationMapper
 from functions.sync_worker.source.pagination import PageRequest, Paginator
-from functions.sync_worker.source.timezones import UnknownZone, zone_of
+from functions.sync_worker.source.timezones import UnknownZone, request_instant, zone_of
 from functions.sync_worker.source.transport import HttpTransport, SourceCounters
 
 VENDORS_DIR = Path(__file__).parent / "vendors"
@@ -324,7 +324,9 @@ class HttpJsonSource:
                 "station_id": ids[0],
                 "station_ids": ",".join(ids) if cfg.batch is None else (cfg.batch.join or ",").join(ids),
                 "since": _format_time(chunk_since, cfg.time_format, zone),
-                "until": _format_time(chunk_until, cfg.time_format, zone),
+                "until": _format_time(
+                    request_instant(chunk_until, zone, upper=True) if zone else chunk_until, cfg.time_format, zone
+                ),
                 "limit": min(limit, cfg.max_page_size),
             }
             as_array = cfg.batch is not None and cfg.batch.join is None
@@ -347,17 +349,22 @@ class HttpJsonSource:
         skipped, out_of_window = 0, 0
         reasons: list[str] = []
         latest: datetime | None = None
+        #: The previous time of each (station, series) in answer order: a site-local time in a
+        #: repeated autumn hour that would go back from it is the hour's second occurrence.
+        previous: dict[tuple[str, object], datetime] = {}
         for parent, item in mapper.flatten(items):
             owner = sid if cfg.batch is None else mapper.station_of(parent)
             if owner not in found:
                 out_of_window += 1  # a station we did not ask for (or no id): not ours to publish
                 continue
             collected = found[owner]
+            order_key = (owner, mapper.order_key(parent, item))
             try:
-                ts = snapshot_ts or mapper.timestamp(item, zones.get(owner, zone))
+                ts = snapshot_ts or mapper.timestamp(item, zones.get(owner, zone), previous.get(order_key))
             except MappingError as exc:
                 collected.skip(str(exc))
                 continue
+            previous[order_key] = ts
             if snapshot_ts is None and not since < ts <= until:
                 out_of_window += 1  # a vendor ignoring the window: not ours to publish
                 continue

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from typing import Any
+from typing import Any, Protocol
 
 import jmespath
 from jmespath.exceptions import JMESPathError
 
 from functions.sync_worker.source.base import Reading, Station
 from functions.sync_worker.source.config import ReadingsEndpoint, StationsEndpoint, TimestampSpec
+from functions.sync_worker.source.timezones import local_to_utc
 
 Getter = Callable[[Any], Any]
 
@@ -100,36 +101,39 @@ _COERCE: dict[str, Callable[[Any], Any] | None] = {
 }
 
 
-TimeParser = Callable[[Any, tzinfo], datetime]
+class TimeParser(Protocol):
+    def __call__(self, value: Any, zone: tzinfo, not_before: datetime | None = None, /) -> datetime: ...
 
 
 def timestamp_parser(spec: TimestampSpec) -> TimeParser:
     """Vendor time value -> aware UTC datetime. A time without an offset is in the zone passed in
-    (the station's, or `assume_utc_offset_s`); zoneinfo resolves it across DST changes."""
+    (the station's, or `assume_utc_offset_s`); zoneinfo resolves it across DST changes, and the
+    repeated autumn hour by the order of the answer (`not_before`: the previous time of the same
+    series; see `timezones.local_to_utc`)."""
 
-    def aware(dt: datetime, zone: tzinfo) -> datetime:
-        return (dt.replace(tzinfo=zone) if dt.tzinfo is None else dt).astimezone(UTC)
+    def aware(dt: datetime, zone: tzinfo, not_before: datetime | None) -> datetime:
+        return local_to_utc(dt, zone, not_before) if dt.tzinfo is None else dt.astimezone(UTC)
 
     if spec.format == "iso8601":
 
-        def parse(v: Any, zone: tzinfo) -> datetime:
+        def parse(v: Any, zone: tzinfo, not_before: datetime | None = None) -> datetime:
             if not isinstance(v, str):
                 raise TypeError(f"timestamp {v!r} is not a string")
-            return aware(datetime.fromisoformat(v), zone)
+            return aware(datetime.fromisoformat(v), zone, not_before)
     elif spec.format in ("epoch_s", "epoch_ms"):
         div = 1000.0 if spec.format == "epoch_ms" else 1.0
 
-        def parse(v: Any, zone: tzinfo) -> datetime:
+        def parse(v: Any, zone: tzinfo, not_before: datetime | None = None) -> datetime:
             if isinstance(v, bool) or not isinstance(v, (int, float, str)):
                 raise TypeError(f"timestamp {v!r} is not a number")
             return datetime.fromtimestamp(float(v) / div, UTC)
     else:
         pattern = spec.format
 
-        def parse(v: Any, zone: tzinfo) -> datetime:
+        def parse(v: Any, zone: tzinfo, not_before: datetime | None = None) -> datetime:
             if not isinstance(v, str):
                 raise TypeError(f"timestamp {v!r} is not a string")
-            return aware(datetime.strptime(v, pattern), zone)
+            return aware(datetime.strptime(v, pattern), zone, not_before)
 
     return parse
 
@@ -150,8 +154,10 @@ class ReadingMapper:
             (name, compile_path(spec.path), _COERCE[spec.type], spec.required) for name, spec in cfg.values.items()
         ]
 
-    def timestamp(self, item: Any, zone: tzinfo | None = None) -> datetime:
-        return self._parse_time(self._ts_get(item), zone)
+    def timestamp(self, item: Any, zone: tzinfo | None = None, not_before: datetime | None = None) -> datetime:
+        """The item's time; `not_before` is the previous time of its series in a time-ordered answer
+        (it tells the two occurrences of a repeated local hour apart)."""
+        return self._parse_time(self._ts_get(item), zone, not_before)
 
     def answered_until(self, body: Any, zone: tzinfo | None = None) -> datetime | None:
         """How far the vendor says its answer reaches (None: it does not say)."""
@@ -166,11 +172,11 @@ class ReadingMapper:
         """The envelope's time of a snapshot answer (None: use the request time)."""
         return self._parse_time(self._snapshot_time(body), None) if self._snapshot_time else None
 
-    def _parse_time(self, raw: Any, zone: tzinfo | None) -> datetime:
+    def _parse_time(self, raw: Any, zone: tzinfo | None, not_before: datetime | None = None) -> datetime:
         if raw is None:
             raise MappingError("no timestamp")
         try:
-            return self._ts_parse(raw, zone or self._fixed_zone)
+            return self._ts_parse(raw, zone or self._fixed_zone, not_before)
         except (TypeError, ValueError, OverflowError, OSError) as exc:
             raise MappingError(f"bad timestamp {raw!r}: {exc}") from exc
 
@@ -181,6 +187,14 @@ class ReadingMapper:
         if device is None or device == "" or isinstance(device, (dict, list, bool)):
             raise MappingError(f"no usable series key: {device!r}")
         return f"{self.endpoint}/{device}"
+
+    def order_key(self, parent: Any, item: Any) -> object:
+        """Which time-ordered run of an answer an item belongs to: its parent's list when nested (one
+        battery's telemetries), else its raw series key (None: the answer is one series)."""
+        if self._nested is not None:
+            return id(parent)
+        device = self._series(item) if self._series else None
+        return device if isinstance(device, str | int | float) else None
 
     def flatten(self, items: list[Any]) -> Iterator[tuple[Any, Any]]:
         """(parent, reading item) pairs: the items themselves, or with `nested` each item's list of
