@@ -44,7 +44,14 @@ from bench.rounds import contender, median, median_ratio, orders, print_result
 from functions.common.state import StateKeys
 from functions.sync_worker.cycle import CycleRunner
 from functions.sync_worker.settings import load_settings
-from functions.sync_worker.source.base import Reading, Station
+from functions.sync_worker.source.base import (
+    DEFAULT_ENDPOINT,
+    Reading,
+    ReadingBatch,
+    Station,
+    UnbatchedSource,
+    sorted_page,
+)
 from functions.sync_worker.store import Lease, StateStore, connect_redis, format_cursor
 from functions.sync_worker.wiring import build_source, build_uplink
 from tests.support.services import MosquittoBroker, RedisServer
@@ -161,7 +168,7 @@ def bench_cycle(args: argparse.Namespace) -> dict:
         svc.stop()
 
 
-class MemorySource:
+class MemorySource(UnbatchedSource):
     """Zero-latency source: `per_station` readings per station, generated on demand."""
 
     def __init__(self, stations: int, per_station: int, t0: datetime) -> None:
@@ -172,7 +179,17 @@ class MemorySource:
     def list_stations(self) -> list[Station]:
         return self.stations
 
-    def fetch_readings(self, station: Station, since: datetime, until: datetime, limit: int) -> list[Reading]:
+    def fetch_readings(
+        self,
+        station: Station,
+        since: datetime,
+        until: datetime,
+        limit: int,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        resume: object | None = None,
+    ) -> ReadingBatch:
+        since = resume if isinstance(resume, datetime) else since  # the next page of a full one
         out = []
         for i in range(self.per_station):
             ts = self.t0 + timedelta(seconds=INTERVAL_S * i)
@@ -192,7 +209,7 @@ class MemorySource:
                 )
                 if len(out) >= limit:
                     break
-        return out
+        return sorted_page(out, since, until, limit)
 
     def close(self) -> None:
         pass

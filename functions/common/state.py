@@ -63,10 +63,12 @@ class StateKeys:
         may have been sent already and are compared with their digest before publishing."""
         return f"{self.cursors_of(endpoint)}:published"
 
-    def call_budget(self, endpoint: str) -> str:
-        """Sorted set: one member per vendor call of `endpoint` (scored by its time), pruned to the
-        budget's period; shared by every worker of the environment and kept across restarts."""
-        return f"{self.prefix}:budget:{endpoint}"
+    def call_budget(self, counter: str) -> str:
+        """Sorted set: one member per vendor call counted under `counter` (scored by its time),
+        pruned to the budget's period; shared by every worker of the environment and kept across
+        restarts. The counter is an endpoint's name, `@vendor:<period>` (the account's budget) or
+        `@station:<period>:<station id>` (one station's)."""
+        return f"{self.prefix}:budget:{counter}"
 
     def seen(self, message_id: str) -> str:
         """String with a TTL: the digest of the payload last published under `message_id`."""

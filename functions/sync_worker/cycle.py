@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,7 +34,6 @@ from functions.sync_worker.observability import logger
 from functions.sync_worker.source.base import (
     DEFAULT_ENDPOINT,
     TICK,
-    BatchAnswer,
     EndpointPlan,
     Reading,
     ReadingBatch,
@@ -79,7 +78,7 @@ class CursorStore(Protocol):
 
     def remember_digests(self, digests: list[tuple[str, str]], ttl_s: int) -> None: ...
 
-    def take_call(self, endpoint: str, calls: int, period_s: float) -> bool: ...
+    def take_call(self, budgets: Sequence[tuple[str, int, float]]) -> bool: ...
 
 
 #: Digests outlive the re-read of their reading: a reading is read again while it is inside the
@@ -211,28 +210,33 @@ class ThrottleGate:
 
 
 class Allotment:
-    """The calls one cycle may make per budgeted endpoint (thread-safe countdown)."""
+    """The calls one cycle may make per budget (thread-safe countdown): per share name, and for a
+    station budget per station, each station starting from the same per-cycle share."""
 
-    def __init__(self, calls: dict[str, int]) -> None:
-        self._left = dict(calls)
+    def __init__(self, shares: dict[str, int]) -> None:
+        self._shares = dict(shares)
+        self._left: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def take(self, endpoint: str) -> bool:
+    def take(self, uses: Sequence[tuple[str, str]]) -> bool:
+        """One call from every `(share, counter)` it draws on, or from none."""
         with self._lock:
-            if self._left.get(endpoint, 1) <= 0:
+            left = {counter: self._left.get(counter, self._shares.get(share, 1)) for share, counter in uses}
+            if any(n <= 0 for n in left.values()):
                 return False
-            if endpoint in self._left:
-                self._left[endpoint] -= 1
+            for counter, n in left.items():
+                self._left[counter] = n - 1
             return True
 
 
 class BudgetPacer:
-    """Spreads an endpoint's call budget over the cycles: a cycle may use the share of the budget
-    that accrued since the previous cycle (`calls x elapsed / period` at `PACE` of the rate, because
-    cycles do not start in phase with the budget's sliding window; at least one call), and the whole
-    budget when a period or more has passed (the first cycle too). Without pacing the first cycle
-    of a period takes everything and the cycles after it get nothing until the period rolls over.
-    The Redis count of the calls made stays the hard limit; this only keeps every cycle some of it."""
+    """Spreads a call budget over the cycles: a cycle may use the share of the budget that accrued
+    since the previous cycle (`calls x elapsed / period` at `PACE` of the rate, because cycles do
+    not start in phase with the budget's sliding window; at least one call), and the whole budget
+    when a period or more has passed (the first cycle too). Without pacing the first cycle of a
+    period takes everything and the cycles after it get nothing until the period rolls over. A
+    station budget's share is each station's. The Redis count of the calls made stays the hard
+    limit; this only keeps every cycle some of it."""
 
     PACE = 0.9
 
@@ -240,18 +244,20 @@ class BudgetPacer:
         self._last: dict[str, datetime] = {}
 
     def allot(self, plans: list[EndpointPlan], now: datetime) -> Allotment:
-        calls: dict[str, int] = {}
+        shares: dict[str, int] = {}
         for plan in plans:
-            if plan.budget_calls is None:
-                continue
-            last = self._last.get(plan.name)
-            share = 1.0 if last is None else (now - last).total_seconds() / plan.budget_period_s
-            if share >= 1.0:
-                calls[plan.name] = plan.budget_calls  # a whole period since: the Redis count decides
-            else:
-                calls[plan.name] = max(1, math.floor(plan.budget_calls * share * self.PACE))
-            self._last[plan.name] = now
-        return Allotment(calls)
+            for budget in plan.budgets:
+                name = budget.share(plan.name)
+                if name in shares:
+                    continue  # a vendor or station budget shared with an endpoint already paced
+                last = self._last.get(name)
+                share = 1.0 if last is None else (now - last).total_seconds() / budget.period_s
+                if share >= 1.0:
+                    shares[name] = budget.calls  # a whole period since: the Redis count decides
+                else:
+                    shares[name] = max(1, math.floor(budget.calls * share * self.PACE))
+                self._last[name] = now
+        return Allotment(shares)
 
 
 class Deferred(Exception):
@@ -366,8 +372,7 @@ class CycleRunner:
 
     def endpoints(self) -> list[EndpointPlan]:
         """The reading endpoints of the source (one default endpoint for a source that declares none)."""
-        declared: list[EndpointPlan] | None = getattr(self.source, "endpoints", None)
-        return list(declared) if declared else [EndpointPlan()]
+        return list(self.source.endpoints) or [EndpointPlan()]
 
     def _units(self, stations: list[Station]) -> list[tuple[list[Station], list[EndpointPlan]]]:
         """The cycle's plan: one unit per station for its unbatched endpoints, and for each batched
@@ -456,27 +461,14 @@ class CycleRunner:
         return _Window(plan, cursor, sent, since, until)
 
     def _fetch(self, station: Station, window: _Window, resume: object | None) -> ReadingBatch:
-        """One page from the source as a `ReadingBatch`; a plain list (sorted, at most `page_size`)
-        is complete through its last reading when full, through `until` when short."""
-        if getattr(self.source, "endpoints", None):
-            # A source that declares endpoints takes `endpoint`/`resume` and answers a ReadingBatch.
-            # Such a source's fetch_readings takes `endpoint`/`resume` (not in the SourceAdapter
-            # signature, which plain sources keep) and returns a ReadingBatch.
-            batch: ReadingBatch = self.source.fetch_readings(  # type: ignore[call-arg, assignment]  # see above
-                station, window.since, window.until, self.page_size, endpoint=window.plan.name, resume=resume
-            )
-            return batch
-        since = resume if isinstance(resume, datetime) else window.since
-        page = self.source.fetch_readings(station, since, window.until, self.page_size)
-        if isinstance(page, ReadingBatch):
-            return page
-        full = len(page) >= self.page_size and page[-1].ts > since
-        return ReadingBatch(
-            page, complete_through=page[-1].ts if full else window.until, resume=page[-1].ts if full else None
+        """One page of one (station, endpoint) window from the source."""
+        return self.source.fetch_readings(
+            station, window.since, window.until, self.page_size, endpoint=window.plan.name, resume=resume
         )
 
-    def _before_call(self, plan: EndpointPlan) -> None:
-        """Stop, lease, throttle gate and call budget: what must hold before each vendor call."""
+    def _before_call(self, plan: EndpointPlan, stations: list[Station]) -> None:
+        """Stop, lease, throttle gate and call budgets: what must hold before each vendor call
+        (a batched call draws on the station budget of every station it asks for)."""
         if self.stop.is_set():
             raise Abandoned()
         if not self.lease_held():
@@ -484,10 +476,15 @@ class CycleRunner:
         self._throttle.wait()
         if self._throttle.tripped:
             raise Deferred()
-        if plan.budget_calls is not None:
-            if not self._allotment.take(plan.name):
+        if plan.budgets:
+            uses = [
+                (b, b.counter(plan.name, st.station_id))
+                for b in plan.budgets
+                for st in (stations if b.scope == "station" else stations[:1])
+            ]
+            if not self._allotment.take([(b.share(plan.name), counter) for b, counter in uses]):
                 raise Deferred()  # this cycle's share is spent: the rest is left for the next cycles
-            if not self.cursor_store.take_call(plan.name, plan.budget_calls, plan.budget_period_s):
+            if not self.cursor_store.take_call([(counter, b.calls, b.period_s) for b, counter in uses]):
                 raise Deferred()  # the cursor stays where the answer is complete; next cycle goes on
 
     def _sync_endpoint(
@@ -502,7 +499,7 @@ class CycleRunner:
         window = self._open_window(plan, cursor, published, now)
         resume: object | None = None
         while True:
-            self._before_call(plan)
+            self._before_call(plan, [station])
             batch = self._fetch(station, window, resume)
             self._absorb(station, window, batch, outcome)
             if batch.resume is None:
@@ -526,11 +523,10 @@ class CycleRunner:
         }
         since = min(w.since for w in windows.values())
         until = next(iter(windows.values())).until
-        fetch_batch = self.source.fetch_batch  # type: ignore[attr-defined]  # batched endpoints declare it
         resume: object | None = None
         while True:
-            self._before_call(plan)
-            answer: BatchAnswer = fetch_batch(stations, since, until, self.page_size, endpoint=plan.name, resume=resume)
+            self._before_call(plan, stations)
+            answer = self.source.fetch_batch(stations, since, until, self.page_size, endpoint=plan.name, resume=resume)
             # Every station's share goes out in one publish batch with one wait for the PUBACKs;
             # then each station's cursor moves on its own.
             publish = self.publisher.new_batch()

@@ -96,13 +96,20 @@ return (#ARGV - 1) / 3
 """
 
 # KEYS: budget set ; ARGV: calls, period ms, member. Redis time, so every worker counts alike.
+#: One vendor call from every budget it draws on, or from none: KEYS are the budgets' sorted sets,
+#: ARGV (calls, period ms) per key, then the call's member. All are pruned and checked before any
+#: is taken, so a call refused by one budget (a site's) spends nothing of another (the account's).
 _TAKE_CALL = """
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms - tonumber(ARGV[2]))
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], ms, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ms - tonumber(ARGV[2 * i]))
+  if redis.call('ZCARD', key) >= tonumber(ARGV[2 * i - 1]) then return 0 end
+end
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, ms, ARGV[#ARGV])
+  redis.call('PEXPIRE', key, ARGV[2 * i])
+end
 return 1
 """
 
@@ -367,11 +374,15 @@ class StateStore:
         if int(self._set_cursors(keys=keys, args=args)) < 0:
             raise LeaseLost(f"fencing token {self.lease.token} is stale; cursor of {station_id} not written")
 
-    def take_call(self, endpoint: str, calls: int, period_s: float) -> bool:
-        """Reserve one vendor call of `endpoint` within its budget; False when the budget is spent."""
-        member = uuid.uuid4().hex
-        args: list[str | int] = [calls, int(period_s * 1000), member]
-        return bool(int(self._take_call(keys=[self.keys.call_budget(endpoint)], args=args)))
+    def take_call(self, budgets: Sequence[tuple[str, int, float]]) -> bool:
+        """Reserve one vendor call in every budget `(counter, calls, period_s)` it draws on, or in
+        none; False when any of them is spent."""
+        if not budgets:
+            return True
+        args: list[str | int] = [a for _, calls, period_s in budgets for a in (calls, int(period_s * 1000))]
+        args.append(uuid.uuid4().hex)
+        keys = [self.keys.call_budget(counter) for counter, _, _ in budgets]
+        return bool(int(self._take_call(keys=keys, args=args)))
 
     def seen_digests(self, message_ids: list[str]) -> list[str | None]:
         """The payload digest last published under each id (None: never, or forgotten)."""
@@ -434,13 +445,14 @@ class MemoryState:
         if published_through is not None:
             self._published[key] = max(published_through, self._published.get(key, published_through))
 
-    def take_call(self, endpoint: str, calls: int, period_s: float) -> bool:
+    def take_call(self, budgets: Sequence[tuple[str, int, float]]) -> bool:
         now = time.monotonic()
-        taken = [t for t in self._calls.get(endpoint, []) if t > now - period_s]
-        self._calls[endpoint] = taken
-        if len(taken) >= calls:
+        live = {c: [t for t in self._calls.get(c, []) if t > now - period_s] for c, _, period_s in budgets}
+        self._calls.update(live)
+        if any(len(live[c]) >= calls for c, calls, _ in budgets):
             return False
-        taken.append(now)
+        for counter, _, _ in budgets:
+            live[counter].append(now)
         return True
 
     def seen_digests(self, message_ids: list[str]) -> list[str | None]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from functions.common.state import StateKeys
 from functions.sync_worker.cycle import BudgetPacer, CycleRunner
 from functions.sync_worker.errors import ThrottledError
-from functions.sync_worker.source.base import EndpointPlan, Station
+from functions.sync_worker.source.base import Budget, EndpointPlan, Station
 from functions.sync_worker.source.concurrency import AdaptiveConcurrency
 from functions.sync_worker.source.config import VendorConfig
 from functions.sync_worker.source.http_json import HttpJsonSource
@@ -98,11 +99,11 @@ def test_a_call_budget_is_never_exceeded_and_what_does_not_fit_is_deferred_in_tu
 
 def test_the_pacer_spreads_a_budget_over_the_cycles():
     pacer = BudgetPacer()
-    plan = EndpointPlan("daily", budget_calls=300, budget_period_s=86_400)
+    plan = EndpointPlan("daily", budgets=(Budget(300, 86_400),))
 
     def allowed(now: datetime) -> int:
         allotment = pacer.allot([plan], now)
-        return sum(allotment.take("daily") for _ in range(1000))
+        return sum(allotment.take([("daily", "daily")]) for _ in range(1000))
 
     assert allowed(T0) == 300  # the first cycle: the whole budget (Redis counts what was used)
     assert allowed(T0 + timedelta(minutes=15)) == 2  # 300 x 900 / 86400 = 3.1, at 90 % -> 2
@@ -110,11 +111,23 @@ def test_the_pacer_spreads_a_budget_over_the_cycles():
     assert allowed(T0 + timedelta(days=3)) == 300  # never more than the period's budget
 
 
+def test_a_station_budget_gives_each_station_the_same_share_every_cycle():
+    pacer = BudgetPacer()
+    per_site = Budget(300, 86_400, "station")
+    plans = [EndpointPlan("power", budgets=(per_site,)), EndpointPlan("storage", budgets=(per_site,))]
+    pacer.allot(plans, T0)
+    allotment = pacer.allot(plans, T0 + timedelta(minutes=30))  # 300 x 1800 / 86400 x 0.9 = 5.6 -> 5
+    share = per_site.share("power")
+    for site in ("S1", "S2"):  # each site its own five, whichever endpoint takes them
+        taken = [allotment.take([(share, per_site.counter(ep, site))]) for ep in ("power", "storage") * 4]
+        assert taken == [True] * 5 + [False] * 3
+
+
 def test_budget_reservations_race_safely_across_threads(state):
     granted = []
 
     def take() -> None:
-        granted.append(state.take_call("race", 25, 60))
+        granted.append(state.take_call([("race", 25, 60)]))
 
     threads = [threading.Thread(target=take) for _ in range(100)]
     for t in threads:
@@ -122,6 +135,83 @@ def test_budget_reservations_race_safely_across_threads(state):
     for t in threads:
         t.join()
     assert sum(granted) == 25
+
+
+def test_a_call_refused_by_one_budget_spends_nothing_of_the_others(state):
+    account, site = ("@vendor:60", 10, 60.0), ("@station:60:S1", 1, 60.0)
+    assert state.take_call([account, site])
+    assert not state.take_call([account, site]), "the site's one call is spent"
+    assert state.client.zcard(state.keys.call_budget("@vendor:60")) == 1, "the refused call took nothing"
+    assert state.take_call([account, ("@station:60:S2", 1, 60.0)]), "another site still has its own"
+
+
+def two_endpoints(budget: list[dict[str, Any]]) -> VendorConfig:
+    endpoint = {"items": "data", "values": {"v": "v"}, "lookback_s": 0, "budget": budget}
+    return VendorConfig.model_validate(
+        {
+            "name": "per-site",
+            "auth": {"type": "api_key"},
+            "http": {"retries": {"attempts": 1}},
+            "stations": {"path": "/sites"},
+            "readings": [
+                {"name": "power", "path": "/sites/{station_id}/data", **endpoint},
+                {"name": "storage", "path": "/sites/{station_id}/storage", **endpoint},
+            ],
+        }
+    )
+
+
+def calls_by_site(stub: VendorStub) -> Counter[str]:
+    return Counter(r.path.split("/")[2] for r in stub.requests)
+
+
+def test_a_per_station_budget_is_shared_by_the_endpoints_and_never_exceeded_per_station(stub, state):
+    for i in range(10):
+        stub.route("GET", f"/sites/S{i}/storage", lambda r: (200, {"data": [{"timestamp": T0.isoformat(), "v": 2}]}))
+    budget = [{"calls": 3, "period_s": 3600, "scope": "station"}]
+    source = HttpJsonSource(two_endpoints(budget), base_url=stub.url, secrets={"api_key": "k"})
+    stations = [Station("S0"), Station("S1")]
+    clock = [T0]
+    runner = CycleRunner(source, RecordingPublisher(), state, concurrency=1, now=lambda: clock[0])
+    try:
+        records = []
+        for minutes in (0, 5, 10):
+            clock[0] = T0 + timedelta(minutes=minutes)
+            records.append(runner.run(stations).record)
+    finally:
+        runner.close()
+    # First cycle: both endpoints of both sites (2 of each site's 3). Second: one call a site, so
+    # power is read and storage deferred. Third: every site's budget is spent in Redis.
+    assert [(r.stations_synced, r.stations_deferred) for r in records] == [(2, 0), (0, 2), (0, 2)]
+    assert calls_by_site(stub) == {"S0": 3, "S1": 3}
+    assert state.client.zcard(state.keys.call_budget("@station:3600:S0")) == 3
+    source.close()
+
+
+def test_a_vendor_budget_is_shared_by_every_endpoint_and_station(stub, state):
+    for i in range(10):
+        stub.route("GET", f"/sites/S{i}/storage", lambda r: (200, {"data": [{"timestamp": T0.isoformat(), "v": 2}]}))
+    budget = [{"calls": 5, "period_s": 3600, "scope": "vendor"}, {"calls": 300, "period_s": 86400, "scope": "station"}]
+    source = HttpJsonSource(two_endpoints(budget), base_url=stub.url, secrets={"api_key": "k"})
+    stations = [Station(f"S{i}") for i in range(4)]
+    for i, station in enumerate(stations):  # S0 is the most behind
+        state.advance_cursor(station.station_id, T0 - timedelta(hours=4 - i), endpoint="power")
+    record = cycle(source, state, stations, concurrency=1)
+    # S0 and S1 read both endpoints (4 calls), S2 its power (the 5th); the rest is deferred.
+    assert (record.stations_synced, record.stations_deferred) == (2, 2)
+    assert calls_by_site(stub) == {"S0": 2, "S1": 2, "S2": 1}
+    assert cycle(source, state, stations, concurrency=1).stations_deferred == 4
+    assert len(stub.requests) == 5
+    source.close()
+
+
+def test_budgets_take_one_or_a_list_with_one_per_scope():
+    one = two_endpoints([{"calls": 1, "period_s": 1}]).readings[0].budget
+    assert [(b.calls, b.scope) for b in one] == [(1, "endpoint")]
+    with pytest.raises(ValueError, match=r"at most one budget per scope, repeated: \['station'\]"):
+        two_endpoints(
+            [{"calls": 1, "period_s": 1, "scope": "station"}, {"calls": 2, "period_s": 9, "scope": "station"}]
+        )
 
 
 def test_sustained_429s_lower_concurrency_and_it_recovers(stub):

@@ -78,7 +78,7 @@ def fusionsolar_source(app: FusionSolarMock, url: str, with_budget: bool = True)
     config = load_vendor_config("huawei_fusionsolar")
     if not with_budget:
         # The worker counts its budget on the wall clock; a test on the mock's clock goes without it.
-        config = config.model_copy(update={"readings": [config.readings[0].model_copy(update={"budget": None})]})
+        config = config.model_copy(update={"readings": [config.readings[0].model_copy(update={"budget": []})]})
     secrets = {"user": app.user_name, "system_code": app.system_code}
     return HttpJsonSource(config, base_url=url, secrets=secrets)
 

@@ -7,13 +7,27 @@ errors of `sync_worker.errors` and nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from functions.common.state import DEFAULT_ENDPOINT
+from functions.sync_worker.errors import PermanentError
 
-__all__ = ["DEFAULT_ENDPOINT", "BatchAnswer", "EndpointPlan", "Reading", "ReadingBatch", "SourceAdapter", "Station"]
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "BatchAnswer",
+    "Budget",
+    "BudgetScope",
+    "EndpointPlan",
+    "Reading",
+    "ReadingBatch",
+    "SourceAdapter",
+    "Station",
+    "UnbatchedSource",
+    "sorted_page",
+]
 #: The smallest step of a time: a cursor held "just before" an item sits this far before it.
 TICK = timedelta(microseconds=1)
 
@@ -61,6 +75,36 @@ class Reading:
         return make_message_id(self.station_id, self.series, self.ts)
 
 
+BudgetScope = Literal["endpoint", "station", "vendor"]
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A vendor's call budget: at most `calls` per `period_s` (sliding), counted over `scope`:
+
+    - `endpoint`: every call of this endpoint, whatever the station;
+    - `station`: each station on its own, across every endpoint with a station budget of the same
+      period (SolarEdge: 300 calls a day per site id);
+    - `vendor`: the whole account, across every endpoint with a vendor budget of the same period
+      (SolarEdge: 300 calls a day per API key).
+    """
+
+    calls: int
+    period_s: float
+    scope: BudgetScope = "endpoint"
+
+    def counter(self, endpoint: str, station_id: str) -> str:
+        """The name its calls are counted under (shared by whoever shares the budget)."""
+        if self.scope == "endpoint":
+            return endpoint
+        shared = f"@{self.scope}:{self.period_s:g}"
+        return f"{shared}:{station_id}" if self.scope == "station" else shared
+
+    def share(self, endpoint: str) -> str:
+        """The name its per-cycle share is paced under (one per station for a station budget)."""
+        return endpoint if self.scope == "endpoint" else f"@{self.scope}:{self.period_s:g}"
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointPlan:
     """How the runner reads one endpoint of a vendor: its name (the cursor's key) and time rules.
@@ -68,37 +112,88 @@ class EndpointPlan:
     - `lookback_s`: every cycle re-reads from `cursor - lookback` (late and revised values), and an
       item still unreported inside the lookback holds the cursor.
     - `settle_s`: the window ends at `now - settle` (values younger than that are not asked for).
-    - `budget_calls` per `budget_period_s`: the vendor's call budget of the endpoint.
+    - `budgets`: the vendor's call budgets every call of the endpoint draws on (all of them, or
+      the call is deferred).
     """
 
     name: str = DEFAULT_ENDPOINT
     lookback_s: float = 0.0
     settle_s: float = 0.0
-    #: The vendor's call budget of this endpoint: at most `budget_calls` per `budget_period_s`
-    #: (None: unlimited). Every vendor call (page) takes one; a call that does not fit is deferred.
-    budget_calls: int | None = None
-    budget_period_s: float = 0.0
+    #: Every vendor call (page) takes one call from each; a call that does not fit them all is deferred.
+    budgets: tuple[Budget, ...] = ()
     #: Stations per request: above 1 the runner calls `fetch_batch` with up to this many stations.
     batch_size: int = 1
 
 
 @runtime_checkable
 class SourceAdapter(Protocol):
+    """Everything the cycle runner calls on a source, and nothing else (the generic HTTP JSON
+    source and every plug-in adapter implement all of it; `UnbatchedSource` supplies what an
+    adapter that reads one station per request does not need)."""
+
+    @property
+    def endpoints(self) -> Sequence[EndpointPlan]:
+        """The reading endpoints (at least one), each with its own cursor per station."""
+        ...
+
     def list_stations(self) -> list[Station]:
         """Every station the account can read (pagination handled inside)."""
         ...
 
-    def fetch_readings(self, station: Station, since: datetime, until: datetime, limit: int) -> list[Reading]:
-        """Readings with `since < ts <= until`.
+    def fetch_readings(
+        self, station: Station, since: datetime, until: datetime, limit: int, *, endpoint: str, resume: object | None
+    ) -> ReadingBatch:
+        """One page of `endpoint`'s readings with `since < ts <= until`, at most `limit`: the batch
+        says how far the window is known complete, what is still pending and how to go on
+        (`resume` is the previous page's `ReadingBatch.resume`, None for the first page). An
+        adapter whose answers are sorted oldest first can return `sorted_page(...)`."""
+        ...
 
-        A plain list must be sorted oldest first, hold at most `limit` readings, and the runner
-        calls again with `since` = the last returned `ts` while a full page comes back. Adapters
-        that need more (unsorted pages, late values, several endpoints) return a `ReadingBatch`
-        and accept the keyword arguments `endpoint` and `resume`.
-        """
+    def fetch_batch(
+        self,
+        stations: list[Station],
+        since: datetime,
+        until: datetime,
+        limit: int,
+        *,
+        endpoint: str,
+        resume: object | None,
+    ) -> BatchAnswer:
+        """One page for several stations in one request; called only for an endpoint whose
+        `batch_size` is above 1."""
         ...
 
     def close(self) -> None: ...
+
+
+class UnbatchedSource:
+    """A base for adapters that read one station per request: one default endpoint unless the
+    subclass declares its own, and a `fetch_batch` that refuses (the runner calls it only for an
+    endpoint declared with `batch_size` above 1, which such an adapter must not declare)."""
+
+    endpoints: ClassVar[Sequence[EndpointPlan]] = (EndpointPlan(),)
+
+    def fetch_batch(
+        self,
+        stations: list[Station],
+        since: datetime,
+        until: datetime,
+        limit: int,
+        *,
+        endpoint: str,
+        resume: object | None,
+    ) -> BatchAnswer:
+        raise PermanentError(
+            f"{type(self).__name__} reads one station per request, but endpoint {endpoint!r} is declared batched"
+        )
+
+
+def sorted_page(page: list[Reading], since: datetime, until: datetime, limit: int) -> ReadingBatch:
+    """A page of readings sorted oldest first (at most `limit`) as the runner needs it: a full page
+    is complete through its last reading and resumes from there (the adapter's next `since` is the
+    `resume` it gets back); a short page completes the window through `until`."""
+    full = len(page) >= limit and page[-1].ts > since
+    return ReadingBatch(page, complete_through=page[-1].ts if full else until, resume=page[-1].ts if full else None)
 
 
 @dataclass

@@ -208,11 +208,15 @@ def _placeholders(template: str) -> set[str]:
 
 
 class CallBudget(_Strict):
-    """A vendor's per-endpoint call budget, e.g. 300 per day or 2 per 5 minutes. Counted in Redis
-    (across restarts and workers); a call that does not fit waits for the next cycle."""
+    """A vendor's call budget, e.g. 300 per day or 2 per 5 minutes. Counted in Redis (across
+    restarts and workers); a call that does not fit waits for the next cycle."""
 
     calls: int = Field(ge=1)
     period_s: float = Field(gt=0)
+    #: Whose calls share the count: `endpoint` (this endpoint's, every station), `station` (each
+    #: station's own, across the endpoints with a station budget of this period: "300 a day per
+    #: site") or `vendor` (the account's, across the endpoints with a vendor budget of this period).
+    scope: Literal["endpoint", "station", "vendor"] = "endpoint"
 
 
 class BatchSpec(_Strict):
@@ -320,8 +324,9 @@ class ReadingsEndpoint(_Strict):
     lookback_s: float = Field(3600.0, ge=0)
     #: The window ends at `now - settle_s`: values younger than that are not asked for yet.
     settle_s: float = Field(0.0, ge=0)
-    #: The vendor's call budget of this endpoint (every page is a call).
-    budget: CallBudget | None = None
+    #: The vendor's call budgets this endpoint draws on (one or a list, at most one per scope):
+    #: every page is a call, and takes one from each.
+    budget: list[CallBudget] = Field(default_factory=list)
     #: Several stations per request (see `BatchSpec`).
     batch: BatchSpec | None = None
     #: Current values without a time per item (see `SnapshotSpec`).
@@ -333,6 +338,21 @@ class ReadingsEndpoint(_Strict):
     #: complete, e.g. its own clock when it clamps the window; read with `timestamp.format`. Without
     #: it the window is complete up to the `until` asked for once its last page is read.
     answered_until: JmesPath | None = None
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _one_or_many_budgets(cls, raw: object) -> object:
+        if raw is None:
+            return []
+        return [raw] if isinstance(raw, dict) else raw
+
+    @field_validator("budget")
+    @classmethod
+    def _one_per_scope(cls, budgets: list[CallBudget]) -> list[CallBudget]:
+        scopes = [b.scope for b in budgets]
+        if dupes := sorted({s for s in scopes if scopes.count(s) > 1}):
+            raise ValueError(f"at most one budget per scope, repeated: {dupes}")
+        return budgets
 
     @field_validator("values", mode="before")
     @classmethod

@@ -27,6 +27,7 @@ from functions.sync_worker.source.base import (
     DEFAULT_ENDPOINT,
     TICK,
     BatchAnswer,
+    Budget,
     EndpointPlan,
     Reading,
     ReadingBatch,
@@ -233,8 +234,7 @@ class HttpJsonSource:
                 # A snapshot is re-read each cycle: remember its digests one step back at least.
                 max(ep.lookback_s, ep.snapshot.resolution_s) if ep.snapshot else ep.lookback_s,
                 ep.settle_s,
-                ep.budget.calls if ep.budget else None,
-                ep.budget.period_s if ep.budget else 0.0,
+                tuple(Budget(b.calls, b.period_s, b.scope) for b in ep.budget),
                 ep.batch.size if ep.batch else 1,
             )
             for ep in self.config.readings

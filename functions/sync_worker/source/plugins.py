@@ -77,5 +77,10 @@ def build_adapter(
     cls = load_adapter_class(spec)
     adapter = cls(settings=dict(settings), secrets=secrets, base_url=base_url, pool_size=pool_size)
     if not isinstance(adapter, SourceAdapter):
-        raise AdapterError(f"source adapter {spec!r} does not implement list_stations/fetch_readings/close")
+        missing = [
+            m
+            for m in ("endpoints", "list_stations", "fetch_readings", "fetch_batch", "close")
+            if not hasattr(adapter, m)
+        ]
+        raise AdapterError(f"source adapter {spec!r} does not implement SourceAdapter: missing {', '.join(missing)}")
     return adapter

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -26,14 +27,21 @@ import requests
 
 from functions.sync_worker.errors import PermanentError, TransientError
 from functions.sync_worker.source.auth import SecretSource, read_secret
-from functions.sync_worker.source.base import EndpointPlan, Reading, ReadingBatch, Station
+from functions.sync_worker.source.base import (
+    DEFAULT_ENDPOINT,
+    EndpointPlan,
+    Reading,
+    ReadingBatch,
+    Station,
+    UnbatchedSource,
+)
 
 
-class CsvMeterSource:
+class CsvMeterSource(UnbatchedSource):
     #: The secrets this adapter reads (deployment maps each to a Secrets Manager secret).
     required_secrets: ClassVar[list[str]] = ["meter_token"]
     #: One reading endpoint; re-read an hour back, so a value reported late is still picked up.
-    endpoints: ClassVar[list[EndpointPlan]] = [EndpointPlan(lookback_s=3600)]
+    endpoints: ClassVar[Sequence[EndpointPlan]] = (EndpointPlan(lookback_s=3600),)
 
     def __init__(
         self, *, settings: dict[str, Any], secrets: SecretSource, base_url: str | None, pool_size: int
@@ -62,7 +70,17 @@ class CsvMeterSource:
         lines = self._get("/meters").splitlines()[1:]
         return [Station(line.strip()) for line in lines if line.strip()]
 
-    def fetch_readings(self, station: Station, since: datetime, until: datetime, limit: int, **_: Any) -> ReadingBatch:
+    def fetch_readings(
+        self,
+        station: Station,
+        since: datetime,
+        until: datetime,
+        limit: int,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        resume: object | None = None,
+    ) -> ReadingBatch:
+        # One endpoint, one request per window: `endpoint` is always the default, `resume` never set.
         text = self._get(
             f"/meters/{station.station_id}/readings.csv",
             {"from": str(int(since.timestamp())), "to": str(int(until.timestamp()))},
