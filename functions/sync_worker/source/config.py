@@ -8,11 +8,12 @@ secrets mapping the worker passes in (from Secrets Manager or the environment).
 from __future__ import annotations
 
 import string
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import jmespath
 from jmespath.exceptions import JMESPathError
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from functions.common.source_secrets import (
     DEFAULT_API_KEY_SECRET,
@@ -207,6 +208,50 @@ def _placeholders(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
+Loc = tuple[str | int, ...]
+
+
+def _problem(loc: Loc, message: str, value: object) -> InitErrorDetails:
+    # The message goes in through the context: a template's own braces must not be formatted.
+    return InitErrorDetails(
+        type=PydanticCustomError("value_error", "{message}", {"message": message}), loc=loc, input=value
+    )
+
+
+def _raise_all(problems: list[InitErrorDetails]) -> None:
+    """Every problem found at once, each under its own field path (not only the first)."""
+    if problems:
+        raise ValidationError.from_exception_data("template", problems)
+
+
+def _templates_of(value: object, loc: Loc = ()) -> list[tuple[Loc, str]]:
+    """Every string of a request template (path, params, headers, body) with where it sits."""
+    if isinstance(value, RequestBody):
+        return _templates_of(value.json_body, ("json",)) + _templates_of(value.form, ("form",))
+    if isinstance(value, str):
+        return [(loc, value)]
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in _templates_of(v, (*loc, k))]
+    if isinstance(value, list):
+        return [found for i, v in enumerate(value) for found in _templates_of(v, (*loc, i))]
+    return []
+
+
+def _placeholder_problems(value: object, allowed: set[str]) -> list[InitErrorDetails]:
+    """One problem per template string that is malformed or names a placeholder not in `allowed`."""
+    problems: list[InitErrorDetails] = []
+    for loc, template in _templates_of(value):
+        try:
+            used = _placeholders(template)
+        except ValueError as exc:  # "{since" or "}": not a template str.format can fill
+            problems.append(_problem(loc, f"malformed template {template!r}: {exc}", template))
+            continue
+        if bad := used - allowed:
+            message = f"unknown placeholder(s) {sorted(bad)} in {template!r}; allowed: {sorted(allowed)}"
+            problems.append(_problem(loc, message, template))
+    return problems
+
+
 class CallBudget(_Strict):
     """A vendor's call budget, e.g. 300 per day or 2 per 5 minutes. Counted in Redis (across
     restarts and workers); a call that does not fit waits for the next cycle."""
@@ -252,20 +297,13 @@ class RequestBody(_Strict):
         return self
 
     def templates(self) -> list[str]:
-        found: list[str] = []
+        return [template for _, template in _templates_of(self)]
 
-        def walk(node: Any) -> None:
-            if isinstance(node, str):
-                found.append(node)
-            elif isinstance(node, dict):
-                for v in node.values():
-                    walk(v)
-            elif isinstance(node, list):
-                for v in node:
-                    walk(v)
 
-        walk(self.json_body if self.json_body is not None else self.form)
-        return found
+#: What a station-list request may use, and what a readings request may (`station_ids` with `batch`).
+STATIONS_PLACEHOLDERS = {"page_size"}
+READINGS_PLACEHOLDERS = {"since", "until", "limit", "station_id"}
+_Template = TypeVar("_Template", str, dict[str, str], RequestBody | None)
 
 
 class StationsEndpoint(_Strict):
@@ -282,13 +320,11 @@ class StationsEndpoint(_Strict):
     attributes: dict[str, JmesPath] = Field(default_factory=dict)
     max_pages: int = Field(10_000, ge=1)
 
-    @model_validator(mode="after")
-    def _templates(self) -> StationsEndpoint:
-        allowed = {"page_size"}
-        for template in [self.path, *self.params.values(), *(self.body.templates() if self.body else [])]:
-            if bad := _placeholders(template) - allowed:
-                raise ValueError(f"unknown placeholder(s) {sorted(bad)} in {template!r}; allowed: {sorted(allowed)}")
-        return self
+    @field_validator("path", "params", "headers", "body")
+    @classmethod
+    def _known_placeholders(cls, value: _Template) -> _Template:
+        _raise_all(_placeholder_problems(value, STATIONS_PLACEHOLDERS))
+        return value
 
 
 class ReadingsEndpoint(_Strict):
@@ -362,20 +398,52 @@ class ReadingsEndpoint(_Strict):
             return {k: ({"path": v} if isinstance(v, str) else v) for k, v in raw.items()}
         return raw
 
+    @field_validator("path", "params", "headers", "body")
+    @classmethod
+    def _known_placeholders(cls, value: _Template) -> _Template:
+        # `{station_ids}` is checked against `batch` once the whole endpoint is read.
+        _raise_all(_placeholder_problems(value, {*READINGS_PLACEHOLDERS, "station_ids"}))
+        return value
+
+    @field_validator("time_format")
+    @classmethod
+    def _time_format(cls, value: str) -> str:
+        if value not in ("iso8601", "epoch_s", "epoch_ms") and "%" not in value:
+            raise ValueError(f"{value!r}: iso8601, epoch_s, epoch_ms or a strftime pattern")
+        return value
+
+    @field_validator("values")
+    @classmethod
+    def _some_values(cls, value: dict[str, ValueSpec]) -> dict[str, ValueSpec]:
+        if not value:
+            raise ValueError("map at least one value")
+        return value
+
     @model_validator(mode="after")
-    def _templates(self) -> ReadingsEndpoint:
-        if self.time_format not in ("iso8601", "epoch_s", "epoch_ms") and "%" not in self.time_format:
-            raise ValueError(f"time_format {self.time_format!r}: iso8601, epoch_s, epoch_ms or a strftime pattern")
-        allowed = {"since", "until", "limit", "station_id"} | ({"station_ids"} if self.batch else set())
-        templates = [self.path, *self.params.values(), *(self.body.templates() if self.body else [])]
-        for template in templates:
-            if bad := _placeholders(template) - allowed:
-                raise ValueError(f"unknown placeholder(s) {sorted(bad)} in {template!r}; allowed: {sorted(allowed)}")
+    def _station_placeholders(self) -> ReadingsEndpoint:
+        """What needs the whole endpoint: `{station_ids}` only with `batch`, and the station's key
+        (`{station_id}`, or `{station_ids}` for a batch) somewhere in the request."""
+        located = [
+            (loc, template)
+            for field, value in (("path", self.path), ("params", self.params), ("headers", self.headers))
+            for loc, template in _templates_of(value, (field,))
+        ] + [(("body", *loc), template) for loc, template in _templates_of(self.body)]
+        problems = []
+        if self.batch is None:
+            problems = [
+                _problem(
+                    loc,
+                    f"unknown placeholder(s) ['station_ids'] in {template!r}: it needs `batch` "
+                    "(one station per request: {station_id})",
+                    template,
+                )
+                for loc, template in located
+                if "station_ids" in _placeholders(template)
+            ]
         key = "{station_ids}" if self.batch else "{station_id}"
-        if not any(key in t for t in templates):
-            raise ValueError(f"readings: {key} must appear in path, params or body")
-        if not self.values:
-            raise ValueError("readings.values: map at least one value")
+        if not any(key in template for loc, template in located if loc[0] != "headers"):
+            problems.append(_problem(("path",), f"{key} must appear in path, params or body", self.path))
+        _raise_all(problems)
         return self
 
 
