@@ -43,6 +43,8 @@ class MqttCapture:
         self.redeliveries: Counter[str] = Counter()
         #: Decoded telemetry payloads with their topic.
         self.payloads: list[dict[str, Any]] = []
+        #: (wall time of receipt, message id) of each telemetry receipt, in order: which cycle sent what.
+        self.arrivals: list[tuple[float, str]] = []
         self._deliveries: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
@@ -75,6 +77,7 @@ class MqttCapture:
             if not isinstance(body, dict) or not isinstance(message_id, str):
                 return
             self.ids[message_id] += 1
+            self.arrivals.append((time.time(), message_id))
             delivery = (message_id, msg.mid)
             if msg.dup and delivery in self._deliveries:
                 self.redeliveries[message_id] += 1

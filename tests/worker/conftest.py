@@ -228,12 +228,23 @@ def sync_worker(redis_server, simulator_factory, worker_factory, tmp_path, monke
     return start
 
 
-def start_worker_process(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen:
+def start_worker_process(
+    env: dict[str, str], log_path: Path, *args: str, clock_offset_s: float | None = None
+) -> subprocess.Popen:
+    """The worker CLI's `run` in a new process; `clock_offset_s` shifts its wall clock
+    (tests/support/shifted_clock.py) to meet a vendor mock started as far from now."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("C2C_")}
     full_env.update(env)
     full_env["PYTHONPATH"] = str(REPO_ROOT)
+    shifted = [] if clock_offset_s is None else ["-m", "tests.support.shifted_clock", repr(clock_offset_s)]
     return subprocess.Popen(
-        [sys.executable, "-m", "functions.sync_worker", "run", *args],
+        [
+            sys.executable,
+            *shifted,
+            *(["functions.sync_worker"] if shifted else ["-m", "functions.sync_worker"]),
+            "run",
+            *args,
+        ],
         cwd=REPO_ROOT,
         env=full_env,
         stdout=open(log_path, "ab"),
@@ -246,14 +257,16 @@ def cycle_history(client: redis.Redis, keys: StateKeys) -> list[CycleRecord]:
     return [CycleRecord.model_validate_json(r) for r in client.lrange(keys.history, 0, -1)][::-1]
 
 
-def run_worker_for_cycles(env: dict[str, str], cycles: int, log_path: Path, timeout: float = 120) -> int:
+def run_worker_for_cycles(
+    env: dict[str, str], cycles: int, log_path: Path, timeout: float = 120, clock_offset_s: float | None = None
+) -> int:
     """Start a worker process, signal it, wait for `cycles` more run records, SIGTERM it (it must exit 0).
     Returns the index of its first record."""
     redis_url = env["C2C_REDIS_URL"]
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     keys = StateKeys.for_env(env["C2C_ENV"])
     before = len(cycle_history(client, keys))
-    proc = start_worker_process(env, log_path)
+    proc = start_worker_process(env, log_path, clock_offset_s=clock_offset_s)
     try:
         wait_subscribed(redis_url)
         publish_signal(redis_url, Command.START_SYNC)
@@ -282,7 +295,9 @@ def continuous_vendor_env(
     )
 
 
-def run_cycles_with_a_restart(env: dict[str, str], log_path: Path, cycles: int = 6, timeout: float = 180) -> None:
+def run_cycles_with_a_restart(
+    env: dict[str, str], log_path: Path, cycles: int = 6, timeout: float = 180, clock_offset_s: float | None = None
+) -> None:
     """`cycles` cycles in one worker process, then as many in a new one (from the state in Redis)."""
-    run_worker_for_cycles(env, cycles, log_path, timeout)
-    run_worker_for_cycles(env, cycles, log_path, timeout)
+    run_worker_for_cycles(env, cycles, log_path, timeout, clock_offset_s)
+    run_worker_for_cycles(env, cycles, log_path, timeout, clock_offset_s)

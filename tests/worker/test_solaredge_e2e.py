@@ -1,40 +1,55 @@
 """End to end: the real worker process with the shipped solaredge.yaml against the SolarEdge mock
 (tests/vendor_mocks, from SolarEdge's public docs), a real Redis, a real Mosquitto and an
-independent subscriber, over six cycles, a worker restart and six more.
+independent subscriber, over six cycles, a worker restart and six more, across the night Berlin
+turns its clocks back.
 
-The mock runs on the wall clock (the worker's clock) with `time_scale=1/100`: every SolarEdge rule
-holds (3 calls at a time, per-site daily quota, site-local times, quarter-hours null until
-reported) but a "quarter-hour" lasts 9 s and a storage step 3 s, so each 3-second cycle finds new
-battery values and every third a new power quarter (the lookback is scaled alike). 50 sites in
-four zones (three with DST; the DST night itself is covered on the mock's clock by
-tests/vendor_mocks/test_shipped_vendors.py), two batteries on every third site. Ground truth is the
-mock's own (`reported_power`, `reported_storage`): every value reportable by each endpoint's final
-cursor (the end of its last read).
+Clocks: the mock and the worker both start 25 s before 2026-10-25 01:00 UTC, when Berlin's local
+03:00 CEST becomes 02:00 CET again (the worker's wall clock shifted by tests/support/shifted_clock.py,
+the mock's clock started at the same instant), so the run crosses into the repeated local hour:
+answers list site-local times that go back an hour, and a window ending in the second occurrence
+must be asked past it. The mock keeps every SolarEdge rule (3 calls at a time, the daily quota per
+site and per account key, site-local times, quarter-hours null until reported, the window limits)
+with its durations scaled by 1/150 and the lookback alike: a quarter-hour lasts 6 s and a storage
+step 2 s, so every 3-second cycle has new battery values and every other a new power quarter.
+
+52 sites in four zones (13 in Berlin), two batteries on every third; four sites report late (their
+quarter-hours stay null, their battery values unlisted, for 1.5 quarter-hours), which the lookback
+picks up. Ground truth is the mock's own model (`reported_power`, `reported_storage`).
 """
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
 
-from functions.common.state import StateKeys, as_text
-from functions.sync_worker.store import format_cursor, parse_cursor
+from functions.common.state import StateKeys
+from functions.sync_worker.store import format_cursor
 from tests.vendor_mocks.solaredge import SolarEdgeMock
 from tests.worker.conftest import continuous_vendor_env, cycle_history, run_cycles_with_a_restart
 
 pytestmark = pytest.mark.integration
 
-SITES = 50
+SITES = 52
 INTERVAL_S = 3
-TIME_SCALE = 1 / 100
-QUARTER_S, STORAGE_STEP_S = 900 * TIME_SCALE, 300 * TIME_SCALE  # 9 s and 3 s
-LOOKBACK_S = 60  # the shipped hour of lookback, scaled like the mock's durations
-#: The mock (monotonic clock in this process) and the worker (wall clock in its own) may disagree by
+TIME_SCALE = 1 / 150
+QUARTER_S, STORAGE_STEP_S = 900 * TIME_SCALE, 300 * TIME_SCALE  # 6 s and 2 s
+LOOKBACK_S = 3600 * TIME_SCALE  # the shipped hour, scaled: 24 s
+#: Berlin falls back at 01:00 UTC on 2026-10-25 (03:00 CEST -> 02:00 CET).
+FALL_BACK = datetime(2026, 10, 25, 1, tzinfo=UTC)
+#: The clocks start this long before it: the restarted worker crosses it. A window whose start is in
+#: the second occurrence is answered from the first (a vendor reads the local time as the earlier
+#: instant): an hour of data, seconds of mock time per call at this scale, so the run ends before
+#: its lookback reaches back past the change (tests/source/test_station_time.py covers that case).
+LEAD_S = 25
+LATE_SITES, LATE_S = 4, 1.5 * QUARTER_S
+#: The mock (monotonic clock in this process) and the worker (its own wall clock) may disagree by
 #: a little: a value that turned reportable within this of the final read may come next cycle.
-SKEW_S = 0.5
+SKEW_S = 0.3
+TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def vendor_file(tmp_path) -> str:
@@ -44,26 +59,42 @@ def vendor_file(tmp_path) -> str:
     text = (VENDORS_DIR / "solaredge.yaml").read_text()
     assert text.count("lookback_s: 3600") == 2
     path = tmp_path / "solaredge.yaml"
-    path.write_text(text.replace("lookback_s: 3600", f"lookback_s: {LOOKBACK_S}"))
+    path.write_text(text.replace("lookback_s: 3600", f"lookback_s: {LOOKBACK_S:g}"))
     return str(path)
 
 
-def utc(ts: str) -> datetime:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+def _ts(message_id: str) -> datetime:
+    """The UTC time a message id ends with (`<site>:<series>:<ts>`)."""
+    return datetime.strptime(message_id[-len("2026-10-25T01:00:00.000000Z") :], TS_FORMAT).replace(tzinfo=UTC)
 
 
-def test_solaredge_six_cycles_and_a_restart_lose_nothing_collide_nowhere_and_stay_within_the_quota(
+def test_solaredge_across_the_autumn_dst_change_with_a_restart_loses_nothing_and_gets_new_values_every_cycle(
     mosquitto, redis_server, vendor_mock_factory, subscriber_factory, tmp_path
 ):
-    started = datetime.now(UTC)  # the mock's clock on the worker's: to the microsecond
-    mock = vendor_mock_factory("solaredge", sites=SITES, start=started.isoformat(), speed=1, time_scale=TIME_SCALE)
+    offset_s = (FALL_BACK - timedelta(seconds=LEAD_S)).timestamp() - time.time()
+    mock = vendor_mock_factory(
+        "solaredge",
+        sites=SITES,
+        start=datetime.fromtimestamp(time.time() + offset_s, UTC).isoformat(),
+        speed=1,
+        time_scale=TIME_SCALE,
+    )
     app = mock.app
     assert isinstance(app, SolarEdgeMock)
+    zones = {site.zone_name for site in app.fleet.sites}
+    assert len(zones) >= 3 and sum(s.batteries == 2 for s in app.fleet.sites) >= 2
+    sites = [str(i) for i in app.site_ids()]
+    berlin = [s for s, site in zip(sites, app.fleet.sites, strict=True) if site.zone_name == "Europe/Berlin"]
+    late = {s: LATE_S for s in sites[:LATE_SITES]}
+    for site, lag in late.items():
+        app.set_report_lag(site, lag)
+    lag_of = {s: late.get(s, 0.0) for s in sites}
+
     sub = subscriber_factory(mosquitto.port)
     client = redis.Redis.from_url(redis_url := redis_server.url, decode_responses=True)
     keys = StateKeys.for_env("test")
-    sites = [str(i) for i in app.site_ids()]
-    baseline = datetime.fromtimestamp(started.timestamp() // QUARTER_S * QUARTER_S - 4 * QUARTER_S, UTC)
+    now = app.clock.now()
+    baseline = datetime.fromtimestamp(now // QUARTER_S * QUARTER_S - 4 * QUARTER_S, UTC)
     for endpoint in ("power", "storage"):
         client.hset(keys.cursors_of(endpoint), mapping={s: format_cursor(baseline) for s in sites})
     env = continuous_vendor_env(
@@ -75,9 +106,10 @@ def test_solaredge_six_cycles_and_a_restart_lose_nothing_collide_nowhere_and_sta
         interval_s=INTERVAL_S,
         C2C_SOURCE_API_KEY=app.api_key,
     )
-    run_cycles_with_a_restart(env, tmp_path / "worker.log")  # the new process resumes from Redis
+    run_cycles_with_a_restart(env, tmp_path / "worker.log", clock_offset_s=offset_s)
     records = cycle_history(client, keys)
     assert len(records) >= 12 and all(r.stations_failed == 0 for r in records), records[-1]
+    assert records[0].started_at < FALL_BACK < records[-1].started_at, "the run did not cross the DST change"
     assert app.stats.refused_total() == 0, app.stats.snapshot()
     assert app.stats.max_in_flight <= 3
 
@@ -86,38 +118,67 @@ def test_solaredge_six_cycles_and_a_restart_lose_nothing_collide_nowhere_and_sta
     assert len({(p["station_id"], p["series"], p["ts"]) for p in latest.values()}) == len(latest)
     assert all(p["message_id"] == f"{p['station_id']}:{p['series']}:{p['ts']}" for p in latest.values())
 
-    cursors = {
-        endpoint: {as_text(s): parse_cursor(as_text(v)) for s, v in client.hgetall(keys.cursors_of(endpoint)).items()}
-        for endpoint in ("power", "storage")
-    }
-    lost: list[tuple] = []
-    wrong: list[tuple] = []
+    # Ground truth: every value the mock reports by the end, by message id, with the time it became
+    # reportable (its interval's end plus the site's lag). Every value reportable when the last
+    # complete cycle read must have been delivered.
+    end = datetime.fromtimestamp(app.clock.now(), UTC)
+    last_read = max(r.started_at for r in records if not r.aborted).timestamp() - SKEW_S
+    truth: dict[str, tuple[float, float]] = {}  # id -> (value, reportable at)
+    first_window = baseline - timedelta(seconds=LOOKBACK_S)  # the first cycle reads (cursor - lookback, now]
+    since = first_window - timedelta(seconds=QUARTER_S)
     for site in sites:
-        power_cursor = cursors["power"][site]
-        want = app.reported_power(int(site), baseline + timedelta(seconds=1), power_cursor + timedelta(seconds=1))
-        for t, value in want.items():
-            if t + timedelta(seconds=QUARTER_S + SKEW_S) > power_cursor:
-                continue  # not over when the worker last read (the next cycle's lookback re-reads it)
-            got = latest.get(f"{site}:power:{t.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}")
-            if got is None:
-                lost.append((site, "power", t))
-            elif got["values"]["power_w"] != value:
-                wrong.append((site, "power", t, got["values"], value))
-        storage_cursor = cursors["storage"][site]
-        want_storage = app.reported_storage(
-            int(site), baseline + timedelta(seconds=1), storage_cursor + timedelta(seconds=1)
-        )
-        for (serial, t), value in want_storage.items():
-            if t + timedelta(seconds=STORAGE_STEP_S + SKEW_S) > storage_cursor:
-                continue  # not reported when the worker last read: storage lists it only once reported
-            got = latest.get(f"{site}:storage/{serial}:{t.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}")
-            if got is None:
-                lost.append((site, serial, t))
-            elif got["values"]["power_w"] != value:
-                wrong.append((site, serial, t, got["values"], value))
+        for t, value in app.reported_power(int(site), since, end).items():
+            mid = f"{site}:power:{t.strftime(TS_FORMAT)}"
+            truth[mid] = (value, t.timestamp() + QUARTER_S + lag_of[site])
+        for (serial, t), value in app.reported_storage(int(site), since, end).items():
+            mid = f"{site}:storage/{serial}:{t.strftime(TS_FORMAT)}"
+            truth[mid] = (value, t.timestamp() + STORAGE_STEP_S + lag_of[site])
+
+    expected = {m for m, (_, reportable) in truth.items() if reportable <= last_read and _ts(m) > first_window}
+    lost = sorted(expected - set(latest))
     assert lost == [], f"{len(lost)} lost, e.g. {lost[:5]}"
+    unknown = sorted(set(latest) - set(truth))  # a time read an hour off lands here
+    assert unknown == [], f"{len(unknown)} not in the mock's data, e.g. {unknown[:5]}"
+    wrong = [
+        (m, p["values"]["power_w"], truth[m][0]) for m, p in latest.items() if p["values"]["power_w"] != truth[m][0]
+    ]
     assert wrong == [], f"{len(wrong)} wrong, e.g. {wrong[:5]}"
-    delivered = {p["station_id"] for p in latest.values()}
-    assert delivered == set(sites)
+    assert {p["station_id"] for p in latest.values()} == set(sites)
     batteries = {p["series"] for p in latest.values() if p["series"].startswith("storage/")}
     assert len(batteries) == sum(s.batteries for s in app.fleet.sites)
+
+    # The repeated hour: Berlin's values on both sides of the change, each at its own UTC time.
+    cet = ZoneInfo("Europe/Berlin")
+    for fold, side in ((0, "before"), (1, "after")):
+        in_hour = [
+            m
+            for m, p in latest.items()
+            if p["station_id"] in berlin
+            and (ts := _ts(m)).astimezone(cet).hour == 2
+            and ts.astimezone(cet).fold == fold
+        ]
+        assert in_hour, f"no Berlin value {side} the change in its repeated hour"
+
+    # New values every steady-state cycle: each cycle after the first (but one cut short by the
+    # SIGTERM that ends a worker) sends values that were not reportable when the cycle before it read
+    # (by the mock's ground truth), late ones included.
+    offset = timedelta(seconds=offset_s)
+    starts = [r.started_at for r in records]
+    sent: list[set[str]] = [set() for _ in records]
+    for received, mid in sub.arrivals:
+        at = datetime.fromtimestamp(received, UTC) + offset
+        index = max((i for i, s in enumerate(starts) if s <= at), default=0)
+        sent[index].add(mid)
+    steady = [k for k in range(1, len(records)) if not records[k].aborted]
+    new = {k: {m for m in sent[k] if truth[m][1] > starts[k - 1].timestamp() + SKEW_S} for k in steady}
+    assert len(steady) >= 10 and all(new.values()), f"cycles without a new value: {[k for k in steady if not new[k]]}"
+    # A power quarter lasts two cycle intervals: a new one in every three cycles.
+    power = [any(":power:" in m for m in new[k]) for k in steady]
+    assert all(any(power[i : i + 3]) for i in range(len(power) - 2)), power
+    filled_late = {
+        m.split(":")[0]
+        for k in range(1, len(records))
+        for m in sent[k]
+        if m.split(":")[0] in late and truth[m][1] - lag_of[m.split(":")[0]] <= starts[k - 1].timestamp()
+    }
+    assert filled_late == set(late), "late sites' values were not delivered after being reported late"
