@@ -2,7 +2,9 @@
 login, errors in HTTP 200 bodies, three time zones, two batteries on some sites answered device by
 device, values null first then reported, revised values, a call budget the simulator enforces by
 refusing), a real Redis, a real Mosquitto and an independent subscriber, over more than six cycles
-and one worker restart.
+and one worker restart, across the night Berlin moves its clocks forward: the simulator's clock and
+the worker's wall clock (tests/support/shifted_clock.py) run on the same offset, starting shortly
+before 2026-03-29 01:00 UTC, so the Berlin sites' local times jump from 01:59:58 to 03:00:00 mid-run.
 
 Ground truth is the simulator's closed form (`simulator.vendor_v2.expected_power`): every value of
 every (site, battery, slot), late or revised, at any time.
@@ -20,7 +22,7 @@ import redis
 
 from functions.common.state import StateKeys, as_text
 from functions.sync_worker.store import format_cursor, parse_cursor
-from simulator.vendor_v2 import V2Settings, batteries, expected_power
+from simulator.vendor_v2 import V2Settings, batteries, expected_power, zone_name
 from tests.support.simulator import DEFAULT_API_KEY
 from tests.worker.conftest import base_env, cycle_history, run_worker_for_cycles
 
@@ -28,11 +30,16 @@ pytestmark = pytest.mark.integration
 
 SLOT_S = 2
 REVISE_AFTER_S = 5
+LOOKBACK_S = 60
 STATIONS = 12
 SEED = 1
 #: The simulator refuses a 21st /v2/history call inside 4 s; the worker plans 16 per 4 s (12 sites
 #: every 2 s: some wait a cycle, every cycle has room for some).
 VENDOR_BUDGET, WORKER_BUDGET, BUDGET_PERIOD_S = 20, 16, 4
+#: Berlin springs forward (CET -> CEST) at this instant; the run starts `LEAD_S` before it, so the
+#: first process's steady cycles cross it and the baseline (30 s back) lies before it.
+SPRING_FORWARD = datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
+LEAD_S = 12
 
 
 def vendor_file(tmp_path) -> str:
@@ -43,8 +50,8 @@ def vendor_file(tmp_path) -> str:
     text = text.replace(
         "budget: {calls: 1000, period_s: 60}", f"budget: {{calls: {WORKER_BUDGET}, period_s: {BUDGET_PERIOD_S}}}"
     )
-    text = text.replace("lookback_s: 600 ", "lookback_s: 60 ")
-    assert f"calls: {WORKER_BUDGET}" in text and "lookback_s: 60 " in text
+    text = text.replace("lookback_s: 600 ", f"lookback_s: {LOOKBACK_S} ")
+    assert f"calls: {WORKER_BUDGET}" in text and f"lookback_s: {LOOKBACK_S} " in text
     path = tmp_path / "simulator_v2.yaml"
     path.write_text(text)
     return str(path)
@@ -63,11 +70,14 @@ def test_six_cycles_and_a_restart_lose_nothing_collide_nowhere_and_keep_the_budg
             "--v2-budget-period-s", str(BUDGET_PERIOD_S),
         ],
     )  # fmt: skip
+    # The simulator and the worker processes on one clock, shifted by the same number of seconds.
+    offset_s = (SPRING_FORWARD - timedelta(seconds=LEAD_S)).timestamp() - time.time()
+    sim.advance_clock(offset_s)
     sub = subscriber_factory(mosquitto.port)
     client = redis.Redis.from_url(redis_url := redis_server.url, decode_responses=True)
     keys = StateKeys.for_env("test")
     stations = [f"site-{i:05d}" for i in range(1, STATIONS + 1)]
-    baseline = datetime.fromtimestamp(time.time() // SLOT_S * SLOT_S - 30, UTC)
+    baseline = datetime.fromtimestamp((time.time() + offset_s) // SLOT_S * SLOT_S - 30, UTC)
     client.hset(keys.cursors_of("battery"), mapping={s: format_cursor(baseline) for s in stations})
     env = base_env(
         mqtt_url=mosquitto.url,
@@ -82,9 +92,9 @@ def test_six_cycles_and_a_restart_lose_nothing_collide_nowhere_and_keep_the_budg
         C2C_SIGNAL_URL="redis",
     )
 
-    starts = [run_worker_for_cycles(env, 8, tmp_path / "worker.log")]
+    starts = [run_worker_for_cycles(env, 8, tmp_path / "worker.log", clock_offset_s=offset_s)]
     starts.append(
-        run_worker_for_cycles(env, 7, tmp_path / "worker.log")
+        run_worker_for_cycles(env, 7, tmp_path / "worker.log", clock_offset_s=offset_s)
     )  # a restart: the new process starts from the cursors, digests and budget in Redis
     records = cycle_history(client, keys)
     assert len(records) >= 15
@@ -123,7 +133,7 @@ def test_six_cycles_and_a_restart_lose_nothing_collide_nowhere_and_keep_the_budg
                             index,
                             sn,
                             int(t.timestamp()),
-                            time.time(),
+                            time.time() + offset_s,
                             V2Settings(interval_s=SLOT_S, revise_after_s=REVISE_AFTER_S),
                         )
                         if got["values"] != {"power_kw": want}:
@@ -132,6 +142,20 @@ def test_six_cycles_and_a_restart_lose_nothing_collide_nowhere_and_keep_the_budg
     assert lost == [], f"{len(lost)} readings lost up to the final cursors, e.g. {lost[:5]}"
     assert wrong == [], f"{len(wrong)} readings with a stale or shifted value, e.g. {wrong[:5]}"
     assert all(by_station[s] > 0 for s in stations), "every site delivered"
+    # The Berlin sites crossed the spring-forward: every slot on both sides is there under its exact
+    # UTC time (above), and no battery reading lies off the slot grid or outside the run (a local
+    # time read with the wrong offset would sit an hour off).
+    berlin = [site for i, site in enumerate(stations, start=1) if zone_name(i) == "Europe/Berlin"]
+    assert berlin and all(baseline < SPRING_FORWARD < cursors[site] - timedelta(seconds=4 * SLOT_S) for site in berlin)
+    run_end = datetime.fromtimestamp(time.time() + offset_s, UTC)
+    first_read = baseline - timedelta(seconds=LOOKBACK_S)  # the first window reaches a lookback back
+    battery_times = {
+        p["message_id"]: datetime.fromisoformat(p["ts"]) for p in latest.values() if p["series"] != "realtime"
+    }
+    off_grid = [
+        mid for mid, at in battery_times.items() if not (first_read < at <= run_end and at.timestamp() % SLOT_S == 0)
+    ]
+    assert off_grid == [], off_grid[:5]
 
     # Budgets never exceeded (the simulator refuses what is over), logins never refused.
     v2 = sim.admin("GET", "/_v2")
