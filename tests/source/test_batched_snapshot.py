@@ -1,4 +1,5 @@
-"""Batched requests and snapshot endpoints, in the shape of a POST-only vendor with a session login:
+"""Batched requests and snapshot endpoints, through the shipped huawei_fusionsolar.yaml against a stub
+answering only what each case needs: a POST-only vendor with a session login,
 up to 100 station codes per call comma-joined in the body, real-time values with no per-item time
 (the answer's `params.currentTime`), errors as `success: false` + `failCode` in HTTP 200."""
 
@@ -13,7 +14,7 @@ import pytest
 from functions.sync_worker.cycle import CycleRunner
 from functions.sync_worker.source.base import Station
 from functions.sync_worker.source.config import VendorConfig
-from functions.sync_worker.source.http_json import HttpJsonSource
+from functions.sync_worker.source.http_json import HttpJsonSource, load_vendor_config
 from functions.sync_worker.store import MemoryState
 from tests.source.conftest import RecordingPublisher
 from tests.support.vendor_stub import StubRequest, VendorStub
@@ -45,37 +46,11 @@ def vendor(stub: VendorStub) -> dict[str, Any]:
     return state
 
 
-CONFIG: dict[str, Any] = {
-    "name": "fusion-like",
-    "auth": {
-        "type": "session",
-        "login": {"path": "/thirdData/login", "json": {"userName": "{user}", "systemCode": "{system_code}"}},
-        "secrets": ["user", "system_code"],
-        "token": {"from": "header", "name": "xsrf-token"},
-        "send": {"as": "header", "name": "XSRF-TOKEN"},
-    },
-    "http": {
-        "retries": {"attempts": 1},
-        "errors": [
-            {"when": "success == `false` && failCode == `305`", "error": "reauth", "message": "message"},
-            {"when": "success == `false` && failCode == `407`", "error": "throttled", "message": "message"},
-            {"when": "success == `false`", "error": "permanent", "message": "message"},
-        ],
-    },
-    "stations": {"method": "POST", "path": "/thirdData/stations", "body": {"json": {"pageNo": 1}}},
-    "readings": {
-        "name": "realtime",
-        "method": "POST",
-        "path": "/thirdData/getStationRealKpi",
-        "params": {},
-        "body": {"json": {"stationCodes": "{station_ids}"}},
-        "batch": {"size": 100, "id": "stationCode"},
-        "snapshot": {"time": "params.currentTime", "resolution_s": 300},
-        "timestamp": {"format": "epoch_ms"},
-        "items": "data",
-        "values": {"day_power_kwh": "dataItemMap.day_power", "health": "dataItemMap.real_health_state"},
-    },
-}
+def shipped() -> VendorConfig:
+    """The shipped huawei_fusionsolar.yaml without its call budget (the worker counts budgets on the
+    wall clock; these cycles run on a frozen one)."""
+    config = load_vendor_config("huawei_fusionsolar")
+    return config.model_copy(update={"readings": [config.readings[0].model_copy(update={"budget": []})]})
 
 
 @pytest.fixture
@@ -95,9 +70,7 @@ def run(source: HttpJsonSource, state: MemoryState, now: datetime) -> tuple[Reco
 
 def test_250_stations_in_three_batched_snapshot_requests_fanned_out_by_station_code(stub):
     vendor_state = vendor(stub)
-    source = HttpJsonSource(
-        VendorConfig.model_validate(CONFIG), base_url=stub.url, secrets={"user": "api", "system_code": "pw"}
-    )
+    source = HttpJsonSource(shipped(), base_url=stub.url, secrets={"user": "api", "system_code": "pw"})
     state = MemoryState()
     now = datetime(2024, 6, 1, 12, 8, tzinfo=UTC)
     first, record = run(source, state, now)
@@ -113,12 +86,13 @@ def test_250_stations_in_three_batched_snapshot_requests_fanned_out_by_station_c
     vendor_state["now_ms"] += 5 * 60 * 1000
     vendor_state["power"] = 2.0
     later, _ = run(source, state, datetime(2024, 6, 1, 12, 13, tzinfo=UTC))
-    assert len(later.payloads) == 250 and {p["values"]["day_power_kwh"] for p in later.payloads} == {2.0}
+    assert len(later.payloads) == 250 and {p["values"]["day_energy_kwh"] for p in later.payloads} == {2.0}
     assert len(stub.calls("/thirdData/login")) == 1
     source.close()
 
 
 def test_a_batch_placeholder_outside_a_batched_endpoint_is_a_config_error():
-    raw = {**CONFIG, "readings": {**CONFIG["readings"], "batch": None}}
+    raw = shipped().model_dump(by_alias=True)
+    raw["readings"][0]["batch"] = None
     with pytest.raises(ValueError, match=r"unknown placeholder.*station_ids"):
         VendorConfig.model_validate(raw)

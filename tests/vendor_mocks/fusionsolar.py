@@ -143,10 +143,11 @@ class FusionSolarMock:
     def set_report_lag(self, site: str, lag_s: float) -> None:
         self.fleet.set_report_lag(self._by_code[site].index, lag_s)
 
-    def snapshot(self, device_id: int) -> tuple[int, dict[str, Any]]:
-        """Ground truth for an end-to-end test: what `getDevRealKpi` shows for the device now, with
-        the reading time a client should give it (the envelope time floored to 5 minutes, in ms)."""
-        now = self.clock.now()
+    def snapshot(self, device_id: int, at: float | None = None) -> tuple[int, dict[str, Any]]:
+        """Ground truth for an end-to-end test: what `getDevRealKpi` shows for the device now (or
+        showed at `at`, epoch s), with the reading time a client should give it (the envelope time
+        floored to 5 minutes, in ms)."""
+        now = self.clock.now() if at is None else at
         floored = int(now // self._scaled(REALTIME_RESOLUTION_S) * self._scaled(REALTIME_RESOLUTION_S) * 1000)
         return floored, self._device_items(self.devices[device_id], now)
 

@@ -1,32 +1,43 @@
-"""End to end: the real worker process with the shipped huawei_fusionsolar.yaml against the
-FusionSolar Northbound mock (tests/vendor_mocks, from Huawei's public docs), a real Redis, a real
-Mosquitto and an independent subscriber, over six cycles, a worker restart and six more.
+"""End to end: the real worker process with the FusionSolar adapter (the shipped
+huawei_fusionsolar.yaml plus device KPIs by device type) against the Northbound mock
+(tests/vendor_mocks, from Huawei's public docs), a real Redis, a real Mosquitto and an independent
+subscriber, over six cycles, a worker restart and six more.
 
-The mock runs on the wall clock with `time_scale=1/60`: its rules hold (session token, failCode
-305/407, Roundup(plants/100) real-time calls per "5 minutes", 100 codes per call) but 5 minutes last
-5 s; the definition's budget, snapshot resolution and login interval are scaled alike (its budget
-period a little longer than the mock's, for the skew between the two processes' clocks). 60 plants
-in four zones: one batched call per cycle, every plant read at the answer's time floored to the
-(scaled) 5 minutes.
+The mock's clock runs at 300x the wall clock from just before Europe/Berlin's clocks go back
+(2026-10-25 01:00 UTC), unscaled otherwise: its rules hold as documented (session token, failCode
+305/407, Roundup(plants/100) plant calls and Roundup(devices of a type/100) device calls per 5
+minutes, 100 codes per call, lists Roundup(plants/100)+24 a day), but 5 minutes pass in 1 s. The
+worker's wall-clock settings are scaled alike: its budgets' period (1.3 s, longer than the
+mock's 1 s for the skew between the two processes' clocks), the login interval, the budget day the
+lists are paced over. 60 plants in four zones, 60 inverters, 60 meters, 60 batteries (two on every
+third plant): each cycle reads every device of every plant once, at the answer's time floored to 5
+minutes, and the values are the mock's own for that time.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
 import redis
 
 from functions.common.state import StateKeys
-from tests.vendor_mocks.fusionsolar import FusionSolarMock
+from functions.sync_worker.source.fusionsolar import DEVICE_TYPES
+from tests.vendor_mocks.fusionsolar import FusionSolarMock, station_code
 from tests.worker.conftest import continuous_vendor_env, cycle_history, run_cycles_with_a_restart
 
 pytestmark = pytest.mark.integration
 
 PLANTS = 60
-RESOLUTION_S = 5  # the vendor's 5 minutes at 1/60
-INTERVAL_S = 6
+SPEED = 300  # mock seconds per wall second: the vendor's 5 minutes last 1 s
+START = "2026-10-25T00:00:00Z"  # Berlin goes from CEST to CET at 01:00 UTC, during the run
+INTERVAL_S = 1.8  # the budget period and room for the cycles' jitter: a new 5-minute step each cycle
+FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+VALUES = {k.endpoint: k.values for k in DEVICE_TYPES}
+KIND = {1: "inverter", 39: "battery", 47: "meter"}
 
 
 def vendor_file(tmp_path) -> str:
@@ -34,10 +45,9 @@ def vendor_file(tmp_path) -> str:
 
     text = (VENDORS_DIR / "huawei_fusionsolar.yaml").read_text()
     for old, new in (
-        ("resolution_s: 300", f"resolution_s: {RESOLUTION_S}"),
-        ("budget: {calls: 1, period_s: 300}", "budget: {calls: 1, period_s: 5.5}"),
-        ("min_login_interval_s: 120", "min_login_interval_s: 2"),
-        ("retry_after_s: 300", "retry_after_s: 5"),
+        ("budget: {calls: 1, period_s: 300}", f"budget: {{calls: 1, period_s: {300 / SPEED * 1.3}}}"),
+        ("min_login_interval_s: 120", f"min_login_interval_s: {120 / SPEED}"),
+        ("retry_after_s: 300", "retry_after_s: 1"),
     ):
         assert old in text, old
         text = text.replace(old, new)
@@ -46,14 +56,15 @@ def vendor_file(tmp_path) -> str:
     return str(path)
 
 
-def test_fusionsolar_six_cycles_and_a_restart_read_every_plant_each_cycle_within_the_budget(
+def test_fusionsolar_devices_six_cycles_and_a_restart_across_a_dst_change_within_every_budget(
     mosquitto, redis_server, vendor_mock_factory, subscriber_factory, tmp_path
 ):
-    mock = vendor_mock_factory(
-        "fusionsolar", sites=PLANTS, start=datetime.now(UTC).isoformat(), speed=1, time_scale=1 / 60
-    )
+    mock = vendor_mock_factory("fusionsolar", sites=PLANTS, start=START, speed=SPEED)
     app = mock.app
     assert isinstance(app, FusionSolarMock)
+    devices = list(app.devices.values())
+    per_cycle = PLANTS + len(devices)
+    assert Counter(d.type_id for d in devices)[39] == PLANTS and any(d.number == 2 for d in devices)
     sub = subscriber_factory(mosquitto.port)
     client = redis.Redis.from_url(redis_url := redis_server.url, decode_responses=True)
     keys = StateKeys.for_env("test")
@@ -62,26 +73,59 @@ def test_fusionsolar_six_cycles_and_a_restart_read_every_plant_each_cycle_within
         redis_url=redis_url,
         source_url=mock.url,
         tmp_path=tmp_path,
-        config=vendor_file(tmp_path),
+        config="huawei_fusionsolar",
         interval_s=INTERVAL_S,
+        C2C_SOURCE_ADAPTER="functions.sync_worker.source.fusionsolar:FusionSolarSource",
+        C2C_SOURCE_SETTINGS=json.dumps({"config": vendor_file(tmp_path), "day_s": 86_400 / SPEED}),
+        # The mock's clock is in the past: every reading lies within the window the worker reads.
+        C2C_BACKFILL_WINDOW_S=str(400 * 86_400),
         C2C_SOURCE_USER=app.user_name,
         C2C_SOURCE_SYSTEM_CODE=app.system_code,
     )
     run_cycles_with_a_restart(env, tmp_path / "worker.log")
     records = cycle_history(client, keys)
-    assert len(records) >= 12 and all(r.stations_failed == 0 for r in records), records[-1]
-    assert app.stats.refused_total() == 0, app.stats.snapshot()
+    assert len(records) >= 12 and all(r.stations_failed == 0 for r in records), records
+    assert app.stats.refused_total() == 0, app.stats.snapshot()  # no budget ever exceeded
+
+    # New values every steady-state cycle: each reads every plant and device once. Not steady: a
+    # cycle the SIGTERM cut short (aborted, its stations abandoned), and the first cycle of the new
+    # process may find the budget's period not yet over (every station deferred, nothing lost).
+    after_restart = False
+    for i, r in enumerate(records):
+        if r.aborted:
+            after_restart = True
+            continue
+        if not (after_restart and r.stations_deferred == PLANTS and r.readings_published == 0):
+            assert (r.stations_synced, r.readings_published) == (PLANTS, per_cycle), (i, r)
+        after_restart = False
+    full = sum(1 for r in records if r.readings_published == per_cycle)
+    assert full >= 11
 
     time.sleep(0.5)  # the last PUBACKed messages reach the subscriber
     latest = {p["message_id"]: p for p in sub.payloads}
     assert len({(p["station_id"], p["series"], p["ts"]) for p in latest.values()}) == len(latest)
-    by_time: dict[str, set[str]] = {}
+    steps: dict[tuple[str, str], list[datetime]] = {}
     for p in latest.values():
-        by_time.setdefault(p["ts"], set()).add(p["station_id"])
-    codes = set(app.station_codes())
-    # Every cycle that read (not deferred by the budget) read every plant at one floored time.
-    synced = [r for r in records if r.stations_synced]
-    assert len(synced) >= 6 and all(r.stations_synced == PLANTS for r in synced)
-    assert len(by_time) >= len(synced) - 1 and all(plants == codes for plants in by_time.values())
-    for ts in by_time:
-        assert datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() % RESOLUTION_S == 0
+        steps.setdefault((p["station_id"], p["series"]), []).append(
+            datetime.strptime(p["ts"], FORMAT).replace(tzinfo=UTC)
+        )
+    want = {(station_code(d.site), f"{KIND[d.type_id]}/{d.esn}") for d in devices}
+    want |= {(station_code(s), "plant") for s in app.fleet.sites}
+    assert set(steps) == want  # every plant and every device, each its own series
+    # 0 lost: each series read once per full cycle, at a new 5-minute step (the endpoints' calls of
+    # one cycle may straddle a step); a cycle the SIGTERM cut short may have read some of its own.
+    aborted = sum(1 for r in records if r.aborted)
+    for key, times in steps.items():
+        assert len(set(times)) == len(times) and full <= len(times) <= full + aborted, (key, sorted(times))
+    every = sorted({t for times in steps.values() for t in times})
+    assert every[0] < datetime(2026, 10, 25, 1, tzinfo=UTC) < every[-1]  # across the DST change
+    devices_by_key = {(station_code(d.site), f"{KIND[d.type_id]}/{d.esn}"): d for d in devices}
+    for p in latest.values():
+        at = datetime.strptime(p["ts"], FORMAT).replace(tzinfo=UTC).timestamp()
+        assert at % 300 == 0, p  # the answer's time floored to 5 minutes, in UTC
+        device = devices_by_key.get((p["station_id"], p["series"]))
+        if device is None:
+            continue
+        _, items = app.snapshot(device.id, at=at)  # the mock's own values for that step
+        kind = KIND[device.type_id]
+        assert p["values"] == {k: float(items[v.removeprefix("dataItemMap.")]) for k, v in VALUES[kind].items()}, p
