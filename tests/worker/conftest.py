@@ -297,7 +297,8 @@ def continuous_vendor_env(
 
 def run_cycles_with_a_restart(
     env: dict[str, str], log_path: Path, cycles: int = 6, timeout: float = 180, clock_offset_s: float | None = None
-) -> None:
-    """`cycles` cycles in one worker process, then as many in a new one (from the state in Redis)."""
+) -> int:
+    """`cycles` cycles in one worker process, then as many in a new one (from the state in Redis).
+    Returns the index of the new process's first run record."""
     run_worker_for_cycles(env, cycles, log_path, timeout, clock_offset_s)
-    run_worker_for_cycles(env, cycles, log_path, timeout, clock_offset_s)
+    return run_worker_for_cycles(env, cycles, log_path, timeout, clock_offset_s)
