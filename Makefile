@@ -8,6 +8,8 @@ PYTHON_VERSION := 3.11
 #: creation blocked after that); the handler is plain Python and its bundle is locked for 3.12.
 LAMBDA_PYTHON_VERSION := 3.12
 PYTHON ?= python$(PYTHON_VERSION)
+#: pip itself is pinned too, so two installs of the same locks run the same installer.
+PIP_VERSION := 26.3
 VENV := .venv
 PY := $(VENV)/bin/python
 RUFF := $(VENV)/bin/ruff
@@ -22,7 +24,7 @@ ENVS := $(basename $(notdir $(wildcard config/*.yaml)))
 # (`make lock` writes it from requirements-dev.txt), nothing resolved at install time.
 $(VENV)/.installed: requirements-dev.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet pip==$(PIP_VERSION)
 	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements-dev.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
@@ -31,7 +33,7 @@ $(VENV)/.installed: requirements-dev.lock pyproject.toml
 CHECKOV_VENV := .venv-checkov
 $(CHECKOV_VENV)/.installed: requirements-checkov.lock
 	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet pip==$(PIP_VERSION)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements-checkov.lock
 	touch $@
 
