@@ -244,7 +244,7 @@ class HttpJsonSource:
         self, cfg: ReadingsEndpoint | StationsEndpoint, values: dict[str, object], ids: list[str] | None = None
     ) -> PageRequest:
         """The first request of an endpoint with its placeholders filled in, each encoded exactly once:
-        quoted in the path, left to `requests` in the query, to JSON or form encoding in a body."""
+        quoted in the path, form-encoded by the transport in the query, to JSON or form encoding in a body."""
         path = cfg.path.format(**{k: quote(str(v), safe="") for k, v in values.items()})
         body = cfg.body
         return PageRequest(

@@ -12,6 +12,15 @@ error), then the defaults:
 Every message that leaves here is redacted: no secret value (API key, password, session token)
 reaches a log line, an error or a metric. Retries are tenacity's (exponential backoff with jitter);
 the pool is sized to the worker's concurrency and blocks rather than opening throwaway connections.
+
+Vendor calls go to kept-alive `http.client` connections (http_pool.py) rather than through
+`requests.Session.request`: the session's per-call work (merging settings and cookies, hooks,
+re-encoding parameters through runtime protocol checks) and urllib3's under it were measured at over
+half of the worker's CPU per station (bench/cpu_bench.py, bench/http_clients_bench.py). The
+request is still a `requests.PreparedRequest` with the session's headers and cookie jar, signed by
+the same `requests` auth objects, and the answer a `requests.Response`, so auth, pagination and
+error rules see what they saw before. A vendor config with `trust_env` (proxies, .netrc, CA bundles
+from the environment) keeps the session path, where those apply.
 """
 
 from __future__ import annotations
@@ -23,12 +32,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import jmespath
 import requests
 from jmespath.exceptions import JMESPathError
 from requests.adapters import HTTPAdapter
+from requests.cookies import extract_cookies_to_jar
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers, requote_uri
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_exponential_jitter
 
@@ -38,6 +50,7 @@ from functions.sync_worker.ratelimit import TokenBucket
 from functions.sync_worker.source.auth import VendorAuth
 from functions.sync_worker.source.concurrency import AdaptiveConcurrency
 from functions.sync_worker.source.config import ErrorRule, HttpConfig
+from functions.sync_worker.source.http_pool import ACCEPT_ENCODING, KeepAlivePool, cookie_source
 
 
 @dataclass
@@ -194,6 +207,10 @@ class HttpTransport:
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size), pool_block=True, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        # The direct path: kept-alive `http.client` connections, sized and blocking like the adapter.
+        self._pool = KeepAlivePool(
+            size=pool_size, connect_timeout_s=cfg.connect_timeout_s, read_timeout_s=cfg.read_timeout_s
+        )
         self.rate_limiter = TokenBucket(cfg.rate_limit.rps, cfg.rate_limit.burst) if cfg.rate_limit else None
         self.concurrency = AdaptiveConcurrency(cfg.max_concurrency) if cfg.max_concurrency else None
         self.auth: VendorAuth | None = None
@@ -260,7 +277,7 @@ class HttpTransport:
             raise
 
     def _attempt(self, call: _Call) -> tuple[Any, requests.Response]:
-        station_id, url = call.station_id, call.url
+        station_id = call.station_id
         if self.rate_limiter is not None:
             waited = self.rate_limiter.acquire()
             if waited:
@@ -268,16 +285,7 @@ class HttpTransport:
         self.counters.add("requests")
         try:
             with self.concurrency or contextlib.nullcontext():
-                resp = self.session.request(
-                    call.method,
-                    url,
-                    params=call.params,
-                    json=call.json_body,
-                    data=call.form,
-                    headers=call.headers,
-                    auth=self.auth,
-                    timeout=self.timeout,
-                )
+                resp = self._send_via_session(call) if self.session.trust_env else self._send(call)
         except SyncError:
             raise  # from the auth object (token endpoint), already classified
         except requests.Timeout as exc:
@@ -320,6 +328,62 @@ class HttpTransport:
             raise TransientError(f"vendor error HTTP {status}: {detail}", station_id=station_id)
         raise PermanentError(f"vendor answered HTTP {status} for {_path_of(resp.url)}: {detail}", station_id=station_id)
 
+    def _send_via_session(self, call: _Call) -> requests.Response:
+        """The `requests` session path: environment proxies, .netrc and CA bundles apply."""
+        return self.session.request(
+            call.method,
+            call.url,
+            params=call.params,
+            json=call.json_body,
+            data=call.form,
+            headers=call.headers,
+            auth=self.auth,
+            timeout=self.timeout,
+        )
+
+    def _send(self, call: _Call) -> requests.Response:
+        """The call prepared as the session would prepare it (its headers, cookie jar, body
+        encoding and auth, in that order) and sent on the kept-alive pool, which raises `requests`'
+        exceptions for `_attempt` to classify."""
+        req = requests.PreparedRequest()
+        req.method = call.method.upper()
+        url = call.url
+        if call.params:
+            query = urlencode(call.params, doseq=True)
+            url = f"{url}&{query}" if urlsplit(url).query else f"{url}?{query}"
+        req.url = requote_uri(url)
+        headers: CaseInsensitiveDict[str | bytes] = CaseInsensitiveDict(self.session.headers)
+        if call.headers:
+            for name, value in call.headers.items():
+                if value is None:
+                    headers.pop(name, None)
+                else:
+                    headers[name] = value
+        req.headers = headers
+        jar = self.session.cookies
+        if len(jar):
+            req.prepare_cookies(jar)
+        req.prepare_body(call.form, None, call.json_body)
+        if self.auth is not None:
+            req = self.auth(req)
+        wire = {k: v.decode("latin-1") if isinstance(v, bytes) else v for k, v in req.headers.items()}
+        wire["Accept-Encoding"] = ACCEPT_ENCODING
+        body = req.body
+        if body is not None and not isinstance(body, bytes | str):
+            raise TypeError("vendor calls send JSON or form bodies, never a stream")
+        answer = self._pool.send(req.method or "GET", req.url or "", body, wire)
+        resp = requests.Response()
+        resp.status_code = answer.status
+        resp.headers = answer.headers
+        resp.encoding = get_encoding_from_headers(answer.headers)
+        resp.reason = answer.reason
+        resp._content = answer.content
+        resp.request = req
+        resp.url = answer.url
+        if "set-cookie" in answer.headers:
+            extract_cookies_to_jar(jar, req, cookie_source(answer))
+        return resp
+
     def _apply_rules(self, status: int, body: Any, resp: requests.Response, station_id: str | None) -> None:
         """The vendor's error rules, first match wins; raises the error class it names."""
         for compiled in self._rules:
@@ -344,4 +408,5 @@ class HttpTransport:
 
     def close(self) -> None:
         _URLLIB3_LOGGER.removeFilter(self._log_filter)
+        self._pool.close()
         self.session.close()

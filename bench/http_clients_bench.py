@@ -1,0 +1,212 @@
+"""CPU per vendor request of candidate HTTP clients, each in its own process, alternating.
+
+    .venv/bin/python bench/http_clients_bench.py --requests 3000 --inflight 32 --rounds 5 \
+        [--extra-path /tmp/aiohttp-bench]
+
+Every contender sends the same keep-alive GETs (the worker's readings call: API-key header, a
+three-parameter query, a JSON body decoded) to the vendor simulator at 0 ms latency (its own
+process, so its CPU is not counted), `--inflight` at a time: threads for the blocking clients, tasks
+on one event loop for aiohttp and httpx's async client. The figure is process CPU seconds (user +
+system, all threads) per request, and its median of per-round ratios to `requests`.
+
+`requests`, `urllib3` and `http.client` are in the worker's locks; aiohttp and httpx are not, so
+they are measured only when importable (`--extra-path` names a directory they were installed to
+with `pip install --target`, kept out of the worker's environment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import importlib
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+KEY = "sim-key"
+PARAMS = {"since": "2024-06-01T11:59:00Z", "until": "2024-06-01T12:00:00Z", "limit": "500"}
+HEADERS = {"X-Api-Key": KEY, "Accept": "application/json"}
+BLOCKING = ("requests", "urllib3", "http.client")
+ASYNC = ("aiohttp", "httpx-async")
+
+
+def _paths(n: int, stations: int) -> list[str]:
+    return [f"/v1/sites/site-{i % stations + 1:05d}/telemetry?{urlencode(PARAMS)}" for i in range(n)]
+
+
+def _threads(n_threads: int, paths: list[str], make: Callable[[], Callable[[str], object]]) -> None:
+    work: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+    for p in paths:
+        work.put(p)
+    for _ in range(n_threads):
+        work.put(None)
+
+    def lane() -> None:
+        get = make()
+        while (path := work.get()) is not None:
+            get(path)
+
+    lanes = [threading.Thread(target=lane) for _ in range(n_threads)]
+    for t in lanes:
+        t.start()
+    for t in lanes:
+        t.join()
+
+
+def run_blocking(name: str, base: str, paths: list[str], inflight: int) -> None:
+    if name == "requests":
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        session = requests.Session()
+        session.mount("http://", HTTPAdapter(pool_maxsize=inflight, pool_block=True, max_retries=0))
+
+        def make() -> Callable[[str], object]:
+            return lambda path: session.get(base + path, headers=HEADERS, timeout=(5, 30)).json()
+
+    elif name == "urllib3":
+        import urllib3
+
+        pool = urllib3.PoolManager(maxsize=inflight, block=True)
+
+        def make() -> Callable[[str], object]:
+            return lambda path: json.loads(
+                pool.request("GET", base + path, headers=HEADERS, retries=False, timeout=30).data
+            )
+
+    else:
+        host = urlsplit(base)
+
+        def make() -> Callable[[str], object]:
+            conn = http.client.HTTPConnection(host.hostname or "127.0.0.1", host.port, timeout=30)
+
+            def get(path: str) -> object:
+                conn.request("GET", path, headers=HEADERS)
+                return json.loads(conn.getresponse().read())
+
+            return get
+
+    _threads(inflight, paths, make)
+
+
+async def run_async(name: str, base: str, paths: list[str], inflight: int) -> None:
+    work: asyncio.Queue[str] = asyncio.Queue()
+    for p in paths:
+        work.put_nowait(p)
+    if name == "aiohttp":
+        aiohttp = importlib.import_module("aiohttp")  # not in the locks: see the module docstring
+
+        async with aiohttp.ClientSession(
+            base, headers=HEADERS, connector=aiohttp.TCPConnector(limit=inflight)
+        ) as session:
+
+            async def lane() -> None:
+                while not work.empty():
+                    async with session.get(work.get_nowait()) as resp:
+                        await resp.json()
+
+            await asyncio.gather(*(lane() for _ in range(inflight)))
+    else:
+        httpx = importlib.import_module("httpx")
+
+        limits = httpx.Limits(max_connections=inflight, max_keepalive_connections=inflight)
+        async with httpx.AsyncClient(base_url=base, headers=HEADERS, limits=limits) as client:
+
+            async def lane() -> None:
+                while not work.empty():
+                    (await client.get(work.get_nowait())).json()
+
+            await asyncio.gather(*(lane() for _ in range(inflight)))
+
+
+def one(args: argparse.Namespace) -> dict:
+    paths = _paths(args.requests, args.stations)
+    warm = _paths(200, args.stations)
+    if args.client in BLOCKING:
+        run_blocking(args.client, args.url, warm, args.inflight)
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        run_blocking(args.client, args.url, paths, args.inflight)
+    else:
+        asyncio.run(run_async(args.client, args.url, warm, args.inflight))
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        asyncio.run(run_async(args.client, args.url, paths, args.inflight))
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+    return {"client": args.client, "cpu_ms_per_request": cpu * 1000 / args.requests, "req_per_s": args.requests / wall}
+
+
+def compare(args: argparse.Namespace) -> dict:
+    from bench.rounds import contender, median, median_ratio, orders
+    from tests.support.simulator import SimulatorProcess
+
+    names = list(BLOCKING)
+    env = {}
+    if args.extra_path:
+        env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{args.extra_path}"
+        sys.path.append(args.extra_path)
+    for name in ASYNC:
+        try:
+            __import__(name.split("-")[0])
+            names.append(name)
+        except ImportError:
+            print(f"{name}: not importable, not measured", file=sys.stderr)
+    sim = SimulatorProcess(stations=args.stations, latency_ms=0).start(timeout=60)
+    try:
+        cpu: dict[str, list[float]] = {n: [] for n in names}
+        rate: dict[str, list[float]] = {n: [] for n in names}
+        load = [os.getloadavg()[0]]
+        for _, order in orders(names, args.rounds):
+            for name in order:
+                out = contender(
+                    Path(__file__),
+                    [
+                        "--one",
+                        name,
+                        f"--url={sim.url}",
+                        f"--requests={args.requests}",
+                        f"--inflight={args.inflight}",
+                        f"--stations={args.stations}",
+                    ],
+                    env=env,
+                )
+                cpu[name].append(out["cpu_ms_per_request"])
+                rate[name].append(out["req_per_s"])
+        load.append(os.getloadavg()[0])
+    finally:
+        sim.stop()
+    return {
+        "bench": "http-clients",
+        "requests": args.requests,
+        "inflight": args.inflight,
+        "rounds": args.rounds,
+        "median_cpu_ms_per_request": {n: round(median(v), 4) for n, v in cpu.items()},
+        "cpu_ratio_vs_requests": {n: round(median_ratio(v, cpu["requests"]), 3) for n, v in cpu.items()},
+        "median_req_per_s": {n: round(median(v)) for n, v in rate.items()},
+        "loadavg": load,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--one", choices=[*BLOCKING, *ASYNC], dest="client")
+    parser.add_argument("--url")
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--inflight", type=int, default=32)
+    parser.add_argument("--stations", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--extra-path", help="directory holding aiohttp/httpx (pip install --target)")
+    args = parser.parse_args()
+    print(json.dumps(one(args) if args.client else compare(args)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

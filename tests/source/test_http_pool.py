@@ -1,0 +1,145 @@
+"""The vendor transport's kept-alive `http.client` pool does what urllib3 did under `requests`:
+bounded connections, idle connections the server closed are not reused, compressed bodies decoded,
+redirects followed with credentials dropped on a change of host, failures raised as `requests`'
+exceptions. Against real HTTP servers on ephemeral ports (threads of this process)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from functions.sync_worker.source.http_pool import KeepAlivePool
+
+pytestmark = pytest.mark.integration
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    connections = 0
+    seen: list[tuple[str, str, dict[str, str], bytes]]
+
+
+@contextmanager
+def serve(handle: Callable[[BaseHTTPRequestHandler, _Server], None]) -> Iterator[_Server]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            server.connections += 1
+
+        def do_GET(self) -> None:
+            self._record()
+            handle(self, server)
+
+        do_POST = do_GET
+
+        def _record(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            server.seen.append((self.command, self.path, dict(self.headers), body))
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = _Server(("127.0.0.1", 0), Handler)
+    server.seen = []
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _json(handler: BaseHTTPRequestHandler, payload: object, *, close: bool = False, gzipped: bool = False) -> None:
+    body = json.dumps(payload).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    if gzipped:
+        body = gzip.compress(body)
+        handler.send_header("Content-Encoding", "gzip")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+    if close:
+        handler.wfile.flush()
+        handler.close_connection = True
+
+
+def url(server: _Server, path: str = "/") -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}{path}"
+
+
+def test_keeps_connections_alive_and_replaces_one_the_server_closed_while_idle():
+    pool = KeepAlivePool(size=4, connect_timeout_s=2, read_timeout_s=2)
+    # The second answer says keep-alive but the server closes the socket behind it.
+    with serve(lambda h, s: _json(h, {"n": len(s.seen)}, close=len(s.seen) == 2)) as server:
+        answers = [json.loads(pool.send("GET", url(server, f"/r{i}"), None, {}).content) for i in range(4)]
+        time.sleep(0.1)
+    assert [a["n"] for a in answers] == [1, 2, 3, 4]
+    assert server.connections == 2, "one connection reused, one fresh after the server closed the first"
+    pool.close()
+
+
+def test_bounds_connections_per_origin_and_blocks_instead_of_opening_more():
+    pool = KeepAlivePool(size=2, connect_timeout_s=2, read_timeout_s=2)
+
+    def slow(handler: BaseHTTPRequestHandler, server: _Server) -> None:
+        time.sleep(0.05)
+        _json(handler, {})
+
+    with serve(slow) as server, ThreadPoolExecutor(8) as lanes:
+        statuses = list(lanes.map(lambda i: pool.send("GET", url(server, f"/{i}"), None, {}).status, range(8)))
+    assert statuses == [200] * 8
+    assert server.connections == 2
+    pool.close()
+
+
+def test_decodes_gzip_bodies():
+    pool = KeepAlivePool(size=1, connect_timeout_s=2, read_timeout_s=2)
+    with serve(lambda h, s: _json(h, {"soc": 55.5}, gzipped=True)) as server:
+        answer = pool.send("GET", url(server), None, {"Accept-Encoding": "gzip, deflate"})
+    assert json.loads(answer.content) == {"soc": 55.5}
+    pool.close()
+
+
+def test_follows_a_redirect_after_post_as_get_and_drops_credentials_on_another_host():
+    pool = KeepAlivePool(size=2, connect_timeout_s=2, read_timeout_s=2)
+    with serve(lambda h, s: _json(h, {"final": True})) as other:
+
+        def redirect(handler: BaseHTTPRequestHandler, server: _Server) -> None:
+            handler.send_response(302)
+            handler.send_header("Location", url(other, "/landed?x=1"))
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+
+        with serve(redirect) as first:
+            headers = {"Authorization": "Bearer s3cret", "X-Trace": "t1", "Content-Type": "application/json"}
+            answer = pool.send("POST", url(first, "/start"), b'{"a": 1}', headers)
+    assert answer.status == 200 and answer.url == url(other, "/landed?x=1")
+    assert first.seen[0][0] == "POST" and first.seen[0][2]["Authorization"] == "Bearer s3cret"
+    method, path, sent, body = other.seen[0]
+    assert (method, path, body) == ("GET", "/landed?x=1", b"")
+    assert "Authorization" not in sent and sent["X-Trace"] == "t1"
+    pool.close()
+
+
+def test_failures_are_requests_exceptions():
+    pool = KeepAlivePool(size=1, connect_timeout_s=1, read_timeout_s=0.3)
+    with serve(lambda h, s: (time.sleep(1), _json(h, {}))) as server, pytest.raises(requests.ReadTimeout):
+        pool.send("GET", url(server), None, {})
+    closed_port = server.server_address[1]
+    with pytest.raises(requests.ConnectionError):
+        pool.send("GET", f"http://127.0.0.1:{closed_port}/", None, {})
+    pool.close()
