@@ -137,7 +137,12 @@ def test_follows_a_redirect_after_post_as_get_and_drops_credentials_on_another_h
 
 def test_failures_are_requests_exceptions():
     pool = KeepAlivePool(size=1, connect_timeout_s=1, read_timeout_s=0.3)
-    with serve(lambda h, s: (time.sleep(1), _json(h, {}))) as server, pytest.raises(requests.ReadTimeout):
+
+    def late(handler: BaseHTTPRequestHandler, server: _Server) -> None:
+        time.sleep(1)
+        _json(handler, {})
+
+    with serve(late) as server, pytest.raises(requests.ReadTimeout):
         pool.send("GET", url(server), None, {})
     closed_port = server.server_address[1]
     with pytest.raises(requests.ConnectionError):
