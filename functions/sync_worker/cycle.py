@@ -143,6 +143,10 @@ def _lag_key(station: Station, cursors: _CursorSnapshot) -> tuple[int, datetime]
     return (1, min(found)) if found else (0, datetime.min.replace(tzinfo=UTC))
 
 
+#: Sorts before every cursor: an endpoint never synced is the most behind.
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
 class Abandoned(Exception):
     """The station was stopped between pages because the worker is shutting down."""
 
@@ -242,6 +246,9 @@ class BudgetPacer:
 
     def __init__(self) -> None:
         self._last: dict[str, datetime] = {}
+        #: The fraction of a call each budget accrued but no cycle could use yet (a share of 1.4
+        #: calls a cycle gives 1, 1, 2, ...: floored every cycle, the 0.4 would be lost for good).
+        self._credit: dict[str, float] = {}
 
     def allot(self, plans: list[EndpointPlan], now: datetime) -> Allotment:
         shares: dict[str, int] = {}
@@ -254,8 +261,12 @@ class BudgetPacer:
                 share = 1.0 if last is None else (now - last).total_seconds() / budget.period_s
                 if share >= 1.0:
                     shares[name] = budget.calls  # a whole period since: the Redis count decides
+                    self._credit[name] = 0.0
                 else:
-                    shares[name] = max(1, math.floor(budget.calls * share * self.PACE))
+                    accrued = self._credit.get(name, 0.0) + budget.calls * share * self.PACE
+                    shares[name] = max(1, math.floor(accrued))
+                    # Never below one call of debt: "at least one call a cycle" is paid back later.
+                    self._credit[name] = max(-1.0, accrued - shares[name])
                 self._last[name] = now
         return Allotment(shares)
 
@@ -391,6 +402,12 @@ class CycleRunner:
     ) -> list[StationOutcome]:
         outcomes = {st.station_id: StationOutcome(st.station_id) for st in stations}
         label = stations[0].station_id if len(stations) == 1 else f"{stations[0].station_id} (+{len(stations) - 1})"
+        if len(stations) == 1 and len(plans) > 1:
+            # A station's endpoints most behind first (as the stations are): when a budget they share
+            # has room for fewer calls than endpoints, the one deferred this cycle goes first the next,
+            # instead of the same endpoint taking the share every cycle and the other never read.
+            sid = stations[0].station_id
+            plans = sorted(plans, key=lambda p: cursors.get(p.name, ({}, {}))[0].get(sid) or _NEVER)
         throttled_once = False
         while True:
             try:

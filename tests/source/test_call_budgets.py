@@ -111,6 +111,18 @@ def test_the_pacer_spreads_a_budget_over_the_cycles():
     assert allowed(T0 + timedelta(days=3)) == 300  # never more than the period's budget
 
 
+def test_the_pacer_carries_the_fraction_of_a_call_a_cycle_could_not_use():
+    pacer = BudgetPacer()
+    plan = EndpointPlan("daily", budgets=(Budget(300, 86_400),))
+    pacer.allot([plan], T0)
+    shares = []
+    for i in range(1, 65):  # cycles every 7.5 minutes: 300 x 450 / 86400 x 0.9 = 1.40625 calls each
+        allotment = pacer.allot([plan], T0 + timedelta(seconds=450 * i))
+        shares.append(sum(allotment.take([("daily", "daily")]) for _ in range(10)))
+    assert shares[:5] == [1, 1, 2, 1, 2]  # floored alone, every cycle would get 1: 64, not 90
+    assert sum(shares) == 90
+
+
 def test_a_station_budget_gives_each_station_the_same_share_every_cycle():
     pacer = BudgetPacer()
     per_site = Budget(300, 86_400, "station")
@@ -186,6 +198,27 @@ def test_a_per_station_budget_is_shared_by_the_endpoints_and_never_exceeded_per_
     assert calls_by_site(stub) == {"S0": 3, "S1": 3}
     assert state.client.zcard(state.keys.call_budget("@station:3600:S0")) == 3
     source.close()
+
+
+def test_endpoints_sharing_a_station_share_of_one_call_take_turns(stub, state):
+    # SolarEdge's 300 calls a day per site at a cycle every 5 minutes: 0.94 calls a cycle, paced to
+    # one. Power is declared first; without turns it would take that call every cycle.
+    stub.route("GET", "/sites/S0/storage", lambda r: (200, {"data": [{"timestamp": T0.isoformat(), "v": 2}]}))
+    budget = [{"calls": 300, "period_s": 86_400, "scope": "station"}]
+    source = HttpJsonSource(two_endpoints(budget), base_url=stub.url, secrets={"api_key": "k"})
+    clock = [T0]
+    runner = CycleRunner(source, RecordingPublisher(), state, concurrency=1, now=lambda: clock[0])
+    read = []
+    try:
+        for minutes in (0, 5, 10, 15, 20):
+            clock[0] = T0 + timedelta(minutes=minutes)
+            before = len(stub.requests)
+            runner.run([Station("S0")])
+            read.append(sorted(r.path.split("/")[-1] for r in stub.requests[before:]))
+    finally:
+        runner.close()
+        source.close()
+    assert read == [["data", "storage"], ["data"], ["storage"], ["data"], ["storage"]]
 
 
 def test_a_vendor_budget_is_shared_by_every_endpoint_and_station(stub, state):
