@@ -151,6 +151,11 @@ class FusionSolarMock:
         floored = int(now // self._scaled(REALTIME_RESOLUTION_S) * self._scaled(REALTIME_RESOLUTION_S) * 1000)
         return floored, self._device_items(self.devices[device_id], now)
 
+    def hour_values(self, code: str, hour: float) -> dict[str, float | None]:
+        """Ground truth: the data items `getKpiStationHour` reports for the plant's hour starting at
+        `hour` (epoch s) once it is reported."""
+        return self._hour_items(self._by_code[code], hour)
+
     def budget(self, interface: str, dev_type: int | None = None) -> tuple[int, float]:
         """(calls, period in seconds) the vendor allows `interface` (per devTypeId for getDevRealKpi)."""
         blocks = math.ceil(self.fleet.count / 100)

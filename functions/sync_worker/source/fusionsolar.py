@@ -17,6 +17,13 @@ What the YAML cannot express, and why this is an adapter:
   endpoint's budget (Roundup(plants/100), Roundup(devices of the type/100) per 5 minutes) is
   computed from the counts listed rather than written into the file.
 
+- Hourly history (`getKpiStationHour`) names a *local day* of each plant by any instant in it
+  (`collectTime`), and the plant list carries no time zone: which day a plant needs next follows
+  from the previous answer (its last hour). And its budget (Roundup(plants/100)+24 calls a day)
+  allows no hourly read of more than 100 plants: it is read only when the real-time snapshots
+  missed a 5-minute step (an outage, a deferred or late cycle) and on a worker's start, for the
+  hours since its cursor (at most a day back), each hour once it is reported.
+
 Everything else (login with the xsrf-token header, failCode rules, the paged plant list, the
 real-time plant KPIs, the mapping engine) is the YAML run by the generic engine this class extends.
 The device endpoints are engine endpoint definitions too (`ReadingsEndpoint`, validated like the
@@ -31,7 +38,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from functions.sync_worker.errors import PermanentError
@@ -39,6 +46,7 @@ from functions.sync_worker.observability import logger
 from functions.sync_worker.source.auth import SecretSource
 from functions.sync_worker.source.base import (
     DEFAULT_ENDPOINT,
+    TICK,
     BatchAnswer,
     Budget,
     EndpointPlan,
@@ -48,6 +56,7 @@ from functions.sync_worker.source.base import (
 )
 from functions.sync_worker.source.config import ReadingsEndpoint, required_secrets
 from functions.sync_worker.source.http_json import HttpJsonSource, VendorConfigError, load_vendor_config
+from functions.sync_worker.source.mapping import MappingError, NotReported
 from functions.sync_worker.source.pagination import PageRequest
 
 #: Codes per call the Northbound API takes (`stationCodes`, `devIds`).
@@ -57,6 +66,20 @@ DAY_S = 86_400.0
 LIST_BUDGET_EXTRA = 24
 #: Re-read the lists a little less often than their budget allows (the vendor's window slides).
 LIST_MARGIN = 1.1
+
+
+#: The hourly history endpoint's name (its series and cursor) and how far back it reads.
+HOUR = "hour"
+HISTORY_S = 86_400.0
+HOUR_S = 3600.0
+#: The hourly data items (the plant's, kWh unless named otherwise).
+HOUR_VALUES = {
+    "pv_energy_kwh": "dataItemMap.inverter_power",
+    "ongrid_energy_kwh": "dataItemMap.ongrid_power",
+    "revenue": "dataItemMap.power_profit",
+    "irradiation_kwh_m2": "dataItemMap.radiation_intensity",
+    "theoretical_energy_kwh": "dataItemMap.theory_power",
+}
 
 
 @dataclass(frozen=True)
@@ -143,6 +166,41 @@ def device_endpoint(kind: DeviceType, plant: ReadingsEndpoint) -> ReadingsEndpoi
     )
 
 
+def hour_endpoint(plant: ReadingsEndpoint) -> ReadingsEndpoint:
+    """The engine definition of the hourly history (its mapping; the requests are the adapter's)."""
+    return ReadingsEndpoint.model_validate(
+        {
+            "name": HOUR,
+            "method": "POST",
+            "path": "/thirdData/getKpiStationHour",
+            "body": {"json": {"stationCodes": "{station_ids}", "collectTime": "{since}"}},
+            "time_format": "epoch_ms",
+            "batch": {"size": MAX_CODES, "id": "stationCode"},
+            "timestamp": {"path": "collectTime", "format": "epoch_ms"},
+            "items": "data",
+            "values": {name: {"path": path, "type": "float"} for name, path in HOUR_VALUES.items()},
+            "lookback_s": HOUR_S,
+            "answered_until": plant.answered_until,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class _NextDays:
+    """The plants whose local day ended before the window did, each with the end of that day (an
+    instant of its next day, in ms). A call asks for those whose day ended first (one local day
+    for all of them); the others wait for a later call, so no plant reads a day twice."""
+
+    days: tuple[tuple[str, int], ...]
+
+    def first(self) -> tuple[int, list[str]]:
+        collect = min(ms for _, ms in self.days)
+        return collect, [p for p, ms in self.days if ms == collect]
+
+    def rest(self, read: list[str]) -> dict[str, int]:
+        return {p: ms for p, ms in self.days if p not in read}
+
+
 def list_refresh_s(plants: int, day_s: float) -> float:
     """How often the plant and device lists may be re-read: each read costs Roundup(plants/100)
     calls of a Roundup(plants/100)+24 a day budget."""
@@ -171,8 +229,9 @@ class FusionSolarSource(HttpJsonSource):
         self._day_s = float(settings.get("day_s", DAY_S))
         self._kinds = {k.endpoint: k for k in DEVICE_TYPES}
         devices = [device_endpoint(k, plant) for k in DEVICE_TYPES]
+        self._resolution_s = float(plant.snapshot.resolution_s)
         super().__init__(
-            config.model_copy(update={"readings": [*config.readings, *devices]}),
+            config.model_copy(update={"readings": [*config.readings, *devices, hour_endpoint(plant)]}),
             base_url=base_url,
             secrets=secrets,
             pool_size=pool_size,
@@ -181,6 +240,12 @@ class FusionSolarSource(HttpJsonSource):
         self._stations: list[Station] = []
         self._devices: dict[int, list[Device]] = {}  # by devTypeId, plants in list order
         self._listed_at: float | None = None
+        #: The vendor's clock at its last answer, each plant's last 5-minute step read, and when
+        #: (vendor time) each plant's hourly history is due: every plant on start (the worker may
+        #: have been down), then after a missed step once its hour is over.
+        self._vendor_now = 0.0
+        self._last_step: dict[str, float] = {}
+        self._hour_due: dict[str, float] = {}
 
     # -- lists ------------------------------------------------------------------------------------
     def list_stations(self) -> list[Station]:
@@ -195,6 +260,9 @@ class FusionSolarSource(HttpJsonSource):
             stations = super().list_stations()
             devices = self._list_devices(stations)
             self._stations, self._devices, self._listed_at = stations, devices, time.monotonic()
+            for station in stations:
+                if station.station_id not in self._last_step:
+                    self._hour_due.setdefault(station.station_id, 0.0)
             return list(stations)
 
     def _list_devices(self, stations: list[Station]) -> dict[int, list[Device]]:
@@ -229,6 +297,8 @@ class FusionSolarSource(HttpJsonSource):
         one unit and packs their devices 100 per call, so its calls are Roundup(devices/100)."""
         with self._lock:
             plants, devices = len(self._stations), {t: len(ds) for t, ds in self._devices.items()}
+            # Due by the vendor's clock, so not before a real-time answer has told it.
+            hour_due = self._vendor_now > 0 and any(at <= self._vendor_now for at in self._hour_due.values())
         declared = super().endpoints
         plant = next(p for p in declared if p.name == self._plant)
         # The budgets the file counts per endpoint follow the counts; any other scope stays as written.
@@ -240,6 +310,11 @@ class FusionSolarSource(HttpJsonSource):
                 plan = replace(
                     plan, budgets=tuple(replace(b, calls=calls) if b in per_endpoint else b for b in plan.budgets)
                 )
+            elif plan.name == HOUR:
+                if not (plants and hour_due):
+                    continue  # nothing missed: no call spent
+                blocks = math.ceil(plants / MAX_CODES)
+                plan = replace(plan, budgets=(Budget(blocks + LIST_BUDGET_EXTRA, self._day_s),))
             elif plan.name in self._kinds:
                 calls = max(1, math.ceil(devices.get(self._kinds[plan.name].type_id, 0) / MAX_CODES))
                 budgets = tuple(Budget(calls, b.period_s) for b in per_endpoint)
@@ -258,9 +333,14 @@ class FusionSolarSource(HttpJsonSource):
         endpoint: str = DEFAULT_ENDPOINT,
         resume: object | None = None,
     ) -> BatchAnswer:
+        if endpoint == HOUR:
+            return self._fetch_hours(stations, since, until, resume)
         kind = self._kinds.get(endpoint)
         if kind is None:
-            return super().fetch_batch(stations, since, until, limit, endpoint=endpoint, resume=resume)
+            answer = super().fetch_batch(stations, since, until, limit, endpoint=endpoint, resume=resume)
+            if endpoint == self._plant:
+                self._note_steps(answer)
+            return answer
         wanted = {s.station_id for s in stations}
         with self._lock:
             devices = [d for d in self._devices.get(kind.type_id, []) if d.plant in wanted]
@@ -286,3 +366,96 @@ class FusionSolarSource(HttpJsonSource):
             share.skip_reasons.extend(got.skip_reasons)
         more = (index + 1) * MAX_CODES < len(devices)
         return BatchAnswer(shares, _Chunk(index + 1) if more else None)
+
+    # -- hourly history -----------------------------------------------------------------------------
+    def _note_steps(self, answer: BatchAnswer) -> None:
+        """Each plant's real-time step: one that skips a step makes its hour's history due once
+        that hour is over (the hour read then has every value the snapshots missed)."""
+        with self._lock:
+            for plant, batch in answer.batches.items():
+                if not batch:
+                    continue
+                step = max(r.ts for r in batch).timestamp()
+                self._vendor_now = max(self._vendor_now, step)
+                last = self._last_step.get(plant)
+                if last is not None and step - last > self._resolution_s:
+                    missed_hour_end = ((last + self._resolution_s) // HOUR_S + 1) * HOUR_S
+                    self._hour_due[plant] = min(self._hour_due.get(plant, math.inf), missed_hour_end)
+                self._last_step[plant] = max(step, last or step)
+
+    def _fetch_hours(
+        self, stations: list[Station], since: datetime, until: datetime, resume: object | None
+    ) -> BatchAnswer:
+        """One `getKpiStationHour` call: the due plants of the batch, the local day of each that
+        holds `collectTime`. A plant whose day ended before the window did goes on with its next
+        day (resume); hours still null are pending and due again at their hour's end."""
+        _, mapper, _ = self._endpoints[HOUR]
+        with self._lock:
+            now = self._vendor_now
+            due = [s.station_id for s in stations if self._hour_due.get(s.station_id, math.inf) <= now]
+        waiting: dict[str, int] = {}
+        if isinstance(resume, _NextDays):
+            collect_ms, plants = resume.first()
+            waiting = resume.rest(plants)
+        else:
+            start = max(since.timestamp(), now - HISTORY_S)
+            collect_ms, plants = int(start * 1000), due
+        if not plants or not now:
+            return BatchAnswer({}, None)
+        req = PageRequest(
+            self.base_url + "/thirdData/getKpiStationHour",
+            {},
+            method="POST",
+            json_body={"stationCodes": ",".join(plants), "collectTime": collect_ms},
+        )
+        body, _ = self._call(req)
+        items = mapper.items(body)
+        if not isinstance(items, list):
+            raise PermanentError(f"getKpiStationHour: `data` is not a list: {str(body)[:200]}")
+        answered = mapper.answered_until(body) or until
+        end = min(until, answered)
+        collected = {p: ReadingBatch() for p in plants}
+        last_hour: dict[str, datetime] = {}
+        held: dict[str, datetime] = {}  # each plant's earliest hour not reported yet
+        for item in items:
+            owner = mapper.station_of(item)
+            if owner not in collected:
+                continue
+            batch = collected[owner]
+            try:
+                ts = mapper.timestamp(item)
+            except MappingError as exc:
+                batch.skipped += 1
+                batch.skip_reasons.append(str(exc))
+                continue
+            last_hour[owner] = max(ts, last_hour.get(owner, ts))
+            if not since < ts <= end:
+                continue
+            try:
+                batch.append(mapper.reading(owner, item, ts))
+            except NotReported:
+                held[owner] = min(ts, held.get(owner, ts))
+            except MappingError as exc:
+                batch.skipped += 1
+                batch.skip_reasons.append(f"{ts.isoformat()}: {exc}")
+        following: dict[str, datetime] = {}
+        for plant, batch in collected.items():
+            # The day's hours are listed up to the vendor's now: a last hour that ended before it
+            # is the end of that local day, and the next day may hold more of the window.
+            over = last_hour[plant] + timedelta(seconds=HOUR_S) if plant in last_hour else None
+            batch.complete_through = end
+            if plant in held:
+                # The cursor stops before the hour not reported yet: the next pass starts there
+                # (and publishes only what changed of the hours after it).
+                batch.complete_through = held[plant] - TICK
+            elif over is not None and over <= end:
+                following[plant] = over
+                batch.complete_through = over - TICK
+        with self._lock:
+            for plant in collected:
+                if plant in held:  # again when that hour is over, at most hourly
+                    self._hour_due[plant] = max(held[plant].timestamp() + HOUR_S, now + HOUR_S)
+                elif plant not in following:
+                    self._hour_due.pop(plant, None)
+        waiting.update({p: int(over.timestamp() * 1000) for p, over in following.items()})
+        return BatchAnswer(dict(collected), _NextDays(tuple(waiting.items())) if waiting else None)
