@@ -453,8 +453,11 @@ class FusionSolarSource(HttpJsonSource):
                 batch.complete_through = over - TICK
         with self._lock:
             for plant in collected:
-                if plant in held:  # again when that hour is over, at most hourly
-                    self._hour_due[plant] = max(held[plant].timestamp() + HOUR_S, now + HOUR_S)
+                if plant in held:
+                    # Again when that hour is over; an hour over but not reported yet (a late
+                    # site) is asked again an hour later, not every cycle.
+                    held_over = held[plant].timestamp() + HOUR_S
+                    self._hour_due[plant] = held_over if held_over > now else now + HOUR_S
                 elif plant not in following:
                     self._hour_due.pop(plant, None)
         waiting.update({p: int(over.timestamp() * 1000) for p, over in following.items()})
