@@ -122,10 +122,12 @@ diff: install
 	$(CDK) diff --all -c env=$(ENV) --output cdk.out/$(ENV)
 
 ## demo: the whole system on this machine (redis, mosquitto, moto, vendor simulator, worker, trigger), about a
-## minute; exits non-zero if a reading is lost. DEMO_ARGS="--stations 50 --cycles 3 ..." ; MQTT_URL / REDIS_URL
-## point it at external services (see `$(PY) -m c2c_sync demo --help`).
+## minute; exits non-zero if a reading is lost. VENDOR=fusionsolar|solaredge reads that vendor's mock (vendor_mocks/)
+## through its shipped definition instead of the simulator. DEMO_ARGS="--stations 50 --cycles 3 ..." ; MQTT_URL /
+## REDIS_URL point it at external services (see `$(PY) -m c2c_sync demo --help`).
+VENDOR ?= simulator
 demo: install services
-	$(PY) -m c2c_sync demo $(DEMO_ARGS)
+	$(PY) -m c2c_sync demo --vendor $(VENDOR) $(DEMO_ARGS)
 
 ## bench: the benchmarks of bench/RESULTS.md (a few minutes; record the figures there by hand).
 bench: install services

@@ -18,7 +18,7 @@ import pytest
 from tests.support import markers
 from tests.support.services import MosquittoBroker, MotoServer, RedisServer
 from tests.support.simulator import simulator, simulator_factory  # noqa: F401 - fixtures
-from tests.vendor_mocks.servers import fusionsolar_mock, solaredge_mock, vendor_mock_factory  # noqa: F401 - fixtures
+from tests.support.vendor_mocks import fusionsolar_mock, solaredge_mock, vendor_mock_factory  # noqa: F401 - fixtures
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,7 +1,7 @@
 """Import rules between the repository's packages, checked on the source (see ARCHITECTURE.md).
 
 - `functions/` is what runs in AWS (the worker image, the trigger bundle): it imports nothing of
-  `stacks/`, `config/`, `c2c_sync/`, `simulator/` or the CDK, or the image would need them.
+  `stacks/`, `config/`, `c2c_sync/`, `simulator/`, `vendor_mocks/` or the CDK, or the image would need them.
 - `config/` (the environment schema) imports only itself and `functions.common`.
 - `stacks/` imports `config/`, `functions.common` (shared names: metric namespace, key layout) and
   `infra/`, never the worker's or the trigger's code.
@@ -24,6 +24,7 @@ FIRST_PARTY = {
     "infra",
     "c2c_sync",
     "simulator",
+    "vendor_mocks",
     "app",
     "aws_cdk",
     "constructs",

@@ -17,12 +17,27 @@ from c2c_sync.demo.display import DemoDisplay
 from c2c_sync.demo.options import DemoOptions, DemoUsageError
 from c2c_sync.demo.run import run_demo
 from c2c_sync.demo.summary import print_report
+from c2c_sync.demo.vendors import DEFAULT_STATIONS, VENDORS
 
 _DEFAULT = DemoOptions()
 
 
 def demo_command(
-    stations: Annotated[int, typer.Option(min=1, help="Stations the vendor simulator serves.")] = _DEFAULT.stations,
+    vendor: Annotated[
+        str,
+        typer.Option(
+            help=f"The vendor API: {' | '.join(VENDORS)} (a mock of that vendor's public API, vendor_mocks/).",
+        ),
+    ] = _DEFAULT.vendor,
+    stations: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Stations the vendor API serves (default: "
+            + ", ".join(f"{v} {n}" for v, n in DEFAULT_STATIONS.items())
+            + ").",
+        ),
+    ] = None,
     cycles: Annotated[
         int, typer.Option(min=1, help="Cycles started through trigger → SNS → SQS → worker.")
     ] = _DEFAULT.cycles,
@@ -33,22 +48,27 @@ def demo_command(
         float, typer.Option(min=0.1, help="Seconds between scheduled invocations (the EventBridge rate, compressed).")
     ] = _DEFAULT.interval_s,
     latency_ms: Annotated[
-        float, typer.Option(min=0, help="Vendor API latency added to every request.")
+        float, typer.Option(min=0, help="Vendor API latency added to every request (simulator only).")
     ] = _DEFAULT.latency_ms,
     error_rate: Annotated[
-        float, typer.Option(min=0, max=1, help="Share of vendor requests answered 503.")
+        float, typer.Option(min=0, max=1, help="Share of vendor requests answered 503 (simulator only).")
     ] = _DEFAULT.error_rate,
     timeout_rate: Annotated[
-        float, typer.Option(min=0, max=1, help="Share of vendor requests that time out (each holds a station ~10 s).")
+        float,
+        typer.Option(
+            min=0, max=1, help="Share of vendor requests that time out, each holding a station ~10 s (simulator only)."
+        ),
     ] = _DEFAULT.timeout_rate,
     throttle_rate: Annotated[
-        float, typer.Option(min=0, max=1, help="Share of vendor requests answered 429 with Retry-After.")
+        float,
+        typer.Option(min=0, max=1, help="Share of vendor requests answered 429 with Retry-After (simulator only)."),
     ] = _DEFAULT.throttle_rate,
     speed: Annotated[
         float,
         typer.Option(
             min=0.1,
-            help="Simulated seconds per real second: new readings per station and cycle = interval × speed / 60.",
+            help="Simulated seconds per real second: new readings per station and cycle = interval × speed / 60 "
+            "(simulator only; a vendor mock runs one vendor period per interval).",
         ),
     ] = _DEFAULT.speed,
     config_env: Annotated[
@@ -79,13 +99,15 @@ def demo_command(
 ) -> None:
     """Run the whole system locally: trigger → SNS → SQS (and Redis pub/sub) → worker → MQTT.
 
-    Starts redis-server, mosquitto, moto's server and the vendor simulator on free ports, creates
+    Starts redis-server, mosquitto, moto's server and the vendor simulator (or, with --vendor, a mock
+    of a real vendor's API read through its shipped definition) on free ports, creates
     the start topic/queue/DLQ from the messaging stack's template, runs the worker as its own
     process, counts what reaches the broker with an independent subscriber, then stops everything.
     Exit 0: no reading lost; 1: a reading was lost; 3: the demo could not run to its end.
     """
     options = DemoOptions(
-        stations=stations,
+        vendor=vendor,
+        stations=stations if stations is not None else DEFAULT_STATIONS.get(vendor, _DEFAULT.stations),
         cycles=cycles,
         redis_cycles=redis_cycles,
         interval_s=interval,

@@ -1,6 +1,7 @@
-"""The local world the demo runs against: Redis, the MQTT broker, moto's server and the vendor
-simulator, started here on free ports (each stopped by the teardown) or external ones (MQTT_URL,
-REDIS_URL), and the clients the orchestration (run.py) uses on them."""
+"""The local world the demo runs against: Redis, the MQTT broker, moto's server and the vendor API
+(the simulator, or a vendor mock with `--vendor`), started here on free ports (each stopped by the
+teardown) or external ones (MQTT_URL, REDIS_URL), and the clients the orchestration (run.py) uses on
+them."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from c2c_sync.demo.lifecycle import Teardown
 from c2c_sync.demo.observer import DemoObserver
 from c2c_sync.demo.options import DemoOptions
 from c2c_sync.demo.services import DEFAULT_API_KEY, MosquittoBroker, MotoProcess, RedisServer, SimulatorService
+from c2c_sync.demo.vendors import MockVendor
 from functions.common.state import StateKeys
 
 #: How far in the past the simulator's clock starts: within the worker's default 24 h backfill
@@ -39,7 +41,9 @@ class LocalServices:
     #: None when the broker is external (no log to count its connections from).
     broker: MosquittoBroker | None
     moto: MotoProcess
-    simulator: SimulatorService
+    #: Exactly one of the two: the simulator (the default) or a vendor mock (`--vendor`).
+    simulator: SimulatorService | None
+    mock: MockVendor | None
     #: Where the simulator's clock starts; every cursor is set to it before the worker runs.
     baseline: datetime
 
@@ -70,6 +74,11 @@ def start_services(opts: DemoOptions, display: DemoObserver, workdir: Path, tear
     moto = MotoProcess(workdir / "moto", die_with_parent=True).start()
     teardown.push("moto server", moto.stop)
     display.step(f"moto server (SNS, SQS, KMS) on {moto.url}")
+    if opts.vendor != "simulator":
+        mock = MockVendor(opts.vendor, opts.stations, opts.interval_s, workdir / "vendor").start()
+        teardown.push(f"{opts.vendor} mock", mock.stop)
+        display.step(mock.describe())
+        return LocalServices(redis_url, redis_password, mqtt_url, broker, moto, None, mock, mock.baseline())
     start = (datetime.now(UTC) - BASELINE_AGE).replace(second=0, microsecond=0)
     simulator = SimulatorService(
         workdir=workdir / "simulator",
@@ -89,7 +98,7 @@ def start_services(opts: DemoOptions, display: DemoObserver, workdir: Path, tear
         f"faults error {opts.error_rate:g} / timeout {opts.timeout_rate:g} / throttle {opts.throttle_rate:g}, "
         f"clock ×{opts.speed:g}"
     )
-    return LocalServices(redis_url, redis_password, mqtt_url, broker, moto, simulator, start)
+    return LocalServices(redis_url, redis_password, mqtt_url, broker, moto, simulator, None, start)
 
 
 def connect_state(services: LocalServices, keys: StateKeys, teardown: Teardown) -> redis.Redis:
@@ -100,10 +109,14 @@ def connect_state(services: LocalServices, keys: StateKeys, teardown: Teardown) 
         socket_timeout=5,
         socket_connect_timeout=5,
     )
-    teardown.push(
-        "demo keys in Redis",
-        lambda: state.delete(keys.cursors, keys.history, keys.heartbeat, keys.lease, keys.fencing_counter),
-    )
+
+    def delete_demo_keys() -> None:
+        # Every key of the run's prefix: cursors of each endpoint, budgets, digests, history, lease.
+        names = list(state.scan_iter(match=f"{keys.prefix}:*", count=1000))
+        if names:
+            state.delete(*names)
+
+    teardown.push("demo keys in Redis", delete_demo_keys)
     state.ping()
     return state
 

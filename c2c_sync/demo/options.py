@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 @dataclass(frozen=True)
 class DemoOptions:
+    #: the vendor API the worker reads: the simulator, or a vendor mock (c2c_sync/demo/vendors.py)
+    vendor: str = "simulator"
     stations: int = 500
     #: cycles through trigger → SNS → SQS → worker
     cycles: int = 8
@@ -37,7 +39,11 @@ class DemoOptions:
     drop_first_reading_of: str | None = None
 
     def validate(self) -> None:
+        from c2c_sync.demo.vendors import VENDORS
+
         problems = []
+        if self.vendor not in VENDORS:
+            problems.append(f"--vendor must be one of {', '.join(VENDORS)}, not {self.vendor!r}")
         if self.stations < 1:
             problems.append("--stations must be at least 1")
         if self.cycles < 1:

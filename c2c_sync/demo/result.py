@@ -40,9 +40,14 @@ class DemoResult:
     received_total: int = 0
     duplicates: int = 0
     reconciliation: Reconciliation | None = None
+    #: the vendor API read: "simulator" or a vendor mock's name
+    vendor: str = "simulator"
     vendor_requests: int = 0
     vendor_connections: int = 0
     vendor_faults: dict[str, int] = field(default_factory=dict)
+    #: a vendor mock's refusals by reason (budget, quota, concurrency, token, ...) and its call counts
+    vendor_refusals: dict[str, int] = field(default_factory=dict)
+    vendor_detail: str = ""
     start_queue_left: int | None = None
     dlq_depth: int | None = None
     wall_time_s: float = 0.0

@@ -1,6 +1,7 @@
 """`c2c-sync demo`: the whole system on this machine, end to end, in about a minute.
 
-    services   redis-server, mosquitto, moto's server (SNS/SQS/KMS), the vendor simulator
+    services   redis-server, mosquitto, moto's server (SNS/SQS/KMS), the vendor simulator (or a
+               vendor mock with `--vendor`, read through its shipped definition: vendors.py)
     topology   the messaging stack's synthesized template, created in moto (topic → queue → DLQ)
     worker     `python -m functions.sync_worker run`, C2C_* environment as the sync-service stack sets it
     phase 1    trigger Lambda handler (scheduled event) → SNS → SQS → worker → MQTT, `cycles` times
@@ -9,7 +10,8 @@
 
 The simulator's clock starts `BASELINE_AGE` in the past and runs `speed` times faster than real
 time, so each cycle finds `interval × speed / 60` new readings per station; every cursor is set to
-that start before the worker runs (see ledger.py for why this makes "lost" exact).
+that start before the worker runs (see ledger.py for why this makes "lost" exact). A vendor mock
+has its own ground truth and verdict (vendors.py).
 
 This module is the orchestration only: it starts the local services (local.py), tells a
 `DemoObserver` what happens (display.py shows it live) and returns a `DemoResult` (summary.py renders
@@ -33,7 +35,7 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attem
 
 from c2c_sync.demo import blueprint as blueprints
 from c2c_sync.demo import topology
-from c2c_sync.demo.ledger import reconcile
+from c2c_sync.demo.ledger import Reconciliation, reconcile
 from c2c_sync.demo.lifecycle import Interrupted, Teardown
 from c2c_sync.demo.local import SIMULATOR_API_KEY, LocalServices, connect_state, moto_clients, start_services
 from c2c_sync.demo.observer import DemoObserver
@@ -77,7 +79,9 @@ def run_demo(options: DemoOptions, display: DemoObserver) -> DemoResult:
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix=f"c2c-{env}-"))
     workdir.mkdir(parents=True, exist_ok=True)
     teardown = Teardown(report=display.warn).install()
-    result = DemoResult(env=env, stations=options.stations, identities=1, client_id=f"c2c-sync-{env}")
+    result = DemoResult(
+        env=env, stations=options.stations, identities=1, client_id=f"c2c-sync-{env}", vendor=options.vendor
+    )
     try:
         try:
             _run(options, display, workdir, env, teardown, result)
@@ -200,7 +204,12 @@ def _list_stations(ctx: _Context) -> list[str]:
     """The station list through the worker's own vendor adapter (what the worker will sync)."""
     from functions.sync_worker.source.http_json import load_source
 
-    source = load_source("simulator", ctx.services.simulator.url, lambda name: SIMULATOR_API_KEY, pool_size=2)
+    mock, simulator = ctx.services.mock, ctx.services.simulator
+    if mock is not None:
+        source = load_source(mock.definition_path, mock.url, mock.secrets(), pool_size=2)
+    else:
+        assert simulator is not None
+        source = load_source("simulator", simulator.url, lambda name: SIMULATOR_API_KEY, pool_size=2)
     try:
         # The simulator's injected faults also hit this listing.
         for attempt in Retrying(stop=stop_after_attempt(5), wait=wait_fixed(0.5), reraise=True):
@@ -214,6 +223,9 @@ def _list_stations(ctx: _Context) -> list[str]:
 def _seed_cursors(ctx: _Context) -> None:
     from functions.sync_worker.store import format_cursor
 
+    if ctx.services.mock is not None:
+        ctx.display.step(ctx.services.mock.seed_cursors(ctx.state, ctx.keys, ctx.stations))
+        return
     value = format_cursor(ctx.services.baseline)
     ctx.state.hset(ctx.keys.cursors, mapping={s: value for s in ctx.stations})
     ctx.display.step(f"{len(ctx.stations)} station cursors set to the simulator's start {value}")
@@ -235,8 +247,6 @@ def _worker_environment(ctx: _Context, deployed: dict[str, str]) -> dict[str, st
             "C2C_ENV": ctx.env,
             "C2C_MQTT_URL": ctx.services.mqtt_url,
             "C2C_MQTT_CLIENT_ID": f"c2c-sync-{ctx.env}",
-            "C2C_SOURCE_URL": ctx.services.simulator.url,
-            "C2C_SOURCE_API_KEY": SIMULATOR_API_KEY,
             "C2C_REDIS_URL": ctx.services.redis_url,
             "C2C_STATUS_FILE": str(ctx.workdir / "worker-status.json"),
             "AWS_REGION": topology.REGION,
@@ -246,6 +256,11 @@ def _worker_environment(ctx: _Context, deployed: dict[str, str]) -> dict[str, st
             "AWS_ENDPOINT_URL": ctx.services.moto.url,
         }
     )
+    if ctx.services.mock is not None:
+        env.update(ctx.services.mock.worker_environment())
+    else:
+        assert ctx.services.simulator is not None
+        env.update({"C2C_SOURCE_URL": ctx.services.simulator.url, "C2C_SOURCE_API_KEY": SIMULATOR_API_KEY})
     if ctx.services.redis_password:
         env["C2C_REDIS_PASSWORD"] = ctx.services.redis_password
     if opts.mqtt_username:
@@ -439,20 +454,28 @@ def _finished_record(ctx: _Context, signal_id: str) -> CycleRecord | None:
 def _reconcile(ctx: _Context, sub: Subscriber, result: DemoResult) -> None:
     from functions.sync_worker.store import parse_cursor
 
+    mock, simulator = ctx.services.mock, ctx.services.simulator
     final = {as_text(s): parse_cursor(as_text(v)) for s, v in ctx.state.hgetall(ctx.keys.cursors).items()}
-    rec = _poll(
-        lambda: reconcile(ctx.services.baseline, final, sub.received_ids(), READING_INTERVAL_S),
-        lambda reconciled: reconciled.ok,
-        5.0,
-        0.2,
-    )
-    result.reconciliation = rec
+
+    def reconciled() -> Reconciliation:
+        if mock is not None:
+            return mock.reconcile(ctx.state, ctx.keys, sub.received_ids())
+        return reconcile(ctx.services.baseline, final, sub.received_ids(), READING_INTERVAL_S)
+
+    result.reconciliation = _poll(reconciled, lambda rec: rec.ok, 5.0, 0.2)
     result.received_total = sub.total()
     result.duplicates = sub.duplicates()
-    stats = ctx.services.simulator.stats()
-    result.vendor_requests = int(stats["requests_total"])
-    result.vendor_connections = int(stats["connections_total"])
-    result.vendor_faults = {str(k): int(v) for k, v in stats["faults"].items()}
+    if mock is not None:
+        usage = mock.usage()
+        result.vendor_requests = usage.requests
+        result.vendor_refusals = usage.refusals
+        result.vendor_detail = usage.detail
+    else:
+        assert simulator is not None
+        stats = simulator.stats()
+        result.vendor_requests = int(stats["requests_total"])
+        result.vendor_connections = int(stats["connections_total"])
+        result.vendor_faults = {str(k): int(v) for k, v in stats["faults"].items()}
     if ctx.services.broker is not None:
         result.broker_connections = ctx.services.broker.connections_from(result.client_id)
     for name in ("worker-sqs", "worker-redis"):

@@ -58,12 +58,21 @@ def summary_table(result: DemoResult) -> Table:
         str(result.per_run_connections),
         f"{len(result.cycles)} cycles × {result.identities} identit{'y' if result.identities == 1 else 'ies'}",
     )
-    faults = ", ".join(f"{kind} ×{n}" for kind, n in sorted(result.vendor_faults.items())) or "none"
-    table.add_row(
-        "vendor API requests",
-        str(result.vendor_requests),
-        f"simulator's count; faults injected: {faults}; {result.vendor_connections} TCP connections",
-    )
+    if result.vendor == "simulator":
+        faults = ", ".join(f"{kind} ×{n}" for kind, n in sorted(result.vendor_faults.items())) or "none"
+        table.add_row(
+            "vendor API requests",
+            str(result.vendor_requests),
+            f"simulator's count; faults injected: {faults}; {result.vendor_connections} TCP connections",
+        )
+    else:
+        table.add_row("vendor API requests", str(result.vendor_requests), f"{result.vendor} {result.vendor_detail}")
+        refused = ", ".join(f"{reason} ×{n}" for reason, n in sorted(result.vendor_refusals.items())) or "none"
+        table.add_row(
+            "vendor calls refused",
+            str(sum(result.vendor_refusals.values())),
+            f"the mock's refusals by the vendor's documented rules: {refused}",
+        )
     if result.start_queue_left is not None:
         table.add_row(
             "start queue / DLQ after SQS cycles",

@@ -139,6 +139,22 @@ def test_small_demo_delivers_every_reading_through_sqs_and_redis_and_stops_every
     assert run.still_running() == []
 
 
+@pytest.mark.parametrize("vendor", ["fusionsolar", "solaredge"])
+def test_vendor_demo_reads_the_vendor_mock_within_its_documented_limits_and_loses_nothing(demo, vendor):
+    # The shipped definition against the vendor's mock (vendor_mocks/); short: one worker, two cycles.
+    run = demo("--vendor", vendor, "--stations", "20", "--cycles", "2", "--redis-cycles", "0", "--interval", "2")
+    code = run.wait(240)
+
+    assert code == 0, run.output
+    assert f"{vendor} mock (vendor_mocks/" in run.output
+    assert run.row("readings lost") == "0"
+    expected = re.search(r"readings lost\s+│\s+\S+ │ (\d+) expected", run.output)
+    assert expected and int(expected.group(1)) >= 20, run.output  # at least one reading per station
+    assert int(run.row("readings published")) > 0
+    assert run.row("vendor calls refused") == "0"  # no budget, quota, concurrency or token refusal
+    assert run.still_running() == []
+
+
 def test_demo_fails_naming_the_reading_the_subscriber_dropped(demo):
     # TEST-ONLY hook: the subscriber ignores the first reading of site-00001 it receives.
     run = demo(

@@ -71,3 +71,40 @@ def test_an_adapter_with_its_settings_and_secrets_deploys_without_touching_the_s
     assert "C2C_SOURCE_API_KEY" not in secrets
     plain = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert plain["C2C_SOURCE_ADAPTER"] == ADAPTER
+
+
+#: The shipped vendors as an operator configures them (docs/vendors/<name>.md): the secret names the
+#: definition reads, each deployed from its own Secrets Manager secret.
+SHIPPED_VENDORS = {
+    "solaredge": {
+        "base_url": "https://monitoringapi.solaredge.com",
+        "api_key_secret": "c2c-sync/vendors/solaredge-api-key",
+        "secrets": {},
+    },
+    "huawei_fusionsolar": {
+        "base_url": "https://eu5.fusionsolar.huawei.com",
+        "api_key_secret": None,
+        "secrets": {"user": "c2c-sync/vendors/fs-user", "system_code": "c2c-sync/vendors/fs-system-code"},
+    },
+}
+
+
+@pytest.mark.parametrize("vendor", sorted(SHIPPED_VENDORS))
+def test_a_shipped_vendor_synthesizes_with_its_secrets_as_ecs_secrets_only(tmp_path, vendor):
+    source = {"vendor": vendor, **SHIPPED_VENDORS[vendor]}
+    write_env(tmp_path, "vendor", source=source)
+    config = load_environment("vendor", tmp_path)
+    named = dict(config.source.named_secrets)
+    assert named and worker_named_secrets(config).items() >= {
+        (f"C2C_SOURCE_{name.upper()}", secret) for name, secret in named.items()
+    }
+    _, stacks = build_app("vendor", outdir=str(tmp_path / "out"), config_dir=tmp_path)
+    task = Template.from_stack(stacks.sync_service).find_resources("AWS::ECS::TaskDefinition")
+    (container,) = next(iter(task.values()))["Properties"]["ContainerDefinitions"]
+    secrets = {s["Name"]: json.dumps(s["ValueFrom"]) for s in container["Secrets"]}
+    for name, secret in named.items():
+        assert f":secret:{secret}" in secrets[f"C2C_SOURCE_{name.upper()}"]
+    assert {n for n in secrets if n.startswith("C2C_SOURCE_")} == {f"C2C_SOURCE_{n.upper()}" for n in named}
+    plain = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert plain["C2C_SOURCE_CONFIG"] == vendor and plain["C2C_SOURCE_URL"] == source["base_url"]
+    assert not any(name.startswith("C2C_SOURCE_") and name in plain for name in secrets)

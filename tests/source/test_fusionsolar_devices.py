@@ -18,8 +18,8 @@ from functions.sync_worker.source.fusionsolar import DEVICE_TYPES, HOUR_VALUES, 
 from functions.sync_worker.source.http_json import VENDORS_DIR
 from functions.sync_worker.store import MemoryState
 from tests.source.conftest import RecordingPublisher, frozen
-from tests.vendor_mocks.fleet import ZONES
-from tests.vendor_mocks.fusionsolar import BATTERY, INVERTER, METER, FusionSolarMock
+from vendor_mocks.fleet import ZONES
+from vendor_mocks.fusionsolar import BATTERY, INVERTER, METER, FusionSolarMock
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The engine against the SolarEdge mock (tests/vendor_mocks, written from SolarEdge's public docs,
+"""The engine against the SolarEdge mock (vendor_mocks/, written from SolarEdge's public docs,
 not from our simulator): a vendor config of the shape the SolarEdge definition needs (GET, api_key
 in the query, offset-paged site list, site-local times across the Berlin DST night, quarter-hours
 listed null until reported, storage telemetries nested per battery serial, 3 calls at a time),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tests.vendor_mocks.fleet import Fleet
+from vendor_mocks.fleet import Fleet
 
 NOON_UTC = datetime(2024, 6, 1, 12, 0, tzinfo=UTC).timestamp()
 

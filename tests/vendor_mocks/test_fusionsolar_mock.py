@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.vendor_mocks.base import MockServer
-from tests.vendor_mocks.fusionsolar import BATTERY, INVERTER, METER, FusionSolarMock, devices_of, station_code
+from vendor_mocks.base import MockServer
+from vendor_mocks.fusionsolar import BATTERY, INVERTER, METER, FusionSolarMock, devices_of, station_code
 
 pytestmark = pytest.mark.integration
 

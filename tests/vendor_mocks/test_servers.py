@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.support.simulator import REPO_ROOT
-from tests.vendor_mocks.fusionsolar import FusionSolarMock
+from vendor_mocks.fusionsolar import FusionSolarMock
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def test_admin_api_moves_the_clock_sets_a_lag_and_reports_refusals(fusionsolar_m
 
 def test_the_cli_serves_a_mock_until_terminated():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.vendor_mocks.servers", "solaredge", "--sites", "3", "--speed", "0"],
+        [sys.executable, "-m", "vendor_mocks", "solaredge", "--sites", "3", "--speed", "0"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         text=True,

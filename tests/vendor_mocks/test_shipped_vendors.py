@@ -13,8 +13,8 @@ from functions.sync_worker.cycle import CycleRunner
 from functions.sync_worker.source.http_json import HttpJsonSource, load_vendor_config
 from functions.sync_worker.store import MemoryState
 from tests.source.conftest import RecordingPublisher
-from tests.vendor_mocks.fusionsolar import FusionSolarMock
-from tests.vendor_mocks.solaredge import SolarEdgeMock
+from vendor_mocks.fusionsolar import FusionSolarMock
+from vendor_mocks.solaredge import SolarEdgeMock
 
 pytestmark = pytest.mark.integration
 

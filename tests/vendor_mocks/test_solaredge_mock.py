@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from tests.vendor_mocks.base import MockServer
-from tests.vendor_mocks.solaredge import SITE_ID_BASE, SolarEdgeMock
+from vendor_mocks.base import MockServer
+from vendor_mocks.solaredge import SITE_ID_BASE, SolarEdgeMock
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """End to end: the real worker process with the FusionSolar adapter (the shipped
 huawei_fusionsolar.yaml plus device KPIs by device type) against the Northbound mock
-(tests/vendor_mocks, from Huawei's public docs), a real Redis, a real Mosquitto and an independent
+(vendor_mocks/, from Huawei's public docs), a real Redis, a real Mosquitto and an independent
 subscriber, over six cycles, a worker restart and six more.
 
 The mock's clock runs at 300x the wall clock from just before Europe/Berlin's clocks go back
@@ -26,8 +26,8 @@ import redis
 
 from functions.common.state import StateKeys
 from functions.sync_worker.source.fusionsolar import DEVICE_TYPES, HOUR_VALUES
-from tests.vendor_mocks.fusionsolar import FusionSolarMock, station_code
 from tests.worker.conftest import continuous_vendor_env, cycle_history, run_cycles_with_a_restart
+from vendor_mocks.fusionsolar import FusionSolarMock, station_code
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """End to end: the real worker process with the shipped solaredge.yaml against the SolarEdge mock
-(tests/vendor_mocks, from SolarEdge's public docs), a real Redis, a real Mosquitto and an
+(vendor_mocks/, from SolarEdge's public docs), a real Redis, a real Mosquitto and an
 independent subscriber, over six cycles, a worker restart and six more, across the night Berlin
 turns its clocks back.
 
@@ -32,8 +32,8 @@ import redis
 
 from functions.common.state import StateKeys
 from functions.sync_worker.store import format_cursor
-from tests.vendor_mocks.solaredge import SolarEdgeMock
 from tests.worker.conftest import continuous_vendor_env, cycle_history, run_cycles_with_a_restart
+from vendor_mocks.solaredge import SolarEdgeMock
 
 pytestmark = pytest.mark.integration
 

@@ -54,8 +54,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from tests.vendor_mocks.base import MockClock, MockStats, Request, Response, SlidingWindowBudget
-from tests.vendor_mocks.fleet import Fleet, Site, noise
+from vendor_mocks.base import MockClock, MockStats, Request, Response, SlidingWindowBudget
+from vendor_mocks.fleet import Fleet, Site, noise
 
 TOKEN_IDLE_S = 30 * 60
 REALTIME_PERIOD_S = 5 * 60
@@ -113,7 +113,7 @@ def devices_of(site: Site) -> list[Device]:
 
 @dataclass
 class FusionSolarMock:
-    """The Northbound API over a `Fleet`; serve it with `tests.vendor_mocks.base.MockServer`."""
+    """The Northbound API over a `Fleet`; serve it with `vendor_mocks.base.MockServer`."""
 
     fleet: Fleet
     clock: MockClock

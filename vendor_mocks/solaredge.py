@@ -51,14 +51,14 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from tests.vendor_mocks.base import (
+from vendor_mocks.base import (
     MockClock,
     MockStats,
     Request,
     Response,
     SlidingWindowBudget,
 )
-from tests.vendor_mocks.fleet import Fleet, Site, noise
+from vendor_mocks.fleet import Fleet, Site, noise
 
 QUARTER_S = 900
 STORAGE_RESOLUTION_S = 300
@@ -98,7 +98,7 @@ def add_month(value: datetime) -> datetime:
 
 @dataclass
 class SolarEdgeMock:
-    """The SolarEdge API over a `Fleet`; serve it with `tests.vendor_mocks.base.MockServer`."""
+    """The SolarEdge API over a `Fleet`; serve it with `vendor_mocks.base.MockServer`."""
 
     fleet: Fleet
     clock: MockClock
