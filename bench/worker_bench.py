@@ -14,6 +14,15 @@ reported as the worker's memory at N stations.
 After a warm-up cycle the simulator's clock moves one snapshot step; the second cycle is timed and
 its vendor requests counted on the simulator's side (N / 100 expected).
 
+`vendor`: a shipped vendor definition (`--vendor fusionsolar|solaredge`) read by the real worker
+process (`python -m functions.sync_worker run`, driven cycle by cycle over Redis pub/sub) against
+that vendor's mock (vendor_mocks/, every documented limit enforced) served from this process. The
+mock's durations are scaled as in `make demo VENDOR=...` (c2c_sync/demo/vendors.py) so one
+`--interval` is one vendor period (FusionSolar: its 5-minute budget; SolarEdge: a quarter-hour), and
+the definition's alike (a FusionSolar budget raised to Roundup(stations/100) calls). A cycle is
+signalled every `--interval` (or when the previous ended, if later); reported per cycle: the worker's
+cycle time, the vendor calls the mock answered by interface, the calls it refused, stations deferred.
+
 `publish`: the worker's publish pipeline (transform, QoS 1 within the in-flight window, PUBACK
 tracking, fenced cursor writes per page) fed by a zero-latency in-memory source, against raw paho
 QoS 1 (`max_inflight_messages` = the same window, `wait_for_publish` at the end) on one connection
@@ -372,6 +381,82 @@ def bench_batched(args: argparse.Namespace) -> dict:
         svc.stop()
 
 
+def bench_vendor(args: argparse.Namespace) -> dict:
+    import os
+
+    from bench.worker_driver import DrivenWorker, worker_env
+    from c2c_sync.demo.vendors import MockVendor
+
+    svc = Services()
+    mock: MockVendor | None = None
+    worker: DrivenWorker | None = None
+    try:
+        mock = MockVendor(
+            args.vendor, args.stations, args.interval, svc.tmp / "vendor", latency_s=args.latency_ms / 1000
+        ).start()
+        env_name = f"bench-{args.vendor}"
+        environment = worker_env(
+            env=env_name,
+            mqtt_url=svc.broker.url,
+            redis_url=svc.redis.url,
+            source_url=mock.url,
+            concurrency=args.concurrency,
+            status_file=svc.tmp / "worker-status.json",
+        )
+        environment.update(mock.worker_environment())
+        if "api_key" not in mock.secrets():
+            environment.pop("C2C_SOURCE_API_KEY")  # the simulator's key: this definition reads others
+        mock.seed_cursors(redis.Redis.from_url(svc.redis.url), StateKeys.for_env(env_name), mock.station_ids())
+        worker = DrivenWorker(environment, svc.tmp / "worker.log").start()
+        cycles = []
+        started = time.monotonic()
+        for i in range(args.cycles):
+            time.sleep(max(0.0, started + i * args.interval - time.monotonic()))
+            before = mock.usage()
+            run = worker.cycle()
+            after = mock.usage()
+            calls = {k: n - before.calls.get(k, 0) for k, n in after.calls.items() if n - before.calls.get(k, 0)}
+            rec = run.record
+            cycles.append(
+                {
+                    "cycle_s": round(rec.duration_ms / 1000, 2),
+                    "wall_s": round(run.wall_s, 2),
+                    "vendor_calls": sum(calls.values()),
+                    "calls_by_interface": calls,
+                    "refused": sum(after.refusals.values()) - sum(before.refusals.values()),
+                    "synced": rec.stations_synced,
+                    "deferred": rec.stations_deferred,
+                    "failed": rec.stations_failed,
+                    "published": rec.readings_published,
+                }
+            )
+        usage = mock.usage()
+        steady = cycles[1:] or cycles
+        return {
+            "bench": "vendor",
+            "vendor": args.vendor,
+            "definition": mock.name,
+            "stations": args.stations,
+            "interval_s": args.interval,
+            "vendor_time": mock.periods(),
+            "latency_ms": args.latency_ms,
+            "concurrency": args.concurrency,
+            "cycles": cycles,
+            "median_steady_cycle_s": median([c["cycle_s"] for c in steady]),
+            "median_steady_vendor_calls": median([c["vendor_calls"] for c in steady]),
+            "refused_total": sum(usage.refusals.values()),
+            "refusals": usage.refusals,
+            "max_in_flight": usage.max_in_flight,
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        }
+    finally:
+        if worker is not None:
+            worker.stop()
+        if mock is not None:
+            mock.stop()
+        svc.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="bench", required=True)
@@ -383,6 +468,13 @@ def main() -> None:
     batched.add_argument("--stations", type=int, default=10_000)
     batched.add_argument("--latency-ms", type=float, default=50.0)
     batched.add_argument("--concurrency", type=int, default=32)
+    vendor = sub.add_parser("vendor")
+    vendor.add_argument("--vendor", choices=("fusionsolar", "solaredge"), required=True)
+    vendor.add_argument("--stations", type=int, default=1_000)
+    vendor.add_argument("--cycles", type=int, default=5)
+    vendor.add_argument("--interval", type=float, default=6.0, help="seconds per vendor period (and cycle)")
+    vendor.add_argument("--latency-ms", type=float, default=50.0, help="SolarEdge mock: hold of each call")
+    vendor.add_argument("--concurrency", type=int, default=32)
     publish = sub.add_parser("publish")
     publish.add_argument("--readings", type=int, default=50_000)
     publish.add_argument("--stations", type=int, default=100)
@@ -400,7 +492,13 @@ def main() -> None:
     import logging
 
     logging.getLogger("sync-worker").setLevel(logging.ERROR)
-    commands = {"cycle": bench_cycle, "batched": bench_batched, "publish": bench_publish, "publish-run": publish_run}
+    commands = {
+        "cycle": bench_cycle,
+        "batched": bench_batched,
+        "vendor": bench_vendor,
+        "publish": bench_publish,
+        "publish-run": publish_run,
+    }
     print_result(commands[args.bench](args))
 
 

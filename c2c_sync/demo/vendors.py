@@ -111,6 +111,8 @@ class VendorUsage:
     requests: int
     refusals: dict[str, int]
     detail: str
+    calls: dict[str, int] = field(default_factory=dict)
+    max_in_flight: int = 0
 
 
 class ServedLog:
@@ -153,6 +155,8 @@ class MockVendor:
     stations: int
     interval_s: float
     workdir: Path
+    #: SolarEdge only: a wall-clock hold of every answered call (the API's latency; the bench sets it)
+    latency_s: float = 0.0
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     server: MockServer | None = field(default=None, init=False)
     served: ServedLog | None = field(default=None, init=False)
@@ -182,8 +186,12 @@ class MockVendor:
         self.definition = scale_definition(raw, self.scale, self.stations)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.definition_path.write_text(yaml.safe_dump(self.definition, sort_keys=False))
+        # The mock's clock on the worker's (the wall clock) to the microsecond: a mock that lags would
+        # not yet report what the worker's read already counts as reported.
+        self.started = datetime.now(UTC)
         clock = MockClock(self.started, speed=1)
-        app = APPS[self.vendor](fleet=Fleet(self.stations), clock=clock, time_scale=self.scale)
+        options = {"latency_s": self.latency_s} if self.vendor == "solaredge" else {}
+        app = APPS[self.vendor](fleet=Fleet(self.stations), clock=clock, time_scale=self.scale, **options)
         served: VendorApp = app
         if isinstance(app, FusionSolarMock):
             self.served = ServedLog(app, self._snapshot_endpoint()["snapshot"]["resolution_s"])
@@ -206,16 +214,22 @@ class MockVendor:
         assert isinstance(app, FusionSolarMock | SolarEdgeMock)
         return app
 
+    def periods(self) -> str:
+        """The vendor period one interval stands for, on the mock's clock."""
+        if self.vendor == "fusionsolar":
+            return f"5 minutes last {scaled(FUSIONSOLAR_PERIOD_S, self.scale)} s"
+        return f"a quarter-hour lasts {scaled(SOLAREDGE_QUARTER_S, self.scale)} s"
+
     def describe(self) -> str:
-        periods = (
-            f"5 minutes last {scaled(FUSIONSOLAR_PERIOD_S, self.scale)} s"
-            if self.vendor == "fusionsolar"
-            else f"a quarter-hour lasts {scaled(SOLAREDGE_QUARTER_S, self.scale)} s"
-        )
         return (
             f"{self.vendor} mock (vendor_mocks/, from the vendor's docs) on {self.url}: {self.stations} sites, "
-            f"its limits enforced; {periods}, {self.name}.yaml scaled alike"
+            f"its limits enforced; {self.periods()}, {self.name}.yaml scaled alike"
         )
+
+    def station_ids(self) -> list[str]:
+        """Every station the mock serves, as the definition names them."""
+        app = self.mock
+        return app.station_codes() if isinstance(app, FusionSolarMock) else [str(i) for i in app.site_ids()]
 
     def secrets(self) -> dict[str, str]:
         """The definition's secrets by name (as the worker reads them from C2C_SOURCE_<NAME>)."""
@@ -255,6 +269,8 @@ class MockVendor:
             int(sum(snap["calls"].values())),
             {str(k): int(v) for k, v in snap["refusals"].items()},
             f"mock's count: {calls}" + (f"; most in flight {snap['max_in_flight']}" if snap["max_in_flight"] else ""),
+            {str(k): int(v) for k, v in snap["calls"].items()},
+            int(snap["max_in_flight"]),
         )
 
     def reconcile(self, state: redis.Redis, keys: StateKeys, received: set[str]) -> Reconciliation:

@@ -247,3 +247,33 @@ def test_subscriber_test_hook_ignores_every_copy_of_the_first_reading_of_one_sta
         assert sub.dropped == {"s2:a"}
     finally:
         sub.stop()
+
+
+def test_a_vendor_demo_scales_the_definitions_vendor_time_and_raises_a_batched_budget_to_its_stations():
+    import yaml
+
+    from c2c_sync.demo.vendors import scale_definition, scaled, time_scale
+    from functions.sync_worker.source.http_json import VENDORS_DIR
+
+    fs = yaml.safe_load((VENDORS_DIR / "huawei_fusionsolar.yaml").read_text())
+    scale = time_scale("fusionsolar", 6.0)  # the mock's 5 minutes: 4 s, inside one 6 s interval
+    out = scale_definition(fs, scale, stations=1000)
+    (plant,) = out["readings"] if isinstance(out["readings"], list) else [out["readings"]]
+    assert scaled(300, scale) == 4 and plant["snapshot"]["resolution_s"] == 4
+    assert plant["budget"] == {"calls": 10, "period_s": pytest.approx(4.4)}  # Roundup(1000/100), 10 % margin
+    assert out["auth"]["min_login_interval_s"] == scaled(120, scale)
+    assert fs["readings"]["budget"] == {"calls": 1, "period_s": 300}  # the shipped file is left alone
+
+    se = yaml.safe_load((VENDORS_DIR / "solaredge.yaml").read_text())
+    out = scale_definition(se, time_scale("solaredge", 6.0), stations=100)  # a quarter-hour lasts 6 s
+    assert [ep["lookback_s"] for ep in out["readings"]] == [24, 24]
+    assert [ep["max_window_s"] for ep in out["readings"]] == [ep["max_window_s"] for ep in se["readings"]]
+    assert out["http"]["max_concurrency"] == 3
+    assert {e.get("retry_after_s") for e in out["http"]["errors"]} <= {None, scaled(60, 6.0 / 900)}
+
+
+def test_the_demo_knows_only_the_vendors_it_has_a_mock_for():
+    from c2c_sync.demo.options import DemoOptions, DemoUsageError
+
+    with pytest.raises(DemoUsageError, match="--vendor must be one of simulator, fusionsolar, solaredge"):
+        DemoOptions(vendor="acme").validate()
