@@ -408,7 +408,9 @@ def bench_vendor(args: argparse.Namespace) -> dict:
             environment.pop("C2C_SOURCE_API_KEY")  # the simulator's key: this definition reads others
         mock.seed_cursors(redis.Redis.from_url(svc.redis.url), StateKeys.for_env(env_name), mock.station_ids())
         worker = DrivenWorker(environment, svc.tmp / "worker.log").start()
-        cycles = []
+        cycles: list[dict[str, Any]] = []
+        times: list[float] = []
+        counts: list[float] = []
         started = time.monotonic()
         for i in range(args.cycles):
             time.sleep(max(0.0, started + i * args.interval - time.monotonic()))
@@ -417,6 +419,8 @@ def bench_vendor(args: argparse.Namespace) -> dict:
             after = mock.usage()
             calls = {k: n - before.calls.get(k, 0) for k, n in after.calls.items() if n - before.calls.get(k, 0)}
             rec = run.record
+            times.append(rec.duration_ms / 1000)
+            counts.append(sum(calls.values()))
             cycles.append(
                 {
                     "cycle_s": round(rec.duration_ms / 1000, 2),
@@ -431,7 +435,7 @@ def bench_vendor(args: argparse.Namespace) -> dict:
                 }
             )
         usage = mock.usage()
-        steady = cycles[1:] or cycles
+        steady = slice(1, None) if len(cycles) > 1 else slice(None)  # the first cycle also lists stations
         return {
             "bench": "vendor",
             "vendor": args.vendor,
@@ -442,8 +446,8 @@ def bench_vendor(args: argparse.Namespace) -> dict:
             "latency_ms": args.latency_ms,
             "concurrency": args.concurrency,
             "cycles": cycles,
-            "median_steady_cycle_s": median([c["cycle_s"] for c in steady]),
-            "median_steady_vendor_calls": median([c["vendor_calls"] for c in steady]),
+            "median_steady_cycle_s": round(median(times[steady]), 2),
+            "median_steady_vendor_calls": median(counts[steady]),
             "refused_total": sum(usage.refusals.values()),
             "refusals": usage.refusals,
             "max_in_flight": usage.max_in_flight,

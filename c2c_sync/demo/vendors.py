@@ -36,7 +36,6 @@ from functions.common.state import StateKeys, as_text
 from vendor_mocks.base import MockClock, MockServer, Request, Response, VendorApp
 from vendor_mocks.fleet import Fleet
 from vendor_mocks.fusionsolar import FusionSolarMock
-from vendor_mocks.servers import APPS
 from vendor_mocks.solaredge import SolarEdgeMock
 
 #: `--vendor` choices; the first is the default.
@@ -190,8 +189,11 @@ class MockVendor:
         # not yet report what the worker's read already counts as reported.
         self.started = datetime.now(UTC)
         clock = MockClock(self.started, speed=1)
-        options = {"latency_s": self.latency_s} if self.vendor == "solaredge" else {}
-        app = APPS[self.vendor](fleet=Fleet(self.stations), clock=clock, time_scale=self.scale, **options)
+        app: FusionSolarMock | SolarEdgeMock
+        if self.vendor == "solaredge":
+            app = SolarEdgeMock(Fleet(self.stations), clock, time_scale=self.scale, latency_s=self.latency_s)
+        else:
+            app = FusionSolarMock(Fleet(self.stations), clock, time_scale=self.scale)
         served: VendorApp = app
         if isinstance(app, FusionSolarMock):
             self.served = ServedLog(app, self._snapshot_endpoint()["snapshot"]["resolution_s"])

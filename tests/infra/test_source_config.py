@@ -4,6 +4,7 @@ map of secret names to Secrets Manager secrets that reaches the worker as ecs.Se
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from aws_cdk.assertions import Template
@@ -75,7 +76,7 @@ def test_an_adapter_with_its_settings_and_secrets_deploys_without_touching_the_s
 
 #: The shipped vendors as an operator configures them (docs/vendors/<name>.md): the secret names the
 #: definition reads, each deployed from its own Secrets Manager secret.
-SHIPPED_VENDORS = {
+SHIPPED_VENDORS: dict[str, dict[str, Any]] = {
     "solaredge": {
         "base_url": "https://monitoringapi.solaredge.com",
         "api_key_secret": "c2c-sync/vendors/solaredge-api-key",
