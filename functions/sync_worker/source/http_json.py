@@ -7,6 +7,7 @@ vendor means writing such a file: URL templates, auth, pagination, and a JMESPat
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -88,6 +89,13 @@ def _single_endpoint_path(loc: Location) -> str:
     if parts[:2] == ["readings", 0]:
         del parts[1]
     return dotted(parts)
+
+
+@functools.lru_cache(maxsize=4096)
+def _quoted(value: str) -> str:
+    """A path placeholder's value quoted, remembered: a cycle fills the same window bounds and page
+    size into every station's request."""
+    return quote(value, safe="")
 
 
 def _fill(node: Any, values: dict[str, object], ids: list[str] | None = None) -> Any:
@@ -245,7 +253,7 @@ class HttpJsonSource:
     ) -> PageRequest:
         """The first request of an endpoint with its placeholders filled in, each encoded exactly once:
         quoted in the path, form-encoded by the transport in the query, to JSON or form encoding in a body."""
-        path = cfg.path.format(**{k: quote(str(v), safe="") for k, v in values.items()})
+        path = cfg.path.format(**{k: _quoted(str(v)) for k, v in values.items()})
         body = cfg.body
         return PageRequest(
             self.base_url + path,

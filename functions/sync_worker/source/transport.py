@@ -26,13 +26,14 @@ from the environment) keeps the session path, where those apply.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
 import jmespath
 import requests
@@ -174,6 +175,12 @@ class _Call:
     form: dict[str, str] | None
     headers: dict[str, str] | None
     station_id: str | None
+
+
+@functools.lru_cache(maxsize=4096)
+def _quote_plus(value: str, safe: str = "", encoding: str | None = None, errors: str | None = None) -> str:
+    """`quote_plus` remembered: a cycle sends the same window bounds and page size to every station."""
+    return quote_plus(value, safe, encoding, errors)
 
 
 def _path_of(url: str | None) -> str:
@@ -349,7 +356,7 @@ class HttpTransport:
         req.method = call.method.upper()
         url = call.url
         if call.params:
-            query = urlencode(call.params, doseq=True)
+            query = urlencode(call.params, doseq=True, quote_via=_quote_plus)
             url = f"{url}&{query}" if urlsplit(url).query else f"{url}?{query}"
         req.url = requote_uri(url)
         headers: CaseInsensitiveDict[str | bytes] = CaseInsensitiveDict(self.session.headers)
