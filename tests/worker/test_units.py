@@ -7,8 +7,12 @@ import logging
 import math
 import os
 import ssl
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import redis
@@ -23,7 +27,7 @@ from functions.sync_worker.health import check
 from functions.sync_worker.observability import WorkerTelemetry
 from functions.sync_worker.settings import ConfigError, load_settings
 from functions.sync_worker.signals import ReceivedSignal, unwrap_body
-from functions.sync_worker.source.base import Reading
+from functions.sync_worker.source.base import DEFAULT_ENDPOINT, Reading
 from functions.sync_worker.store import Lease, LeaseLost, StateStore
 from functions.sync_worker.transform import to_message
 from functions.sync_worker.uplink.profile import OutboundMessage
@@ -301,3 +305,57 @@ def test_the_cli_applies_c2c_log_level_to_the_worker_logger(no_c2c_env, monkeypa
         assert not stdlib_logger.isEnabledFor(logging.WARNING) and stdlib_logger.isEnabledFor(logging.ERROR)
     finally:
         logger.setLevel(before)
+
+
+@pytest.mark.integration
+def test_cursor_writes_of_concurrent_lanes_share_round_trips_and_each_lane_gets_its_own_answer(redis_server):
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    keys = StateKeys("c2c:group")
+    lease = Lease(client, keys, "w1", ttl_s=10)
+    assert lease.try_acquire()
+    store = StateStore(client, keys, lease)
+    client.script_flush()  # the first pipeline meets NOSCRIPT and loads the script
+    sizes: list[int] = []
+    flush = store._cursor_writes._flush
+
+    def counted(batch: list[Any]) -> None:
+        sizes.append(len(batch))  # each round trip's size
+        flush(batch)
+
+    store._cursor_writes._flush = counted  # type: ignore[method-assign]  # records each round trip's size
+    start = threading.Barrier(16)
+
+    def lane(i: int) -> None:
+        start.wait()
+        for minute in range(10):
+            store.advance_cursor(
+                f"site-{i}", TS.replace(minute=minute), published_through=TS.replace(minute=minute + 1)
+            )
+
+    before = client.info("stats")["total_commands_processed"]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lane, range(16)))
+    commands = client.info("stats")["total_commands_processed"] - before
+    assert client.hgetall(keys.cursors) == {f"site-{i}": "2024-06-01T12:09:00.000000Z" for i in range(16)}
+    assert all(
+        v == "2024-06-01T12:10:00.000000Z" for v in client.hgetall(keys.published_through(DEFAULT_ENDPOINT)).values()
+    )
+    assert commands >= 160, "every write still runs its own fenced script"
+    assert sum(sizes) == 160 and max(sizes) > 1 and len(sizes) < 160, sizes
+    # A lost lease: every lane's next write is refused on its own, none hangs.
+    client.delete(keys.lease)
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(
+            pool.map(lambda i: _raises(lambda: store.advance_cursor(f"site-{i}", TS.replace(hour=13))), range(4))
+        )
+    assert outcomes == [LeaseLost] * 4
+    assert client.hget(keys.cursors, "site-0") == "2024-06-01T12:09:00.000000Z"
+    lease.release()
+
+
+def _raises(call: Callable[[], object]) -> type[BaseException] | None:
+    try:
+        call()
+    except BaseException as exc:
+        return type(exc)
+    return None
