@@ -103,9 +103,11 @@ synth: install
 cost: synth
 	@$(PY) -m c2c_sync cost --env $(ENV) $(COST_ARGS)
 
-## test: the whole suite (unit, infra, integration, reliability).
+## test: the whole suite (unit, infra, integration, reliability), on two pytest-xdist workers: most
+## integration tests wait on processes and sockets, so two workers keep both cores busy. loadfile keeps
+## a module's tests on one worker (module fixtures start once; a test's order within its file holds).
 test: install services
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 ## deploy: `c2c-sync preflight` (endpoints, secrets, account/region, Docker arm64, alarm subscribers,
 ## asset-repository scan on push), then cdk deploy every stack of ENV (AWS credentials and Docker needed).

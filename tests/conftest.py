@@ -67,22 +67,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    _group_for_xdist(items)
     if not config.getoption("--fast"):
         return
     slow = [item for item in items if _is_slow(item)]
     if slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = [item for item in items if not _is_slow(item)]
-
-
-def _group_for_xdist(items: list[pytest.Item]) -> None:
-    """With `pytest -n N --dist loadgroup` (make test), each module's tests stay on one xdist worker, so
-    module fixtures (a worker process, a simulator, a fleet) start once; every infra test shares one
-    worker, so the CDK app is synthesized once per run, not once per worker."""
-    for item in items:
-        group = "infra" if item.get_closest_marker("infra") else item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
