@@ -100,7 +100,14 @@ class StationDirectory:
             except Exception:
                 if self._cached is None:
                     raise
-                logger.warning("station list refresh failed; using the cached list", exc_info=True)
+                # A refused refresh (a vendor's daily list quota spent) must not be asked again every
+                # cycle, spending a refused call each time: the cached list stands for another TTL.
+                self._fetched_at = time.monotonic()
+                logger.warning(
+                    "station list refresh failed; using the cached list until the next refresh",
+                    extra={"retry_in_s": self._ttl_s},
+                    exc_info=True,
+                )
             else:
                 self._cached = [s for s in listed if self._allowed is None or s.station_id in self._allowed]
                 self._fetched_at = time.monotonic()
