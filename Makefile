@@ -53,13 +53,14 @@ services:
 ## worker image, arm64 or x86_64), functions/trigger/requirements.lock (the Lambda: ARM64) and
 ## bench/requirements.lock (the WAN bench's extras, within the dev venv's pins). Pins
 ## already in a lock are kept; `make lock UPGRADE=1` moves every one to the newest allowed.
-LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version $(PYTHON_VERSION) \
+UV_COMPILE := $(VENV)/bin/uv pip compile --quiet --generate-hashes \
 	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+LOCK := $(UV_COMPILE) --python-version $(PYTHON_VERSION)
 lock: $(VENV)/.installed
 	$(LOCK) --universal requirements-dev.txt -o requirements-dev.lock
 	$(LOCK) --universal functions/sync_worker/requirements.txt -o functions/sync_worker/requirements.lock
-	$(LOCK) --python-version $(LAMBDA_PYTHON_VERSION) --python-platform aarch64-manylinux2014 functions/trigger/requirements.txt \
-	  -o functions/trigger/requirements.lock
+	$(UV_COMPILE) --python-version $(LAMBDA_PYTHON_VERSION) --python-platform aarch64-manylinux2014 \
+	  functions/trigger/requirements.txt -o functions/trigger/requirements.lock
 	$(LOCK) --universal bench/requirements.txt -c requirements-dev.lock -o bench/requirements.lock
 	$(LOCK) --universal requirements-checkov.txt -o requirements-checkov.lock
 
