@@ -64,6 +64,27 @@ class Paginator:
             return req.with_param(self.cfg.offset_param, self.cfg.start, self.cfg.start)
         return req
 
+    def remaining(self, first: PageRequest, body: Any, items: int) -> list[PageRequest] | None:
+        """Every request after the first page, when the first answer says how many there are (page
+        numbers with a page count, offsets with a total): those pages can be asked for at once.
+        None when the end is only found page by page (no total, a cursor, a link).
+
+        Offsets step by the first page's item count, not the size asked for: a vendor that caps its
+        page size below ours must not have stations skipped between our offsets.
+        """
+        cfg = self.cfg
+        if isinstance(cfg, PageNumberPagination) and self._total_pages is not None:
+            param, start, total, step = cfg.page_param, cfg.start, self._total_pages(body), 1
+        elif isinstance(cfg, OffsetPagination) and self._total is not None:
+            param, start, total, step = cfg.offset_param, cfg.start, self._total(body), items
+        else:
+            return None
+        if not isinstance(total, int) or isinstance(total, bool):
+            return None  # no usable total in this answer: find the end page by page
+        if items == 0:
+            return []
+        return [first.with_param(param, p, p) for p in range(first.page + step, start + total, step)]
+
     def next(
         self, req: PageRequest, body: Any, resp: requests.Response, items: int, page_size: int
     ) -> PageRequest | None:
