@@ -7,7 +7,6 @@ from typing import Any, cast
 
 import pytest
 
-from functions.sync_worker import worker as worker_module
 from functions.sync_worker.source.base import Station
 from functions.sync_worker.worker import StationDirectory
 
@@ -32,7 +31,7 @@ class ListingSource:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     now = [1000.0]
-    monkeypatch.setattr(worker_module.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr("functions.sync_worker.worker.time.monotonic", lambda: now[0])
     return now
 
 
