@@ -126,6 +126,14 @@ def test_without_a_total_the_pages_are_read_one_after_the_other():
     assert vendor.max_in_flight == 1
 
 
+def test_a_vendor_that_throttles_bursts_can_keep_its_known_pages_one_at_a_time():
+    vendor = _Vendor(stations=95)
+    with listing(vendor, PAGE_NUMBERS, concurrent_pages=False) as source:
+        assert [s.station_id for s in source.list_stations()] == _ids(95)
+    assert vendor.requests == list(range(1, 11))
+    assert vendor.max_in_flight == 1
+
+
 def test_max_pages_still_bounds_a_listing_whose_total_is_known():
     vendor = _Vendor(stations=95)
     with listing(vendor, PAGE_NUMBERS, max_pages=5) as source, pytest.raises(PermanentError, match="5 pages"):

@@ -319,6 +319,9 @@ class StationsEndpoint(_Strict):
     name: JmesPath | None = "name"
     attributes: dict[str, JmesPath] = Field(default_factory=dict)
     max_pages: int = Field(10_000, ge=1)
+    #: Ask for the pages after the first at once when the first says how many there are. Off for a
+    #: vendor that throttles a burst of calls to one interface (its list is read page by page).
+    concurrent_pages: bool = True
 
     @field_validator("path", "params", "headers", "body")
     @classmethod

@@ -222,7 +222,8 @@ class HttpJsonSource:
         if rest is not None:
             if 1 + len(rest) > cfg.max_pages:
                 raise PermanentError(f"station list did not end after {cfg.max_pages} pages")
-            for page_body, _ in self._call_all(rest):
+            answers = self._call_all(rest) if cfg.concurrent_pages else (self._call(req) for req in rest)
+            for page_body, _ in answers:
                 self._add_stations(page_body, stations, seen)
             return stations
         pages = 1
