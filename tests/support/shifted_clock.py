@@ -24,6 +24,10 @@ def main() -> None:
     offset_s, module = float(sys.argv[1]), sys.argv[2]
     sys.argv = [module, *sys.argv[3:]]
     with time_machine.travel(time.time() + offset_s, tick=True):
+        # A ticking traveller starts its clock at the first reading, not on entry: without this one
+        # the worker's clock would stand still while its modules import (a second or more on a busy
+        # machine) and run that much behind the mock's for the whole run.
+        time.time()
         runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
