@@ -518,6 +518,11 @@ class SourceConfig(_Strict):
     api_key_secret: SecretName | None = None
     #: Optional subset of stations; default is every station the vendor lists.
     stations: list[StationId] | None = Field(default=None, min_length=1)
+    #: How long the worker keeps the vendor's station list before reading it again (the worker's
+    #: default, 900 s, when unset). Every read costs ceil(stations / page size) calls, and some
+    #: vendors budget those per day: SolarEdge counts them against the account's 300 calls a day,
+    #: FusionSolar allows its plant list ceil(P / 100) + 24 calls a day.
+    station_list_ttl_s: float | None = Field(default=None, ge=60, le=604_800)
 
     @property
     def named_secrets(self) -> dict[str, str]:

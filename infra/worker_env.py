@@ -95,6 +95,8 @@ def worker_environment(config: EnvironmentConfig) -> dict[str, str]:
         env["C2C_SIGNAL_URL"] = "redis"
     if config.source.stations:
         env["C2C_STATIONS"] = ",".join(config.source.stations)
+    if config.source.station_list_ttl_s is not None:
+        env["C2C_STATION_LIST_TTL_S"] = f"{config.source.station_list_ttl_s:g}"
     return env
 
 

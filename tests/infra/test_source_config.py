@@ -109,3 +109,13 @@ def test_a_shipped_vendor_synthesizes_with_its_secrets_as_ecs_secrets_only(tmp_p
     plain = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert plain["C2C_SOURCE_CONFIG"] == vendor and plain["C2C_SOURCE_URL"] == source["base_url"]
     assert not any(name.startswith("C2C_SOURCE_") and name in plain for name in secrets)
+
+
+def test_the_station_list_ttl_reaches_the_worker_and_a_bad_one_is_named(tmp_path):
+    write_env(tmp_path, "ttl", source={"vendor": "solaredge", "station_list_ttl_s": 10800})
+    config = load_environment("ttl", tmp_path)
+    assert worker_environment(config)["C2C_STATION_LIST_TTL_S"] == "10800"
+    assert "C2C_STATION_LIST_TTL_S" not in worker_environment(load_environment("dev"))  # the worker's default
+    write_env(tmp_path, "short", source={"vendor": "solaredge", "station_list_ttl_s": 5})
+    with pytest.raises(ConfigError, match=r"source.station_list_ttl_s"):
+        load_environment("short", tmp_path)
