@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
+from functions.sync_worker.source.http_message import Headers
 from functions.sync_worker.source.http_pool import KeepAlivePool
 
 pytestmark = pytest.mark.integration
@@ -85,7 +86,7 @@ def test_keeps_connections_alive_and_replaces_one_the_server_closed_while_idle()
     pool = KeepAlivePool(size=4, connect_timeout_s=2, read_timeout_s=2)
     # The second answer says keep-alive but the server closes the socket behind it.
     with serve(lambda h, s: _json(h, {"n": len(s.seen)}, close=len(s.seen) == 2)) as server:
-        answers = [json.loads(pool.send("GET", url(server, f"/r{i}"), None, {}).content) for i in range(4)]
+        answers = [json.loads(pool.send("GET", url(server, f"/r{i}"), None, Headers()).content) for i in range(4)]
         time.sleep(0.1)
     assert [a["n"] for a in answers] == [1, 2, 3, 4]
     assert server.connections == 2, "one connection reused, one fresh after the server closed the first"
@@ -100,7 +101,9 @@ def test_bounds_connections_per_origin_and_blocks_instead_of_opening_more():
         _json(handler, {})
 
     with serve(slow) as server, ThreadPoolExecutor(8) as lanes:
-        statuses = list(lanes.map(lambda i: pool.send("GET", url(server, f"/{i}"), None, {}).status, range(8)))
+        statuses = list(
+            lanes.map(lambda i: pool.send("GET", url(server, f"/{i}"), None, Headers()).status_code, range(8))
+        )
     assert statuses == [200] * 8
     assert server.connections == 2
     pool.close()
@@ -109,7 +112,7 @@ def test_bounds_connections_per_origin_and_blocks_instead_of_opening_more():
 def test_decodes_gzip_bodies():
     pool = KeepAlivePool(size=1, connect_timeout_s=2, read_timeout_s=2)
     with serve(lambda h, s: _json(h, {"soc": 55.5}, gzipped=True)) as server:
-        answer = pool.send("GET", url(server), None, {"Accept-Encoding": "gzip, deflate"})
+        answer = pool.send("GET", url(server), None, Headers({"Accept-Encoding": "gzip, deflate"}))
     assert json.loads(answer.content) == {"soc": 55.5}
     pool.close()
 
@@ -126,8 +129,8 @@ def test_follows_a_redirect_after_post_as_get_and_drops_credentials_on_another_h
 
         with serve(redirect) as first:
             headers = {"Authorization": "Bearer s3cret", "X-Trace": "t1", "Content-Type": "application/json"}
-            answer = pool.send("POST", url(first, "/start"), b'{"a": 1}', headers)
-    assert answer.status == 200 and answer.url == url(other, "/landed?x=1")
+            answer = pool.send("POST", url(first, "/start"), b'{"a": 1}', Headers(headers))
+    assert answer.status_code == 200 and answer.url == url(other, "/landed?x=1")
     assert first.seen[0][0] == "POST" and first.seen[0][2]["Authorization"] == "Bearer s3cret"
     method, path, sent, body = other.seen[0]
     assert (method, path, body) == ("GET", "/landed?x=1", b"")
@@ -143,8 +146,8 @@ def test_failures_are_requests_exceptions():
         _json(handler, {})
 
     with serve(late) as server, pytest.raises(requests.ReadTimeout):
-        pool.send("GET", url(server), None, {})
+        pool.send("GET", url(server), None, Headers())
     closed_port = server.server_address[1]
     with pytest.raises(requests.ConnectionError):
-        pool.send("GET", f"http://127.0.0.1:{closed_port}/", None, {})
+        pool.send("GET", f"http://127.0.0.1:{closed_port}/", None, Headers())
     pool.close()

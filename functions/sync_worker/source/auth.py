@@ -1,6 +1,8 @@
-"""Vendor credentials as `requests` auth objects: API key (header or query parameter), static
-bearer, OAuth2 client credentials, and a session login whose token comes back in a header, a cookie
-or the body.
+"""Vendor credentials: API key (header or query parameter), static bearer, OAuth2 client
+credentials, and a session login whose token comes back in a header, a cookie or the body.
+
+Each signs a `VendorRequest` (the direct path's own request, or a `requests.PreparedRequest` seen
+through `PreparedView` when the object is a `requests` auth hook on the session path).
 
 Each can `refresh()` after the vendor answered 401/403: the OAuth2 one fetches a new token (once,
 however many threads saw the 401 at the same time); the static ones re-read their secret, which
@@ -13,7 +15,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import jmespath
 import requests
@@ -28,6 +30,7 @@ from functions.sync_worker.source.config import (
     SessionLogin,
     required_secrets,
 )
+from functions.sync_worker.source.http_message import PreparedView, VendorRequest
 
 #: Secrets as a mapping, or a function that (re)reads one by name, e.g. from Secrets Manager.
 SecretSource = Mapping[str, str] | Callable[[str], str]
@@ -43,11 +46,27 @@ def read_secret(source: SecretSource, name: str) -> str:
     return value
 
 
+def with_query_param(url: str, name: str, value: str) -> str:
+    """`url` with one more query parameter, form-encoded as `requests` encodes `params`."""
+    base, hash_, fragment = url.partition("#")
+    pair = urlencode({name: value})
+    return f"{base}{'&' if '?' in base else '?'}{pair}{hash_}{fragment}"
+
+
 class VendorAuth(AuthBase, ABC):
     """Adds credentials to each request; `refresh(sent)` renews them after a 401/403."""
 
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        """As a `requests` auth hook (the session path)."""
+        self.sign(PreparedView(request))
+        return request
+
     @abstractmethod
-    def credential_of(self, request: requests.PreparedRequest) -> str | None:
+    def sign(self, request: VendorRequest) -> None:
+        """Put the current credential on the request."""
+
+    @abstractmethod
+    def credential_of(self, request: VendorRequest) -> str | None:
         """The credential a sent request carried, so concurrent refreshes happen once."""
 
     @abstractmethod
@@ -63,13 +82,11 @@ class HeaderSecretAuth(VendorAuth):
         self._lock = threading.Lock()
         self._value = read_secret(secrets, secret_name)
 
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers[self._header] = self._prefix + self._value
-        return request
+    def sign(self, request: VendorRequest) -> None:
+        request.set_header(self._header, self._prefix + self._value)
 
-    def credential_of(self, request: requests.PreparedRequest) -> str | None:
-        value = request.headers.get(self._header)
-        return value.decode() if isinstance(value, bytes) else value
+    def credential_of(self, request: VendorRequest) -> str | None:
+        return request.header(self._header)
 
     def refresh(self, failed_credential: str | None) -> bool:
         with self._lock:
@@ -92,12 +109,11 @@ class QuerySecretAuth(VendorAuth):
         self._lock = threading.Lock()
         self._value = read_secret(secrets, secret_name)
 
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.prepare_url(request.url or "", {self._param: self._value})
-        return request
+    def sign(self, request: VendorRequest) -> None:
+        request.url = with_query_param(request.url, self._param, self._value)
 
-    def credential_of(self, request: requests.PreparedRequest) -> str | None:
-        values = parse_qs(urlsplit(request.url or "").query).get(self._param)
+    def credential_of(self, request: VendorRequest) -> str | None:
+        values = parse_qs(urlsplit(request.url).query).get(self._param)
         return values[-1] if values else None
 
     def refresh(self, failed_credential: str | None) -> bool:
@@ -110,12 +126,6 @@ class QuerySecretAuth(VendorAuth):
                     self._value = fresh
                     return True
             return False
-
-
-def _header(request: requests.PreparedRequest, name: str) -> str | None:
-    """A request header as text (requests allows bytes values)."""
-    value = request.headers.get(name)
-    return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
 class SessionLoginAuth(VendorAuth):
@@ -196,23 +206,22 @@ class SessionLoginAuth(VendorAuth):
                 self._login()
             return self._token  # type: ignore[return-value]  # set by _login or it raised
 
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+    def sign(self, request: VendorRequest) -> None:
         token = self.current_token()
         send = self._cfg.send
         if send.send_as == "header":
-            request.headers[send.name] = send.prefix + token
+            request.set_header(send.name, send.prefix + token)
         else:
             cookie = f"{send.name}={send.prefix}{token}"
-            existing = _header(request, "Cookie")
-            request.headers["Cookie"] = f"{existing}; {cookie}" if existing else cookie
-        return request
+            existing = request.header("Cookie")
+            request.set_header("Cookie", f"{existing}; {cookie}" if existing else cookie)
 
-    def credential_of(self, request: requests.PreparedRequest) -> str | None:
+    def credential_of(self, request: VendorRequest) -> str | None:
         send = self._cfg.send
         if send.send_as == "header":
-            value = _header(request, send.name)
+            value = request.header(send.name)
             return value[len(send.prefix) :] if value else None
-        for part in (_header(request, "Cookie") or "").split(";"):
+        for part in (request.header("Cookie") or "").split(";"):
             name, _, value = part.strip().partition("=")
             if name == send.name:
                 return value[len(send.prefix) :]
@@ -289,13 +298,11 @@ class OAuth2ClientCredentialsAuth(VendorAuth):
                 raise TransientError("token endpoint gave no token")
             return token
 
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self.current_token()}"
-        return request
+    def sign(self, request: VendorRequest) -> None:
+        request.set_header("Authorization", f"Bearer {self.current_token()}")
 
-    def credential_of(self, request: requests.PreparedRequest) -> str | None:
-        header = request.headers.get("Authorization", "")
-        text = header.decode() if isinstance(header, bytes) else header
+    def credential_of(self, request: VendorRequest) -> str | None:
+        text = request.header("Authorization") or ""
         return text[7:] if text.startswith("Bearer ") else None
 
     def refresh(self, failed_credential: str | None) -> bool:

@@ -11,8 +11,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urljoin
 
-import requests
-
 from functions.sync_worker.source.config import (
     CursorPagination,
     LinkPagination,
@@ -21,6 +19,7 @@ from functions.sync_worker.source.config import (
     PageNumberPagination,
     PaginationConfig,
 )
+from functions.sync_worker.source.http_message import VendorResponse
 from functions.sync_worker.source.mapping import compile_path
 
 
@@ -85,9 +84,7 @@ class Paginator:
             return []
         return [first.with_param(param, p, p) for p in range(first.page + step, start + total, step)]
 
-    def next(
-        self, req: PageRequest, body: Any, resp: requests.Response, items: int, page_size: int
-    ) -> PageRequest | None:
+    def next(self, req: PageRequest, body: Any, resp: VendorResponse, items: int, page_size: int) -> PageRequest | None:
         cfg = self.cfg
         if isinstance(cfg, NoPagination):
             return None

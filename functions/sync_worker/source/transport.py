@@ -13,22 +13,27 @@ Every message that leaves here is redacted: no secret value (API key, password, 
 reaches a log line, an error or a metric. Retries are tenacity's (exponential backoff with jitter);
 the pool is sized to the worker's concurrency and blocks rather than opening throwaway connections.
 
-Vendor calls go to kept-alive `http.client` connections (http_pool.py) rather than through
+Vendor calls go to kept-alive connections of our own (http_pool.py) rather than through
 `requests.Session.request`: the session's per-call work (merging settings and cookies, hooks,
-re-encoding parameters through runtime protocol checks) and urllib3's under it were measured at over
-half of the worker's CPU per station (bench/cpu_bench.py, bench/http_clients_bench.py). The
-request is still a `requests.PreparedRequest` with the session's headers and cookie jar, signed by
-the same `requests` auth objects, and the answer a `requests.Response`, so auth, pagination and
-error rules see what they saw before. A vendor config with `trust_env` (proxies, .netrc, CA bundles
-from the environment) keeps the session path, where those apply.
+re-encoding parameters through runtime protocol checks), urllib3's under it, and then building a
+`requests.PreparedRequest`/`requests.Response` around `http.client` were measured at well over half
+of the worker's CPU per station (bench/cpu_bench.py, bench/http_clients_bench.py). The request is
+built as the session would build it (its headers as a template, its cookie jar, the same body
+encodings), signed by the same auth objects through the small `VendorRequest` protocol, and the
+answer is a `VendorResponse` (http_message.py), so auth, pagination and error rules see what they
+saw before. A vendor config with `trust_env` (proxies, .netrc, CA bundles from the environment)
+keeps the session path, where those apply.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
+import re
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -39,9 +44,8 @@ import jmespath
 import requests
 from jmespath.exceptions import JMESPathError
 from requests.adapters import HTTPAdapter
-from requests.cookies import extract_cookies_to_jar
-from requests.structures import CaseInsensitiveDict
-from requests.utils import get_encoding_from_headers, requote_uri
+from requests.exceptions import InvalidJSONError
+from requests.utils import requote_uri
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_exponential_jitter
 
@@ -51,7 +55,13 @@ from functions.sync_worker.ratelimit import TokenBucket
 from functions.sync_worker.source.auth import VendorAuth
 from functions.sync_worker.source.concurrency import AdaptiveConcurrency
 from functions.sync_worker.source.config import ErrorRule, HttpConfig
-from functions.sync_worker.source.http_pool import ACCEPT_ENCODING, KeepAlivePool, cookie_source
+from functions.sync_worker.source.cookies import cookie_header, extract_cookies
+from functions.sync_worker.source.http_message import Headers, OutgoingRequest, VendorResponse
+from functions.sync_worker.source.http_pool import ACCEPT_ENCODING, KeepAlivePool
+
+#: A URL that `requote_uri` would leave as it is: only characters a URL may carry unquoted, no `%`
+#: (the base URL and path templates, path values quoted by `_quoted`); anything else is re-quoted.
+_PLAIN_URL = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]*")
 
 
 @dataclass
@@ -188,6 +198,18 @@ def _path_of(url: str | None) -> str:
     return urlsplit(url or "")._replace(query="", fragment="").geturl()
 
 
+class _FirstFailure:
+    """The first attempt's retryable failure, replayed as tenacity's first attempt."""
+
+    def __init__(self, failure: TransientError, started: float) -> None:
+        self.failure: TransientError | None = failure
+        self.started = started
+
+    def take(self) -> TransientError | None:
+        failure, self.failure = self.failure, None
+        return failure
+
+
 class _AuthRejected(AuthError):
     """401/403 from the vendor, carrying the credential that was refused."""
 
@@ -214,7 +236,10 @@ class HttpTransport:
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size), pool_block=True, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        # The direct path: kept-alive `http.client` connections, sized and blocking like the adapter.
+        # The direct path: kept-alive connections of our own, sized and blocking like the adapter,
+        # and the session's headers as one template copied per call (nothing changes them later).
+        self._headers = Headers(self.session.headers.items())
+        self._headers["Accept-Encoding"] = ACCEPT_ENCODING
         self._pool = KeepAlivePool(
             size=pool_size, connect_timeout_s=cfg.connect_timeout_s, read_timeout_s=cfg.read_timeout_s
         )
@@ -228,6 +253,7 @@ class HttpTransport:
             wait=wait_exponential_jitter(
                 multiplier=retries.backoff_initial_s, max=retries.backoff_max_s, jitter=retries.jitter_s
             ),
+            before=self._from_first_attempt,
             before_sleep=self._before_sleep,
             reraise=True,
         )
@@ -247,7 +273,7 @@ class HttpTransport:
 
     def get_json(
         self, url: str, params: dict[str, str] | None = None, *, station_id: str | None = None
-    ) -> tuple[Any, requests.Response]:
+    ) -> tuple[Any, VendorResponse]:
         return self.request_json("GET", url, params, station_id=station_id)
 
     def request_json(
@@ -260,13 +286,13 @@ class HttpTransport:
         form: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         station_id: str | None = None,
-    ) -> tuple[Any, requests.Response]:
+    ) -> tuple[Any, VendorResponse]:
         """One vendor call, its JSON decoded, retried per config; raises only `SyncError`
         subclasses, with every secret redacted from their messages."""
         call = _Call(method, url, params, json_body, form, headers, station_id)
         try:
             try:
-                return self._retrying(self._attempt, call)
+                return self._with_retries(call)
             except _AuthRejected as first:
                 if self.auth is None:
                     raise AuthError(str(first), station_id=station_id) from first
@@ -274,7 +300,7 @@ class HttpTransport:
                 if not self.auth.refresh(first.credential):
                     raise AuthError(f"{first} (credentials could not be renewed)", station_id=station_id) from first
                 try:
-                    return self._retrying(self._attempt, call)
+                    return self._with_retries(call)
                 except _AuthRejected as second:
                     raise AuthError(f"{second} (after renewing credentials)", station_id=station_id) from second
         except SyncError as exc:
@@ -283,7 +309,32 @@ class HttpTransport:
                 exc.args = (redacted,)
             raise
 
-    def _attempt(self, call: _Call) -> tuple[Any, requests.Response]:
+    def _with_retries(self, call: _Call) -> tuple[Any, VendorResponse]:
+        """The first attempt runs on its own: tenacity's bookkeeping per call (its state objects,
+        action lists, thread-local statistics) was a sixth of the vendor call's CPU, for a retry
+        that almost no call needs. A retryable failure hands over to tenacity, which sees that
+        attempt as its first (same stop, wait and before-sleep, elapsed time counted from it)."""
+        started = time.monotonic()
+        try:
+            return self._attempt(call)
+        except TransientError as exc:
+            return self._retrying(self._attempt_again, call, _FirstFailure(exc, started))
+
+    def _attempt_again(self, call: _Call, first: _FirstFailure) -> tuple[Any, VendorResponse]:
+        failure = first.take()
+        if failure is not None:
+            raise failure
+        return self._attempt(call)
+
+    @staticmethod
+    def _from_first_attempt(state: RetryCallState) -> None:
+        """Tenacity's clock starts when the first attempt did, not when tenacity took over."""
+        if state.attempt_number == 1:
+            first = state.args[1]
+            if isinstance(first, _FirstFailure):
+                state.start_time = first.started
+
+    def _attempt(self, call: _Call) -> tuple[Any, VendorResponse]:
         station_id = call.station_id
         if self.rate_limiter is not None:
             waited = self.rate_limiter.acquire()
@@ -303,7 +354,7 @@ class HttpTransport:
         body: Any = None
         decoded = False
         if status != 204 and resp.content:
-            with contextlib.suppress(ValueError):  # requests' JSONDecodeError is a ValueError
+            with contextlib.suppress(ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
                 body, decoded = resp.json(), True
         try:
             self._apply_rules(status, body, resp, station_id)
@@ -329,69 +380,75 @@ class HttpTransport:
                 f"vendor throttled (429), Retry-After={retry_after}", retry_after_s=retry_after, station_id=station_id
             )
         if status in (401, 403):
-            credential = self.auth.credential_of(resp.request) if self.auth is not None else None
-            raise _AuthRejected(f"vendor refused credentials: HTTP {status} {detail}", credential, station_id)
+            what = f"vendor refused credentials: HTTP {status} {detail}"
+            raise _AuthRejected(what, self._credential(resp), station_id)
         if status >= 500:
             raise TransientError(f"vendor error HTTP {status}: {detail}", station_id=station_id)
         raise PermanentError(f"vendor answered HTTP {status} for {_path_of(resp.url)}: {detail}", station_id=station_id)
 
-    def _send_via_session(self, call: _Call) -> requests.Response:
+    def _send_via_session(self, call: _Call) -> VendorResponse:
         """The `requests` session path: environment proxies, .netrc and CA bundles apply."""
-        return self.session.request(
-            call.method,
-            call.url,
-            params=call.params,
-            json=call.json_body,
-            data=call.form,
-            headers=call.headers,
-            auth=self.auth,
-            timeout=self.timeout,
+        return VendorResponse.of(
+            self.session.request(
+                call.method,
+                call.url,
+                params=call.params,
+                json=call.json_body,
+                data=call.form,
+                headers=call.headers,
+                auth=self.auth,
+                timeout=self.timeout,
+            )
         )
 
-    def _send(self, call: _Call) -> requests.Response:
-        """The call prepared as the session would prepare it (its headers, cookie jar, body
-        encoding and auth, in that order) and sent on the kept-alive pool, which raises `requests`'
-        exceptions for `_attempt` to classify."""
-        req = requests.PreparedRequest()
-        req.method = call.method.upper()
-        url = call.url
+    def _send(self, call: _Call) -> VendorResponse:
+        """The call built as the session would build it (its headers, cookie jar, body encoding and
+        auth, in that order) and sent on the kept-alive pool, which raises `requests`' exceptions
+        for `_attempt` to classify."""
+        method = call.method.upper()
+        url = call.url if _PLAIN_URL.fullmatch(call.url) else requote_uri(call.url)
         if call.params:
+            # Every value is quoted here and nothing in the query is left to re-quote.
             query = urlencode(call.params, doseq=True, quote_via=_quote_plus)
-            url = f"{url}&{query}" if urlsplit(url).query else f"{url}?{query}"
-        req.url = requote_uri(url)
-        headers: CaseInsensitiveDict[str | bytes] = CaseInsensitiveDict(self.session.headers)
+            url = f"{url}&{query}" if "?" in url else f"{url}?{query}"
+        headers = self._headers.copy()
         if call.headers:
             for name, value in call.headers.items():
                 if value is None:
                     headers.pop(name, None)
                 else:
                     headers[name] = value
-        req.headers = headers
         jar = self.session.cookies
-        if len(jar):
-            req.prepare_cookies(jar)
-        req.prepare_body(call.form, None, call.json_body)
+        if len(jar) and "Cookie" not in headers:
+            cookie = cookie_header(jar, url, headers)
+            if cookie is not None:
+                headers["Cookie"] = cookie
+        body: bytes | None = None
+        if call.form:
+            body = urlencode(call.form, doseq=True).encode()
+            if "Content-Type" not in headers:
+                headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif call.json_body is not None:
+            try:
+                body = json.dumps(call.json_body, allow_nan=False).encode()
+            except ValueError as exc:
+                raise InvalidJSONError(f"the request body is not JSON: {exc}") from exc
+            if "Content-Type" not in headers:
+                headers["Content-Type"] = "application/json"
+        if body:
+            headers["Content-Length"] = str(len(body))
+        elif method not in ("GET", "HEAD") and "Content-Length" not in headers:
+            headers["Content-Length"] = "0"
+        request = OutgoingRequest(method, url, headers, body)
         if self.auth is not None:
-            req = self.auth(req)
-        wire = {k: v.decode("latin-1") if isinstance(v, bytes) else v for k, v in req.headers.items()}
-        wire["Accept-Encoding"] = ACCEPT_ENCODING
-        body = req.body
-        if body is not None and not isinstance(body, bytes | str):
-            raise TypeError("vendor calls send JSON or form bodies, never a stream")
-        answer = self._pool.send(req.method or "GET", req.url or "", body, wire)
-        resp = requests.Response()
-        resp.status_code = answer.status
-        resp.headers = answer.headers
-        resp.encoding = get_encoding_from_headers(answer.headers)
-        resp.reason = answer.reason
-        resp._content = answer.content
-        resp.request = req
-        resp.url = answer.url
-        if "set-cookie" in answer.headers:
-            extract_cookies_to_jar(jar, req, cookie_source(answer))
+            self.auth.sign(request)
+        resp = self._pool.send(method, request.url, body, headers)
+        resp.request = request
+        if resp.set_cookies:
+            extract_cookies(jar, request.url, resp.set_cookies)
         return resp
 
-    def _apply_rules(self, status: int, body: Any, resp: requests.Response, station_id: str | None) -> None:
+    def _apply_rules(self, status: int, body: Any, resp: VendorResponse, station_id: str | None) -> None:
         """The vendor's error rules, first match wins; raises the error class it names."""
         for compiled in self._rules:
             if not compiled.matches(status, body):
@@ -407,11 +464,16 @@ class HttpTransport:
                     station_id=station_id,
                 )
             if rule.error == "reauth":
-                credential = self.auth.credential_of(resp.request) if self.auth is not None else None
-                raise _AuthRejected(what, credential, station_id)
+                raise _AuthRejected(what, self._credential(resp), station_id)
             if rule.error == "permanent":
                 raise PermanentError(what, station_id=station_id)
             raise TransientError(what, station_id=station_id)
+
+    def _credential(self, resp: VendorResponse) -> str | None:
+        """The credential the refused request carried, so concurrent renewals happen once."""
+        if self.auth is None or resp.request is None:
+            return None
+        return self.auth.credential_of(resp.request)
 
     def close(self) -> None:
         _URLLIB3_LOGGER.removeFilter(self._log_filter)
