@@ -151,3 +151,100 @@ def test_failures_are_requests_exceptions():
     with pytest.raises(requests.ConnectionError):
         pool.send("GET", f"http://127.0.0.1:{closed_port}/", None, Headers())
     pool.close()
+
+
+def _raw(answer: bytes, *, close: bool = False) -> Callable[[BaseHTTPRequestHandler, _Server], None]:
+    """A handler that writes `answer` as it is: framing and header lines the test spells out."""
+
+    def handle(handler: BaseHTTPRequestHandler, server: _Server) -> None:
+        handler.wfile.write(answer)
+        handler.wfile.flush()
+        handler.close_connection = close
+
+    return handle
+
+
+def test_reads_a_chunked_answer_with_extensions_and_trailers_and_reuses_the_connection():
+    pool = KeepAlivePool(size=1, connect_timeout_s=2, read_timeout_s=2)
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'5;name=value\r\n{"a":\r\n3\r\n 1}\r\n0\r\nX-Checksum: abc\r\n\r\n'
+    )
+    with serve(_raw(chunked)) as server:
+        first = pool.send("GET", url(server, "/one"), None, Headers())
+        second = pool.send("GET", url(server, "/two"), None, Headers())
+    assert json.loads(first.content) == {"a": 1} and second.content == first.content
+    assert server.connections == 1, "the chunked body was read to its end: the connection carried the next call"
+    pool.close()
+
+
+def test_repeated_headers_are_joined_folded_ones_unfolded_and_each_set_cookie_kept():
+    pool = KeepAlivePool(size=1, connect_timeout_s=2, read_timeout_s=2)
+    answer = (
+        b"HTTP/1.1 200 OK\r\nX-Multi: a\r\nx-multi: b\r\nX-Folded: one\r\n\t two\r\n"
+        b"Set-Cookie: a=1; Path=/\r\nSet-Cookie: b=2; Expires=Wed, 09 Jun 2038 10:18:14 GMT\r\n"
+        b"Content-Length: 2\r\n\r\n{}"
+    )
+    with serve(_raw(answer)) as server:
+        got = pool.send("GET", url(server), None, Headers())
+    assert got.headers["X-MULTI"] == "a, b" and got.headers["x-folded"] == "one two"
+    assert got.set_cookies == ["a=1; Path=/", "b=2; Expires=Wed, 09 Jun 2038 10:18:14 GMT"]
+    pool.close()
+
+
+def test_skips_an_interim_answer_and_reads_a_body_delimited_by_the_close():
+    pool = KeepAlivePool(size=1, connect_timeout_s=2, read_timeout_s=2)
+    answer = b'HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\n\r\n{"until": "close"}'
+    with serve(_raw(answer, close=True)) as server:
+        got = [pool.send("GET", url(server, f"/{i}"), None, Headers()) for i in range(2)]
+    assert [(a.status_code, json.loads(a.content)) for a in got] == [(200, {"until": "close"})] * 2
+    assert server.connections == 2, "an answer delimited by the close leaves no connection to reuse"
+    pool.close()
+
+
+def test_an_http_1_0_answer_without_keep_alive_is_not_reused():
+    pool = KeepAlivePool(size=1, connect_timeout_s=2, read_timeout_s=2)
+    with serve(_raw(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}")) as server:
+        for i in range(2):
+            pool.send("GET", url(server, f"/{i}"), None, Headers())
+    assert server.connections == 2
+    pool.close()
+
+
+def test_a_body_shorter_than_its_content_length_is_a_connection_error():
+    pool = KeepAlivePool(size=1, connect_timeout_s=2, read_timeout_s=2)
+    answer = b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"cut": '
+    with serve(_raw(answer, close=True)) as server, pytest.raises(requests.ConnectionError, match="body ended"):
+        pool.send("GET", url(server), None, Headers())
+    pool.close()
+
+
+def test_a_header_value_with_a_line_break_is_refused_before_anything_is_sent():
+    pool = KeepAlivePool(size=1, connect_timeout_s=2, read_timeout_s=2)
+    smuggled = Headers({"X-Station": "S1\r\nX-Injected: 1"})
+    with serve(lambda h, s: _json(h, {})) as server, pytest.raises(requests.exceptions.InvalidHeader):
+        pool.send("GET", url(server), None, smuggled)
+    assert server.seen == []
+    pool.close()
+
+
+def test_a_301_on_a_get_is_followed_with_the_credentials_on_the_same_host():
+    pool = KeepAlivePool(size=1, connect_timeout_s=2, read_timeout_s=2)
+
+    def moved(handler: BaseHTTPRequestHandler, server: _Server) -> None:
+        if handler.path.startswith("/old"):
+            handler.send_response(301)
+            handler.send_header("Location", "/new?page=2")
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+        else:
+            _json(handler, {"moved": True})
+
+    with serve(moved) as server:
+        answer = pool.send("GET", url(server, "/old"), None, Headers({"Authorization": "Bearer s3cret"}))
+    assert json.loads(answer.content) == {"moved": True} and answer.url == url(server, "/new?page=2")
+    assert [(m, p, h.get("Authorization")) for m, p, h, _ in server.seen] == [
+        ("GET", "/old", "Bearer s3cret"),
+        ("GET", "/new?page=2", "Bearer s3cret"),
+    ]
+    pool.close()

@@ -100,6 +100,18 @@ def test_timeouts_are_transient_within_a_bounded_time(sim):
     assert _requests_for(sim, "site-00011") == 3
 
 
+def test_the_elapsed_time_limit_counts_from_the_first_attempt(sim):
+    # The first attempt runs before tenacity takes over; its time still counts. Each attempt waits
+    # out a 0.4 s read timeout: after the second (>= 0.85 s since the first began) the 0.6 s limit
+    # stops the call. Counted from the second attempt instead, a third would start.
+    sim.set_faults(timeout_s=5.0, stations={"site-00015": "timeout"})
+    retries = {**FAST_HTTP["retries"], "attempts": 10, "max_elapsed_s": 0.6}
+    source = make_source(sim, http={"read_timeout_s": 0.4, "retries": retries})
+    with pytest.raises(TransientError, match="timed out"):
+        source.fetch_readings(Station("site-00015"), *WINDOW, 10)
+    assert _requests_for(sim, "site-00015") == 2 and source.counters.retries == 1
+
+
 def test_malformed_json_is_transient_after_retries(sim):
     sim.set_faults(stations={"site-00012": "malformed"})
     source = make_source(sim)

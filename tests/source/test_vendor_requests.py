@@ -243,3 +243,73 @@ def test_persistent_throttling_costs_one_retry_after_per_cycle_not_one_per_stati
     assert record.stations_synced == 0 and record.stations_deferred + record.stations_failed == 40
     assert record.stations_deferred >= 40 - 4
     assert elapsed < 15, f"cycle took {elapsed:.1f}s"
+
+
+COOKIE_SESSION = {
+    **SESSION,
+    "token": {"from": "cookie", "name": "SESSIONID"},
+    "send": {"as": "cookie", "name": "SESSIONID"},
+}
+
+
+def test_a_session_token_from_a_login_cookie_goes_back_as_a_cookie_and_answers_renew_cookies(stub):
+    """The login answer's Set-Cookie fills the session's jar; each call sends the jar's cookies that
+    apply, and a cookie an answer sets (a load balancer's affinity) goes with the next call."""
+    tokens = iter(["tok-1", "tok-2"])
+
+    def login(request: StubRequest):
+        return 200, {"success": True}, {"Set-Cookie": f"SESSIONID={next(tokens)}; Path=/; HttpOnly"}
+
+    def data(request: StubRequest):
+        return 200, {"data": [{"time": T0.isoformat(), "power": 3.0}]}, {"Set-Cookie": "lb=node-7; Path=/"}
+
+    stub.route("POST", "/login", login)
+    stub.route("GET", "/sites/S1/data", data)
+    source = HttpJsonSource(
+        stub_config(auth=COOKIE_SESSION), base_url=stub.url, secrets={"user": "api-user", "password": "pa55word"}
+    )
+    window = (T0 - timedelta(hours=1), T0)
+    assert len(source.fetch_readings(Station("S1"), *window, 10)) == 1
+    assert len(source.fetch_readings(Station("S1"), *window, 10)) == 1
+    first, second = (dict(_cookies(c.headers["cookie"])) for c in stub.calls("/sites/S1/data"))
+    assert first == {"SESSIONID": "tok-1"}
+    assert second == {"SESSIONID": "tok-1", "lb": "node-7"}
+    assert len(stub.calls("/login")) == 1
+    source.close()
+
+
+def _cookies(header: str) -> list[tuple[str, str]]:
+    return [tuple(part.strip().split("=", 1)) for part in header.split(";")]  # type: ignore[misc]  # pairs
+
+
+def test_a_form_body_is_form_encoded_once_with_its_content_type(stub):
+    stub.route("POST", "/form", one_reading)
+    source = HttpJsonSource(
+        stub_config(path="/form", method="POST", params={}, body={"form": {"codes": "{station_id}", "n": "{limit}"}}),
+        base_url=stub.url,
+        secrets={"api_key": KEY},
+    )
+    assert len(source.fetch_readings(Station("NE=3&4 5"), T0 - timedelta(hours=1), T0, 10)) == 1
+    call = stub.calls("/form")[0]
+    assert call.body == b"codes=NE%3D3%264+5&n=10"
+    assert call.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert call.headers["content-length"] == str(len(call.body)) and call.headers["x-api-key"] == KEY
+    source.close()
+
+
+def test_the_station_list_follows_the_link_header(stub):
+    pages = {
+        "1": ([{"id": "S1"}, {"id": "S2"}], {"Link": '</sites?page=2>; rel="next", </sites?page=1>; rel="first"'}),
+        "2": ([{"id": "S3"}], {}),
+    }
+    stub.route(
+        "GET",
+        "/sites",
+        lambda r: (200, {"sites": pages[r.query.get("page", "1")][0]}, pages[r.query.get("page", "1")][1]),
+    )
+    config = stub_config().model_dump(mode="json", by_alias=True, exclude_none=True)
+    config["stations"]["pagination"] = {"type": "link"}
+    source = HttpJsonSource(VendorConfig.model_validate(config), base_url=stub.url, secrets={"api_key": KEY})
+    assert [s.station_id for s in source.list_stations()] == ["S1", "S2", "S3"]
+    assert [c.raw_query for c in stub.calls("/sites")] == ["", "page=2"]
+    source.close()

@@ -23,6 +23,7 @@ InvalidHeader, TooManyRedirects) so the transport classifies them as before.
 
 from __future__ import annotations
 
+import collections
 import functools
 import io
 import re
@@ -275,27 +276,48 @@ def _decode(content: bytes, encoding: str | None) -> bytes:
 
 
 class _HostPool:
-    """At most `size` connections to one origin; idle ones reused most recent first."""
+    """At most `size` connections to one origin; idle ones reused most recent first.
+
+    Taking and giving back an idle connection touches no lock (a deque's pop and append are atomic):
+    with 32 lanes, the lock around every call was where they queued. The lock guards the count of
+    open connections and the waiting; a lane that gives one back wakes a waiter only if one is
+    registered, and a waiter registers before it looks at the idle ones, so none sleeps past one.
+    """
 
     def __init__(self, origin: _Origin, size: int, timeouts: tuple[float, float], tls: ssl.SSLContext) -> None:
         self._origin, self._size, self._timeouts, self._tls = origin, size, timeouts, tls
-        self._idle: list[_Connection] = []
+        self._idle: collections.deque[_Connection] = collections.deque()
         self._open = 0
-        self._cond = threading.Condition()
+        self._waiting = 0
+        self._cond = threading.Condition(threading.Lock())
 
     def acquire(self) -> _Connection:
+        while True:
+            try:
+                conn = self._idle.pop()
+            except IndexError:
+                break
+            if not conn.dropped():
+                return conn
+            conn.close()
+            self._discard()
         with self._cond:
-            while True:
-                while self._idle:
-                    conn = self._idle.pop()
-                    if not conn.dropped():
-                        return conn
-                    conn.close()
-                    self._open -= 1
-                if self._open < self._size:
-                    self._open += 1
-                    break
-                self._cond.wait()
+            self._waiting += 1
+            try:
+                while True:
+                    if self._idle:
+                        conn = self._idle.pop()
+                        if not conn.dropped():
+                            return conn
+                        conn.close()
+                        self._open -= 1
+                        continue
+                    if self._open < self._size:
+                        self._open += 1
+                        break
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
         try:
             return self._connect()
         except BaseException:
@@ -329,9 +351,10 @@ class _HostPool:
             conn.close()
             self._discard()
             return
-        with self._cond:
-            self._idle.append(conn)
-            self._cond.notify()
+        self._idle.append(conn)
+        if self._waiting:
+            with self._cond:
+                self._cond.notify()
 
     def _discard(self) -> None:
         with self._cond:
@@ -340,10 +363,9 @@ class _HostPool:
 
     def close(self) -> None:
         with self._cond:
-            for conn in self._idle:
-                conn.close()
-            self._open -= len(self._idle)
-            self._idle.clear()
+            while self._idle:
+                self._idle.pop().close()
+                self._open -= 1
 
 
 class KeepAlivePool:

@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from http.cookiejar import CookieJar
 from typing import Any
 from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
@@ -191,6 +192,20 @@ class _Call:
 def _quote_plus(value: str, safe: str = "", encoding: str | None = None, errors: str | None = None) -> str:
     """`quote_plus` remembered: a cycle sends the same window bounds and page size to every station."""
     return quote_plus(value, safe, encoding, errors)
+
+
+@functools.lru_cache(maxsize=1024)
+def _query(params: tuple[tuple[str, str], ...]) -> str:
+    """A query string remembered: most calls of a cycle differ only in the path (the station)."""
+    return urlencode(params, doseq=True, quote_via=_quote_plus)
+
+
+def _may_hold_cookies(jar: CookieJar) -> bool:
+    """False when the jar is surely empty, without `len(jar)`, which walks every cookie under the
+    jar's lock on each call. The jar's domain table is the standard library's since Python 2; if
+    it ever goes, counting is still right."""
+    table = getattr(jar, "_cookies", None)
+    return bool(table) if isinstance(table, dict) else len(jar) > 0
 
 
 def _path_of(url: str | None) -> str:
@@ -409,7 +424,7 @@ class HttpTransport:
         url = call.url if _PLAIN_URL.fullmatch(call.url) else requote_uri(call.url)
         if call.params:
             # Every value is quoted here and nothing in the query is left to re-quote.
-            query = urlencode(call.params, doseq=True, quote_via=_quote_plus)
+            query = _query(tuple(call.params.items()))
             url = f"{url}&{query}" if "?" in url else f"{url}?{query}"
         headers = self._headers.copy()
         if call.headers:
@@ -419,7 +434,7 @@ class HttpTransport:
                 else:
                     headers[name] = value
         jar = self.session.cookies
-        if len(jar) and "Cookie" not in headers:
+        if _may_hold_cookies(jar) and "Cookie" not in headers:
             cookie = cookie_header(jar, url, headers)
             if cookie is not None:
                 headers["Cookie"] = cookie
