@@ -9,6 +9,10 @@ process, so its CPU is not counted), `--inflight` at a time: threads for the blo
 on one event loop for aiohttp and httpx's async client. The figure is process CPU seconds (user +
 system, all threads) per request, and its median of per-round ratios to `requests`.
 
+`c2c-pool` is the worker's own keep-alive pool (functions/sync_worker/source/http_pool.py) and
+`c2c-transport` the whole vendor call on it (`HttpTransport.request_json`: request built from the
+header template, API-key auth, error rules, JSON decoded, first attempt outside tenacity).
+
 `requests`, `urllib3` and `http.client` are in the worker's locks; aiohttp and httpx are not, so
 they are measured only when importable (`--extra-path` names a directory they were installed to
 with `pip install --target`, kept out of the worker's environment).
@@ -36,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 KEY = "sim-key"
 PARAMS = {"since": "2024-06-01T11:59:00Z", "until": "2024-06-01T12:00:00Z", "limit": "500"}
 HEADERS = {"X-Api-Key": KEY, "Accept": "application/json"}
-BLOCKING = ("requests", "urllib3", "http.client")
+BLOCKING = ("requests", "urllib3", "http.client", "c2c-pool", "c2c-transport")
 ASYNC = ("aiohttp", "httpx-async")
 
 
@@ -83,6 +87,31 @@ def run_blocking(name: str, base: str, paths: list[str], inflight: int) -> None:
             return lambda path: json.loads(
                 pool.request("GET", base + path, headers=HEADERS, retries=False, timeout=30).data
             )
+
+    elif name == "c2c-pool":
+        from functions.sync_worker.source.http_message import Headers
+        from functions.sync_worker.source.http_pool import KeepAlivePool
+
+        c2c_pool = KeepAlivePool(size=inflight, connect_timeout_s=5, read_timeout_s=30)
+        wire = Headers(HEADERS)
+
+        def make() -> Callable[[str], object]:
+            return lambda path: json.loads(c2c_pool.send("GET", base + path, None, wire).content)
+
+    elif name == "c2c-transport":
+        from functions.sync_worker.source.auth import HeaderSecretAuth
+        from functions.sync_worker.source.config import HttpConfig
+        from functions.sync_worker.source.transport import HttpTransport
+
+        transport = HttpTransport(HttpConfig(), pool_size=inflight)
+        transport.auth = HeaderSecretAuth({"api_key": KEY}, "api_key", "X-Api-Key")
+
+        def make() -> Callable[[str], object]:
+            def get(path: str) -> object:
+                route, _, _ = path.partition("?")
+                return transport.request_json("GET", base + route, PARAMS)[0]
+
+            return get
 
     else:
         host = urlsplit(base)

@@ -248,3 +248,18 @@ def test_a_301_on_a_get_is_followed_with_the_credentials_on_the_same_host():
         ("GET", "/new?page=2", "Bearer s3cret"),
     ]
     pool.close()
+
+
+def test_a_host_header_of_the_vendor_config_replaces_the_urls():
+    pool = KeepAlivePool(size=1, connect_timeout_s=2, read_timeout_s=2)
+    hosts: list[list[str]] = []
+
+    def record(handler: BaseHTTPRequestHandler, server: _Server) -> None:
+        hosts.append(handler.headers.get_all("Host") or [])
+        _json(handler, {})
+
+    with serve(record) as server:
+        pool.send("GET", url(server), None, Headers({"host": "vendor.example"}))
+        pool.send("GET", url(server), None, Headers())
+    assert hosts == [["vendor.example"], [f"127.0.0.1:{server.server_address[1]}"]]
+    pool.close()

@@ -313,3 +313,31 @@ def test_the_station_list_follows_the_link_header(stub):
     assert [s.station_id for s in source.list_stations()] == ["S1", "S2", "S3"]
     assert [c.raw_query for c in stub.calls("/sites")] == ["", "page=2"]
     source.close()
+
+
+@pytest.mark.parametrize(
+    "auth", [{"type": "api_key", "secret": "api_key"}, {"type": "api_key", "query_param": "key", "secret": "api_key"}]
+)
+def test_the_direct_path_sends_what_the_requests_session_path_sends(stub, monkeypatch, auth):
+    """`trust_env` keeps the `requests` session; both paths put the same request on the wire."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    stub.route("POST", "/sites/S 1/data", one_reading)
+    sent = []
+    for trust_env in (False, True):
+        config = stub_config(
+            auth=auth,
+            http={"trust_env": trust_env, "headers": {"X-Client": "c2c"}},
+            method="POST",
+            params={"from": "{since}", "n": "{limit}"},
+            body={"json": {"station": "{station_id}", "limit": "{limit}"}},
+            headers={"X-Station": "{station_id}"},
+        )
+        source = HttpJsonSource(config, base_url=stub.url, secrets={"api_key": KEY})
+        assert len(source.fetch_readings(Station("S 1"), T0 - timedelta(hours=1), T0, 10)) == 1
+        source.close()
+        call = stub.calls("/sites/S 1/data")[-1]
+        wire = {k: v for k, v in call.headers.items() if k not in ("user-agent", "connection", "host")}
+        sent.append((call.raw_query, call.body, wire))
+    assert sent[0] == sent[1]
+    assert sent[0][2]["x-station"] == "S 1" and sent[0][2]["x-client"] == "c2c"

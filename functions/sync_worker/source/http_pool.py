@@ -103,15 +103,19 @@ def _legal_name(name: str) -> bool:
 
 def _head(method: str, target: str, origin: _Origin, headers: Headers) -> bytes:
     """The request line and header block, refusing what would split it into more lines."""
-    lines = [f"{method} {target} HTTP/1.1\r\nHost: {origin.host_header}\r\n"]
+    # A Host the vendor config sets replaces the URL's, as `http.client` and urllib3 let it.
+    host = "" if "Host" in headers else f"Host: {origin.host_header}\r\n"
+    lines = [f"{method} {target} HTTP/1.1\r\n{host}"]
     for name, value in headers.pairs():
         if not _legal_name(name):
             raise InvalidHeader(f"invalid header name {name!r}")
         lines.append(f"{name}: {value}\r\n")
     lines.append("\r\n")
     block = "".join(lines)
-    # Exactly the line breaks written above (the first item holds two): any other came from a value.
-    if block.count("\n") != len(lines) + 1 or block.count("\r") != len(lines) + 1:
+    # Exactly the line breaks written above (the first item holds two with a Host): any other came
+    # from a value.
+    expected = len(lines) + (1 if host else 0)
+    if block.count("\n") != expected or block.count("\r") != expected:
         bad = [name for name, value in headers.pairs() if "\r" in value or "\n" in value]
         raise InvalidHeader(f"a line break in {f'header {bad[0]!r}' if bad else 'the request line'}")
     try:
