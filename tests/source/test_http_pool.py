@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ import requests
 
 from functions.sync_worker.source.http_message import Headers
 from functions.sync_worker.source.http_pool import KeepAlivePool
+from tests.support.tls import TestCA
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +32,9 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def serve(handle: Callable[[BaseHTTPRequestHandler, _Server], None]) -> Iterator[_Server]:
+def serve(
+    handle: Callable[[BaseHTTPRequestHandler, _Server], None], tls: ssl.SSLContext | None = None
+) -> Iterator[_Server]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -53,6 +57,8 @@ def serve(handle: Callable[[BaseHTTPRequestHandler, _Server], None]) -> Iterator
             pass
 
     server = _Server(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     server.seen = []
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -78,8 +84,8 @@ def _json(handler: BaseHTTPRequestHandler, payload: object, *, close: bool = Fal
         handler.close_connection = True
 
 
-def url(server: _Server, path: str = "/") -> str:
-    return f"http://127.0.0.1:{server.server_address[1]}{path}"
+def url(server: _Server, path: str = "/", scheme: str = "http") -> str:
+    return f"{scheme}://127.0.0.1:{server.server_address[1]}{path}"
 
 
 def test_keeps_connections_alive_and_replaces_one_the_server_closed_while_idle():
@@ -263,3 +269,21 @@ def test_a_host_header_of_the_vendor_config_replaces_the_urls():
         pool.send("GET", url(server), None, Headers())
     assert hosts == [["vendor.example"], [f"127.0.0.1:{server.server_address[1]}"]]
     pool.close()
+
+
+def test_https_answers_are_read_over_one_verified_connection_and_an_unknown_ca_is_refused(tmp_path):
+    ca = TestCA(tmp_path)
+    issued = ca.server_certificate()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(issued.cert_path, issued.key_path)
+    trusting = KeepAlivePool(size=1, connect_timeout_s=2, read_timeout_s=2, ca_bundle=str(ca.cert_path))
+    default = KeepAlivePool(size=1, connect_timeout_s=2, read_timeout_s=2)
+    with serve(lambda h, s: _json(h, {"path": h.path}, gzipped=True), tls=context) as server:
+        answers = [trusting.send("GET", url(server, f"/{i}", "https"), None, Headers()) for i in range(3)]
+        with pytest.raises(requests.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+            default.send("GET", url(server, "/", "https"), None, Headers())
+    assert [json.loads(a.content) for a in answers] == [{"path": f"/{i}"} for i in range(3)]
+    # The refused handshake never reaches a handler: every handled connection is the trusting pool's.
+    assert server.connections == 1, "one kept-alive TLS connection carried the three calls"
+    trusting.close()
+    default.close()

@@ -375,10 +375,12 @@ class _HostPool:
 class KeepAlivePool:
     """Connections per origin, each origin's pool bounded by `size`."""
 
-    def __init__(self, *, size: int, connect_timeout_s: float, read_timeout_s: float) -> None:
+    def __init__(
+        self, *, size: int, connect_timeout_s: float, read_timeout_s: float, ca_bundle: str | None = None
+    ) -> None:
         self._size = max(1, size)
         self._timeouts = (connect_timeout_s, read_timeout_s)
-        self._tls = ssl.create_default_context(cafile=DEFAULT_CA_BUNDLE_PATH)
+        self._tls = ssl.create_default_context(cafile=ca_bundle or DEFAULT_CA_BUNDLE_PATH)
         self._pools: dict[tuple[str, str, int], _HostPool] = {}
         self._lock = threading.Lock()
 
