@@ -85,10 +85,11 @@ def _split(url: str) -> tuple[_Origin, str]:
     match = _URL.match(url)
     scheme = match.group(1).lower() if match else ""
     if match is None or scheme not in _DEFAULT_PORTS or not match.group(2):
-        raise requests.ConnectionError(f"not an http(s) URL: {urlsplit(url)._replace(query='').geturl()}")
+        parts = urlsplit(url)  # scheme and host only: a path, query or userinfo may carry a secret
+        raise requests.ConnectionError(f"not an http(s) URL: {parts.scheme}://{parts.hostname}")
     origin = _origin(scheme, match.group(2))
     if not origin.host:
-        raise requests.ConnectionError(f"not an http(s) URL: no host in {scheme}://{match.group(2)}")
+        raise requests.ConnectionError(f"not an http(s) URL: no host in {scheme}://")
     rest = match.group(3)
     target = rest if rest.startswith("/") else "/" + rest
     if _BAD_TARGET.search(target):
