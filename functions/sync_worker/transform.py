@@ -17,6 +17,8 @@ import json
 import math
 from typing import Any
 
+import orjson
+
 from functions.sync_worker.errors import PermanentError
 from functions.sync_worker.source.base import Reading
 from functions.sync_worker.uplink.profile import OutboundMessage
@@ -66,6 +68,23 @@ def _refuse(value: Any) -> Any:
 # JSONEncoder per call, which showed up on the publish path.
 _encode_str = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_refuse).encode
 
+#: What orjson would serialize on its own but the payload contract never did (datetimes,
+#: dataclasses, str/int subclasses): handed to `_refuse`, so they take the stdlib path below.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
 
 def _encode(body: dict[str, Any]) -> bytes:
-    return _encode_str(body).encode()
+    """orjson (C, about a tenth of the stdlib encoder's time for a 15-value reading), with the
+    stdlib encoder as the reference for anything unusual. orjson writes NaN and infinities as
+    `null` where the contract refuses them, so a payload with a `null` in it, and one orjson
+    refuses (an integer beyond 64 bits, a value of another type), is encoded again by the stdlib
+    encoder, which raises or gives that payload exactly as before. The bytes of plain payloads are
+    the stdlib's too, except non-ASCII text (UTF-8, not `\\u` escapes) and exponents below 1e-4
+    (`1e-7`, not `1e-07`): the same JSON values."""
+    try:
+        payload = orjson.dumps(body, default=_refuse, option=_ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError
+        return _encode_str(body).encode()
+    if b"null" in payload:
+        return _encode_str(body).encode()
+    return payload

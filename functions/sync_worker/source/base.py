@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from functions.common.state import DEFAULT_ENDPOINT
 from functions.sync_worker.errors import PermanentError
+from functions.sync_worker.source.timeformats import wire_time
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -41,7 +42,7 @@ def _escape(component: str) -> str:
 
 def format_ts(ts: datetime) -> str:
     """The wire form of a reading time (UTC, microseconds, `Z`): in message ids and payloads."""
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return wire_time(ts)
 
 
 def make_message_id(station_id: str, series: str, ts: datetime) -> str:

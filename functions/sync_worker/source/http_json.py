@@ -38,6 +38,7 @@ from functions.sync_worker.source.base import (
 from functions.sync_worker.source.config import ReadingsEndpoint, StationsEndpoint, VendorConfig
 from functions.sync_worker.source.mapping import MappingError, NotReported, ReadingMapper, StationMapper
 from functions.sync_worker.source.pagination import PageRequest, Paginator
+from functions.sync_worker.source.timeformats import iso_request_time, local_formatter
 from functions.sync_worker.source.timezones import UnknownZone, request_instant, zone_of
 from functions.sync_worker.source.transport import HttpTransport, SourceCounters
 
@@ -167,9 +168,12 @@ def _format_time(dt: datetime, fmt: str, zone: tzinfo | None = None) -> str | in
         return int(dt.timestamp() * 1000)
     local = dt.astimezone(zone or UTC)
     if fmt != "iso8601":
-        return local.strftime(fmt)
-    text = local.strftime("%Y-%m-%dT%H:%M:%S") + (f".{local.microsecond:06d}" if local.microsecond else "")
-    return text + "Z" if zone is None else text + local.strftime("%z")[:3] + ":" + local.strftime("%z")[3:]
+        return _local_formatter(fmt)(local)
+    return iso_request_time(local, zone)
+
+
+#: One formatter per pattern (a vendor config has one or two), decided once.
+_local_formatter = functools.lru_cache(maxsize=64)(local_formatter)
 
 
 class HttpJsonSource:

@@ -16,7 +16,8 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 
 from functions.sync_worker.source.base import Reading, Station
-from functions.sync_worker.source.config import ReadingsEndpoint, StationsEndpoint, TimestampSpec
+from functions.sync_worker.source.config import ReadingsEndpoint, StationsEndpoint, TimestampSpec, ValueSpec
+from functions.sync_worker.source.timeformats import local_parser
 from functions.sync_worker.source.timezones import local_to_utc
 
 Getter = Callable[[Any], Any]
@@ -45,13 +46,17 @@ def _field_chain(node: Any) -> list[str] | None:  # JMESPath's parse tree: neste
     return None
 
 
-def compile_path(expression: str) -> Getter:
-    """A getter for one JMESPath expression; raises ValueError naming a bad expression."""
+def _path_keys(expression: str) -> tuple[jmespath.parser.ParsedResult, list[str] | None]:
     try:
         parsed = jmespath.compile(expression)
     except JMESPathError as exc:
         raise ValueError(f"invalid JMESPath {expression!r}: {exc}") from exc
-    keys = _field_chain(parsed.parsed)
+    return parsed, _field_chain(parsed.parsed)
+
+
+def compile_path(expression: str) -> Getter:
+    """A getter for one JMESPath expression; raises ValueError naming a bad expression."""
+    parsed, keys = _path_keys(expression)
     if keys is None:
         return parsed.search
     if len(keys) == 1:
@@ -66,6 +71,19 @@ def compile_path(expression: str) -> Getter:
         return obj
 
     return chain
+
+
+def _object_at(keys: tuple[str, ...]) -> Getter:
+    """The object (dict) at a dotted prefix, or None: what the values under that prefix are read from."""
+
+    def at(obj: Any) -> Any:
+        for k in keys:
+            if not isinstance(obj, dict):
+                return None
+            obj = obj.get(k)
+        return obj if isinstance(obj, dict) else None
+
+    return at
 
 
 def _coerce_float(v: Any) -> float:
@@ -99,6 +117,66 @@ _COERCE: dict[str, Callable[[Any], Any] | None] = {
     "str": str,
     "bool": _coerce_bool,
 }
+#: The type a coercion returns unchanged: a value already of exactly this type skips the call (a
+#: bool is not an int here: `type(True) is not int`).
+_EXACT: dict[str, type | None] = {"any": None, "float": float, "int": int, "str": str, "bool": bool}
+
+#: One value of a reading: its name, the prefix object it is read from (index), the key in that
+#: object (None: the prefix getter is a full JMESPath expression and yields the value itself), the
+#: type that needs no coercion, the coercion, and whether it is required.
+_ValuePlan = tuple[str, int, str | None, type | None, Callable[[Any], Any] | None, bool]
+
+
+def compile_values(specs: dict[str, ValueSpec]) -> Callable[[Any], dict[str, Any]]:
+    """The `values` mapping of an endpoint as one function item -> values, resolved at config load.
+
+    Dotted paths sharing a prefix (`battery.soc_pct`, `battery.power_kw`) read the prefix object once
+    per item, and a value already of its declared type is not passed through its coercion: at 15
+    values a reading that was 15 getter calls and 15 coercion calls. Values keep the config's order
+    (the payload, and so its digest, depends on it). Raises `NotReported` when a required value is
+    null and `MappingError` when one does not coerce.
+    """
+    sources: list[Getter] = []
+    prefixes: dict[tuple[str, ...], int] = {}
+    plan: list[_ValuePlan] = []
+    for name, spec in specs.items():
+        parsed, keys = _path_keys(spec.path)
+        leaf: str | None
+        if keys is None:
+            sources.append(parsed.search)
+            index, leaf = len(sources) - 1, None
+        else:
+            prefix, leaf = tuple(keys[:-1]), keys[-1]
+            if prefix not in prefixes:
+                prefixes[prefix] = len(sources)
+                sources.append(_object_at(prefix))
+            index = prefixes[prefix]
+        plan.append((name, index, leaf, _EXACT[spec.type], _COERCE[spec.type], spec.required))
+    steps = tuple(plan)
+    getters = tuple(sources)
+
+    def values(item: Any) -> dict[str, Any]:
+        found = [get(item) for get in getters]
+        out: dict[str, Any] = {}
+        for name, index, leaf, exact, coerce, required in steps:
+            raw = found[index]
+            if leaf is not None and raw is not None:
+                raw = raw.get(leaf)
+            if raw is None:
+                if required:
+                    raise NotReported(name)
+                continue
+            if coerce is not None and raw.__class__ is not exact:
+                try:
+                    raw = coerce(raw)
+                except (TypeError, ValueError) as exc:
+                    raise MappingError(f"value {name!r}={raw!r}: {exc}") from exc
+            out[name] = raw
+        if not out:
+            raise NotReported("every value")
+        return out
+
+    return values
 
 
 class TimeParser(Protocol):
@@ -112,7 +190,10 @@ def timestamp_parser(spec: TimestampSpec) -> TimeParser:
     series; see `timezones.local_to_utc`)."""
 
     def aware(dt: datetime, zone: tzinfo, not_before: datetime | None) -> datetime:
-        return local_to_utc(dt, zone, not_before) if dt.tzinfo is None else dt.astimezone(UTC)
+        tz = dt.tzinfo
+        if tz is None:
+            return local_to_utc(dt, zone, not_before)
+        return dt if tz is UTC else dt.astimezone(UTC)  # `...Z` is read as UTC itself already
 
     if spec.format == "iso8601":
 
@@ -128,12 +209,12 @@ def timestamp_parser(spec: TimestampSpec) -> TimeParser:
                 raise TypeError(f"timestamp {v!r} is not a number")
             return datetime.fromtimestamp(float(v) / div, UTC)
     else:
-        pattern = spec.format
+        local = local_parser(spec.format)
 
         def parse(v: Any, zone: tzinfo, not_before: datetime | None = None) -> datetime:
             if not isinstance(v, str):
                 raise TypeError(f"timestamp {v!r} is not a string")
-            return aware(datetime.strptime(v, pattern), zone, not_before)
+            return aware(local(v), zone, not_before)
 
     return parse
 
@@ -150,9 +231,8 @@ class ReadingMapper:
         self._station_of = compile_path(cfg.batch.id) if cfg.batch else None
         self._nested = compile_path(cfg.nested) if cfg.nested else None
         self._snapshot_time = compile_path(cfg.snapshot.time) if cfg.snapshot and cfg.snapshot.time else None
-        self._values: list[tuple[str, Getter, Callable[[Any], Any] | None, bool]] = [
-            (name, compile_path(spec.path), _COERCE[spec.type], spec.required) for name, spec in cfg.values.items()
-        ]
+        self._values = compile_values(cfg.values)
+        self._series_of = self._series_key()
 
     def timestamp(self, item: Any, zone: tzinfo | None = None, not_before: datetime | None = None) -> datetime:
         """The item's time; `not_before` is the previous time of its series in a time-ordered answer
@@ -181,12 +261,21 @@ class ReadingMapper:
             raise MappingError(f"bad timestamp {raw!r}: {exc}") from exc
 
     def series(self, item: Any) -> str:
-        if self._series is None:
-            return self.endpoint
-        device = self._series(item)
-        if device is None or device == "" or isinstance(device, (dict, list, bool)):
-            raise MappingError(f"no usable series key: {device!r}")
-        return f"{self.endpoint}/{device}"
+        return self._series_of(item)
+
+    def _series_key(self) -> Callable[[Any], str]:
+        endpoint, get = self.endpoint, self._series
+        if get is None:
+            return lambda item: endpoint
+        prefix = endpoint + "/"
+
+        def series(item: Any) -> str:
+            device = get(item)
+            if device is None or device == "" or isinstance(device, (dict, list, bool)):
+                raise MappingError(f"no usable series key: {device!r}")
+            return prefix + device if device.__class__ is str else f"{prefix}{device}"
+
+        return series
 
     def order_key(self, parent: Any, item: Any) -> object:
         """Which time-ordered run of an answer an item belongs to: its parent's list when nested (one
@@ -212,23 +301,8 @@ class ReadingMapper:
     def reading(self, station_id: str, item: Any, ts: datetime, parent: Any = None) -> Reading:
         """The item as a reading; `NotReported` when its value is still null, `MappingError` when it
         cannot be read at all. The series key is read from `parent` (the item itself unless nested)."""
-        series = self.series(item if parent is None else parent)
-        values: dict[str, Any] = {}
-        for name, get, coerce, required in self._values:
-            raw = get(item)
-            if raw is None:
-                if required:
-                    raise NotReported(name)
-                continue
-            if coerce is not None:
-                try:
-                    raw = coerce(raw)
-                except (TypeError, ValueError) as exc:
-                    raise MappingError(f"value {name!r}={raw!r}: {exc}") from exc
-            values[name] = raw
-        if not values:
-            raise NotReported("every value")
-        return Reading(station_id=station_id, ts=ts, values=values, series=series)
+        series = self._series_of(item if parent is None else parent)  # an unusable key skips, first
+        return Reading(station_id, ts, self._values(item), series)
 
 
 class StationMapper:
