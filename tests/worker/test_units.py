@@ -153,6 +153,24 @@ def test_cli_flags_reach_the_generic_profile_and_the_connection_pool(no_c2c_env)
     assert uplink._pool.max_connections == 7
 
 
+def test_a_page_asks_for_its_stations_identity_once_and_refuses_every_message_of_an_invalid_one(no_c2c_env):
+    profile = build_profile(load_settings(mqtt_identity_mode="per-device"))
+    asked: list[str] = []
+    identity_for = profile.identity_for
+
+    def counting(station_id: str) -> str:
+        asked.append(station_id)
+        return identity_for(station_id)
+
+    profile.identity_for = counting  # type: ignore[method-assign]  # count the calls of one page
+    uplink = build_uplink(load_settings(mqtt_identity_mode="per-device"), profile)
+    page = [to_message(Reading("site/1", TS.replace(minute=m), {"x": m})) for m in range(3)]
+    refused = uplink.publish_page(page, uplink.new_batch())  # '/' is no MQTT client id: nothing connects
+    assert [m.message_id for m, _ in refused] == [m.message_id for m in page]
+    assert all("site/1" in str(exc) and exc.station_id == "site/1" for _, exc in refused)
+    assert asked == ["site/1"]
+
+
 def test_max_connections_comes_from_the_environment(no_c2c_env, monkeypatch):
     monkeypatch.setenv("C2C_MQTT_MAX_CONNECTIONS", "42")
     assert load_settings().mqtt_max_connections == 42

@@ -94,13 +94,26 @@ class MqttUplink:
         one queue hand-off). Returns the messages the platform would refuse, with the reason; they
         are not sent. Raises `TransientError` when a connection's queue stays full (see `publish_many`)."""
         profile = self.profile
+        check, topic_for, qos, retain = profile.check, profile.topic_for, self.qos, self.retain
         refused: list[tuple[OutboundMessage, PermanentError]] = []
         routed: dict[str, list[tuple[str, OutboundMessage]]] = {}
+        # A station's identity once per page, not per message: in per-device mode it is a template
+        # format and a pattern match, and a page is one station's.
+        identities: dict[str, str | PermanentError] = {}
         for message in messages:
+            identity = identities.get(message.station_id)
+            if identity is None:
+                try:
+                    identity = profile.identity_for(message.station_id)
+                except PermanentError as exc:
+                    identity = exc
+                identities[message.station_id] = identity
+            if isinstance(identity, PermanentError):
+                refused.append((message, identity))
+                continue
             try:
-                identity = profile.identity_for(message.station_id)
-                profile.check(message, qos=self.qos, retain=self.retain)
-                routed.setdefault(identity, []).append((profile.topic_for(identity, message), message))
+                check(message, qos=qos, retain=retain)
+                routed.setdefault(identity, []).append((topic_for(identity, message), message))
             except PermanentError as exc:
                 refused.append((message, exc))
         for identity, items in routed.items():
