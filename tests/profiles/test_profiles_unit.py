@@ -111,6 +111,29 @@ def test_azure_topic_and_property_bag():
     }
 
 
+def test_azure_builds_each_messages_property_bag_once_for_check_and_topic(monkeypatch):
+    from functions.sync_worker.uplink.profiles import azure_iot_hub
+
+    built: list[str] = []
+    encode = azure_iot_hub.encode_property_bag
+
+    def counting(msg):
+        built.append(msg.message_id)
+        return encode(msg)
+
+    monkeypatch.setattr(azure_iot_hub, "encode_property_bag", counting)
+    profile = azure()
+    first, second = message("st-1"), message("st-2")
+    profile.check(first, qos=1, retain=False)
+    assert profile.topic_for("gw-1", first) == "devices/gw-1/messages/events/" + encode(first)
+    assert built == [first.message_id]
+    # Another station thread's message in between: each topic still carries its own message's bag.
+    profile.check(first, qos=1, retain=False)
+    profile.check(second, qos=1, retain=False)
+    assert profile.topic_for("gw-1", first) == "devices/gw-1/messages/events/" + encode(first)
+    assert profile.topic_for("gw-1", second) == "devices/gw-1/messages/events/" + encode(second)
+
+
 def test_azure_rejects_qos2_retain_oversize_and_dollar_properties():
     profile = azure()
     ok = message()
@@ -208,6 +231,28 @@ def test_aws_topic_template_is_checked_up_front(pki):
     with pytest.raises(PermanentError, match="bytes, over the 256-byte limit") as err:
         profile.check(message("s" * 300), qos=1, retain=False)
     assert err.value.station_id == "s" * 300
+
+
+def test_aws_formats_and_checks_a_stations_topic_once_and_refuses_a_bad_one_every_time(pki, monkeypatch):
+    from functions.sync_worker.uplink.profiles import aws_iot_core
+
+    checked: list[str] = []
+
+    def counting(topic: str) -> None:
+        checked.append(topic)
+        check_topic(topic)
+
+    profile = aws(pki, topic_template="ess/{station_id}")
+    monkeypatch.setattr(aws_iot_core, "check_topic", counting)
+    for _ in range(3):
+        profile.check(message("st-1"), qos=1, retain=False)
+        assert profile.topic_for("gateway-thing", message("st-1")) == "ess/st-1"
+    assert checked == ["ess/st-1"]
+    for _ in range(2):  # a topic that fails its check is not remembered as valid
+        with pytest.raises(PermanentError, match="wildcard") as err:
+            profile.check(message("a+b"), qos=1, retain=False)
+        assert err.value.station_id == "a+b"
+    assert checked == ["ess/st-1", "ess/a+b", "ess/a+b"]
 
 
 def test_aws_port_443_offers_alpn(pki):

@@ -107,6 +107,11 @@ class AwsIotCoreProfile(MappedIdentities):
         if self.port == 443 and not material.alpn_protocols:
             material = replace(material, alpn_protocols=(ALPN_MQTT_ON_443,))
         self._tls = LazyTlsContext(material)
+        # A station's topic formatted and checked once (the template has no per-message field):
+        # `check` and `topic_for` each formatted it for every message. Dict and set stores are
+        # atomic under the GIL; both are bounded by the stations synced.
+        self._topics: dict[tuple[str, str], str] = {}
+        self._valid_topics: set[str] = set()
 
     def connection_spec(self, identity: str) -> ConnectionSpec:
         AWS_THING_NAME.validate(identity)
@@ -121,7 +126,12 @@ class AwsIotCoreProfile(MappedIdentities):
         )
 
     def topic_for(self, identity: str, message: OutboundMessage) -> str:
-        return self.topic_template.format(env=self.env, station_id=message.station_id, identity=identity)
+        key = (identity, message.station_id)
+        topic = self._topics.get(key)
+        if topic is None:
+            topic = self.topic_template.format(env=self.env, station_id=message.station_id, identity=identity)
+            self._topics[key] = topic
+        return topic
 
     def check(self, message: OutboundMessage, *, qos: int, retain: bool) -> None:
         sid = message.station_id
@@ -137,6 +147,9 @@ class AwsIotCoreProfile(MappedIdentities):
                 station_id=sid,
             )
         try:
-            check_topic(self.topic_for(self.identity_for(sid), message))
+            topic = self.topic_for(self.identity_for(sid), message)
+            if topic not in self._valid_topics:
+                check_topic(topic)
+                self._valid_topics.add(topic)
         except PermanentError as exc:
             raise PermanentError(str(exc), station_id=sid) from None
