@@ -3,7 +3,8 @@
 Expressions are compiled once per config. Plain dotted field paths (`battery.soc_pct`), which is
 what nearly every mapping is, are evaluated as chained dict lookups with JMESPath's semantics
 (missing key or non-object -> null): at 10,000 stations x N readings x 15 values the full
-interpreter would be the worker's hottest loop.
+interpreter would be the worker's hottest loop. An endpoint's values go further: `compile_values`
+turns them into one function per item, decided at config load (see there).
 """
 
 from __future__ import annotations
