@@ -171,6 +171,48 @@ def test_a_page_asks_for_its_stations_identity_once_and_refuses_every_message_of
     assert asked == ["site/1"]
 
 
+def test_a_publish_batch_waits_for_its_last_resolution_keeps_the_permanent_error_and_times_out():
+    from functions.sync_worker.errors import ThrottledError, TransientError
+    from functions.sync_worker.uplink.batch import PublishBatch
+
+    empty = PublishBatch()
+    empty.wait(0.0)  # nothing queued: settled at once
+
+    batch = PublishBatch()
+    batch.added(3)
+
+    def resolve() -> None:
+        time.sleep(0.05)
+        batch.acked()
+        batch.failed(ThrottledError("quota"))
+        batch.acked()
+
+    resolver = threading.Thread(target=resolve)
+    resolver.start()
+    with pytest.raises(ThrottledError):
+        batch.wait(10.0)  # woken by the third resolution, not before
+    resolver.join()
+
+    mixed = PublishBatch()
+    mixed.added(3)
+    mixed.failed(TransientError("first"))
+    mixed.failed(PermanentError("refused"))
+    mixed.failed(TransientError("later"))
+    with pytest.raises(PermanentError, match="refused"):
+        mixed.wait(1.0)
+
+    late = PublishBatch()
+    late.added(2)
+    late.acked()
+    with pytest.raises(TransientError, match="1 PUBACK"):
+        late.wait(0.05)
+    late.acked()  # the PUBACK after the deadline wakes no one and breaks nothing
+    late.wait(0.0)  # and the batch now reads as settled
+    late.added(1)  # a batch can take more after settling and be waited for again
+    threading.Timer(0.05, late.acked).start()
+    late.wait(10.0)
+
+
 def test_max_connections_comes_from_the_environment(no_c2c_env, monkeypatch):
     monkeypatch.setenv("C2C_MQTT_MAX_CONNECTIONS", "42")
     assert load_settings().mqtt_max_connections == 42

@@ -7,7 +7,7 @@ session lost) fails the batch with a `TransientError` and the station's cursor s
 
 from __future__ import annotations
 
-import threading
+from _thread import LockType, allocate_lock
 
 from functions.sync_worker.errors import ErrorClass, SyncError, TransientError
 
@@ -15,29 +15,31 @@ from functions.sync_worker.errors import ErrorClass, SyncError, TransientError
 class PublishBatch:
     """The publishes of one unit of progress (a station's page), tracked to their PUBACKs.
 
-    Per message only a plain lock is taken (the network thread resolves each PUBACK); the waiter
-    is woken once, when nothing is pending any more, instead of a Condition round per message.
+    Per message only a plain lock is taken (the network thread resolves each PUBACK). The one
+    waiter (the station thread that queued the page) blocks on a lock of its own that the last
+    resolution releases: one C-level acquire with a timeout, where a `threading.Event` went through
+    a Condition (a lock allocated, a waiter list, two more lock rounds) on every page and an
+    `Event.set` on every batch created.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._settled = threading.Event()  # set exactly while nothing is pending
-        self._settled.set()
+        self._lock = allocate_lock()
         self._pending = 0
+        #: Held while the waiter waits; released (and dropped) when nothing is pending any more.
+        self._waiter: LockType | None = None
         self.error: SyncError | None = None
 
     def added(self, n: int = 1) -> None:
         """`n` more publishes were queued (the connection calls this before handing them on)."""
         with self._lock:
             self._pending += n
-            self._settled.clear()
 
     def acked(self) -> None:
         """One publish got its PUBACK (called from paho's network thread)."""
         with self._lock:
             self._pending -= 1
             if self._pending == 0:
-                self._settled.set()
+                self._wake()
 
     def failed(self, error: SyncError) -> None:
         """One publish failed; the batch keeps the first error, or a permanent one over others."""
@@ -46,13 +48,28 @@ class PublishBatch:
             if self.error is None or error.error_class is ErrorClass.PERMANENT:
                 self.error = error
             if self._pending == 0:
-                self._settled.set()
+                self._wake()
+
+    def _wake(self) -> None:  # with `_lock` held
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.release()
 
     def wait(self, timeout_s: float) -> None:
         """Block until every publish is resolved; raise the batch's error, or `TransientError`
-        when the deadline passes first. Call it after the last publish of the batch was queued."""
-        if not self._settled.wait(timeout_s):
+        when the deadline passes first. Call it after the last publish of the batch was queued,
+        from one thread (the one that queued them)."""
+        with self._lock:
+            waiter: LockType | None = None
+            if self._pending > 0:
+                waiter = allocate_lock()
+                waiter.acquire()
+                self._waiter = waiter
+        if waiter is not None and not waiter.acquire(True, max(0.0, timeout_s)):
             with self._lock:
+                if self._waiter is waiter:
+                    self._waiter = None
                 pending = self._pending
             if pending > 0:
                 raise TransientError(f"{pending} PUBACK(s) missing after {timeout_s:.1f}s")
