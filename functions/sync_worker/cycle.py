@@ -72,11 +72,11 @@ class CursorStore(Protocol):
         *,
         endpoint: str = DEFAULT_ENDPOINT,
         published_through: datetime | None = None,
-    ) -> None: ...
+        digests: Sequence[tuple[str, str]] = (),
+        digest_ttl_s: int = 0,
+    ) -> bool: ...
 
     def seen_digests(self, message_ids: list[str]) -> list[str | None]: ...
-
-    def remember_digests(self, digests: list[tuple[str, str]], ttl_s: int) -> None: ...
 
     def take_call(self, budgets: Sequence[tuple[str, int, float]]) -> bool: ...
 
@@ -617,16 +617,20 @@ class CycleRunner:
             ahead = None
         if target is None and ahead is None and not sent:
             return
+        digests: list[tuple[str, str]] = []
+        if sent and (window.plan.lookback_s > 0 or ahead is not None):
+            keep = sent if window.plan.lookback_s > 0 else [(r, d) for r, d in sent if target is None or r.ts > target]
+            digests = [(r.message_id, d) for r, d in keep]
         try:
-            if sent and (window.plan.lookback_s > 0 or ahead is not None):
-                ttl = digest_ttl_s(window.plan)
-                keep = (
-                    sent if window.plan.lookback_s > 0 else [(r, d) for r, d in sent if target is None or r.ts > target]
-                )
-                self.cursor_store.remember_digests([(r.message_id, d) for r, d in keep], ttl)
-            if target is not None or ahead is not None:
+            if target is not None or ahead is not None or digests:
+                # One fenced write with the digests: the lanes writing together share one script call.
                 self.cursor_store.advance_cursor(
-                    station.station_id, target, endpoint=window.plan.name, published_through=ahead
+                    station.station_id,
+                    target,
+                    endpoint=window.plan.name,
+                    published_through=ahead,
+                    digests=digests,
+                    digest_ttl_s=digest_ttl_s(window.plan),
                 )
         except Exception:
             # Acknowledged by the broker, but the cursor stays: the next cycle sends them again.

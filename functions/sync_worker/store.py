@@ -13,13 +13,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Generic, TypeVar
 
 import redis
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from functions.common.state import (
     DEFAULT_ENDPOINT,
@@ -55,28 +55,47 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-# KEYS: lease, cursors, published-through ; ARGV: lease value, then station/cursor/published triples
-# (cursor or published may be ""). Neither ever moves backwards; a published-through the cursor has
-# caught up with is dropped (every reading up to the cursor is settled).
+# One group of fenced writes (see `GroupCommit`), the fence checked once for all of them.
+# KEYS: lease, then every hash and digest key the writes name ; ARGV: lease value, then per write
+# cursor-hash index, published-hash index (into KEYS), station, cursor, published (either may be ""),
+# digest TTL s, digest count, then key-index/digest pairs. Returns -1 when the lease is not ours
+# (nothing written), else one reply per write: 1 (cursor moved), 0 (not moved: never backwards), or
+# that write's own error (pcall: one write's failure, a hash of the wrong type, leaves the others).
+# Per write: its digests first (they say what the broker acknowledged), then the cursor and the
+# published-through mark, neither ever moving backwards; a mark the cursor has caught up with is
+# dropped (every reading up to the cursor is settled).
 _SET_CURSORS = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local n = 0
-for i = 2, #ARGV, 3 do
-  local station, cursor, published = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local old = redis.call('HGET', KEYS[2], station)
-  if cursor ~= '' and ((not old) or old < cursor) then
-    redis.call('HSET', KEYS[2], station, cursor)
-    old = cursor
-    n = n + 1
+local function write(i)
+  local cursors, marks = KEYS[tonumber(ARGV[i])], KEYS[tonumber(ARGV[i + 1])]
+  local station, cursor, published = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  for j = i + 7, i + 5 + 2 * tonumber(ARGV[i + 6]), 2 do
+    redis.call('SET', KEYS[tonumber(ARGV[j])], ARGV[j + 1], 'EX', ARGV[i + 5])
   end
-  local through = redis.call('HGET', KEYS[3], station)
+  local moved = 0
+  local old = redis.call('HGET', cursors, station)
+  if cursor ~= '' and ((not old) or old < cursor) then
+    redis.call('HSET', cursors, station, cursor)
+    old = cursor
+    moved = 1
+  end
+  local through = redis.call('HGET', marks, station)
   if published ~= '' and ((not through) or through < published) then
     through = published
-    redis.call('HSET', KEYS[3], station, published)
+    redis.call('HSET', marks, station, published)
   end
-  if through and old and through <= old then redis.call('HDEL', KEYS[3], station) end
+  if through and old and through <= old then redis.call('HDEL', marks, station) end
+  return moved
 end
-return n
+local replies = {}
+local i = 2
+while i <= #ARGV do
+  local ok, reply = pcall(write, i)
+  if not ok and type(reply) ~= 'table' then reply = {err = tostring(reply)} end
+  replies[#replies + 1] = reply
+  i = i + 7 + 2 * tonumber(ARGV[i + 6])
+end
+return replies
 """
 
 # KEYS: lease, cursors ; ARGV: lease value, then field/value pairs. Only into an empty hash: a
@@ -117,6 +136,8 @@ return 1
 
 CURSOR_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
+T = TypeVar("T")
+
 
 class LeaseLost(RuntimeError):
     """This worker no longer holds the lease: it must stop cycling and write nothing."""
@@ -141,41 +162,89 @@ def parse_cursor(value: str) -> datetime:
     return datetime.strptime(value, CURSOR_FORMAT).replace(tzinfo=UTC)
 
 
-class _Write:
-    __slots__ = ("args", "done", "keys", "outcome")
+class CursorWrite:
+    """One lane's fenced write: its cursor and published-through mark for one (station, endpoint),
+    and the digests of what its page published (all three after the page's PUBACKs)."""
 
-    def __init__(self, keys: list[str], args: list[str]) -> None:
-        self.keys, self.args = keys, args
-        self.done = False
-        self.outcome: object = None
+    __slots__ = ("cursor", "digest_ttl_s", "digests", "lease_value", "marks", "published", "station", "table")
+
+    def __init__(
+        self,
+        lease_value: str,
+        table: str,
+        marks: str,
+        station: str,
+        cursor: str,
+        published: str,
+        digests: Sequence[tuple[str, str]] = (),
+        digest_ttl_s: int = 0,
+    ) -> None:
+        self.lease_value, self.table, self.marks, self.station = lease_value, table, marks, station
+        self.cursor, self.published = cursor, published
+        self.digests, self.digest_ttl_s = digests, digest_ttl_s
 
 
-class GroupCommit:
-    """Runs one Lua script for many threads, the calls that arrive while a round trip is in flight
-    sent together in the next pipeline (group commit).
+#: A write's outcome when the lease value it carries is no longer the lease's (nothing written).
+FENCED = -1
 
-    Each station lane writes its fenced cursor after its page's PUBACKs and waits for the answer,
-    as before; what changes is that lanes finishing together share one round trip instead of
-    taking one each. Each call still gets its own result, or its own error (a script error or a
-    connection error reaches exactly the calls it concerns), and none returns before its write is
-    answered, so "cursor only after the PUBACK, and the lane knows whether it moved" holds.
+
+def cursor_group(script: Script, lease_key: str, writes: list[CursorWrite]) -> list[object]:
+    """Every write of a group in one script call per lease value (one call, but for a group that
+    spans a re-acquisition): its own outcome for each, 1 moved, 0 not moved, `FENCED`, or an error."""
+    outcomes: list[object] = [None] * len(writes)
+    by_lease: dict[str, list[int]] = {}
+    for n, w in enumerate(writes):
+        by_lease.setdefault(w.lease_value, []).append(n)
+    for lease_value, members in by_lease.items():
+        index: dict[str, int] = {}  # key name -> its KEYS index (1-based; KEYS[1] is the lease)
+        args: list[str | int] = [lease_value]
+        for n in members:
+            w = writes[n]
+            table = index.setdefault(w.table, len(index) + 2)
+            marks = index.setdefault(w.marks, len(index) + 2)
+            args += [table, marks, w.station, w.cursor, w.published, w.digest_ttl_s, len(w.digests)]
+            for digest_key, digest in w.digests:
+                args += [index.setdefault(digest_key, len(index) + 2), digest]
+        try:
+            # `Script.__call__` loads the script on NOSCRIPT (Redis restarted or flushed its scripts).
+            replies = script(keys=[lease_key, *index], args=args)
+        except Exception as exc:  # the round trip failed: it concerns every write it carried
+            replies = [exc] * len(members)
+        if not isinstance(replies, list):
+            replies = [FENCED if int(replies) < 0 else replies] * len(members)
+        for n, reply in zip(members, replies, strict=True):
+            outcomes[n] = reply
+    return outcomes
+
+
+class GroupCommit(Generic[T]):
+    """Runs one call for many threads: the items that arrive while a round trip is in flight are
+    sent together as the next one (group commit).
+
+    Each station lane writes its fenced cursor after its page's PUBACKs and waits for the answer;
+    lanes finishing together share one round trip, and one script call, instead of taking one
+    each: per station, redis-py packed, sent and parsed a command and Redis ran a script, which
+    was most of the worker's CPU for Redis. Each item still gets its own result, or its own error
+    (a write's script error or a connection error reaches exactly the items it concerns), and none
+    returns before it is answered, so "cursor only after the PUBACK, and the lane knows whether it
+    moved" holds. A lane waits at most for the round trip in flight and its own, as before.
     """
 
-    def __init__(self, client: redis.Redis, script: Script) -> None:
-        self._client, self._script = client, script
+    def __init__(self, send: Callable[[list[T]], list[object]]) -> None:
+        self._send = send
         self._cond = threading.Condition()
-        self._pending: list[_Write] = []
+        self._pending: list[_Pending[T]] = []
         self._flushing = False
 
-    def run(self, keys: list[str], args: list[str]) -> Any:
-        write = _Write(keys, args)
-        batch: list[_Write] = []
+    def run(self, item: T) -> object:
+        mine = _Pending(item)
+        batch: list[_Pending[T]] = []
         with self._cond:
-            self._pending.append(write)
-            while self._flushing and not write.done:
+            self._pending.append(mine)
+            while self._flushing and not mine.done:
                 self._cond.wait()
-            if not write.done:
-                # This thread sends what is pending (its own write among it) while others queue.
+            if not mine.done:
+                # This thread sends what is pending (its own item among it) while others queue.
                 self._flushing = True
                 batch, self._pending = self._pending, []
         if batch:
@@ -185,34 +254,27 @@ class GroupCommit:
                 with self._cond:
                     self._flushing = False
                     self._cond.notify_all()
-        if isinstance(write.outcome, BaseException):
-            raise write.outcome
-        return write.outcome
+        if isinstance(mine.outcome, BaseException):
+            raise mine.outcome
+        return mine.outcome
 
-    def _flush(self, batch: list[_Write]) -> None:
-        outcomes: list[Any]
-        if len(batch) == 1:
-            try:
-                outcomes = [self._script(keys=batch[0].keys, args=batch[0].args)]
-            except Exception as exc:
-                outcomes = [exc]
-        else:
-            pipe = self._client.pipeline(transaction=False)
-            for w in batch:
-                pipe.evalsha(self._script.sha, len(w.keys), *w.keys, *w.args)
-            try:
-                outcomes = pipe.execute(raise_on_error=False)
-            except Exception as exc:
-                outcomes = [exc] * len(batch)
-            for i, (w, outcome) in enumerate(zip(batch, outcomes, strict=True)):
-                if isinstance(outcome, NoScriptError):  # Redis restarted or flushed its scripts
-                    try:
-                        outcomes[i] = self._script(keys=w.keys, args=w.args)
-                    except Exception as exc:
-                        outcomes[i] = exc
+    def _flush(self, batch: list[_Pending[T]]) -> None:
+        try:
+            outcomes = self._send([p.item for p in batch])
+        except Exception as exc:
+            outcomes = [exc] * len(batch)
         with self._cond:
-            for w, outcome in zip(batch, outcomes, strict=True):
-                w.outcome, w.done = outcome, True
+            for p, outcome in zip(batch, outcomes, strict=True):
+                p.outcome, p.done = outcome, True
+
+
+class _Pending(Generic[T]):
+    __slots__ = ("done", "item", "outcome")
+
+    def __init__(self, item: T) -> None:
+        self.item = item
+        self.done = False
+        self.outcome: object = None
 
 
 class Lease:
@@ -360,7 +422,9 @@ class StateStore:
         self.keys = keys
         self.lease = lease
         self._set_cursors = client.register_script(_SET_CURSORS)
-        self._cursor_writes = GroupCommit(client, self._set_cursors)
+        self._cursor_writes: GroupCommit[CursorWrite] = GroupCommit(
+            lambda writes: cursor_group(self._set_cursors, keys.lease, writes)
+        )
         self._restore_cursors = client.register_script(_RESTORE_CURSORS)
         self._take_call = client.register_script(_TAKE_CALL)
 
@@ -436,20 +500,29 @@ class StateStore:
         *,
         endpoint: str = DEFAULT_ENDPOINT,
         published_through: datetime | None = None,
-    ) -> None:
-        """Move one station's cursor (and what was published past it) forward; `LeaseLost` if our
-        fencing token is no longer current."""
+        digests: Sequence[tuple[str, str]] = (),
+        digest_ttl_s: int = 0,
+    ) -> bool:
+        """Move one station's cursor (and what was published past it) forward, and remember the
+        digests published under their message ids for `digest_ttl_s`, in one fenced write shared
+        with the lanes writing at the same time; True when the cursor moved (False: it was already
+        there or further). `LeaseLost` if our fencing token is no longer current (nothing written)."""
         if self.lease is None:
             raise LeaseLost("no lease")
-        keys = [self.keys.lease, self.keys.cursors_of(endpoint), self.keys.published_through(endpoint)]
-        args = [
+        write = CursorWrite(
             self.lease.value,
+            self.keys.cursors_of(endpoint),
+            self.keys.published_through(endpoint),
             station_id,
             format_cursor(ts) if ts is not None else "",
             format_cursor(published_through) if published_through is not None else "",
-        ]
-        if int(self._cursor_writes.run(keys, args)) < 0:
+            [(self.keys.seen(message_id), digest) for message_id, digest in digests],
+            digest_ttl_s,
+        )
+        outcome = self._cursor_writes.run(write)
+        if outcome == FENCED:
             raise LeaseLost(f"fencing token {self.lease.token} is stale; cursor of {station_id} not written")
+        return outcome == 1
 
     def take_call(self, budgets: Sequence[tuple[str, int, float]]) -> bool:
         """Reserve one vendor call in every budget `(counter, calls, period_s)` it draws on, or in
@@ -466,15 +539,6 @@ class StateStore:
         if not message_ids:
             return []
         return [None if v is None else as_text(v) for v in self.client.mget([self.keys.seen(m) for m in message_ids])]
-
-    def remember_digests(self, digests: list[tuple[str, str]], ttl_s: int) -> None:
-        """Remember what was published under each id for `ttl_s` (one round trip)."""
-        if not digests:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for message_id, digest in digests:
-            pipe.set(self.keys.seen(message_id), digest, ex=ttl_s)
-        pipe.execute()
 
     def write_heartbeat(self, heartbeat: Heartbeat) -> None:
         self.client.set(self.keys.heartbeat, heartbeat.model_dump_json(), ex=HEARTBEAT_TTL_S)
@@ -515,12 +579,19 @@ class MemoryState:
         *,
         endpoint: str = DEFAULT_ENDPOINT,
         published_through: datetime | None = None,
-    ) -> None:
+        digests: Sequence[tuple[str, str]] = (),
+        digest_ttl_s: int = 0,
+    ) -> bool:
         key = (endpoint, station_id)
+        self._seen.update(digests)
+        moved = False
         if ts is not None:
-            self._cursors[key] = max(ts, self._cursors.get(key, ts))
+            old = self._cursors.get(key)
+            moved = old is None or ts > old
+            self._cursors[key] = ts if old is None else max(ts, old)
         if published_through is not None:
             self._published[key] = max(published_through, self._published.get(key, published_through))
+        return moved
 
     def take_call(self, budgets: Sequence[tuple[str, int, float]]) -> bool:
         now = time.monotonic()
@@ -534,9 +605,6 @@ class MemoryState:
 
     def seen_digests(self, message_ids: list[str]) -> list[str | None]:
         return [self._seen.get(m) for m in message_ids]
-
-    def remember_digests(self, digests: list[tuple[str, str]], ttl_s: int) -> None:
-        self._seen.update(digests)
 
     def record_cycle(self, record: CycleRecord) -> None:
         pass

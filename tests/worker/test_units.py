@@ -28,7 +28,7 @@ from functions.sync_worker.observability import WorkerTelemetry
 from functions.sync_worker.settings import ConfigError, load_settings
 from functions.sync_worker.signals import ReceivedSignal, unwrap_body
 from functions.sync_worker.source.base import DEFAULT_ENDPOINT, Reading
-from functions.sync_worker.store import Lease, LeaseLost, StateStore
+from functions.sync_worker.store import FENCED, CursorWrite, Lease, LeaseLost, StateStore, cursor_group
 from functions.sync_worker.transform import to_message
 from functions.sync_worker.uplink.profile import OutboundMessage
 from functions.sync_worker.uplink.profiles import build_profile
@@ -367,14 +367,20 @@ def test_the_cli_applies_c2c_log_level_to_the_worker_logger(no_c2c_env, monkeypa
         logger.setLevel(before)
 
 
+def _script_calls(client: redis.Redis) -> int:
+    """EVALSHA calls Redis ran (NOSCRIPT refusals not among them)."""
+    calls = int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+    return calls - int(client.info("errorstats").get("errorstat_NOSCRIPT", {}).get("count", 0))
+
+
 @pytest.mark.integration
-def test_cursor_writes_of_concurrent_lanes_share_round_trips_and_each_lane_gets_its_own_answer(redis_server):
+def test_cursor_writes_of_concurrent_lanes_share_one_script_call_and_each_lane_gets_its_own_answer(redis_server):
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     keys = StateKeys("c2c:group")
     lease = Lease(client, keys, "w1", ttl_s=10)
     assert lease.try_acquire()
     store = StateStore(client, keys, lease)
-    client.script_flush()  # the first pipeline meets NOSCRIPT and loads the script
+    client.script_flush()  # the first group's call meets NOSCRIPT and loads the script
     sizes: list[int] = []
     flush = store._cursor_writes._flush
 
@@ -392,16 +398,16 @@ def test_cursor_writes_of_concurrent_lanes_share_round_trips_and_each_lane_gets_
                 f"site-{i}", TS.replace(minute=minute), published_through=TS.replace(minute=minute + 1)
             )
 
-    before = client.info("stats")["total_commands_processed"]
+    before = _script_calls(client)
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lane, range(16)))
-    commands = client.info("stats")["total_commands_processed"] - before
+    calls = _script_calls(client) - before
     assert client.hgetall(keys.cursors) == {f"site-{i}": "2024-06-01T12:09:00.000000Z" for i in range(16)}
     assert all(
         v == "2024-06-01T12:10:00.000000Z" for v in client.hgetall(keys.published_through(DEFAULT_ENDPOINT)).values()
     )
-    assert commands >= 160, "every write still runs its own fenced script"
     assert sum(sizes) == 160 and max(sizes) > 1 and len(sizes) < 160, sizes
+    assert calls == len(sizes), f"one script call per group: {calls} calls for {len(sizes)} groups"
     # A lost lease: every lane's next write is refused on its own, none hangs.
     client.delete(keys.lease)
     with ThreadPoolExecutor(4) as pool:
@@ -419,3 +425,69 @@ def _raises(call: Callable[[], object]) -> type[BaseException] | None:
     except BaseException as exc:
         return type(exc)
     return None
+
+
+@pytest.mark.integration
+def test_one_script_call_gives_each_write_of_a_group_its_own_outcome(redis_server):
+    """Written, stale (never backwards), a write's own error, and a write carrying a lease value
+    that is no longer current (fenced out, nothing of it written), all in one group."""
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    keys = StateKeys("c2c:mix")
+    lease = Lease(client, keys, "w1", ttl_s=10)
+    assert lease.try_acquire()
+    store = StateStore(client, keys, lease)
+    stale_value = f"w0:{(lease.token or 0) - 1}"
+    client.hset(keys.cursors, "site-2", "2024-06-01T13:00:00.000000Z")
+    client.set(keys.cursors_of("broken"), "not a hash")  # every HGET on it fails with WRONGTYPE
+    marks = keys.published_through(DEFAULT_ENDPOINT)
+
+    def write(
+        station: str,
+        cursor: str,
+        *,
+        lease_value: str = lease.value,
+        endpoint: str = DEFAULT_ENDPOINT,
+        published: str = "",
+        digests: list[tuple[str, str]] | None = None,
+    ) -> CursorWrite:
+        return CursorWrite(
+            lease_value,
+            keys.cursors_of(endpoint),
+            keys.published_through(endpoint),
+            station,
+            cursor,
+            published,
+            [(keys.seen(m), d) for m, d in digests or []],
+            600,
+        )
+
+    writes = [
+        write("site-1", "2024-06-01T12:00:00.000000Z", digests=[("m1", "d1")]),
+        write("site-2", "2024-06-01T12:30:00.000000Z"),  # behind what is stored
+        write("site-3", "2024-06-01T12:00:00.000000Z", endpoint="broken", digests=[("m3", "d3")]),
+        write("site-4", "2024-06-01T12:00:00.000000Z", lease_value=stale_value, digests=[("m4", "d4")]),
+        write("site-5", "2024-06-01T12:00:00.000000Z", published="2024-06-01T12:05:00.000000Z"),
+    ]
+    before = _script_calls(client)
+    outcomes = cursor_group(store._set_cursors, keys.lease, writes)
+    assert _script_calls(client) - before == 2, "one call per lease value in the group"
+    assert outcomes[0] == 1 and outcomes[1] == 0 and outcomes[3] == FENCED and outcomes[4] == 1, outcomes
+    assert isinstance(outcomes[2], redis.ResponseError) and "WRONGTYPE" in str(outcomes[2])
+    assert client.hgetall(keys.cursors) == {
+        "site-1": "2024-06-01T12:00:00.000000Z",
+        "site-2": "2024-06-01T13:00:00.000000Z",
+        "site-5": "2024-06-01T12:00:00.000000Z",
+    }
+    assert client.hgetall(marks) == {"site-5": "2024-06-01T12:05:00.000000Z"}
+    assert client.get(keys.seen("m1")) == "d1" and 0 < client.ttl(keys.seen("m1")) <= 600
+    assert client.get(keys.seen("m3")) == "d3", "the failing write's digests went before its cursor"
+    assert client.get(keys.seen("m4")) is None, "a fenced-out write writes nothing"
+    # Through the lanes' entry point: the error and the fence reach the caller as before.
+    with pytest.raises(redis.ResponseError):
+        store.advance_cursor("site-3", TS, endpoint="broken")
+    assert store.advance_cursor("site-6", TS) is True and store.advance_cursor("site-6", TS) is False
+    client.delete(keys.lease)
+    with pytest.raises(LeaseLost):
+        store.advance_cursor("site-7", TS, digests=[("m7", "d7")], digest_ttl_s=600)
+    assert client.hget(keys.cursors, "site-7") is None and client.get(keys.seen("m7")) is None
+    lease.release()
