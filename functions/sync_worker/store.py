@@ -116,22 +116,38 @@ end
 return (#ARGV - 1) / 3
 """
 
-# KEYS: budget set ; ARGV: calls, period ms, member. Redis time, so every worker counts alike.
-#: One vendor call from every budget it draws on, or from none: KEYS are the budgets' sorted sets,
-#: ARGV (calls, period ms) per key, then the call's member. All are pruned and checked before any
-#: is taken, so a call refused by one budget (a site's) spends nothing of another (the account's).
-_TAKE_CALL = """
+# The vendor calls of one group (see `GroupCommit`), each taken from every budget it draws on, or
+# from none: all of a call's budgets are pruned and checked before any is taken, so a call refused
+# by one budget (a site's) spends nothing of another (the account's). Redis time, so every worker
+# counts alike. KEYS: every budget sorted set of the group ; ARGV per call: its budget count, then
+# key-index/calls/period-ms triples, then its member. One reply per call, in order: 1 taken, 0
+# refused, or that call's own error.
+_TAKE_CALLS = """
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-for i, key in ipairs(KEYS) do
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', ms - tonumber(ARGV[2 * i]))
-  if redis.call('ZCARD', key) >= tonumber(ARGV[2 * i - 1]) then return 0 end
+local function take(i, k)
+  for j = i + 1, i + 3 * k, 3 do
+    local key = KEYS[tonumber(ARGV[j])]
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', ms - tonumber(ARGV[j + 2]))
+    if redis.call('ZCARD', key) >= tonumber(ARGV[j + 1]) then return 0 end
+  end
+  for j = i + 1, i + 3 * k, 3 do
+    local key = KEYS[tonumber(ARGV[j])]
+    redis.call('ZADD', key, ms, ARGV[i + 3 * k + 1])
+    redis.call('PEXPIRE', key, ARGV[j + 2])
+  end
+  return 1
 end
-for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, ms, ARGV[#ARGV])
-  redis.call('PEXPIRE', key, ARGV[2 * i])
+local replies = {}
+local i = 1
+while i <= #ARGV do
+  local k = tonumber(ARGV[i])
+  local ok, reply = pcall(take, i, k)
+  if not ok and type(reply) ~= 'table' then reply = {err = tostring(reply)} end
+  replies[#replies + 1] = reply
+  i = i + 3 * k + 2
 end
-return 1
+return replies
 """
 
 CURSOR_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -215,6 +231,25 @@ def cursor_group(script: Script, lease_key: str, writes: list[CursorWrite]) -> l
         for n, reply in zip(members, replies, strict=True):
             outcomes[n] = reply
     return outcomes
+
+
+#: One vendor call's budgets: `(sorted set key, calls, period ms)` for each.
+CallBudgets = Sequence[tuple[str, int, int]]
+
+
+def take_call_group(script: Script, calls: list[CallBudgets]) -> list[object]:
+    """Every vendor call of a group taken in one script call, in order: its own outcome for each,
+    1 taken, 0 refused, or an error."""
+    index: dict[str, int] = {}  # key name -> its KEYS index (1-based)
+    args: list[str | int] = []
+    for budgets in calls:
+        args.append(len(budgets))
+        for key, limit, period_ms in budgets:
+            args += [index.setdefault(key, len(index) + 1), limit, period_ms]
+        args.append(uuid.uuid4().hex)
+    # `Script.__call__` loads the script on NOSCRIPT; an exception reaches every call (`GroupCommit`).
+    replies = script(keys=list(index), args=args)
+    return list(replies)
 
 
 class GroupCommit(Generic[T]):
@@ -426,7 +461,10 @@ class StateStore:
             lambda writes: cursor_group(self._set_cursors, keys.lease, writes)
         )
         self._restore_cursors = client.register_script(_RESTORE_CURSORS)
-        self._take_call = client.register_script(_TAKE_CALL)
+        self._take_calls = client.register_script(_TAKE_CALLS)
+        self._call_budgets: GroupCommit[CallBudgets] = GroupCommit(
+            lambda calls: take_call_group(self._take_calls, calls)
+        )
 
     def cursors(self, endpoint: str = DEFAULT_ENDPOINT) -> dict[str, datetime]:
         raw = self.client.hgetall(self.keys.cursors_of(endpoint))
@@ -529,10 +567,9 @@ class StateStore:
         none; False when any of them is spent."""
         if not budgets:
             return True
-        args: list[str | int] = [a for _, calls, period_s in budgets for a in (calls, int(period_s * 1000))]
-        args.append(uuid.uuid4().hex)
-        keys = [self.keys.call_budget(counter) for counter, _, _ in budgets]
-        return bool(int(self._take_call(keys=keys, args=args)))
+        # Lanes asking at the same time share one script call (and round trip), as cursor writes do.
+        mine = [(self.keys.call_budget(counter), calls, int(period_s * 1000)) for counter, calls, period_s in budgets]
+        return self._call_budgets.run(mine) == 1
 
     def seen_digests(self, message_ids: list[str]) -> list[str | None]:
         """The payload digest last published under each id (None: never, or forgotten)."""

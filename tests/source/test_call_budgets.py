@@ -20,7 +20,7 @@ from functions.sync_worker.source.base import Budget, EndpointPlan, Station
 from functions.sync_worker.source.concurrency import AdaptiveConcurrency
 from functions.sync_worker.source.config import VendorConfig
 from functions.sync_worker.source.http_json import HttpJsonSource
-from functions.sync_worker.store import Lease, StateStore, connect_redis
+from functions.sync_worker.store import Lease, StateStore, connect_redis, take_call_group
 from tests.source.conftest import RecordingPublisher
 from tests.support.vendor_stub import StubRequest, VendorStub
 
@@ -155,6 +155,31 @@ def test_a_call_refused_by_one_budget_spends_nothing_of_the_others(state):
     assert not state.take_call([account, site]), "the site's one call is spent"
     assert state.client.zcard(state.keys.call_budget("@vendor:60")) == 1, "the refused call took nothing"
     assert state.take_call([account, ("@station:60:S2", 1, 60.0)]), "another site still has its own"
+
+
+def test_the_calls_of_a_group_are_taken_in_one_script_call_each_with_its_own_outcome(state):
+    """In order within the group: taken, refused (its budget spent by the call before it, and
+    nothing taken from the account's), a call whose budget key is not a sorted set fails alone."""
+    client = state.client
+    account, site, broken = (state.keys.call_budget(c) for c in ("@vendor:grp", "@station:grp:S1", "broken"))
+    client.set(broken, "not a sorted set")
+    calls = [
+        [(account, 10, 60_000), (site, 1, 60_000)],
+        [(account, 10, 60_000), (site, 1, 60_000)],
+        [(broken, 10, 60_000)],
+        [(account, 10, 60_000)],
+    ]
+    client.script_load(state._take_calls.script)  # no NOSCRIPT retry among the calls counted
+
+    def evalsha_calls() -> int:
+        return int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+    before = evalsha_calls()
+    outcomes = take_call_group(state._take_calls, calls)
+    assert evalsha_calls() - before == 1, "one script call for the group"
+    assert outcomes[0] == 1 and outcomes[1] == 0 and outcomes[3] == 1, outcomes
+    assert isinstance(outcomes[2], Exception) and "WRONGTYPE" in str(outcomes[2])
+    assert client.zcard(account) == 2 and client.zcard(site) == 1
 
 
 def two_endpoints(budget: list[dict[str, Any]]) -> VendorConfig:
