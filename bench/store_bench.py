@@ -1,0 +1,175 @@
+"""CPU of the worker's Redis writes per station, this tree against another (a "before" tree).
+
+    .venv/bin/python bench/store_bench.py compare --before /path/to/before-worktree --rounds 5
+
+What a station lane does in Redis after its page's PUBACKs, without the vendor, the broker or the
+mapping around it (`cpu_bench` measures the whole cycle): `--lanes` threads write `--stations`
+cursors, each with `--digests` late-values digests (a vendor with a lookback remembers one per
+reading sent; the plain cycle has none), and with `--budgets` each first takes a vendor call from
+that many budgets (the account's, then the station's). The worker's CPU (this process, every thread)
+and Redis's CPU of the timed pass are measured after a warm-up pass (pool, scripts). Each contender
+is its own process, run by its own tree's interpreter (`<tree>/.venv`, so each with the packages
+its tree locks: hiredis or not), importing the store from its tree (`--root`), with its own
+redis-server; the rounds alternate their order; the figures are medians of per-round ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parents[1]
+T0 = datetime(2024, 6, 1, 12, tzinfo=UTC)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
+    root = Path(args.root).resolve()
+    sys.path.insert(0, str(root))
+    import psutil
+
+    store = importlib.import_module("functions.sync_worker.store")
+    StateKeys = importlib.import_module("functions.common.state").StateKeys
+    RedisServer = importlib.import_module("c2c_sync.demo.services").RedisServer
+
+    with tempfile.TemporaryDirectory(prefix="c2c-store-bench-") as tmp:
+        server = RedisServer(Path(tmp)).start()
+        try:
+            assert server.proc is not None
+            redis_proc = psutil.Process(server.proc.pid)
+            client = store.connect_redis(server.url)
+            keys = StateKeys("c2c:bench")
+            lease = store.Lease(client, keys, "bench", ttl_s=60)
+            assert lease.try_acquire()
+            state = store.StateStore(client, keys, lease)
+            grouped_digests = "digests" in state.advance_cursor.__code__.co_varnames
+            ids = [f"site-{i:05d}" for i in range(args.stations)]
+
+            def lane_write(sid: str, at: datetime) -> None:
+                if args.budgets:
+                    budgets = [("@vendor:bench", 10**9, 3600.0), (f"@station:bench:{sid}", 10**6, 3600.0)]
+                    assert state.take_call(budgets[: args.budgets])
+                digests = [(f"{sid}:{at:%H%M}:{j}", "0123456789abcdef") for j in range(args.digests)]
+                if grouped_digests:
+                    state.advance_cursor(sid, at, digests=digests, digest_ttl_s=7200)
+                else:  # the tree before: the cycle remembered the digests in a pipeline of its own
+                    if digests:
+                        state.remember_digests(digests, 7200)
+                    state.advance_cursor(sid, at)
+
+            def cycle(at: datetime) -> None:
+                with ThreadPoolExecutor(args.lanes) as pool:
+                    list(pool.map(lambda sid: lane_write(sid, at), ids))
+
+            cycle(T0)  # warm-up: connections, scripts
+            redis0, cpu0, wall0 = redis_proc.cpu_times(), time.process_time(), time.perf_counter()
+            cycle(T0 + timedelta(minutes=1))
+            cpu, wall, redis1 = time.process_time() - cpu0, time.perf_counter() - wall0, redis_proc.cpu_times()
+            moved = sum(1 for v in client.hvals(keys.cursors) if v.startswith("2024-06-01T12:01"))
+            if moved != args.stations:
+                raise RuntimeError(f"{moved} of {args.stations} cursors moved")
+            lease.release()
+            redis_cpu = (redis1.user + redis1.system) - (redis0.user + redis0.system)
+            return {
+                "root": str(root),
+                "cpu_ms_per_station": round(cpu * 1000 / args.stations, 4),
+                "redis_cpu_ms_per_station": round(redis_cpu * 1000 / args.stations, 4),
+                "wall_s": round(wall, 3),
+                "loadavg": os.getloadavg()[0],
+            }
+        finally:
+            server.stop()
+
+
+def _contender(tree: str, args: list[str]) -> dict[str, Any]:
+    """One `run` in its own process, under the tree's own venv when it has one."""
+    python = Path(tree) / ".venv" / "bin" / "python"
+    proc = subprocess.run(
+        [str(python) if python.exists() else sys.executable, str(Path(__file__)), *args],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(HERE)},
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"store_bench {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _compare(args: argparse.Namespace) -> dict[str, Any]:
+    sys.path.insert(0, str(HERE))
+    from bench.rounds import median, median_ratio, orders
+
+    trees = {"before": str(Path(args.before).resolve()), "after": str(HERE)}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    load = [os.getloadavg()[0]]
+    for _, order in orders(list(trees), args.rounds):
+        for name in order:
+            runs[name].append(
+                _contender(
+                    trees[name],
+                    [
+                        "run",
+                        f"--root={trees[name]}",
+                        f"--stations={args.stations}",
+                        f"--lanes={args.lanes}",
+                        f"--digests={args.digests}",
+                        f"--budgets={args.budgets}",
+                    ],
+                )
+            )
+        load.append(os.getloadavg()[0])
+    figures: dict[str, Any] = {}
+    for field in ("cpu_ms_per_station", "redis_cpu_ms_per_station", "wall_s"):
+        after, before = [r[field] for r in runs["after"]], [r[field] for r in runs["before"]]
+        figures[field] = {
+            "before_median": round(median(before), 4),
+            "after_median": round(median(after), 4),
+            "ratio_median": round(median_ratio(after, before), 3),
+        }
+    return {
+        "stations": args.stations,
+        "lanes": args.lanes,
+        "digests": args.digests,
+        "budgets": args.budgets,
+        "rounds": args.rounds,
+        **figures,
+        "loadavg_min_max": [min(load), max(load)],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name in ("run", "compare"):
+        p = sub.add_parser(name)
+        p.add_argument("--stations", type=int, default=2000)
+        p.add_argument("--lanes", type=int, default=32)
+        p.add_argument("--digests", type=int, default=0, help="digests remembered per station write")
+        p.add_argument("--budgets", type=int, default=0, choices=(0, 1, 2), help="budgets each call takes from")
+        if name == "run":
+            p.add_argument("--root", default=str(HERE))
+        else:
+            p.add_argument("--before", required=True)
+            p.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    from bench.rounds import print_result
+
+    print_result(_run(args) if args.cmd == "run" else _compare(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.append(str(HERE))  # bench.rounds; a contender's own tree goes first (`_run`)
+    raise SystemExit(main())
