@@ -237,7 +237,7 @@ def cursor_group(script: Script, lease_key: str, writes: list[CursorWrite]) -> l
 CallBudgets = Sequence[tuple[str, int, int]]
 
 
-def take_call_group(script: Script, calls: list[CallBudgets]) -> list[object]:
+def take_call_group(script: Script, calls: Sequence[CallBudgets]) -> list[object]:
     """Every vendor call of a group taken in one script call, in order: its own outcome for each,
     1 taken, 0 refused, or an error."""
     index: dict[str, int] = {}  # key name -> its KEYS index (1-based)
