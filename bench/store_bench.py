@@ -1,6 +1,11 @@
 """CPU of the worker's Redis writes per station, this tree against another (a "before" tree).
 
     .venv/bin/python bench/store_bench.py compare --before /path/to/before-worktree --rounds 5
+    .venv/bin/python bench/store_bench.py cycles --before /path/to/before-worktree --rounds 5
+
+`cycles` runs `cpu_bench.py run` (a whole timed cycle) for each tree with hiredis and without it
+(hidden from redis-py in that process, which then packs and parses in Python), in this venv,
+alternating the four contenders' order; ratios are against the before tree without hiredis.
 
 What a station lane does in Redis after its page's PUBACKs, without the vendor, the broker or the
 mapping around it (`cpu_bench` measures the whole cycle): `--lanes` threads write `--stations`
@@ -158,9 +163,54 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+#: Run a script with hiredis hidden from redis-py (it falls back to its Python packer and parser).
+_NO_HIREDIS = (
+    "import runpy, sys; sys.modules['hiredis'] = None; sys.argv = sys.argv[1:];"
+    " runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
+def _cycles(args: argparse.Namespace) -> dict[str, Any]:
+    sys.path.insert(0, str(HERE))
+    from bench.rounds import median, median_ratio, orders
+
+    trees = {"before": str(Path(args.before).resolve()), "after": str(HERE)}
+    names = [f"{tree}{suffix}" for tree in trees for suffix in ("", "+hiredis")]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    load = [os.getloadavg()[0]]
+    cpu_bench = str(HERE / "bench" / "cpu_bench.py")
+    for _, order in orders(names, args.rounds):
+        for name in order:
+            tree = trees[name.removesuffix("+hiredis")]
+            run = [cpu_bench, "run", f"--root={tree}", f"--stations={args.stations}"]
+            cmd = [sys.executable, *run] if name.endswith("+hiredis") else [sys.executable, "-c", _NO_HIREDIS, *run]
+            proc = subprocess.run(
+                cmd, cwd=HERE, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(HERE)}
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"{name} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+            runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        load.append(os.getloadavg()[0])
+    base = [r["cpu_ms_per_station"] for r in runs["before"]]
+    return {
+        "stations": args.stations,
+        "rounds": args.rounds,
+        "cpu_ms_per_station_median": {n: median([r["cpu_ms_per_station"] for r in runs[n]]) for n in names},
+        "cpu_ratio_vs_before_median": {
+            n: round(median_ratio([r["cpu_ms_per_station"] for r in runs[n]], base), 3) for n in names[1:]
+        },
+        "cycle_s_median": {n: median([r["cycle_s"] for r in runs[n]]) for n in names},
+        "loadavg_min_max": [min(load), max(load)],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
+    cycles = sub.add_parser("cycles")
+    cycles.add_argument("--before", required=True)
+    cycles.add_argument("--rounds", type=int, default=5)
+    cycles.add_argument("--stations", type=int, default=1000)
     for name in ("run", "compare"):
         p = sub.add_parser(name)
         p.add_argument("--stations", type=int, default=2000)
@@ -176,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from bench.rounds import print_result
 
-    print_result(_run(args) if args.cmd == "run" else _compare(args))
+    print_result(_run(args) if args.cmd == "run" else _compare(args) if args.cmd == "compare" else _cycles(args))
     return 0
 
 
