@@ -104,6 +104,21 @@ class MqttCapture:
         """Until at least `n` distinct telemetry message ids arrived."""
         _wait_until(lambda: len(self.ids) >= n, timeout, lambda: f"{n} distinct messages (have {len(self.ids)})")
 
+    def settle(self, quiet_s: float = 1.0, timeout: float = 30.0) -> None:
+        """Until no telemetry arrived for `quiet_s`: once the publisher has stopped, what the broker
+        had already accepted is here. A fixed sleep is not enough on a loaded machine, where the
+        broker-to-subscriber leg lags by seconds."""
+        deadline = time.monotonic() + timeout
+        seen, quiet_since = self.count(), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now_seen = self.count()
+            if now_seen != seen:
+                seen, quiet_since = now_seen, time.monotonic()
+            elif time.monotonic() - quiet_since >= quiet_s:
+                return
+        raise AssertionError(f"telemetry still arriving after {timeout}s ({seen} so far)")
+
 
 def _wait_until(predicate: Any, timeout: float, what: Any) -> None:
     deadline = time.monotonic() + timeout
