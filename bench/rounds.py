@@ -23,12 +23,21 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def contender(script: Path, args: Sequence[str], *, timeout: float = 600.0, env: dict[str, str] | None = None) -> dict:
-    """Run `python script args...` as its own process; its last stdout line is its JSON result."""
+def contender(
+    script: Path,
+    args: Sequence[str],
+    *,
+    timeout: float = 600.0,
+    env: dict[str, str] | None = None,
+    python: str | None = None,
+    cwd: str | Path | None = None,
+) -> dict:
+    """Run `python script args...` as its own process (this interpreter unless `python` names
+    another, e.g. a before-tree's own venv); its last stdout line is its JSON result."""
     child_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     proc = subprocess.run(
-        [sys.executable, str(script), *args],
-        cwd=ROOT,
+        [python or sys.executable, str(script), *args],
+        cwd=cwd or ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,

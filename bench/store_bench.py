@@ -102,19 +102,10 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _contender(tree: str, args: list[str]) -> dict[str, Any]:
     """One `run` in its own process, under the tree's own venv when it has one."""
+    from bench.rounds import contender
+
     python = Path(tree) / ".venv" / "bin" / "python"
-    proc = subprocess.run(
-        [str(python) if python.exists() else sys.executable, str(Path(__file__)), *args],
-        cwd=tree,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(HERE)},
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"store_bench {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return contender(Path(__file__), args, python=str(python) if python.exists() else None, cwd=tree)
 
 
 def _compare(args: argparse.Namespace) -> dict[str, Any]:
