@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 from functions.common.state import CycleRecord
 from functions.sync_worker.errors import ErrorClass, PermanentError, SyncError, ThrottledError
 from functions.sync_worker.observability import logger
+from functions.sync_worker.settlement import Settler
 from functions.sync_worker.source.base import (
     DEFAULT_ENDPOINT,
     TICK,
@@ -40,7 +41,7 @@ from functions.sync_worker.source.base import (
     SourceAdapter,
     Station,
 )
-from functions.sync_worker.store import LeaseLost
+from functions.sync_worker.store import CursorAdvance, LeaseLost
 from functions.sync_worker.transform import to_message
 from functions.sync_worker.uplink.batch import PublishBatch
 from functions.sync_worker.uplink.profile import OutboundMessage
@@ -75,6 +76,8 @@ class CursorStore(Protocol):
         digests: Sequence[tuple[str, str]] = (),
         digest_ttl_s: int = 0,
     ) -> bool: ...
+
+    def advance_cursors(self, advances: Sequence[CursorAdvance]) -> list[bool | Exception]: ...
 
     def seen_digests(self, message_ids: list[str]) -> list[str | None]: ...
 
@@ -271,6 +274,98 @@ class BudgetPacer:
         return Allotment(shares)
 
 
+@dataclass(slots=True)
+class _Move:
+    """One window's page after publishing: what it sent, for the cursor write its PUBACKs earn."""
+
+    station: Station
+    window: _Window
+    sent: list[tuple[Reading, str]]
+
+    def written(self, advance: CursorAdvance) -> None:
+        """The fenced write went through: the window now starts from where it put the marks."""
+        if advance.ts is not None:
+            self.window.cursor = advance.ts
+        if advance.published_through is not None:
+            self.window.maybe_sent_through = advance.published_through
+
+
+class _PageSettlement:
+    """A window's last page (or a batched answer's), settled on the settler's thread (`Settlement`).
+
+    It counts into outcomes of its own, merged with the lane's per station at the end of the cycle:
+    the lane that handed it on may meanwhile count into its own for the station's next endpoint.
+    """
+
+    def __init__(self, runner: CycleRunner, batch: PublishBatch, moves: list[_Move]) -> None:
+        self.batch = batch
+        self.timeout_s = runner.puback_timeout_s
+        self.deadline = time.monotonic() + self.timeout_s
+        self.settled = False
+        self.outcomes = {m.station.station_id: StationOutcome(m.station.station_id) for m in moves}
+        self._runner = runner
+        self._moves = moves
+        self._advances: list[tuple[_Move, CursorAdvance]] = []
+
+    def _label(self) -> str:
+        first = self._moves[0].station.station_id
+        return first if len(self._moves) == 1 else f"{first} (+{len(self._moves) - 1})"
+
+    def acked(self) -> list[CursorAdvance]:
+        for move in self._moves:
+            self.outcomes[move.station.station_id].published += len(move.sent)
+        self._advances = [(m, a) for m in self._moves if (a := CycleRunner._cursor_advance(m)) is not None]
+        if not self._advances:
+            self.settled = True
+        return [advance for _, advance in self._advances]
+
+    def failed(self, error: SyncError) -> None:
+        for move in self._moves:  # queued and maybe delivered, their cursors unmoved
+            self.outcomes[move.station.station_id].unconfirmed += len(move.sent)
+        self._runner._classify(list(self.outcomes.values()), self._label(), error)
+        self.settled = True
+
+    def written(self, results: Sequence[bool | Exception]) -> None:
+        for (move, advance), result in zip(self._advances, results, strict=True):
+            if isinstance(result, Exception):
+                # Acknowledged by the broker, but the cursor stays: the next cycle sends them again.
+                outcome = self.outcomes[move.station.station_id]
+                outcome.unconfirmed += len(move.sent)
+                self._runner._classify([outcome], move.station.station_id, result)
+            else:
+                move.written(advance)
+        self.settled = True
+
+    def abandon(self) -> None:
+        """The cycle ended before this page settled (drain deadline): what it sent may come again."""
+        for move in self._moves:
+            outcome = self.outcomes[move.station.station_id]
+            outcome.abandoned = True
+            outcome.unconfirmed += len(move.sent)
+
+
+class _Drain:
+    """The cycle's drain deadline: none until `stop` is set or the lease is lost, then
+    `drain_deadline_s` from that moment."""
+
+    def __init__(self, runner: CycleRunner, drain_deadline_s: float) -> None:
+        self._runner = runner
+        self._drain_deadline_s = drain_deadline_s
+        self.deadline: float | None = None
+
+    def starts(self) -> bool:
+        """True the first time it is asked after the drain began (a lost lease ends the cycle like
+        a shutdown: no station may start without it)."""
+        if self.deadline is None and (self._runner.stop.is_set() or not self._runner.lease_held()):
+            self.deadline = time.monotonic() + self._drain_deadline_s
+            return True
+        return False
+
+    def timeout(self) -> float:
+        """How long to wait before looking again (<= 0: the deadline has passed)."""
+        return 0.2 if self.deadline is None else min(0.2, self.deadline - time.monotonic())
+
+
 class Deferred(Exception):
     """The vendor's budget or throttling leaves no room for this station in this cycle."""
 
@@ -302,6 +397,9 @@ class CycleRunner:
         self._budget_pacer = BudgetPacer()
         self._allotment = Allotment({})
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="station")
+        self._settler = Settler(cursors)
+        #: This cycle's pages handed to the settler (their outcomes join the stations' own).
+        self._settlements: list[_PageSettlement] = []
 
     def run(
         self, stations: list[Station], *, signal_id: str | None = None, drain_deadline_s: float = 20.0
@@ -319,11 +417,12 @@ class CycleRunner:
         # Most behind first: when a call budget runs out, the stations deferred are those synced
         # most recently, so every station gets its turn across cycles.
         ordered = sorted(stations, key=lambda st: _lag_key(st, cursors))
+        self._settlements = []
         futures: dict[Future[list[StationOutcome]], list[str]] = {
             self._pool.submit(self._run_unit, unit, plans, cursors, until): [st.station_id for st in unit]
             for unit, plans in self._units(ordered)
         }
-        outcomes = _merge(self._collect(futures, drain_deadline_s))
+        outcomes = _merge(self._collect(futures, drain_deadline_s) + self._settled_outcomes())
         finished_at = datetime.now(UTC)
         errors = Counter(o.error.value for o in outcomes if o.error is not None and not o.deferred)
         aborted = self.stop.is_set() or any(o.abandoned for o in outcomes) or len(outcomes) < len(stations)
@@ -346,6 +445,8 @@ class CycleRunner:
     def _collect(
         self, futures: dict[Future[list[StationOutcome]], list[str]], drain_deadline_s: float
     ) -> list[StationOutcome]:
+        """The lanes' outcomes, once every lane and every page they handed to the settler is done
+        (or, after `stop` or a lost lease, once `drain_deadline_s` has passed)."""
         # A done-callback queue instead of `concurrent.futures.wait`: waiting on 10,000 futures
         # repeatedly would cost O(N) per completed station.
         finished: queue.SimpleQueue[Future[list[StationOutcome]]] = queue.SimpleQueue()
@@ -353,21 +454,19 @@ class CycleRunner:
             f.add_done_callback(finished.put)
         outcomes: list[StationOutcome] = []
         remaining = len(futures)
-        drain_deadline: float | None = None
+        drain = _Drain(self, drain_deadline_s)
         while remaining:
-            # A lost lease ends the cycle like a shutdown: no station may start without it.
-            if drain_deadline is None and (self.stop.is_set() or not self.lease_held()):
-                drain_deadline = time.monotonic() + drain_deadline_s
+            if drain.starts():
                 for f in futures:
                     f.cancel()  # stations not started yet are abandoned outright
-            timeout = 0.2 if drain_deadline is None else min(0.2, drain_deadline - time.monotonic())
+            timeout = drain.timeout()
             if timeout <= 0:
                 running = [sid for f, sids in futures.items() if not f.done() for sid in sids]
                 logger.warning(
                     "shutdown deadline reached; abandoning stations still running",
                     extra={"stations": running[:20], "count": len(running)},
                 )
-                break
+                return outcomes
             try:
                 f = finished.get(timeout=timeout)
             except queue.Empty:
@@ -377,6 +476,24 @@ class CycleRunner:
                 outcomes.extend(StationOutcome(sid, abandoned=True) for sid in futures[f])
             else:
                 outcomes.extend(f.result())
+        while not self._settler.wait_idle(max(0.0, drain.timeout())):
+            drain.starts()
+            if drain.timeout() <= 0:
+                logger.warning(
+                    "shutdown deadline reached; pages still waiting for PUBACKs or their cursor write",
+                    extra={"count": self._settler.outstanding},
+                )
+                break
+        return outcomes
+
+    def _settled_outcomes(self) -> list[StationOutcome]:
+        """The settled pages' outcomes; a page still unsettled (the drain deadline passed) counts
+        as abandoned, what it sent as possibly sent twice."""
+        outcomes: list[StationOutcome] = []
+        for settlement in self._settlements:
+            if not settlement.settled:
+                settlement.abandon()
+            outcomes.extend(settlement.outcomes.values())
         return outcomes
 
     # -- per station: the one place errors are classified -----------------------------------
@@ -421,9 +538,6 @@ class CycleRunner:
                 return list(outcomes.values())
             except Abandoned:
                 return self._all(outcomes, abandoned=True)
-            except LeaseLost as exc:
-                logger.error("lease lost mid-cycle; station stopped", extra={"station_id": label, "reason": str(exc)})
-                return self._all(outcomes, abandoned=True)
             except Deferred:
                 return self._all(outcomes, deferred=True, error=ErrorClass.THROTTLED)
             except ThrottledError as exc:
@@ -435,16 +549,24 @@ class CycleRunner:
                     )
                     continue
                 return [self._failed(o, ErrorClass.THROTTLED, exc) for o in outcomes.values()]
-            # Transient, permanent and auth: the station is done for this cycle. An AuthError arrives
-            # after its renewal was already tried where the credential lives (the source transport
-            # refreshes once on a 401; the MQTT supervisor reconnects with a fresh ConnectionSpec).
-            except SyncError as exc:
-                return [self._failed(o, exc.error_class, exc) for o in outcomes.values()]
-            except RedisError as exc:  # the cursor could not be written: retried next cycle
-                return [self._failed(o, ErrorClass.TRANSIENT, exc) for o in outcomes.values()]
             except Exception as exc:
-                logger.exception("unexpected error; station treated as transient failure", extra={"station_id": label})
-                return [self._failed(o, ErrorClass.TRANSIENT, exc) for o in outcomes.values()]
+                return self._classify(list(outcomes.values()), label, exc)
+
+    def _classify(self, outcomes: list[StationOutcome], label: str, exc: Exception) -> list[StationOutcome]:
+        """What an error means for the stations it stopped, in a lane or when their page settled."""
+        if isinstance(exc, LeaseLost):
+            logger.error("lease lost mid-cycle; station stopped", extra={"station_id": label, "reason": str(exc)})
+            return self._all({o.station_id: o for o in outcomes}, abandoned=True)
+        # Transient, permanent and auth: the station is done for this cycle. An AuthError arrives
+        # after its renewal was already tried where the credential lives (the source transport
+        # refreshes once on a 401; the MQTT supervisor reconnects with a fresh ConnectionSpec).
+        if isinstance(exc, SyncError):
+            return [self._failed(o, exc.error_class, exc) for o in outcomes]
+        if not isinstance(exc, RedisError):  # a RedisError: the cursor could not be written, retried next cycle
+            logger.error(
+                "unexpected error; station treated as transient failure", extra={"station_id": label}, exc_info=exc
+            )
+        return [self._failed(o, ErrorClass.TRANSIENT, exc) for o in outcomes]
 
     @staticmethod
     def _all(outcomes: dict[str, StationOutcome], **fields: object) -> list[StationOutcome]:
@@ -518,9 +640,14 @@ class CycleRunner:
         while True:
             self._before_call(plan, [station])
             batch = self._fetch(station, window, resume)
-            self._absorb(station, window, batch, outcome)
             if batch.resume is None:
+                # The last page settles on the settler's thread, while this lane goes on.
+                self._note(station, window, batch, outcome)
+                publish = self.publisher.new_batch()
+                sent = self._send(window, batch, outcome, publish)
+                self._hand_on(publish, [_Move(station, window, sent)])
                 return
+            self._absorb(station, window, batch, outcome)
             resume = batch.resume
 
     def _sync_batch(
@@ -565,18 +692,19 @@ class CycleRunner:
                 for st, _, _, queued in shares:  # queued and maybe delivered, their cursors unmoved
                     outcomes[st.station_id].unconfirmed += len(queued)
                 raise
-            self._confirm(publish, [(outcomes[st.station_id], len(sent)) for st, _, _, sent in shares if sent])
-            for station, window, own, sent in shares:
-                self._move_cursor(station, window, own, sent, outcomes[station.station_id])
             if answer.resume is None:
+                self._hand_on(publish, [_Move(station, window, sent) for station, window, _, sent in shares])
                 return
+            self._confirm(publish, [(outcomes[st.station_id], len(sent)) for st, _, _, sent in shares if sent])
+            for station, window, _, sent in shares:
+                self._move_cursor(station, window, sent, outcomes[station.station_id])
             resume = answer.resume
 
     def _absorb(self, station: Station, window: _Window, batch: ReadingBatch, outcome: StationOutcome) -> None:
         """One page of one (station, endpoint): note what is pending, publish, move the cursor."""
         self._note(station, window, batch, outcome)
         sent = self._publish_page(station, window, batch, outcome)
-        self._move_cursor(station, window, batch, sent, outcome)
+        self._move_cursor(station, window, sent, outcome)
 
     def _note(self, station: Station, window: _Window, batch: ReadingBatch, outcome: StationOutcome) -> None:
         """What a page says about the window: items still pending, how far it is complete."""
@@ -599,14 +727,43 @@ class CycleRunner:
         if batch.complete_through is not None:
             window.complete_through = max(batch.complete_through, window.complete_through or batch.complete_through)
 
+    def _hand_on(self, publish: PublishBatch, moves: list[_Move]) -> None:
+        """Give a last page to the settler: it waits for the PUBACKs, then moves the cursors."""
+        if not any(m.sent for m in moves) and all(self._cursor_advance(m) is None for m in moves):
+            return  # nothing sent and no cursor to move: nothing to settle
+        settlement = _PageSettlement(self, publish, moves)
+        self._settlements.append(settlement)
+        self._settler.submit(settlement)
+
     def _move_cursor(
-        self,
-        station: Station,
-        window: _Window,
-        batch: ReadingBatch,
-        sent: list[tuple[Reading, str]],
-        outcome: StationOutcome,
+        self, station: Station, window: _Window, sent: list[tuple[Reading, str]], outcome: StationOutcome
     ) -> None:
+        """Move the cursor of a page that is not the window's last (its lane waits for the write)."""
+        move = _Move(station, window, sent)
+        advance = self._cursor_advance(move)
+        if advance is None:
+            return
+        try:
+            # One fenced write with the digests: the lanes writing together share one script call.
+            self.cursor_store.advance_cursor(
+                advance.station_id,
+                advance.ts,
+                endpoint=advance.endpoint,
+                published_through=advance.published_through,
+                digests=advance.digests,
+                digest_ttl_s=advance.digest_ttl_s,
+            )
+        except Exception:
+            # Acknowledged by the broker, but the cursor stays: the next cycle sends them again.
+            outcome.unconfirmed += len(sent)
+            raise
+        move.written(advance)
+
+    @staticmethod
+    def _cursor_advance(move: _Move) -> CursorAdvance | None:
+        """The fenced write a page's PUBACKs allow (None: nothing to write): the cursor up to where
+        the window is complete, what was published past it, and the digests to compare later."""
+        window, sent = move.window, move.sent
         target = window.cursor_target()
         if target is not None and window.cursor is not None and target <= window.cursor:
             target = None
@@ -615,31 +772,15 @@ class CycleRunner:
         ahead = newest if newest is not None and (target is None or newest > target) else None
         if ahead is not None and window.maybe_sent_through is not None and ahead <= window.maybe_sent_through:
             ahead = None
-        if target is None and ahead is None and not sent:
-            return
         digests: list[tuple[str, str]] = []
         if sent and (window.plan.lookback_s > 0 or ahead is not None):
             keep = sent if window.plan.lookback_s > 0 else [(r, d) for r, d in sent if target is None or r.ts > target]
             digests = [(r.message_id, d) for r, d in keep]
-        try:
-            if target is not None or ahead is not None or digests:
-                # One fenced write with the digests: the lanes writing together share one script call.
-                self.cursor_store.advance_cursor(
-                    station.station_id,
-                    target,
-                    endpoint=window.plan.name,
-                    published_through=ahead,
-                    digests=digests,
-                    digest_ttl_s=digest_ttl_s(window.plan),
-                )
-        except Exception:
-            # Acknowledged by the broker, but the cursor stays: the next cycle sends them again.
-            outcome.unconfirmed += len(sent)
-            raise
-        if target is not None:
-            window.cursor = target
-        if ahead is not None:
-            window.maybe_sent_through = ahead
+        if target is None and ahead is None and not digests:
+            return None
+        return CursorAdvance(
+            move.station.station_id, target, window.plan.name, ahead, digests, digest_ttl_s(window.plan)
+        )
 
     def _publish_page(
         self, station: Station, window: _Window, page: list[Reading], outcome: StationOutcome
@@ -713,3 +854,4 @@ class CycleRunner:
     def close(self) -> None:
         self.stop.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._settler.close()

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
@@ -178,6 +179,19 @@ def parse_cursor(value: str) -> datetime:
     return datetime.strptime(value, CURSOR_FORMAT).replace(tzinfo=UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class CursorAdvance:
+    """What the cycle asks of one (station, endpoint) after its page's PUBACKs: move the cursor to
+    `ts`, mark what was published past it, remember the payload digests of what it sent."""
+
+    station_id: str
+    ts: datetime | None
+    endpoint: str = DEFAULT_ENDPOINT
+    published_through: datetime | None = None
+    digests: Sequence[tuple[str, str]] = ()
+    digest_ttl_s: int = 0
+
+
 class CursorWrite:
     """One lane's fenced write: its cursor and published-through mark for one (station, endpoint),
     and the digests of what its page published (all three after the page's PUBACKs)."""
@@ -272,14 +286,22 @@ class GroupCommit(Generic[T]):
         self._flushing = False
 
     def run(self, item: T) -> object:
-        mine = _Pending(item)
+        outcome = self.run_many([item])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def run_many(self, items: Sequence[T]) -> list[object]:
+        """Every item's outcome, or its error as a value (never raised): the items join the next
+        round trip together, as if each came from a thread of its own."""
+        mine = [_Pending(item) for item in items]
         batch: list[_Pending[T]] = []
         with self._cond:
-            self._pending.append(mine)
-            while self._flushing and not mine.done:
+            self._pending.extend(mine)
+            while self._flushing and not all(p.done for p in mine):
                 self._cond.wait()
-            if not mine.done:
-                # This thread sends what is pending (its own item among it) while others queue.
+            if not all(p.done for p in mine):
+                # This thread sends what is pending (its own items among it) while others queue.
                 self._flushing = True
                 batch, self._pending = self._pending, []
         if batch:
@@ -289,9 +311,7 @@ class GroupCommit(Generic[T]):
                 with self._cond:
                     self._flushing = False
                     self._cond.notify_all()
-        if isinstance(mine.outcome, BaseException):
-            raise mine.outcome
-        return mine.outcome
+        return [p.outcome for p in mine]
 
     def _flush(self, batch: list[_Pending[T]]) -> None:
         try:
@@ -545,22 +565,43 @@ class StateStore:
         digests published under their message ids for `digest_ttl_s`, in one fenced write shared
         with the lanes writing at the same time; True when the cursor moved (False: it was already
         there or further). `LeaseLost` if our fencing token is no longer current (nothing written)."""
+        advance = CursorAdvance(station_id, ts, endpoint, published_through, digests, digest_ttl_s)
+        outcome = self.advance_cursors([advance])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def advance_cursors(self, advances: Sequence[CursorAdvance]) -> list[bool | Exception]:
+        """`advance_cursor` for several (station, endpoint)s in one shared round trip; each gets its
+        own outcome, an error (`LeaseLost`, a `RedisError`) returned in its place, not raised."""
         if self.lease is None:
-            raise LeaseLost("no lease")
-        write = CursorWrite(
-            self.lease.value,
-            self.keys.cursors_of(endpoint),
-            self.keys.published_through(endpoint),
-            station_id,
-            format_cursor(ts) if ts is not None else "",
-            format_cursor(published_through) if published_through is not None else "",
-            [(self.keys.seen(message_id), digest) for message_id, digest in digests],
-            digest_ttl_s,
-        )
-        outcome = self._cursor_writes.run(write)
-        if outcome == FENCED:
-            raise LeaseLost(f"fencing token {self.lease.token} is stale; cursor of {station_id} not written")
-        return outcome == 1
+            return [LeaseLost("no lease") for _ in advances]
+        try:
+            lease_value, token = self.lease.value, self.lease.token
+        except LeaseLost as exc:
+            return [exc for _ in advances]
+        writes = [
+            CursorWrite(
+                lease_value,
+                self.keys.cursors_of(a.endpoint),
+                self.keys.published_through(a.endpoint),
+                a.station_id,
+                format_cursor(a.ts) if a.ts is not None else "",
+                format_cursor(a.published_through) if a.published_through is not None else "",
+                [(self.keys.seen(message_id), digest) for message_id, digest in a.digests],
+                a.digest_ttl_s,
+            )
+            for a in advances
+        ]
+        results: list[bool | Exception] = []
+        for advance, outcome in zip(advances, self._cursor_writes.run_many(writes), strict=True):
+            if outcome == FENCED:
+                results.append(LeaseLost(f"fencing token {token} is stale; cursor of {advance.station_id} not written"))
+            elif isinstance(outcome, Exception):
+                results.append(outcome)
+            else:
+                results.append(outcome == 1)
+        return results
 
     def take_call(self, budgets: Sequence[tuple[str, int, float]]) -> bool:
         """Reserve one vendor call in every budget `(counter, calls, period_s)` it draws on, or in
@@ -629,6 +670,19 @@ class MemoryState:
         if published_through is not None:
             self._published[key] = max(published_through, self._published.get(key, published_through))
         return moved
+
+    def advance_cursors(self, advances: Sequence[CursorAdvance]) -> list[bool | Exception]:
+        return [
+            self.advance_cursor(
+                a.station_id,
+                a.ts,
+                endpoint=a.endpoint,
+                published_through=a.published_through,
+                digests=a.digests,
+                digest_ttl_s=a.digest_ttl_s,
+            )
+            for a in advances
+        ]
 
     def take_call(self, budgets: Sequence[tuple[str, int, float]]) -> bool:
         now = time.monotonic()

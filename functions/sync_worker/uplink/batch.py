@@ -8,6 +8,7 @@ session lost) fails the batch with a `TransientError` and the station's cursor s
 from __future__ import annotations
 
 from _thread import LockType, allocate_lock
+from time import monotonic
 
 from functions.sync_worker.errors import ErrorClass, SyncError, TransientError
 
@@ -59,19 +60,24 @@ class PublishBatch:
     def wait(self, timeout_s: float) -> None:
         """Block until every publish is resolved; raise the batch's error, or `TransientError`
         when the deadline passes first. Call it after the last publish of the batch was queued,
-        from one thread (the one that queued them)."""
+        from one thread at a time."""
+        self.wait_until(monotonic() + timeout_s, timeout_s)
+
+    def wait_until(self, deadline: float, timeout_s: float | None = None) -> None:
+        """`wait` with the deadline as a `time.monotonic()` value (`timeout_s`: what the error names)."""
         with self._lock:
             waiter: LockType | None = None
             if self._pending > 0:
                 waiter = allocate_lock()
                 waiter.acquire()
                 self._waiter = waiter
-        if waiter is not None and not waiter.acquire(True, max(0.0, timeout_s)):
+        if waiter is not None and not waiter.acquire(True, max(0.0, deadline - monotonic())):
             with self._lock:
                 if self._waiter is waiter:
                     self._waiter = None
                 pending = self._pending
             if pending > 0:
-                raise TransientError(f"{pending} PUBACK(s) missing after {timeout_s:.1f}s")
+                waited = f"after {timeout_s:.1f}s" if timeout_s is not None else "at the deadline"
+                raise TransientError(f"{pending} PUBACK(s) missing {waited}")
         if self.error is not None:
             raise self.error
