@@ -9,7 +9,11 @@ where everything before it is acknowledged, and a late value is read when it arr
 that may have been sent before (inside the lookback, or past a held cursor) are compared with the
 digest remembered for their id and sent again only when their values changed, so re-reading does
 not flood. Duplicates are possible and carry the same message id; loss is not. Errors are
-classified in exactly one place, `_run_unit`, by their class.
+classified in exactly one place, `_classify`, by their class.
+
+A window's last page is handed to the `Settler` once published: it waits for the PUBACKs and then
+writes the cursor, while the lane goes on to its next station. Its accounting goes into outcomes of
+its own (`_PageSettlement`), merged with the lanes' per station when the cycle ends.
 """
 
 from __future__ import annotations
@@ -316,14 +320,14 @@ class _PageSettlement:
             self.outcomes[move.station.station_id].published += len(move.sent)
         self._advances = [(m, a) for m in self._moves if (a := CycleRunner._cursor_advance(m)) is not None]
         if not self._advances:
-            self.settled = True
+            self._settled()
         return [advance for _, advance in self._advances]
 
     def failed(self, error: SyncError) -> None:
         for move in self._moves:  # queued and maybe delivered, their cursors unmoved
             self.outcomes[move.station.station_id].unconfirmed += len(move.sent)
         self._runner._classify(list(self.outcomes.values()), self._label(), error)
-        self.settled = True
+        self._settled()
 
     def written(self, results: Sequence[bool | Exception]) -> None:
         for (move, advance), result in zip(self._advances, results, strict=True):
@@ -334,7 +338,12 @@ class _PageSettlement:
                 self._runner._classify([outcome], move.station.station_id, result)
             else:
                 move.written(advance)
+        self._settled()
+
+    def _settled(self) -> None:
+        # The cycle keeps its settlements until it ends: only the outcomes, not the pages' readings.
         self.settled = True
+        self._moves, self._advances = [], []
 
     def abandon(self) -> None:
         """The cycle ended before this page settled (drain deadline): what it sent may come again."""
