@@ -25,7 +25,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -375,6 +375,47 @@ class _Drain:
         return 0.2 if self.deadline is None else min(0.2, self.deadline - time.monotonic())
 
 
+#: A unit of a cycle: one station with its unbatched endpoints, or the stations of one batched request.
+_Unit = tuple[list[Station], list[EndpointPlan]]
+
+
+class _Lanes:
+    """The cycle's lanes: each takes the next unit from one queue until it is empty or the cycle drains."""
+
+    def __init__(self, runner: CycleRunner, work: queue.SimpleQueue[_Unit], cursors: _CursorSnapshot, until: datetime):
+        self._runner = runner
+        self._work = work
+        self._cursors = cursors
+        self._until = until
+        self.draining = threading.Event()
+        #: Units in progress, by lane thread.
+        self.running: dict[int, _Unit] = {}
+        #: What the lanes finished (list.extend is atomic: the lanes share it without a lock).
+        self.outcomes: list[StationOutcome] = []
+
+    def run(self) -> None:
+        me = threading.get_ident()
+        while not (self.draining.is_set() or self._runner.stop.is_set()):
+            try:
+                unit = self._work.get_nowait()
+            except queue.Empty:
+                return
+            self.running[me] = unit
+            try:
+                self.outcomes.extend(self._runner._run_unit(unit[0], unit[1], self._cursors, self._until))
+            finally:
+                del self.running[me]
+
+    def abandon_queued(self) -> list[StationOutcome]:
+        """The outcomes so far, with the units no lane started counted as abandoned."""
+        while True:
+            try:
+                stations, _ = self._work.get_nowait()
+            except queue.Empty:
+                return list(self.outcomes)
+            self.outcomes.extend(StationOutcome(st.station_id, abandoned=True) for st in stations)
+
+
 class Deferred(Exception):
     """The vendor's budget or throttling leaves no room for this station in this cycle."""
 
@@ -405,6 +446,7 @@ class CycleRunner:
         self._throttle = ThrottleGate(self.stop)
         self._budget_pacer = BudgetPacer()
         self._allotment = Allotment({})
+        self.concurrency = concurrency
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="station")
         self._settler = Settler(cursors)
         #: This cycle's pages handed to the settler (their outcomes join the stations' own).
@@ -427,11 +469,9 @@ class CycleRunner:
         # most recently, so every station gets its turn across cycles.
         ordered = sorted(stations, key=lambda st: _lag_key(st, cursors))
         self._settlements = []
-        futures: dict[Future[list[StationOutcome]], list[str]] = {
-            self._pool.submit(self._run_unit, unit, plans, cursors, until): [st.station_id for st in unit]
-            for unit, plans in self._units(ordered)
-        }
-        outcomes = _merge(self._collect(futures, drain_deadline_s) + self._settled_outcomes())
+        outcomes = _merge(
+            self._collect(self._units(ordered), cursors, until, drain_deadline_s) + self._settled_outcomes()
+        )
         finished_at = datetime.now(UTC)
         errors = Counter(o.error.value for o in outcomes if o.error is not None and not o.deferred)
         aborted = self.stop.is_set() or any(o.abandoned for o in outcomes) or len(outcomes) < len(stations)
@@ -452,39 +492,36 @@ class CycleRunner:
         return CycleResult(record, sum(o.skipped for o in outcomes), outcomes)
 
     def _collect(
-        self, futures: dict[Future[list[StationOutcome]], list[str]], drain_deadline_s: float
+        self, units: list[_Unit], cursors: _CursorSnapshot, until: datetime, drain_deadline_s: float
     ) -> list[StationOutcome]:
-        """The lanes' outcomes, once every lane and every page they handed to the settler is done
-        (or, after `stop` or a lost lease, once `drain_deadline_s` has passed)."""
-        # A done-callback queue instead of `concurrent.futures.wait`: waiting on 10,000 futures
-        # repeatedly would cost O(N) per completed station.
-        finished: queue.SimpleQueue[Future[list[StationOutcome]]] = queue.SimpleQueue()
-        for f in futures:
-            f.add_done_callback(finished.put)
-        outcomes: list[StationOutcome] = []
-        remaining = len(futures)
+        """Run `units` on `concurrency` lanes; the outcomes, once every lane and every page they
+        handed to the settler is done (or, after `stop` or a lost lease, once `drain_deadline_s`
+        has passed)."""
+        # Each lane takes the next unit from one queue: a Future per unit (10,000 per cycle, each
+        # with its own lock and condition) cost the main thread more than the lanes' Redis writes.
+        work: queue.SimpleQueue[_Unit] = queue.SimpleQueue()
+        for unit in units:
+            work.put(unit)
+        lane = _Lanes(self, work, cursors, until)
+        lanes = [self._pool.submit(lane.run) for _ in range(min(self.concurrency, len(units)))]
         drain = _Drain(self, drain_deadline_s)
-        while remaining:
+        while True:
             if drain.starts():
-                for f in futures:
-                    f.cancel()  # stations not started yet are abandoned outright
+                lane.draining.set()  # units not started yet are abandoned outright
             timeout = drain.timeout()
             if timeout <= 0:
-                running = [sid for f, sids in futures.items() if not f.done() for sid in sids]
+                running = [sid for unit in lane.running.values() for sid in (st.station_id for st in unit[0])]
                 logger.warning(
                     "shutdown deadline reached; abandoning stations still running",
                     extra={"stations": running[:20], "count": len(running)},
                 )
-                return outcomes
-            try:
-                f = finished.get(timeout=timeout)
-            except queue.Empty:
-                continue
-            remaining -= 1
-            if f.cancelled():
-                outcomes.extend(StationOutcome(sid, abandoned=True) for sid in futures[f])
-            else:
-                outcomes.extend(f.result())
+                return lane.abandon_queued()
+            if not wait(lanes, timeout=timeout).not_done:
+                break
+        for f in lanes:
+            if f.exception() is not None:  # `_run_unit` catches everything a unit raises: a bug
+                logger.error("a station lane ended unexpectedly", exc_info=f.exception())
+        outcomes = lane.abandon_queued()
         while not self._settler.wait_idle(max(0.0, drain.timeout())):
             drain.starts()
             if drain.timeout() <= 0:
@@ -511,12 +548,12 @@ class CycleRunner:
         """The reading endpoints of the source (one default endpoint for a source that declares none)."""
         return list(self.source.endpoints) or [EndpointPlan()]
 
-    def _units(self, stations: list[Station]) -> list[tuple[list[Station], list[EndpointPlan]]]:
+    def _units(self, stations: list[Station]) -> list[_Unit]:
         """The cycle's plan: one unit per station for its unbatched endpoints, and for each batched
         endpoint one unit per `batch_size` stations (one request serves them all)."""
         plans = self.endpoints()
         single = [p for p in plans if p.batch_size <= 1]
-        units: list[tuple[list[Station], list[EndpointPlan]]] = [([st], single) for st in stations] if single else []
+        units: list[_Unit] = [([st], single) for st in stations] if single else []
         for plan in plans:
             if plan.batch_size > 1:
                 size = plan.batch_size
