@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Generic, TypeVar
 
 import redis
@@ -171,8 +172,11 @@ def connect_redis(url: str, password: str | None = None) -> redis.Redis:
     )
 
 
+@lru_cache(maxsize=4096)
 def format_cursor(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime(CURSOR_FORMAT)
+    # Cached: the stations of one cycle mostly move their cursors to the same instant (the window's
+    # end). `isoformat` pads the year to four digits, as the cursor's fixed width needs.
+    return ts.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_cursor(value: str) -> datetime:
