@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
-from functions.sync_worker.errors import SyncError
+from functions.sync_worker.errors import SyncError, TransientError
 from functions.sync_worker.observability import logger
 from functions.sync_worker.store import CursorAdvance
 from functions.sync_worker.uplink.batch import PublishBatch
@@ -110,20 +110,22 @@ class Settler:
             if first is None:
                 return
             group = [first]
-            first_error = self._wait_acked(first)
-            # What arrived while the oldest page waited joins its write.
             closing = False
-            while len(group) < self.MAX_GROUP:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    closing = True
-                    break
-                group.append(item)
             try:
+                first_error = self._wait_acked(first)
+                # What arrived while the oldest page waited joins its write.
+                while len(group) < self.MAX_GROUP:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        closing = True
+                        break
+                    group.append(item)
                 self._settle(group, first_error)
+            except Exception:  # the thread must outlive any bug: a page it did not settle counts as abandoned
+                logger.exception("settling pages failed unexpectedly; their cursors stay")
             finally:
                 with self._idle:
                     self._outstanding -= len(group)
@@ -137,6 +139,9 @@ class Settler:
             settlement.batch.wait_until(settlement.deadline, settlement.timeout_s)
         except SyncError as exc:
             return exc
+        except Exception as exc:  # a bug: this page fails (its cursor stays), the others go on
+            logger.exception("waiting for a page's PUBACKs failed unexpectedly")
+            return TransientError(f"waiting for the PUBACKs failed: {exc}")
         return None
 
     def _settle(self, group: list[Settlement], first_error: SyncError | None) -> None:

@@ -209,3 +209,21 @@ def test_a_missing_puback_fails_only_its_own_page_at_its_deadline(state):
     assert isinstance(late.error, TransientError) and "after 0.3s" in str(late.error)
     assert late.results == [] and fine.results == [True]
     assert state.cursors()["S1"] == T0 - STEP and state.cursors()["S2"] == T0
+
+
+class BrokenBatch(PublishBatch):
+    def wait_until(self, deadline: float, timeout_s: float | None = None) -> None:
+        raise RuntimeError("a bug in waiting")
+
+
+def test_a_bug_in_waiting_fails_that_page_only_and_the_settler_goes_on(state):
+    settler = Settler(state)
+    broken = Page("S1", BrokenBatch())
+    settler.submit(broken)
+    assert settler.wait_idle(5), "the page the bug hit counts as settled (failed) for the cycle's wait"
+    after = Page("S2", PublishBatch())
+    settler.submit(after)
+    assert settler.wait_idle(5)
+    settler.close()
+    assert isinstance(broken.error, TransientError) and broken.results == [] and after.results == [True]
+    assert state.cursors()["S1"] == T0 - STEP and state.cursors()["S2"] == T0
