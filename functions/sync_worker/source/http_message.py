@@ -15,9 +15,32 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, ValuesView
 from typing import Any, Protocol
 
+import orjson
 import requests
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers, parse_header_links
+
+
+#: Every digit byte written as "0": a body whose translation holds `_LONG_NUMBER` has a run of at
+#: least 19 digits somewhere (in a number or a string; either way the stdlib decoder reads it).
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+#: orjson reads integers exactly only in [-2**63, 2**64 - 1] and turns longer ones into floats
+#: without an error (a 30-digit device id would change silently); every integer of at most 18
+#: digits is inside that range, so a body without a run of 19 digits decodes the same either way.
+_LONG_NUMBER = b"0" * 19
+
+
+def decode_json(content: bytes) -> Any:
+    """`json.loads(content)` as orjson computes it, in about a quarter of the time: orjson is used
+    only where it gives the same value (no run of 19 digits, see above), and anything it refuses
+    (NaN, a BOM, UTF-16, lone surrogates, numbers beyond a double, invalid UTF-8) goes to the stdlib,
+    which then decides as it always did."""
+    if _LONG_NUMBER not in content.translate(_DIGITS_AS_ZERO):
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(content)
 
 
 class Headers(MutableMapping[str, str]):
@@ -152,11 +175,11 @@ class VendorResponse:
         return answer
 
     def json(self) -> Any:
-        """The body as JSON; raises ValueError when it is not. Bytes go to `json.loads` directly
-        (it detects UTF-8/16/32); only a body that is not valid Unicode is decoded as `text` is, as
+        """The body as JSON; raises ValueError when it is not. Bytes go to the decoder directly
+        (`json.loads` detects UTF-8/16/32); only a body that is not valid Unicode is decoded as `text` is, as
         `requests` did, with undecodable bytes replaced."""
         try:
-            return json.loads(self.content)
+            return decode_json(self.content)
         except UnicodeDecodeError:
             return json.loads(self.text)
 
