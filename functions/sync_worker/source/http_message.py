@@ -20,7 +20,6 @@ import requests
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers, parse_header_links
 
-
 #: Every digit byte written as "0": a body whose translation holds `_LONG_NUMBER` has a run of at
 #: least 19 digits somewhere (in a number or a string; either way the stdlib decoder reads it).
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
