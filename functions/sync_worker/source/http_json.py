@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import string
 from collections.abc import Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -100,6 +101,42 @@ def _quoted(value: str) -> str:
     return quote(value, safe="")
 
 
+_Template = tuple[str, str, str | None]
+
+
+def _templates(items: Mapping[str, str]) -> tuple[_Template, ...]:
+    """(key, template, the placeholder it is exactly or None) of each query parameter or header:
+    a template that is one placeholder is filled with `str(value)`, what `format` gives for the
+    str and int values filled in, without parsing the template on every call."""
+    return tuple(
+        (key, template, whole.group(1) if (whole := _WHOLE_PLACEHOLDER.fullmatch(template)) else None)
+        for key, template in items.items()
+    )
+
+
+def _filled(templates: tuple[_Template, ...], values: dict[str, object]) -> dict[str, str]:
+    return {
+        key: str(values[name]) if name is not None else template.format(**values) for key, template, name in templates
+    }
+
+
+class _RequestPlan:
+    """What a request of one endpoint needs from its config, worked out once: the placeholders of
+    its path (only those are quoted per call) and its parameter and header templates."""
+
+    __slots__ = ("headers", "params", "path", "path_names")
+
+    def __init__(self, cfg: ReadingsEndpoint | StationsEndpoint) -> None:
+        self.path = cfg.path
+        self.path_names = tuple(sorted(_placeholder_names(cfg.path)))
+        self.params = _templates(cfg.params)
+        self.headers = _templates(cfg.headers)
+
+
+def _placeholder_names(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
 def _fill(node: Any, values: dict[str, object], ids: list[str] | None = None) -> Any:
     """A JSON body template with placeholders filled in its string leaves. A leaf that is exactly
     one placeholder keeps the value's JSON type (`{limit}` a number, an epoch `{since}` a number;
@@ -159,9 +196,13 @@ def _whole_seconds(fmt: str) -> bool:
 _WHOLE_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
+@functools.lru_cache(maxsize=4096)
 def _format_time(dt: datetime, fmt: str, zone: tzinfo | None = None) -> str | int:
     """A request time: epoch (a number), ISO 8601 (UTC `Z`, or the station's offset) or a strftime
-    pattern in the station's zone (DST-correct: zoneinfo picks the offset of that instant)."""
+    pattern in the station's zone (DST-correct: zoneinfo picks the offset of that instant).
+
+    Remembered: a cycle asks every station for the same window bounds. Equal instants share an entry
+    whatever their tzinfo, which is right: the text depends only on the instant, format and zone."""
     if fmt == "epoch_s":
         return int(dt.timestamp())
     if fmt == "epoch_ms":
@@ -209,6 +250,8 @@ class HttpJsonSource:
         self._station_page_size = station_page_size or config.stations.page_size
         self._pool_size = max(1, pool_size)
         self._endpoints = {ep.name: (ep, ReadingMapper(ep), Paginator(ep.pagination)) for ep in config.readings}
+        #: By the config object's identity: the endpoint configs live as long as this source.
+        self._plans = {id(cfg): _RequestPlan(cfg) for cfg in (config.stations, *config.readings)}
 
     # -- stations ---------------------------------------------------------------------------------
     def list_stations(self) -> list[Station]:
@@ -297,15 +340,16 @@ class HttpJsonSource:
     ) -> PageRequest:
         """The first request of an endpoint with its placeholders filled in, each encoded exactly once:
         quoted in the path, form-encoded by the transport in the query, to JSON or form encoding in a body."""
-        path = cfg.path.format(**{k: _quoted(str(v)) for k, v in values.items()})
+        plan = self._plans[id(cfg)]
+        path = plan.path.format(**{k: _quoted(str(values[k])) for k in plan.path_names})
         body = cfg.body
         return PageRequest(
             self.base_url + path,
-            {k: v.format(**values) for k, v in cfg.params.items()},
+            _filled(plan.params, values),
             method=cfg.method,
             json_body=_fill(body.json_body, values, ids) if body is not None and body.json_body is not None else None,
             form={k: v.format(**values) for k, v in body.form.items()} if body is not None and body.form else None,
-            headers={k: v.format(**values) for k, v in cfg.headers.items()} or None,
+            headers=_filled(plan.headers, values) if plan.headers else None,
         )
 
     def _call(self, req: PageRequest, station_id: str | None = None) -> tuple[Any, Any]:
