@@ -99,6 +99,29 @@ def test_site_local_times_are_exact_utc_across_dst_in_three_zones(stub, site, ut
     source.close()
 
 
+def test_one_window_is_asked_in_each_stations_own_local_time(stub):
+    """Request times are remembered per instant: the same window for sites in three zones (and the
+    same instants written with another offset) must still be asked in each site's own local time."""
+    source = HttpJsonSource(config(), base_url=stub.url, secrets={"api_key": "key-1234"})
+    since = datetime(2024, 6, 1, 10, tzinfo=UTC)
+    elsewhere = ZoneInfo("Asia/Tokyo")
+    for site, zone in [*STATIONS.items(), *STATIONS.items()]:
+        station = Station(site, attributes={"timeZone": zone})
+        source.fetch_readings(station, since.astimezone(elsewhere), (since + QUARTER * 4).astimezone(elsewhere), 100)
+    asked = [(call.path.split("/")[2], call.query["startTime"], call.query["endTime"]) for call in stub.requests]
+    expected = [
+        (
+            site,
+            since.astimezone(zone_of(zone)).strftime(LOCAL),
+            (since + QUARTER * 4).astimezone(zone_of(zone)).strftime(LOCAL),
+        )
+        for site, zone in STATIONS.items()
+    ]
+    assert asked == expected * 2
+    assert expected[0][1] == "2024-06-01 12:00:00" and expected[1][1] == "2024-06-01 06:00:00"
+    source.close()
+
+
 #: Berlin falls back at 01:00 UTC on 2024-10-27: local 02:00-02:59 happens twice (CEST, then CET).
 FALL_BACK = datetime(2024, 10, 27, 1, tzinfo=UTC)
 
