@@ -9,9 +9,13 @@ process, so its CPU is not counted), `--inflight` at a time: threads for the blo
 on one event loop for aiohttp and httpx's async client. The figure is process CPU seconds (user +
 system, all threads) per request, and its median of per-round ratios to `requests`.
 
-`c2c-pool` is the worker's own keep-alive pool (functions/sync_worker/source/http_pool.py) and
+`c2c-pool` is the worker's own keep-alive pool (functions/sync_worker/source/http_pool.py),
 `c2c-transport` the whole vendor call on it (`HttpTransport.request_json`: request built from the
-header template, API-key auth, error rules, JSON decoded, first attempt outside tenacity).
+header template, API-key auth, error rules, JSON decoded, first attempt outside tenacity) and
+`c2c-source` what a station's readings call costs (`HttpJsonSource.fetch_readings` with the shipped
+simulator config: the request filled from the endpoint's templates, the call, the answer mapped to
+`Reading`s). `--before <tree>` adds `c2c-transport@before` and `c2c-source@before`: the same
+contenders importing the worker from that tree (e.g. a worktree of main), alternating with these.
 
 `requests`, `urllib3` and `http.client` are in the worker's locks; aiohttp and httpx are not, so
 they are measured only when importable (`--extra-path` names a directory they were installed to
@@ -40,7 +44,9 @@ sys.path.insert(0, str(ROOT))
 KEY = "sim-key"
 PARAMS = {"since": "2024-06-01T11:59:00Z", "until": "2024-06-01T12:00:00Z", "limit": "500"}
 HEADERS = {"X-Api-Key": KEY, "Accept": "application/json"}
-BLOCKING = ("requests", "urllib3", "http.client", "c2c-pool", "c2c-transport")
+BLOCKING = ("requests", "urllib3", "http.client", "c2c-pool", "c2c-transport", "c2c-source")
+#: The contenders `--before` runs again from the other tree.
+BEFORE = ("c2c-transport", "c2c-source")
 ASYNC = ("aiohttp", "httpx-async")
 
 
@@ -113,6 +119,26 @@ def run_blocking(name: str, base: str, paths: list[str], inflight: int) -> None:
 
             return get
 
+    elif name == "c2c-source":
+        from datetime import UTC, datetime
+
+        from functions.sync_worker.source.base import Station
+        from functions.sync_worker.source.http_json import load_source
+
+        source = load_source("simulator", base, {"api_key": KEY}, pool_size=inflight)
+        since, until = (
+            datetime.fromisoformat(PARAMS[k].replace("Z", "+00:00")).astimezone(UTC) for k in ("since", "until")
+        )
+
+        def make() -> Callable[[str], object]:
+            def fetch(path: str) -> object:
+                batch = source.fetch_readings(Station(path.split("/")[3]), since, until, int(PARAMS["limit"]))
+                if len(batch) != 1:
+                    raise RuntimeError(f"{path}: {len(batch)} readings, expected 1")
+                return batch
+
+            return fetch
+
     else:
         host = urlsplit(base)
 
@@ -159,6 +185,8 @@ async def run_async(name: str, base: str, paths: list[str], inflight: int) -> No
 
 
 def one(args: argparse.Namespace) -> dict:
+    if args.root:
+        sys.path.insert(0, str(Path(args.root).resolve()))  # the worker of that tree, not of this one
     paths = _paths(args.requests, args.stations)
     warm = _paths(200, args.stations)
     if args.client in BLOCKING:
@@ -178,6 +206,8 @@ def compare(args: argparse.Namespace) -> dict:
     from tests.support.simulator import SimulatorProcess
 
     names = list(BLOCKING)
+    if args.before:
+        names += [f"{name}@before" for name in BEFORE]
     env = {}
     if args.extra_path:
         env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{args.extra_path}"
@@ -195,11 +225,13 @@ def compare(args: argparse.Namespace) -> dict:
         load = [os.getloadavg()[0]]
         for _, order in orders(names, args.rounds):
             for name in order:
+                client, _, before = name.partition("@")
                 out = contender(
                     Path(__file__),
                     [
                         "--one",
-                        name,
+                        client,
+                        *([f"--root={args.before}"] if before else []),
                         f"--url={sim.url}",
                         f"--requests={args.requests}",
                         f"--inflight={args.inflight}",
@@ -212,6 +244,9 @@ def compare(args: argparse.Namespace) -> dict:
         load.append(os.getloadavg()[0])
     finally:
         sim.stop()
+    for name in BEFORE if args.before else ():
+        ratios = [a / b for a, b in zip(cpu[name], cpu[f"{name}@before"], strict=True)]
+        print(f"{name} vs before, per round: {[round(r, 3) for r in ratios]}", file=sys.stderr)
     return {
         "bench": "http-clients",
         "requests": args.requests,
@@ -219,6 +254,10 @@ def compare(args: argparse.Namespace) -> dict:
         "rounds": args.rounds,
         "median_cpu_ms_per_request": {n: round(median(v), 4) for n, v in cpu.items()},
         "cpu_ratio_vs_requests": {n: round(median_ratio(v, cpu["requests"]), 3) for n, v in cpu.items()},
+        "cpu_ratio_vs_before": {
+            n: round(median_ratio(cpu[n], cpu[f"{n}@before"]), 3) for n in (BEFORE if args.before else ())
+        },
+        "cpu_ms_per_request": {n: [round(x, 4) for x in v] for n, v in cpu.items()},
         "median_req_per_s": {n: round(median(v)) for n, v in rate.items()},
         "loadavg": load,
     }
@@ -233,6 +272,8 @@ def main() -> None:
     parser.add_argument("--stations", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--extra-path", help="directory holding aiohttp/httpx (pip install --target)")
+    parser.add_argument("--before", help="a tree (e.g. a worktree of main) whose c2c contenders run too")
+    parser.add_argument("--root", help=argparse.SUPPRESS)  # --one: import the worker from this tree
     args = parser.parse_args()
     print(json.dumps(one(args) if args.client else compare(args)), flush=True)
 

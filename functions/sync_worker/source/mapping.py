@@ -197,11 +197,16 @@ def timestamp_parser(spec: TimestampSpec) -> TimeParser:
         return dt if tz is UTC else dt.astimezone(UTC)  # `...Z` is read as UTC itself already
 
     if spec.format == "iso8601":
+        fromisoformat = datetime.fromisoformat
 
         def parse(v: Any, zone: tzinfo, not_before: datetime | None = None) -> datetime:
             if not isinstance(v, str):
                 raise TypeError(f"timestamp {v!r} is not a string")
-            return aware(datetime.fromisoformat(v), zone, not_before)
+            dt = fromisoformat(v)
+            tz = dt.tzinfo
+            if tz is UTC:  # `...Z`, the common case, without the call to `aware` per reading
+                return dt
+            return aware(dt, zone, not_before)
     elif spec.format in ("epoch_s", "epoch_ms"):
         div = 1000.0 if spec.format == "epoch_ms" else 1.0
 
@@ -238,7 +243,13 @@ class ReadingMapper:
     def timestamp(self, item: Any, zone: tzinfo | None = None, not_before: datetime | None = None) -> datetime:
         """The item's time; `not_before` is the previous time of its series in a time-ordered answer
         (it tells the two occurrences of a repeated local hour apart)."""
-        return self._parse_time(self._ts_get(item), zone, not_before)
+        raw = self._ts_get(item)  # `_parse_time`, inlined: this runs once per reading
+        if raw is None:
+            raise MappingError("no timestamp")
+        try:
+            return self._ts_parse(raw, zone or self._fixed_zone, not_before)
+        except (TypeError, ValueError, OverflowError, OSError) as exc:
+            raise MappingError(f"bad timestamp {raw!r}: {exc}") from exc
 
     def answered_until(self, body: Any, zone: tzinfo | None = None) -> datetime | None:
         """How far the vendor says its answer reaches (None: it does not say)."""
