@@ -205,14 +205,14 @@ def compare(args: argparse.Namespace) -> dict:
     from bench.rounds import contender, median, median_ratio, orders
     from tests.support.simulator import SimulatorProcess
 
-    names = list(BLOCKING)
+    names = [n for n in BLOCKING if not args.clients or n in args.clients.split(",")]
     if args.before:
         names += [f"{name}@before" for name in BEFORE]
     env = {}
     if args.extra_path:
         env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{args.extra_path}"
         sys.path.append(args.extra_path)
-    for name in ASYNC:
+    for name in ASYNC if not args.clients else ():
         try:
             __import__(name.split("-")[0])
             names.append(name)
@@ -253,7 +253,9 @@ def compare(args: argparse.Namespace) -> dict:
         "inflight": args.inflight,
         "rounds": args.rounds,
         "median_cpu_ms_per_request": {n: round(median(v), 4) for n, v in cpu.items()},
-        "cpu_ratio_vs_requests": {n: round(median_ratio(v, cpu["requests"]), 3) for n, v in cpu.items()},
+        "cpu_ratio_vs_requests": {n: round(median_ratio(v, cpu["requests"]), 3) for n, v in cpu.items()}
+        if "requests" in cpu
+        else {},
         "cpu_ratio_vs_before": {
             n: round(median_ratio(cpu[n], cpu[f"{n}@before"]), 3) for n in (BEFORE if args.before else ())
         },
@@ -272,6 +274,7 @@ def main() -> None:
     parser.add_argument("--stations", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--extra-path", help="directory holding aiohttp/httpx (pip install --target)")
+    parser.add_argument("--clients", help="only these contenders, comma-separated (e.g. c2c-transport,c2c-source)")
     parser.add_argument("--before", help="a tree (e.g. a worktree of main) whose c2c contenders run too")
     parser.add_argument("--root", help=argparse.SUPPRESS)  # --one: import the worker from this tree
     args = parser.parse_args()
