@@ -124,9 +124,10 @@ class _RequestPlan:
     """What a request of one endpoint needs from its config, worked out once: the placeholders of
     its path (only those are quoted per call) and its parameter and header templates."""
 
-    __slots__ = ("headers", "params", "path", "path_names")
+    __slots__ = ("cfg", "headers", "params", "path", "path_names")
 
     def __init__(self, cfg: ReadingsEndpoint | StationsEndpoint) -> None:
+        self.cfg = cfg
         self.path = cfg.path
         self.path_names = tuple(sorted(_placeholder_names(cfg.path)))
         self.params = _templates(cfg.params)
@@ -340,7 +341,9 @@ class HttpJsonSource:
     ) -> PageRequest:
         """The first request of an endpoint with its placeholders filled in, each encoded exactly once:
         quoted in the path, form-encoded by the transport in the query, to JSON or form encoding in a body."""
-        plan = self._plans[id(cfg)]
+        plan = self._plans.get(id(cfg))
+        if plan is None or plan.cfg is not cfg:  # an endpoint config this source was not built with
+            plan = _RequestPlan(cfg)
         path = plan.path.format(**{k: _quoted(str(values[k])) for k in plan.path_names})
         body = cfg.body
         return PageRequest(
