@@ -252,7 +252,8 @@ class HttpJsonSource:
         self._pool_size = max(1, pool_size)
         self._endpoints = {ep.name: (ep, ReadingMapper(ep), Paginator(ep.pagination)) for ep in config.readings}
         #: By the config object's identity: the endpoint configs live as long as this source.
-        self._plans = {id(cfg): _RequestPlan(cfg) for cfg in (config.stations, *config.readings)}
+        requested: list[ReadingsEndpoint | StationsEndpoint] = [config.stations, *config.readings]
+        self._plans = {id(cfg): _RequestPlan(cfg) for cfg in requested}
 
     # -- stations ---------------------------------------------------------------------------------
     def list_stations(self) -> list[Station]:
