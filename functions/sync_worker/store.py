@@ -10,6 +10,7 @@ past the TTL) cannot move a cursor even if it still believes it is active.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 import uuid
@@ -17,11 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import redis
-from redis.commands.core import Script
-from redis.exceptions import RedisError
+from redis.connection import Connection
+from redis.exceptions import ConnectionError, NoScriptError, RedisError, ResponseError
+from redis.utils import HIREDIS_AVAILABLE
 
 from functions.common.state import (
     DEFAULT_ENDPOINT,
@@ -152,6 +154,13 @@ end
 return replies
 """
 
+_Pack = Callable[[tuple[str | int, ...]], bytes]
+_HIREDIS_PACK: _Pack | None = None
+if HIREDIS_AVAILABLE:  # redis-py's connections pack with hiredis then
+    import hiredis
+
+    _HIREDIS_PACK = cast(_Pack, hiredis.pack_command)
+
 CURSOR_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 T = TypeVar("T")
@@ -170,6 +179,102 @@ def connect_redis(url: str, password: str | None = None) -> redis.Redis:
         health_check_interval=30,
         decode_responses=True,
     )
+
+
+class ScriptCall(Protocol):
+    """A Lua script called with its keys and arguments (`DirectScript`, or redis-py's `Script`)."""
+
+    def __call__(self, keys: Sequence[str] = ..., args: Sequence[str | int] = ...) -> Any: ...
+
+
+class DirectCommands:
+    """Commands sent on connections kept here, outside `Redis.execute_command`.
+
+    For every command redis-py's client borrows a connection from its pool and polls its socket
+    (a connection handed back with unread data must not be reused), runs its OpenTelemetry hooks
+    (they look for a meter provider on every call even when none is configured), goes through its
+    deprecation and retry wrappers and puts the connection back. For the lanes' one script call
+    per group of cursor writes that plumbing was most of the write's CPU (bench/RESULTS.md). Here a
+    connection is borrowed from the client's pool once and kept (one per thread sending at the same
+    time; the pool still owns it, so `Redis.close()` closes it), a command is packed once, then sent
+    and read under the connection's own `Retry` (the client's: same errors, attempts and backoff),
+    so TLS, AUTH, timeouts and reconnecting stay redis-py's (`Connection.send_packed_command`
+    connects a connection that a failure disconnected). Only commands answered in one reply whose
+    raw form is what the caller wants (no response callbacks: EVALSHA, MGET).
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._pool = client.connection_pool
+        self._idle: list[Connection] = []  # list.pop/append are atomic: no lock on the hot path
+        # The packer redis-py's connections use (when the client brings none of its own): hiredis's,
+        # called without the serializer's per-argument pass (2 of its 3 us per script call).
+        custom = "command_packer" in self._pool.connection_kwargs
+        self._hiredis_pack = None if custom else _HIREDIS_PACK
+
+    def script(self, text: str) -> DirectScript:
+        return DirectScript(self, text)
+
+    def execute(self, *args: str | int) -> Any:
+        """One command's reply (an error reply raised as redis-py raises it, NOSCRIPT included)."""
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            conn = self._pool.get_connection()
+        try:
+            packed = [self._hiredis_pack(args)] if self._hiredis_pack is not None else list(conn.pack_command(*args))
+            return self._round_trip(conn, packed)
+        finally:
+            if conn.should_reconnect():
+                conn.disconnect()
+            self._idle.append(conn)
+
+    @staticmethod
+    def _round_trip(conn: Connection, packed: list[bytes]) -> Any:
+        kept = conn.is_connected
+
+        def attempt() -> Any:
+            nonlocal kept
+            if kept:
+                # A kept connection the server closed while it sat idle (a restart, a failover, an
+                # idle timeout) fails on first use; the pool would have found that out by polling
+                # before sending. Reconnect at once, as the pool does, not after a retry backoff.
+                kept = False
+                try:
+                    return _send_read(conn, packed)
+                except ConnectionError:
+                    pass
+            return _send_read(conn, packed)
+
+        return conn.retry.call_with_retry(attempt, lambda _error: conn.disconnect())
+
+
+def _send_read(conn: Connection, packed: list[bytes]) -> Any:
+    try:
+        conn.send_packed_command(packed)
+        return conn.read_response()
+    except ResponseError:  # the whole reply was read: the connection stays usable
+        raise
+    except BaseException:
+        # Whatever else interrupted the round trip may have left a reply unread on the socket.
+        conn.disconnect()
+        raise
+
+
+class DirectScript:
+    """A Lua script called by EVALSHA through `DirectCommands`, loaded on NOSCRIPT (Redis restarted
+    or flushed its scripts) and called again; `script(keys=..., args=...)` as redis-py's `Script`."""
+
+    def __init__(self, commands: DirectCommands, script: str) -> None:
+        self.script = script
+        self.sha = hashlib.sha1(script.encode()).hexdigest()
+        self._commands = commands
+
+    def __call__(self, keys: Sequence[str] = (), args: Sequence[str | int] = ()) -> Any:
+        try:
+            return self._commands.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            self.sha = self._commands.execute("SCRIPT", "LOAD", self.script)
+            return self._commands.execute("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
 @lru_cache(maxsize=4096)
@@ -226,7 +331,7 @@ class CursorWrite:
 FENCED = -1
 
 
-def cursor_group(script: Script, lease_key: str, writes: list[CursorWrite]) -> list[object]:
+def cursor_group(script: ScriptCall, lease_key: str, writes: list[CursorWrite]) -> list[object]:
     """Every write of a group in one script call per lease value (one call, but for a group that
     spans a re-acquisition): its own outcome for each, 1 moved, 0 not moved, `FENCED`, or an error."""
     outcomes: list[object] = [None] * len(writes)
@@ -244,7 +349,7 @@ def cursor_group(script: Script, lease_key: str, writes: list[CursorWrite]) -> l
             for digest_key, digest in w.digests:
                 args += [index.setdefault(digest_key, len(index) + 2), digest]
         try:
-            # `Script.__call__` loads the script on NOSCRIPT (Redis restarted or flushed its scripts).
+            # The script is loaded on NOSCRIPT (Redis restarted or flushed its scripts).
             replies = script(keys=[lease_key, *index], args=args)
         except Exception as exc:  # the round trip failed: it concerns every write it carried
             replies = [exc] * len(members)
@@ -259,7 +364,7 @@ def cursor_group(script: Script, lease_key: str, writes: list[CursorWrite]) -> l
 CallBudgets = Sequence[tuple[str, int, int]]
 
 
-def take_call_group(script: Script, calls: Sequence[CallBudgets]) -> list[object]:
+def take_call_group(script: ScriptCall, calls: Sequence[CallBudgets]) -> list[object]:
     """Every vendor call of a group taken in one script call, in order: its own outcome for each,
     1 taken, 0 refused, or an error."""
     index: dict[str, int] = {}  # key name -> its KEYS index (1-based)
@@ -269,7 +374,7 @@ def take_call_group(script: Script, calls: Sequence[CallBudgets]) -> list[object
         for key, limit, period_ms in budgets:
             args += [index.setdefault(key, len(index) + 1), limit, period_ms]
         args.append(uuid.uuid4().hex)
-    # `Script.__call__` loads the script on NOSCRIPT; an exception reaches every call (`GroupCommit`).
+    # The script is loaded on NOSCRIPT; an exception reaches every call (`GroupCommit`).
     replies = script(keys=list(index), args=args)
     return list(replies)
 
@@ -484,12 +589,14 @@ class StateStore:
         self.client = client
         self.keys = keys
         self.lease = lease
-        self._set_cursors = client.register_script(_SET_CURSORS)
+        # The lanes' writes, budget takes and digest reads skip the client's per-command plumbing.
+        self._direct = DirectCommands(client)
+        self._set_cursors = self._direct.script(_SET_CURSORS)
         self._cursor_writes: GroupCommit[CursorWrite] = GroupCommit(
             lambda writes: cursor_group(self._set_cursors, keys.lease, writes)
         )
         self._restore_cursors = client.register_script(_RESTORE_CURSORS)
-        self._take_calls = client.register_script(_TAKE_CALLS)
+        self._take_calls = self._direct.script(_TAKE_CALLS)
         self._call_budgets: GroupCommit[CallBudgets] = GroupCommit(
             lambda calls: take_call_group(self._take_calls, calls)
         )
@@ -624,7 +731,8 @@ class StateStore:
         """The payload digest last published under each id (None: never, or forgotten)."""
         if not message_ids:
             return []
-        return [None if v is None else as_text(v) for v in self.client.mget([self.keys.seen(m) for m in message_ids])]
+        values = self._direct.execute("MGET", *[self.keys.seen(m) for m in message_ids])
+        return [None if v is None else as_text(v) for v in values]
 
     def write_heartbeat(self, heartbeat: Heartbeat) -> None:
         self.client.set(self.keys.heartbeat, heartbeat.model_dump_json(), ex=HEARTBEAT_TTL_S)
