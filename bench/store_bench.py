@@ -138,7 +138,8 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
         figures[field] = {
             "before_median": round(median(before), 4),
             "after_median": round(median(after), 4),
-            "ratio_median": round(median_ratio(after, before), 3),
+            # Redis's CPU of a short run can read 0 (its clock ticks are 10 ms): no ratio then.
+            "ratio_median": round(median_ratio(after, before), 3) if all(before) else None,
             # With --work-us the ratio is diluted by the spun CPU; the difference is what was saved.
             "saved_median": round(median([b - a for a, b in zip(after, before, strict=True)]), 4),
         }

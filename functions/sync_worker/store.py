@@ -390,11 +390,15 @@ class GroupCommit(Generic[T]):
     (a write's script error or a connection error reaches exactly the items it concerns), and none
     returns before it is answered, so "cursor only after the PUBACK, and the lane knows whether it
     moved" holds. A lane waits at most for the round trip in flight and its own, as before.
+
+    Each waiting lane blocks on a lock of its own, released once when its item is answered or when
+    it is its turn to send (the first item queued during a round trip sends the next one): with a
+    condition variable every waiter woke at every answer, those still queued only to wait again.
     """
 
     def __init__(self, send: Callable[[list[T]], list[object]]) -> None:
         self._send = send
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._pending: list[_Pending[T]] = []
         self._flushing = False
 
@@ -408,41 +412,54 @@ class GroupCommit(Generic[T]):
         """Every item's outcome, or its error as a value (never raised): the items join the next
         round trip together, as if each came from a thread of its own."""
         mine = [_Pending(item) for item in items]
-        batch: list[_Pending[T]] = []
-        with self._cond:
+        if not mine:
+            return []
+        first = mine[0]  # queued together, so always sent together: this thread waits on the first
+        with self._lock:
             self._pending.extend(mine)
-            while self._flushing and not all(p.done for p in mine):
-                self._cond.wait()
-            if not all(p.done for p in mine):
-                # This thread sends what is pending (its own items among it) while others queue.
-                self._flushing = True
+            sending = not self._flushing
+            self._flushing = True
+        if not sending:
+            first.wake.acquire()
+        if not first.done:
+            # This thread sends what is pending (its own items first) while others queue.
+            with self._lock:
                 batch, self._pending = self._pending, []
-        if batch:
             try:
                 self._flush(batch)
             finally:
-                with self._cond:
-                    self._flushing = False
-                    self._cond.notify_all()
+                for p in batch:
+                    if not p.done:  # `_flush` itself failed before answering it
+                        p.outcome, p.done = RuntimeError("the group's round trip failed unanswered"), True
+                        p.wake.release()
+                with self._lock:
+                    following = self._pending[0] if self._pending else None
+                    self._flushing = following is not None
+                if following is not None:
+                    following.wake.release()  # its turn: it sends everything queued meanwhile
         return [p.outcome for p in mine]
 
     def _flush(self, batch: list[_Pending[T]]) -> None:
         try:
             outcomes = self._send([p.item for p in batch])
+            if len(outcomes) != len(batch):  # then no answer can be matched to its item
+                raise RuntimeError(f"{len(outcomes)} answers for a group of {len(batch)}")
         except Exception as exc:
             outcomes = [exc] * len(batch)
-        with self._cond:
-            for p, outcome in zip(batch, outcomes, strict=True):
-                p.outcome, p.done = outcome, True
+        for p, outcome in zip(batch, outcomes, strict=True):
+            p.outcome, p.done = outcome, True
+            p.wake.release()
 
 
 class _Pending(Generic[T]):
-    __slots__ = ("done", "item", "outcome")
+    __slots__ = ("done", "item", "outcome", "wake")
 
     def __init__(self, item: T) -> None:
         self.item = item
         self.done = False
         self.outcome: object = None
+        self.wake = threading.Lock()  # held until this item is answered or its thread is to send
+        self.wake.acquire()
 
 
 class Lease:
