@@ -142,6 +142,8 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
             "ratio_median": round(median_ratio(after, before), 3) if all(before) else None,
             # With --work-us the ratio is diluted by the spun CPU; the difference is what was saved.
             "saved_median": round(median([b - a for a, b in zip(after, before, strict=True)]), 4),
+            "before": before,
+            "after": after,
         }
     return {
         "stations": args.stations,
