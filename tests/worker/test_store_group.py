@@ -42,15 +42,22 @@ def run_named(group: GroupCommit[str], item: str) -> threading.Thread:
     return thread
 
 
+def wait_pending(group: GroupCommit[str], n: int) -> None:
+    deadline = time.monotonic() + 5
+    while len(group._pending) < n and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert len(group._pending) == n
+
+
 def test_items_queued_during_a_round_trip_go_together_sent_by_the_first_queued_lane_each_answered_on_its_own():
     gate = Gate()
     group: GroupCommit[str] = GroupCommit(gate.send)
     first = run_named(group, "a")
     assert gate.entered.wait(5)
-    queued = [run_named(group, i) for i in ("b", "bad-c", "d")]
-    deadline = time.monotonic() + 5
-    while len(group._pending) < 3 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    queued = []
+    for n, i in enumerate(("b", "bad-c", "d"), 1):  # one after the other: the queue's order is known
+        queued.append(run_named(group, i))
+        wait_pending(group, n)
     gate.opened.set()
     for t in [first, *queued]:
         t.join(5)
@@ -106,3 +113,24 @@ def test_many_lanes_each_get_their_own_answer():
     with ThreadPoolExecutor(32) as pool:
         answers = list(pool.map(group.run, range(3000)))
     assert answers == [i + 1000 for i in range(3000)]
+
+
+def test_items_given_together_go_in_one_group_behind_the_one_in_flight_each_with_its_own_outcome():
+    gate = Gate()
+    group: GroupCommit[str] = GroupCommit(gate.send)
+    first = run_named(group, "a")
+    assert gate.entered.wait(5)
+    results: list[object] = []
+    many = threading.Thread(target=lambda: results.extend(group.run_many(["b", "bad-c", "d"])), name="settler")
+    many.start()
+    wait_pending(group, 3)
+    later = run_named(group, "e")
+    wait_pending(group, 4)
+    gate.opened.set()
+    for t in (first, many, later):
+        t.join(5)
+        assert not t.is_alive(), f"{t.name} was never answered"
+    assert gate.groups == [("lane-a", ["a"]), ("settler", ["b", "bad-c", "d", "e"])]
+    assert results[0] == "ok:b" and isinstance(results[1], ValueError) and results[2] == "ok:d"
+    assert later.results == {"e": "ok:e"}  # type: ignore[attr-defined]
+    assert group.run_many([]) == []
