@@ -11,10 +11,11 @@ What a station lane does in Redis after its page's PUBACKs, without the vendor, 
 mapping around it (`cpu_bench` measures the whole cycle): `--lanes` threads write `--stations`
 cursors, each with `--digests` late-values digests (a vendor with a lookback remembers one per
 reading sent; the plain cycle has none), and with `--budgets` each first takes a vendor call from
-that many budgets (the account's, then the station's). `--work-us` spins that much CPU per station
-before its write (the fetch, mapping and publish of a real lane): lanes then finish apart, the groups
-are small as in a cycle (about 3 writes), not all 32 lanes at once. The worker's CPU (this process, every thread)
-and Redis's CPU of the timed pass are measured after a warm-up pass (pool, scripts). Each contender
+that many budgets (the account's, then the station's); with `--reads` it first reads that many
+digests in one MGET (a vendor with a lookback checks a page's late values). `--work-us` spins that
+much CPU per station before its write (the fetch, mapping and publish of a real lane): lanes then
+finish apart, the groups are small as in a cycle (about 3 writes), not all 32 lanes at once. The
+worker's CPU (this process, every thread) and Redis's CPU of the timed pass are measured after a warm-up pass (pool, scripts). Each contender
 is its own process, run by its own tree's interpreter (`<tree>/.venv`, so each with the packages
 its tree locks: hiredis or not), importing the store from its tree (`--root`), with its own
 redis-server; the rounds alternate their order; the figures are medians of per-round ratios.
@@ -69,6 +70,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                     budgets = [("@vendor:bench", 10**9, 3600.0), (f"@station:bench:{sid}", 10**6, 3600.0)]
                     assert state.take_call(budgets[: args.budgets])
                 digests = [(f"{sid}:{at:%H%M}:{j}", "0123456789abcdef") for j in range(args.digests)]
+                if args.reads:
+                    state.seen_digests([f"{sid}:{j}" for j in range(args.reads)])
                 if grouped_digests:
                     state.advance_cursor(sid, at, digests=digests, digest_ttl_s=7200)
                 else:  # the tree before: the cycle remembered the digests in a pipeline of its own
@@ -127,6 +130,7 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
                         f"--lanes={args.lanes}",
                         f"--digests={args.digests}",
                         f"--budgets={args.budgets}",
+                        f"--reads={args.reads}",
                         f"--work-us={args.work_us}",
                     ],
                 )
@@ -150,6 +154,7 @@ def _compare(args: argparse.Namespace) -> dict[str, Any]:
         "lanes": args.lanes,
         "digests": args.digests,
         "budgets": args.budgets,
+        "reads": args.reads,
         "work_us": args.work_us,
         "rounds": args.rounds,
         **figures,
@@ -211,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--lanes", type=int, default=32)
         p.add_argument("--digests", type=int, default=0, help="digests remembered per station write")
         p.add_argument("--budgets", type=int, default=0, choices=(0, 1, 2), help="budgets each call takes from")
+        p.add_argument("--reads", type=int, default=0, help="digests read (one MGET) per station before its write")
         p.add_argument("--work-us", type=int, default=0, help="CPU spun per station before its write")
         if name == "run":
             p.add_argument("--root", default=str(HERE))
