@@ -15,10 +15,11 @@ that many budgets (the account's, then the station's); with `--reads` it first r
 digests in one MGET (a vendor with a lookback checks a page's late values). `--work-us` spins that
 much CPU per station before its write (the fetch, mapping and publish of a real lane): lanes then
 finish apart, the groups are small as in a cycle (about 3 writes), not all 32 lanes at once. The
-worker's CPU (this process, every thread) and Redis's CPU of the timed pass are measured after a warm-up pass (pool, scripts). Each contender
-is its own process, run by its own tree's interpreter (`<tree>/.venv`, so each with the packages
-its tree locks: hiredis or not), importing the store from its tree (`--root`), with its own
-redis-server; the rounds alternate their order; the figures are medians of per-round ratios.
+worker's CPU (this process, every thread) and Redis's CPU of the timed pass are measured after a
+warm-up pass (pool, scripts). Each contender is its own process, run by its own tree's interpreter
+(`<tree>/.venv`, so each with the packages its tree locks: hiredis or not), importing the store
+from its tree (`--root`), with its own redis-server; the rounds alternate their order; the figures
+are medians of per-round ratios.
 """
 
 from __future__ import annotations

@@ -27,19 +27,25 @@ class Gate:
         return [ValueError(i) if i.startswith("bad") else f"ok:{i}" for i in items]
 
 
-def run_named(group: GroupCommit[str], item: str) -> threading.Thread:
-    results: dict[str, object] = {}
+class Lane(threading.Thread):
+    """One lane calling `run` with its item; what it got back is in `results`."""
 
-    def target() -> None:
+    def __init__(self, group: GroupCommit[str], item: str) -> None:
+        super().__init__(name=f"lane-{item}")
+        self.group, self.item = group, item
+        self.results: dict[str, object] = {}
+
+    def run(self) -> None:
         try:
-            results[item] = group.run(item)
+            self.results[self.item] = self.group.run(self.item)
         except Exception as exc:
-            results[item] = exc
+            self.results[self.item] = exc
 
-    thread = threading.Thread(target=target, name=f"lane-{item}")
-    thread.results = results  # type: ignore[attr-defined]  # read back by the test
-    thread.start()
-    return thread
+
+def run_named(group: GroupCommit[str], item: str) -> Lane:
+    lane = Lane(group, item)
+    lane.start()
+    return lane
 
 
 def wait_pending(group: GroupCommit[str], n: int) -> None:
@@ -54,7 +60,7 @@ def test_items_queued_during_a_round_trip_go_together_sent_by_the_first_queued_l
     group: GroupCommit[str] = GroupCommit(gate.send)
     first = run_named(group, "a")
     assert gate.entered.wait(5)
-    queued = []
+    queued: list[Lane] = []
     for n, i in enumerate(("b", "bad-c", "d"), 1):  # one after the other: the queue's order is known
         queued.append(run_named(group, i))
         wait_pending(group, n)
@@ -63,7 +69,7 @@ def test_items_queued_during_a_round_trip_go_together_sent_by_the_first_queued_l
         t.join(5)
         assert not t.is_alive(), f"{t.name} was never answered"
     assert gate.groups == [("lane-a", ["a"]), ("lane-b", ["b", "bad-c", "d"])]
-    answers = {k: v for t in [first, *queued] for k, v in t.results.items()}  # type: ignore[attr-defined]
+    answers = {k: v for t in [first, *queued] for k, v in t.results.items()}
     assert answers["a"] == "ok:a" and answers["b"] == "ok:b" and answers["d"] == "ok:d"
     assert isinstance(answers["bad-c"], ValueError)
 
@@ -132,5 +138,5 @@ def test_items_given_together_go_in_one_group_behind_the_one_in_flight_each_with
         assert not t.is_alive(), f"{t.name} was never answered"
     assert gate.groups == [("lane-a", ["a"]), ("settler", ["b", "bad-c", "d", "e"])]
     assert results[0] == "ok:b" and isinstance(results[1], ValueError) and results[2] == "ok:d"
-    assert later.results == {"e": "ok:e"}  # type: ignore[attr-defined]
+    assert later.results == {"e": "ok:e"}
     assert group.run_many([]) == []
