@@ -32,6 +32,7 @@ import socket
 import ssl
 import threading
 import time
+from _thread import LockType, allocate_lock
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +86,9 @@ class _Session:
         self.lock = threading.Lock()
         self.in_flight: dict[int, _InFlight] = {}
         self.early_acks: dict[int, SyncError | None] = {}
+        #: Held by the sender while it waits for room; `_on_publish` releases it once the PUBACKs
+        #: have brought the unacknowledged messages down to the connection's low-water mark.
+        self.room_waiter: LockType | None = None
         self.connected = threading.Event()
         #: The CONNECT has an answer: a CONNACK (accepted or refused) or the connection dropped.
         self.settled = threading.Event()
@@ -121,6 +125,9 @@ class MqttConnection:
         # the sender (a page that alone exceeds it still goes, alone), and the sender hands paho at
         # most `_max_unacked` without a PUBACK (paho itself keeps `max_inflight` of them on the wire).
         self._max_unacked = max(max_queued, max_inflight)
+        # A full sender sleeps until the PUBACKs have made room for a run of publishes, not for one:
+        # waking for every PUBACK (or polling) takes the GIL from paho's network thread each time.
+        self._low_water = max(max_inflight, self._max_unacked // 2)
         self._max_queued = max_queued
         self._queued = 0
         self._space = threading.Condition()
@@ -251,11 +258,25 @@ class MqttConnection:
 
     def _wait_for_room(self, session: _Session, deadline: float) -> None:
         """Hold the sender while paho has `_max_unacked` messages without PUBACK (its own queue is
-        unbounded). `len()` of the dict is atomic: no lock or counter per message for this bound."""
-        while len(session.in_flight) >= self._max_unacked:
-            if time.monotonic() >= deadline or session.closed:
+        unbounded), until they are down to `_low_water`. `len()` of the dict is atomic: no lock or
+        counter per message for this bound."""
+        in_flight = session.in_flight
+        if len(in_flight) < self._max_unacked:
+            return
+        low_water = self._low_water
+        while len(in_flight) > low_water:
+            if session.closed:
+                raise TransientError(f"{self.identity}: connection lost while waiting for PUBACKs")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise TransientError(f"{self.identity}: no PUBACK progress before the deadline")
-            time.sleep(0.0005)
+            waiter = allocate_lock()
+            waiter.acquire()
+            session.room_waiter = waiter
+            # Published before this check, so a PUBACK that drains past the mark now releases it.
+            if len(in_flight) > low_water and not session.closed:
+                waiter.acquire(True, min(remaining, 0.25))  # bounded: `closed` is re-checked
+            session.room_waiter = None
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop reconnecting, wait for outstanding PUBACKs (bounded), send DISCONNECT."""
@@ -452,6 +473,9 @@ class MqttConnection:
             if entry is None:
                 session.early_acks[mid] = error
                 return
+        waiter = session.room_waiter
+        if waiter is not None and len(session.in_flight) <= self._low_water:
+            _release(waiter)  # only the sender clears `room_waiter`: it may have a newer one there
         self._resolve(entry.batch, entry.sent_at, error)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -498,6 +522,9 @@ class MqttConnection:
             session.end_reason = session.end_reason or reason
             orphans = list(session.in_flight.values())
             session.in_flight.clear()
+        waiter = session.room_waiter
+        if waiter is not None:  # the sender finds `closed` set and fails the rest of its page
+            _release(waiter)
         for entry in orphans:
             self._resolve(
                 entry.batch, entry.sent_at, TransientError(f"connection lost before PUBACK ({session.end_reason})")
@@ -534,6 +561,13 @@ def _puback_error(reason_code: Any) -> SyncError | None:
     if value in _THROTTLED_PUBACK:
         return ThrottledError(f"broker quota exceeded: {reason_code}")
     return TransientError(f"broker PUBACK failure: {reason_code}")
+
+
+def _release(waiter: LockType) -> None:
+    try:
+        waiter.release()
+    except RuntimeError:  # released already (a later PUBACK, or the session's end, saw it too)
+        pass
 
 
 def _set_nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
