@@ -27,6 +27,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import socket
 import ssl
@@ -175,6 +176,12 @@ class MqttConnection:
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
 
+    @property
+    def unacked(self) -> int:
+        """Messages handed to paho on the current connection and not acknowledged yet."""
+        session = self._session
+        return 0 if session is None else len(session.in_flight)
+
     def publish(self, topic: str, message: OutboundMessage, batch: PublishBatch) -> None:
         self.publish_many([(topic, message)], batch)
 
@@ -264,9 +271,11 @@ class MqttConnection:
         if len(in_flight) < self._max_unacked:
             return
         low_water = self._low_water
-        while len(in_flight) > low_water:
+        while True:
             if session.closed:
                 raise TransientError(f"{self.identity}: connection lost while waiting for PUBACKs")
+            if len(in_flight) <= low_water:
+                return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TransientError(f"{self.identity}: no PUBACK progress before the deadline")
@@ -564,10 +573,9 @@ def _puback_error(reason_code: Any) -> SyncError | None:
 
 
 def _release(waiter: LockType) -> None:
-    try:
+    # RuntimeError: released already (a later PUBACK, or the session's end, saw it too).
+    with contextlib.suppress(RuntimeError):
         waiter.release()
-    except RuntimeError:  # released already (a later PUBACK, or the session's end, saw it too)
-        pass
 
 
 def _set_nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
