@@ -14,9 +14,14 @@ Why it is built this way:
   keeps up with raw paho). In front of it, station threads hand a whole page to the connection's
   one sender thread in a single queue item; the queue is bounded at `max_queued` messages (a
   publisher that finds it full waits, at most until the PUBACK deadline) and the sender hands paho
-  at most that many without PUBACK. Each publish belongs to a `PublishBatch` (a station's page) whose `wait()`
+  at most that many without PUBACK; a sender at that bound sleeps until the PUBACKs have brought it
+  down to half (the network thread wakes it once), not once per PUBACK: every wake-up takes the GIL
+  from paho's network thread, which is what bounds the publish rate. Each publish belongs to a `PublishBatch` (a station's page) whose `wait()`
   has a deadline: a PUBACK that does not come (broker down, session lost) fails the batch with a
   `TransientError` and the station's cursor stays put. Duplicates are possible, loss is not.
+- **MQTT 5 properties from a template.** paho's `Properties` validates against its name tables on
+  construction and on every attribute set; a template per content type is built once and copied,
+  only the user properties are set per message.
 - **TCP_NODELAY** on the socket as soon as paho opens it: small QoS 1 publishes and PUBACKs must
   not wait for Nagle.
 - **A refused CONNACK ends the attempt at once** (no waiting out `CONNECT_TIMEOUT_S`); the retry
@@ -218,7 +223,8 @@ class MqttConnection:
 
     def _send_loop(self) -> None:
         """The one thread that hands messages to paho. Station threads only enqueue: measured, many
-        threads calling paho directly starve its network thread of the GIL and halve the rate."""
+        threads calling paho directly starve its network thread of the GIL and halve the rate; and
+        station threads taking turns at paho under one lock (no hand-off) were no faster either."""
         while True:
             item = self._queue.get()
             if item is None:
