@@ -16,9 +16,10 @@ Why it is built this way:
   publisher that finds it full waits, at most until the PUBACK deadline) and the sender hands paho
   at most that many without PUBACK; a sender at that bound sleeps until the PUBACKs have brought it
   down to half (the network thread wakes it once), not once per PUBACK: every wake-up takes the GIL
-  from paho's network thread, which is what bounds the publish rate. Each publish belongs to a `PublishBatch` (a station's page) whose `wait()`
-  has a deadline: a PUBACK that does not come (broker down, session lost) fails the batch with a
-  `TransientError` and the station's cursor stays put. Duplicates are possible, loss is not.
+  from paho's network thread, which is what bounds the publish rate. Each publish belongs to a
+  `PublishBatch` (a station's page) whose `wait()` has a deadline: a PUBACK that does not come
+  (broker down, session lost) fails the batch with a `TransientError` and the station's cursor
+  stays put. Duplicates are possible, loss is not.
 - **MQTT 5 properties from a template.** paho's `Properties` validates against its name tables on
   construction and on every attribute set; a template per content type is built once and copied,
   only the user properties are set per message.
