@@ -241,7 +241,9 @@ def test_persistent_throttling_costs_one_retry_after_per_cycle_not_one_per_stati
     # may start one more). Without the gate every station paid several Retry-Afters: 320 calls.
     assert requests <= 3 * 4, f"{requests} vendor calls"
     assert record.stations_synced == 0 and record.stations_deferred + record.stations_failed == 40
-    assert record.stations_deferred >= 40 - 4
+    # The one lane whose station failed before the trip (throttled again after the wait, the
+    # first of two) may have started one more station, which then fails instead of being deferred.
+    assert record.stations_deferred >= 40 - 4 - 1
     assert elapsed < 15, f"cycle took {elapsed:.1f}s"
 
 
