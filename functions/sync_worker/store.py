@@ -277,7 +277,7 @@ class DirectScript:
             return self._commands.execute("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=512)
 def format_cursor(ts: datetime) -> str:
     # Cached: the stations of one cycle mostly move their cursors to the same instant (the window's
     # end). `isoformat` pads the year to four digits, as the cursor's fixed width needs.

@@ -197,7 +197,8 @@ def _whole_seconds(fmt: str) -> bool:
 _WHOLE_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
-@functools.lru_cache(maxsize=4096)
+# 512: a cycle brings a few new instants; a bigger cache only fills over thousands of cycles (RSS creep).
+@functools.lru_cache(maxsize=512)
 def _format_time(dt: datetime, fmt: str, zone: tzinfo | None = None) -> str | int:
     """A request time: epoch (a number), ISO 8601 (UTC `Z`, or the station's offset) or a strftime
     pattern in the station's zone (DST-correct: zoneinfo picks the offset of that instant).

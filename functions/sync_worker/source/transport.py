@@ -189,13 +189,14 @@ class _Call(NamedTuple):
     station_id: str | None
 
 
-@functools.lru_cache(maxsize=4096)
+# Sized for a few cycles of window bounds: larger only fills slowly, which shows as RSS creep.
+@functools.lru_cache(maxsize=512)
 def _quote_plus(value: str, safe: str = "", encoding: str | None = None, errors: str | None = None) -> str:
     """`quote_plus` remembered: a cycle sends the same window bounds and page size to every station."""
     return quote_plus(value, safe, encoding, errors)
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=256)
 def _query(params: tuple[tuple[str, str], ...]) -> str:
     """A query string remembered: most calls of a cycle differ only in the path (the station)."""
     return urlencode(params, doseq=True, quote_via=_quote_plus)
