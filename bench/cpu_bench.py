@@ -101,26 +101,12 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _compare(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(HERE))
-    from bench.rounds import contender, median, median_ratio, orders
+    from bench.rounds import contender, median, median_ratio, tree_rounds
 
-    trees = {"before": str(Path(args.before).resolve()), "after": str(HERE)}
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
-    load = [os.getloadavg()[0]]
-    for _, order in orders(list(trees), args.rounds):
-        for name in order:
-            runs[name].append(
-                contender(
-                    Path(__file__),
-                    [
-                        "run",
-                        f"--root={trees[name]}",
-                        f"--stations={args.stations}",
-                        f"--latency-ms={args.latency_ms}",
-                        f"--concurrency={args.concurrency}",
-                    ],
-                )
-            )
-    load.append(os.getloadavg()[0])
+    shape = [f"--stations={args.stations}", f"--latency-ms={args.latency_ms}", f"--concurrency={args.concurrency}"]
+    runs, load = tree_rounds(
+        args.before, HERE, args.rounds, lambda tree: contender(Path(__file__), ["run", f"--root={tree}", *shape])
+    )
     cpu = {name: [r["cpu_ms_per_station"] for r in rs] for name, rs in runs.items()}
     cyc = {name: [r["cycle_s"] for r in rs] for name, rs in runs.items()}
     return {

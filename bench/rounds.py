@@ -13,7 +13,7 @@ import os
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,22 @@ def orders(names: Sequence[str], rounds: int) -> Iterator[tuple[int, list[str]]]
     """(round, contenders in this round's order): the order is reversed every other round."""
     for r in range(rounds):
         yield r, list(names) if r % 2 == 0 else list(reversed(names))
+
+
+def tree_rounds(
+    before: str | Path, after: str | Path, rounds: int, run: Callable[[str], dict]
+) -> tuple[dict[str, list[dict]], list[float]]:
+    """Alternating rounds of two trees: `run(tree)` starts one contender process for a tree and
+    returns its result. Returns the results per tree ("before", "after") and the load averages
+    seen before the first round and after each."""
+    trees = {"before": str(Path(before).resolve()), "after": str(Path(after).resolve())}
+    runs: dict[str, list[dict]] = {name: [] for name in trees}
+    load = [os.getloadavg()[0]]
+    for _, order in orders(list(trees), rounds):
+        for name in order:
+            runs[name].append(run(trees[name]))
+        load.append(os.getloadavg()[0])
+    return runs, load
 
 
 def median(values: Sequence[float]) -> float:

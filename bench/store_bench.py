@@ -114,29 +114,19 @@ def _contender(tree: str, args: list[str]) -> dict[str, Any]:
 
 def _compare(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(HERE))
-    from bench.rounds import median, median_ratio, orders
+    from bench.rounds import median, median_ratio, tree_rounds
 
-    trees = {"before": str(Path(args.before).resolve()), "after": str(HERE)}
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
-    load = [os.getloadavg()[0]]
-    for _, order in orders(list(trees), args.rounds):
-        for name in order:
-            runs[name].append(
-                _contender(
-                    trees[name],
-                    [
-                        "run",
-                        f"--root={trees[name]}",
-                        f"--stations={args.stations}",
-                        f"--lanes={args.lanes}",
-                        f"--digests={args.digests}",
-                        f"--budgets={args.budgets}",
-                        f"--reads={args.reads}",
-                        f"--work-us={args.work_us}",
-                    ],
-                )
-            )
-        load.append(os.getloadavg()[0])
+    shape = [
+        f"--stations={args.stations}",
+        f"--lanes={args.lanes}",
+        f"--digests={args.digests}",
+        f"--budgets={args.budgets}",
+        f"--reads={args.reads}",
+        f"--work-us={args.work_us}",
+    ]
+    runs, load = tree_rounds(
+        args.before, HERE, args.rounds, lambda tree: _contender(tree, ["run", f"--root={tree}", *shape])
+    )
     figures: dict[str, Any] = {}
     for field in ("cpu_ms_per_station", "redis_cpu_ms_per_station", "wall_s"):
         after, before = [r[field] for r in runs["after"]], [r[field] for r in runs["before"]]

@@ -789,20 +789,12 @@ class CycleRunner:
         advance = self._cursor_advance(move)
         if advance is None:
             return
-        try:
-            # One fenced write with the digests: the lanes writing together share one script call.
-            self.cursor_store.advance_cursor(
-                advance.station_id,
-                advance.ts,
-                endpoint=advance.endpoint,
-                published_through=advance.published_through,
-                digests=advance.digests,
-                digest_ttl_s=advance.digest_ttl_s,
-            )
-        except Exception:
+        # One fenced write with the digests: the lanes writing together share one script call.
+        result = self.cursor_store.advance_cursors([advance])[0]
+        if isinstance(result, Exception):
             # Acknowledged by the broker, but the cursor stays: the next cycle sends them again.
             outcome.unconfirmed += len(sent)
-            raise
+            raise result
         move.written(advance)
 
     @staticmethod
