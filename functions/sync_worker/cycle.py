@@ -510,7 +510,8 @@ class CycleRunner:
                 lane.draining.set()  # units not started yet are abandoned outright
             timeout = drain.timeout()
             if timeout <= 0:
-                running = [sid for unit in lane.running.values() for sid in (st.station_id for st in unit[0])]
+                # A copy first (made in C, under the GIL): the lanes still change the dict.
+                running = [st.station_id for stations, _ in list(lane.running.values()) for st in stations]
                 logger.warning(
                     "shutdown deadline reached; abandoning stations still running",
                     extra={"stations": running[:20], "count": len(running)},

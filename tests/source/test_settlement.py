@@ -27,6 +27,7 @@ from functions.sync_worker.source.http_json import HttpJsonSource
 from functions.sync_worker.store import CursorAdvance, Lease, StateStore, connect_redis
 from functions.sync_worker.uplink.batch import PublishBatch
 from functions.sync_worker.uplink.profile import OutboundMessage
+from tests.source.conftest import RecordingPublisher
 from tests.support.vendor_stub import StubRequest, VendorStub
 
 pytestmark = pytest.mark.integration
@@ -227,3 +228,28 @@ def test_a_bug_in_waiting_fails_that_page_only_and_the_settler_goes_on(state):
     settler.close()
     assert isinstance(broken.error, TransientError) and broken.results == [] and after.results == [True]
     assert state.cursors()["S1"] == T0 - STEP and state.cursors()["S2"] == T0
+
+
+def test_a_stop_mid_cycle_abandons_the_stations_not_started_and_returns_by_the_drain_deadline(state):
+    def slow(request: StubRequest) -> tuple[int, Any]:
+        time.sleep(2)
+        return 200, {"items": [{"time": T0.isoformat(), "power": 1.0}]}
+
+    with VendorStub() as stub:
+        for sid in STATIONS:
+            stub.route("GET", f"/sites/{sid}/data", slow)
+        source = HttpJsonSource(config(), base_url=stub.url, secrets={"api_key": "k"})
+        runner = CycleRunner(source, RecordingPublisher(), state, concurrency=2, now=lambda: T0 + STEP)
+        threading.Timer(0.3, runner.stop.set).start()
+        try:
+            started = time.monotonic()
+            result = runner.run([Station(s) for s in STATIONS], drain_deadline_s=0.5)
+            took = time.monotonic() - started
+        finally:
+            runner.close()
+            source.close()
+    assert took < 1.5, f"returned {took:.2f} s after the start, not by the drain deadline"
+    assert result.record.aborted and result.record.readings_published == 0
+    abandoned = {o.station_id for o in result.outcomes if o.abandoned}
+    assert len(abandoned) == 4, "the four stations no lane had started are abandoned outright"
+    assert state.cursors() == {sid: T0 - STEP for sid in STATIONS}
