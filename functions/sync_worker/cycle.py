@@ -70,17 +70,6 @@ class CursorStore(Protocol):
 
     def published_through(self, endpoint: str = DEFAULT_ENDPOINT) -> dict[str, datetime]: ...
 
-    def advance_cursor(
-        self,
-        station_id: str,
-        ts: datetime | None,
-        *,
-        endpoint: str = DEFAULT_ENDPOINT,
-        published_through: datetime | None = None,
-        digests: Sequence[tuple[str, str]] = (),
-        digest_ttl_s: int = 0,
-    ) -> bool: ...
-
     def advance_cursors(self, advances: Sequence[CursorAdvance]) -> list[bool | Exception]: ...
 
     def seen_digests(self, message_ids: list[str]) -> list[str | None]: ...

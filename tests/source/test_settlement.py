@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from functions.common.state import StateKeys
-from functions.sync_worker.cycle import CycleRunner
+from functions.sync_worker.cycle import CycleResult, CycleRunner
 from functions.sync_worker.errors import ErrorClass, SyncError, TransientError
 from functions.sync_worker.settlement import Settler
 from functions.sync_worker.source.base import Station
@@ -111,18 +111,34 @@ class SlowBroker:
             batch.acked()
 
 
+def timed_cycle(
+    base_url: str,
+    publisher: Any,
+    state: StateStore,
+    *,
+    stop_after_s: float | None = None,
+    drain_deadline_s: float = 20.0,
+    **runner: Any,
+) -> tuple[CycleResult, float]:
+    """One cycle of the six stations through the real runner (stopped after `stop_after_s`, as a
+    SIGTERM would); its result and how long it took."""
+    source = HttpJsonSource(config(), base_url=base_url, secrets={"api_key": "k"})
+    cycle = CycleRunner(source, publisher, state, now=lambda: T0 + STEP, **runner)
+    if stop_after_s is not None:
+        threading.Timer(stop_after_s, cycle.stop.set).start()
+    try:
+        started = time.monotonic()
+        result = cycle.run([Station(s) for s in STATIONS], drain_deadline_s=drain_deadline_s)
+        return result, time.monotonic() - started
+    finally:
+        cycle.close()
+        source.close()
+
+
 def test_a_lane_calls_the_vendor_for_its_next_station_while_the_last_one_waits_for_its_pubacks(vendor, state):
     stub, asked = vendor
     broker = SlowBroker(state, delay_s=0.3)
-    source = HttpJsonSource(config(), base_url=stub.url, secrets={"api_key": "k"})
-    runner = CycleRunner(source, broker, state, concurrency=1, now=lambda: T0 + STEP)
-    try:
-        started = time.monotonic()
-        result = runner.run([Station(s) for s in STATIONS])
-        took = time.monotonic() - started
-    finally:
-        runner.close()
-        source.close()
+    result, took = timed_cycle(stub.url, broker, state, concurrency=1)
     # One lane, six stations: waiting 0.3 s for each station's PUBACKs in turn would take >= 1.8 s.
     assert took < 1.2, f"the cycle took {took:.2f} s: the lane waited for each station's PUBACKs"
     assert asked[-1] - asked[0] < 0.3, "all six stations were asked for before the first PUBACK came"
@@ -134,17 +150,7 @@ def test_a_lane_calls_the_vendor_for_its_next_station_while_the_last_one_waits_f
 
 def test_a_page_whose_pubacks_never_come_keeps_its_cursor_and_fails_transient(vendor, state):
     stub, _ = vendor
-    source = HttpJsonSource(config(), base_url=stub.url, secrets={"api_key": "k"})
-    runner = CycleRunner(
-        source, SlowBroker(state, delay_s=None), state, concurrency=2, puback_timeout_s=0.5, now=lambda: T0 + STEP
-    )
-    try:
-        started = time.monotonic()
-        result = runner.run([Station(s) for s in STATIONS])
-        took = time.monotonic() - started
-    finally:
-        runner.close()
-        source.close()
+    result, took = timed_cycle(stub.url, SlowBroker(state, delay_s=None), state, concurrency=2, puback_timeout_s=0.5)
     assert 0.5 <= took < 3, f"the cycle ended {took:.2f} s after it started, not at the PUBACK deadline"
     assert result.record.stations_failed == 6 and result.record.errors_by_class == {"transient": 6}
     assert result.record.duplicates_possible == 6, "each sent reading may reach the platform again"
@@ -238,16 +244,9 @@ def test_a_stop_mid_cycle_abandons_the_stations_not_started_and_returns_by_the_d
     with VendorStub() as stub:
         for sid in STATIONS:
             stub.route("GET", f"/sites/{sid}/data", slow)
-        source = HttpJsonSource(config(), base_url=stub.url, secrets={"api_key": "k"})
-        runner = CycleRunner(source, RecordingPublisher(), state, concurrency=2, now=lambda: T0 + STEP)
-        threading.Timer(0.3, runner.stop.set).start()
-        try:
-            started = time.monotonic()
-            result = runner.run([Station(s) for s in STATIONS], drain_deadline_s=0.5)
-            took = time.monotonic() - started
-        finally:
-            runner.close()
-            source.close()
+        result, took = timed_cycle(
+            stub.url, RecordingPublisher(), state, stop_after_s=0.3, drain_deadline_s=0.5, concurrency=2
+        )
     assert took < 1.5, f"returned {took:.2f} s after the start, not by the drain deadline"
     assert result.record.aborted and result.record.readings_published == 0
     abandoned = {o.station_id for o in result.outcomes if o.abandoned}

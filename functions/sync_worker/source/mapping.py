@@ -243,13 +243,7 @@ class ReadingMapper:
     def timestamp(self, item: Any, zone: tzinfo | None = None, not_before: datetime | None = None) -> datetime:
         """The item's time; `not_before` is the previous time of its series in a time-ordered answer
         (it tells the two occurrences of a repeated local hour apart)."""
-        raw = self._ts_get(item)  # `_parse_time`, inlined: this runs once per reading
-        if raw is None:
-            raise MappingError("no timestamp")
-        try:
-            return self._ts_parse(raw, zone or self._fixed_zone, not_before)
-        except (TypeError, ValueError, OverflowError, OSError) as exc:
-            raise MappingError(f"bad timestamp {raw!r}: {exc}") from exc
+        return self._parse_time(self._ts_get(item), zone, not_before)
 
     def answered_until(self, body: Any, zone: tzinfo | None = None) -> datetime | None:
         """How far the vendor says its answer reaches (None: it does not say)."""
