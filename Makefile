@@ -141,9 +141,10 @@ bench: install services
 
 ## bench-peers: the worker against a Node-RED 5 flow on this machine (first use installs Node.js 22 and
 ## Node-RED from npm into bench/peers/node_modules): 1,000 stations at 0 ms (CPU per station) and 50 ms,
-## then Node-RED without a bound on its requests in flight (--nodered-lanes 0).
+## then Node-RED without a bound on its requests in flight (--nodered-lanes 0). At 0 ms also the
+## Python floors (bench/peers/python_floor.py): what the least Python spends on the same job.
 bench-peers: install services
-	$(PY) bench/peers/peers_bench.py --stations 1000 --latency-ms 0 --concurrency 32 --rounds 7
+	$(PY) bench/peers/peers_bench.py --stations 1000 --latency-ms 0 --concurrency 32 --rounds 7 --with-floor
 	$(PY) bench/peers/peers_bench.py --stations 1000 --latency-ms 50 --concurrency 32 --rounds 7
 	$(PY) bench/peers/peers_bench.py --stations 1000 --latency-ms 50 --concurrency 32 --rounds 7 --nodered-lanes 0
 

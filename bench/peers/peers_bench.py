@@ -4,7 +4,8 @@
 
 Both contenders are long-lived processes, as in production: the worker (the container's entry point,
 signals over Redis pub/sub) and Node-RED (bench/peers/nodered.py: inject -> http request -> mqtt
-out, installed from npm on first use). They read the same station list from the same vendor
+out, installed from npm on first use). `--with-floor` adds three Python floors, long-lived too
+(bench/peers/python_floor.py), timed and metered as Node-RED is. They read the same station list from the same vendor
 simulator (its own process) at the same vendor concurrency and publish QoS 1 to the same Mosquitto.
 
 Each round the simulator's clock moves one reading interval (one new reading per station), then
@@ -24,14 +25,18 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import redis
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench.arrivals import Arrivals
 from bench.peers.nodered import NodeRed, ensure_installed, flow
+from bench.peers.python_floor import FloorProcess
 from bench.rounds import CpuMeter, median, median_ratio, orders, print_result
 from bench.worker_driver import DrivenWorker, worker_env
 from tests.support.services import MosquittoBroker, RedisServer, free_port
@@ -39,7 +44,6 @@ from tests.support.simulator import SimulatorProcess
 from tests.worker.conftest import seed_cursors, station_ids
 
 INTERVAL_S = 60
-CONTENDERS = ("worker", "nodered")
 
 
 def main() -> None:
@@ -59,7 +63,16 @@ def main() -> None:
         "--warmup", type=int, default=3, help="untimed cycles each first (Node-RED's JIT needs a few to settle)"
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="per cycle")
+    parser.add_argument(
+        "--with-floor",
+        action="store_true",
+        help="three more contenders: the leanest Python doing the flow's job, on one event loop (floor), on one "
+        "thread per lane (floor-threads), and on the event loop with cursors moved after the PUBACKs (floor-acked); "
+        "bench/peers/python_floor.py",
+    )
     args = parser.parse_args()
+    floors = ("floor", "floor-threads", "floor-acked") if args.with_floor else ()
+    contenders = ("worker", "nodered", *floors)
     ensure_installed()
 
     stations = station_ids(args.stations)
@@ -77,6 +90,7 @@ def main() -> None:
     ).start(timeout=60)
     arrivals = Arrivals("127.0.0.1", broker.port).start()
     worker = nodered = None
+    floor: dict[str, FloorProcess] = {}
     try:
         seed_cursors(redis_server.url, "worker", stations, t0)
         worker = DrivenWorker(
@@ -127,14 +141,39 @@ def main() -> None:
             last = arrivals.wait_for("nodered", expected, args.timeout)
             return last - start, meter.seconds() - cpu0
 
-        runners = {"worker": run_worker, "nodered": run_nodered}
-        wall: dict[str, list[float]] = {name: [] for name in CONTENDERS}
-        cpu: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+        def floor_runner(name: str) -> Callable[[int], tuple[float, float]]:
+            def run(expected: int) -> tuple[float, float]:
+                meter = CpuMeter(floor[name].pid)
+                cpu0, start = meter.seconds(), time.perf_counter()
+                floor[name].trigger()
+                last = arrivals.wait_for(name, expected, args.timeout)
+                floor[name].finished()  # floor-acked: every cursor written too
+                if name == "floor-acked" and (written := cursors.hlen("c2c:floor-acked:cursors")) != args.stations:
+                    raise RuntimeError(f"floor-acked wrote {written} cursors, not {args.stations}")
+                return max(last, time.perf_counter() if name == "floor-acked" else last) - start, meter.seconds() - cpu0
+
+            return run
+
+        cursors = redis.Redis.from_url(redis_server.url)
+        for name in floors:
+            floor[name] = FloorProcess(
+                name=name,
+                vendor_url=sim.url,
+                broker_port=broker.port,
+                stations=args.stations,
+                lanes=lanes,
+                since=t0.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                redis_url=redis_server.url if name == "floor-acked" else None,
+                threads=name == "floor-threads",
+            )
+        runners = {"worker": run_worker, "nodered": run_nodered, **{name: floor_runner(name) for name in floors}}
+        wall: dict[str, list[float]] = {name: [] for name in contenders}
+        cpu: dict[str, list[float]] = {name: [] for name in contenders}
         for warm in range(args.warmup):  # station list, pools, JIT; not timed
             sim.advance_clock(INTERVAL_S)
-            for name in CONTENDERS:
+            for name in contenders:
                 runners[name]((warm + 1) * args.stations)
-        for r, order in orders(CONTENDERS, args.rounds):
+        for r, order in orders(contenders, args.rounds):
             sim.advance_clock(INTERVAL_S)
             for name in order:
                 cycle_s, cpu_s = runners[name]((args.warmup + r + 1) * args.stations)
@@ -142,14 +181,14 @@ def main() -> None:
                 cpu[name].append(cpu_s)
             print(
                 f"round {r + 1}: "
-                + ", ".join(f"{n} {args.stations / wall[n][-1]:.0f} st/s {cpu[n][-1]:.2f} cpu-s" for n in CONTENDERS),
+                + ", ".join(f"{n} {args.stations / wall[n][-1]:.0f} st/s {cpu[n][-1]:.2f} cpu-s" for n in contenders),
                 file=sys.stderr,
                 flush=True,
             )
         for name, body in arrivals.samples.items():
             print(f"{name} first message: {json.dumps(body, sort_keys=True)}", file=sys.stderr)
-        per_1000 = {n: [c / args.stations * 1000 for c in cpu[n]] for n in CONTENDERS}
-        rate = {n: [args.stations / w for w in wall[n]] for n in CONTENDERS}
+        per_1000 = {n: [c / args.stations * 1000 for c in cpu[n]] for n in contenders}
+        rate = {n: [args.stations / w for w in wall[n]] for n in contenders}
         print_result(
             {
                 "bench": "peers",
@@ -161,18 +200,27 @@ def main() -> None:
                 "rounds": args.rounds,
                 "warmup_cycles": args.warmup,
                 "io_limit_s": round(args.stations * args.latency_ms / 1000 / args.concurrency, 3),
-                "median_stations_per_s": {n: round(median(rate[n]), 1) for n in CONTENDERS},
-                "median_cpu_s_per_1000_stations": {n: round(median(per_1000[n]), 3) for n in CONTENDERS},
-                "median_cycle_s": {n: round(median(wall[n]), 3) for n in CONTENDERS},
+                "median_stations_per_s": {n: round(median(rate[n]), 1) for n in contenders},
+                "median_cpu_s_per_1000_stations": {n: round(median(per_1000[n]), 3) for n in contenders},
+                "median_cycle_s": {n: round(median(wall[n]), 3) for n in contenders},
                 "ratio_stations_per_s_worker_vs_nodered": round(median_ratio(rate["worker"], rate["nodered"]), 3),
                 "ratio_cpu_per_station_worker_vs_nodered": round(
                     median_ratio(per_1000["worker"], per_1000["nodered"]), 3
                 ),
-                "runs_cycle_s": {n: [round(w, 3) for w in wall[n]] for n in CONTENDERS},
-                "runs_cpu_s": {n: [round(c, 3) for c in cpu[n]] for n in CONTENDERS},
+                **{
+                    f"ratio_{what}_{name.replace('-', '_')}_vs_nodered": round(
+                        median_ratio(values[name], values["nodered"]), 3
+                    )
+                    for name in floors
+                    for what, values in (("stations_per_s", rate), ("cpu_per_station", per_1000))
+                },
+                "runs_cycle_s": {n: [round(w, 3) for w in wall[n]] for n in contenders},
+                "runs_cpu_s": {n: [round(c, 3) for c in cpu[n]] for n in contenders},
             }
         )
     finally:
+        for process in floor.values():
+            process.stop()
         for part in (nodered, worker):
             if part is not None:
                 part.stop()
