@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/cpu_bench.py compare --before /path/to/before-worktree --rounds 5
     .venv/bin/python bench/cpu_bench.py profile --stations 2000   # where the CPU goes (cProfile)
+    .venv/bin/python bench/cpu_bench.py run --source memory --stations 10000   # no vendor call
 
 Each contender is its own process (`run`), importing the worker from its own tree (`--root`), with
 its own Redis, Mosquitto and vendor simulator (0 ms latency, separate processes, so their CPU is not
 counted). It lists the stations, runs one warm-up cycle (pools, threads, one reading per station),
 moves the simulator's clock one reading interval, and measures the process CPU time (user + system,
-every thread) of the second cycle: fetch, map, publish, PUBACK and cursor write for every station.
+every thread) of the second cycle: fetch, map, publish, PUBACK and cursor write for every station,
+and what each kind of thread spent (the station lanes, paho's network thread, the sender, the
+settler; from /proc). With `--source memory` the readings come from memory instead of a vendor.
 The rounds alternate the order of the two trees; the figure is the median of per-round ratios.
 
 `profile` runs the same timed cycle in this process with a cProfile per station thread, merged.
@@ -18,7 +21,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -38,23 +43,33 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     svc = wb.Services()
     try:
         t0 = wb.t0_for_sim()
-        svc.sim = SimulatorProcess(
-            stations=args.stations, latency_ms=args.latency_ms, clock=t0.strftime("%Y-%m-%dT%H:%M:%SZ") + "@0"
-        ).start(timeout=60)
-        ids = [f"site-{i:05d}" for i in range(1, args.stations + 1)]
-        wb.seed(svc.redis.url, ids, t0 - timedelta(seconds=wb.INTERVAL_S))
-        settings = load_settings(
-            env="bench", source_url=svc.sim.url, source_api_key="sim-key", concurrency=args.concurrency
-        )
-        source = build_source(settings)
-        cpu0, t_list = time.process_time(), time.perf_counter()
-        stations = source.list_stations()
-        list_s, list_cpu = time.perf_counter() - t_list, time.process_time() - cpu0
+        list_s = list_cpu = 0.0
+        if args.source == "memory":
+            # Readings from memory, none from a vendor: what the cycle, the publish path and the
+            # cursor writes cost alone. Warm-up and timed cycle each get stations of their own,
+            # one new reading each.
+            source = wb.MemorySource(2 * args.stations, 1, t0)
+            wb.seed(svc.redis.url, [s.station_id for s in source.stations], t0 - timedelta(seconds=1))
+            warm, stations = source.stations[args.stations :], source.stations[: args.stations]
+        else:
+            svc.sim = SimulatorProcess(
+                stations=args.stations, latency_ms=args.latency_ms, clock=t0.strftime("%Y-%m-%dT%H:%M:%SZ") + "@0"
+            ).start(timeout=60)
+            ids = [f"site-{i:05d}" for i in range(1, args.stations + 1)]
+            wb.seed(svc.redis.url, ids, t0 - timedelta(seconds=wb.INTERVAL_S))
+            settings = load_settings(
+                env="bench", source_url=svc.sim.url, source_api_key="sim-key", concurrency=args.concurrency
+            )
+            source = build_source(settings)
+            cpu0, t_list = time.process_time(), time.perf_counter()
+            stations = warm = source.list_stations()
+            list_s, list_cpu = time.perf_counter() - t_list, time.process_time() - cpu0
         _, runner, uplink, lease = wb.make_runner(
-            svc.broker.url, svc.redis.url, svc.sim.url, source, concurrency=args.concurrency
+            svc.broker.url, svc.redis.url, svc.sim.url if svc.sim else "", source, concurrency=args.concurrency
         )
-        runner.run(stations)
-        svc.sim.advance_clock(wb.INTERVAL_S)
+        runner.run(warm)
+        if svc.sim is not None:
+            svc.sim.advance_clock(wb.INTERVAL_S)
         profiles: list[Any] = []
         if args.profile:
             import cProfile
@@ -67,9 +82,11 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                 return prof.runcall(inner, *a, **kw)
 
             runner._run_unit = profiled
+        threads0 = _thread_cpu()
         cpu0 = time.process_time()
         rec = runner.run(stations).record
         cpu = time.process_time() - cpu0
+        by_thread = _thread_cpu(threads0)
         uplink.close()
         runner.close()
         lease.release()
@@ -91,6 +108,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             "cycle_s": round(rec.duration_ms / 1000, 3),
             "cpu_s": round(cpu, 3),
             "cpu_ms_per_station": round(cpu * 1000 / args.stations, 4),
+            "cpu_ms_per_station_by_thread": {
+                name: round(seconds * 1000 / args.stations, 4) for name, seconds in by_thread.items()
+            },
             "list_s": round(list_s, 3),
             "list_cpu_s": round(list_cpu, 3),
             "loadavg": os.getloadavg()[0],
@@ -99,11 +119,37 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         svc.stop()
 
 
+def _thread_cpu(since: dict[int, tuple[str, float]] | None = None) -> Any:
+    """Each live thread's CPU seconds (user + system, /proc): by native id, or with `since` (an
+    earlier reading) what each kind of thread spent since, summed by name without its number."""
+    tick = os.sysconf("SC_CLK_TCK")
+    now: dict[int, tuple[str, float]] = {}
+    for thread in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        now[thread.native_id or 0] = (thread.name, (int(fields[11]) + int(fields[12])) / tick)
+    if since is None:
+        return now
+    spent: dict[str, float] = {}
+    for tid, (name, seconds) in now.items():
+        kind = re.sub(r"[-_]?\d+$", "", name)
+        spent[kind] = spent.get(kind, 0.0) + seconds - since.get(tid, (name, 0.0))[1]
+    return dict(sorted(spent.items(), key=lambda item: -item[1]))
+
+
 def _compare(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(HERE))
     from bench.rounds import contender, median, median_ratio, tree_rounds
 
-    shape = [f"--stations={args.stations}", f"--latency-ms={args.latency_ms}", f"--concurrency={args.concurrency}"]
+    shape = [
+        f"--stations={args.stations}",
+        f"--latency-ms={args.latency_ms}",
+        f"--concurrency={args.concurrency}",
+        f"--source={args.source}",
+    ]
     runs, load = tree_rounds(
         args.before, HERE, args.rounds, lambda tree: contender(Path(__file__), ["run", f"--root={tree}", *shape])
     )
@@ -134,6 +180,12 @@ def main() -> None:
         p.add_argument("--stations", type=int, default=2000)
         p.add_argument("--latency-ms", type=float, default=0.0)
         p.add_argument("--concurrency", type=int, default=32)
+        p.add_argument(
+            "--source",
+            choices=("simulator", "memory"),
+            default="simulator",
+            help="memory: readings from memory, no vendor call (the cycle, publish path and cursors alone)",
+        )
     sub.choices["run"].add_argument("--root", default=str(HERE))
     sub.choices["profile"].add_argument("--root", default=str(HERE))
     sub.choices["profile"].add_argument("--sort", default="tottime")
