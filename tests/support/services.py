@@ -6,7 +6,10 @@ server) on an ephemeral port, with its files in a temporary directory.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # The process-based services live in the demo package so `make demo` starts them exactly as the tests do.
 from typing import TYPE_CHECKING, Any
@@ -16,8 +19,45 @@ from c2c_sync.demo.services import (  # noqa: F401 - re-exported for the fixture
     RedisServer,
     free_port,
     require_binary,
+    spawn,
     wait_for_port,
 )
+
+
+@dataclass(frozen=True)
+class TlsRedis:
+    """A redis-server that speaks only TLS (certificate signed by `ca`) and requires AUTH."""
+
+    port: int
+    ca: Path
+    password: str
+
+
+@contextmanager
+def tls_redis_server(workdir: Path, password: str) -> Iterator[TlsRedis]:
+    """redis-server with TLS only (no plain port) and AUTH, as ElastiCache with in-transit
+    encryption; its certificate (for 127.0.0.1) is signed by a throw-away CA in `workdir`."""
+    from tests.support.tls import TestCA  # cryptography: only for the tests that start one
+
+    ca = TestCA(workdir / "pki")
+    cert = ca.server_certificate()
+    port = free_port()
+    proc = spawn(
+        [
+            require_binary("redis-server"),
+            *("--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1"),
+            *("--tls-cert-file", str(cert.cert_path), "--tls-key-file", str(cert.key_path)),
+            *("--tls-ca-cert-file", str(ca.cert_path), "--tls-auth-clients", "no"),
+            *("--requirepass", password, "--save", "", "--appendonly", "no", "--dir", str(workdir)),
+        ]
+    )
+    try:
+        wait_for_port(port)
+        yield TlsRedis(port, ca.cert_path, password)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
 
 if TYPE_CHECKING:  # moto's server is slow to import: only when a test starts one
     from moto.server import ThreadedMotoServer

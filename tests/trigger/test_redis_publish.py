@@ -6,22 +6,15 @@ it got with the worker's parse_signal; SNS→SQS still carries the same signal.
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
-import subprocess
 import time
 
 import pytest
 import redis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from functions.common.redis_auth import BadAuthSecret, auth_token
 from functions.common.signal import REDIS_SIGNAL_CHANNEL, Command, Source, parse_signal
-from tests.support.services import RedisServer, free_port, require_binary, wait_for_port
+from tests.support.services import RedisServer, tls_redis_server
 from tests.trigger.conftest import load_event
 
 pytestmark = [
@@ -131,83 +124,14 @@ def test_plain_secret_is_used_as_is():
 # --- TLS: a real redis-server speaking only TLS, its certificate signed by a throw-away CA -------------
 
 
-def _issue_certificates(workdir) -> tuple:
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "c2c test CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = {name: workdir / f"{name}.pem" for name in ("ca", "cert", "key")}
-    paths["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return paths["ca"], paths["cert"], paths["key"]
-
-
 @pytest.fixture
 def tls_redis(tmp_path):
-    ca, cert, key = _issue_certificates(tmp_path)
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            require_binary("redis-server"),
-            "--port",
-            "0",
-            "--tls-port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--tls-cert-file",
-            str(cert),
-            "--tls-key-file",
-            str(key),
-            "--tls-ca-cert-file",
-            str(ca),
-            "--tls-auth-clients",
-            "no",
-            "--requirepass",
-            TOKEN,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    wait_for_port(port)
-    yield port, ca
-    proc.terminate()
-    proc.wait(10)
+    with tls_redis_server(tmp_path, TOKEN) as server:
+        yield server
 
 
 def test_redis_tls_true_publishes_over_a_verified_tls_connection(trigger_env, tls_redis, invoke, monkeypatch):
-    port, ca = tls_redis
+    port, ca = tls_redis.port, tls_redis.ca
     # Like ElastiCache's publicly trusted certificate: the trigger verifies against the default trust store,
     # which OpenSSL reads from SSL_CERT_FILE; here that store is the test CA.
     monkeypatch.setenv("SSL_CERT_FILE", str(ca))
@@ -224,7 +148,7 @@ def test_redis_tls_true_publishes_over_a_verified_tls_connection(trigger_env, tl
 
 
 def test_redis_tls_true_refuses_an_untrusted_certificate(trigger_env, tls_redis, invoke, monkeypatch):
-    port, _ = tls_redis
+    port = tls_redis.port
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.setenv("REDIS_HOST", "127.0.0.1")
     monkeypatch.setenv("REDIS_PORT", str(port))

@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,11 +17,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from c2c_sync.demo.services import spawn
 from functions.common.state import StateKeys
 from functions.sync_worker.store import Lease, StateStore, connect_redis
-from tests.support.services import RedisServer, free_port, require_binary, wait_for_port
-from tests.support.tls import TestCA
+from tests.support.services import RedisServer, TlsRedis, tls_redis_server
 
 pytestmark = pytest.mark.integration
 
@@ -132,50 +129,10 @@ def test_threads_calling_at_the_same_time_each_get_their_own_reply_on_connection
     assert state.seen_digests(["m3"]) == ["d3"]
 
 
-@dataclass
-class TlsRedis:
-    port: int
-    ca: Path
-    password: str
-
-
 @pytest.fixture
 def tls_redis(tmp_path: Path) -> Iterator[TlsRedis]:
-    """redis-server with TLS only (no plain port) and AUTH, as an ElastiCache in transit encryption."""
-    ca = TestCA(tmp_path / "pki")
-    cert = ca.server_certificate()
-    port = free_port()
-    proc = spawn(
-        [
-            require_binary("redis-server"),
-            "--port",
-            "0",
-            "--tls-port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--tls-cert-file",
-            str(cert.cert_path),
-            "--tls-key-file",
-            str(cert.key_path),
-            "--tls-ca-cert-file",
-            str(ca.cert_path),
-            "--tls-auth-clients",
-            "no",
-            "--requirepass",
-            "s3cret",
-            "--save",
-            "",
-            "--dir",
-            str(tmp_path),
-        ]
-    )
-    try:
-        wait_for_port(port)
-        yield TlsRedis(port, ca.cert_path, "s3cret")
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with tls_redis_server(tmp_path, "s3cret") as server:
+        yield server
 
 
 def test_writes_takes_and_reads_go_over_tls_with_auth(tls_redis: TlsRedis):
