@@ -49,6 +49,26 @@ from bench.payload import VALUES
 _PATHS = tuple((name, *path.split(".")) for name, path in VALUES.items())
 
 
+def _framed(buf: bytes) -> tuple[Any, bytes] | None:
+    """The first whole answer in `buf` (its JSON body decoded) and what follows it; None until
+    the answer is complete (the simulator always sends a Content-Length)."""
+    head_end = buf.find(b"\r\n\r\n")
+    if head_end < 0:
+        return None
+    at = buf.find(b"Content-Length:", 0, head_end)
+    if at < 0:
+        at = buf.lower().find(b"content-length:", 0, head_end)
+    end = head_end + 4 + int(buf[at + 15 : buf.find(b"\r\n", at)])
+    if len(buf) < end:
+        return None
+    return orjson.loads(buf[head_end + 4 : end]), buf[end:]
+
+
+def _until() -> str:
+    """Now, as the flow's `new Date().toISOString()` sends it."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class _Lane:
     __slots__ = ("buf", "mids", "sock", "station")
 
@@ -93,8 +113,7 @@ class Floor:
         return sock
 
     def _connect(self) -> _Lane:
-        sock = socket.create_connection((self.host, self.port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = self._connect_blocking()
         sock.setblocking(False)
         lane = _Lane(sock)
         self.selector.register(sock, selectors.EVENT_READ, lane)
@@ -127,17 +146,16 @@ class Floor:
                     self._owner[mid] = station
             self._ack(station)  # the +1: nothing settles before every message is tracked
 
-    def _write_settled(self, pending: dict[str, str], *, every: int) -> int:
+    def _write_settled(self, pending: dict[str, str], *, every: int) -> None:
+        """Write the cursors of the acknowledged stations in one pipeline, once `every` are waiting."""
         if len(self._settled) < every:
-            return 0
+            return
         assert self.redis is not None
-        written, pipe = 0, self.redis.pipeline(transaction=False)
+        pipe = self.redis.pipeline(transaction=False)
         while self._settled:
             station = self._settled.popleft()
             pipe.hset(self.cursor_key, station, pending.pop(station))
-            written += 1
         pipe.execute()
-        return written
 
     def _publish(self, station: str, data: list[dict], mids: list[int], publish: Callable[..., Any]) -> None:
         topic = f"c2c/{self.name}/stations/{station}/telemetry"
@@ -156,7 +174,7 @@ class Floor:
 
     def cycle_threads(self) -> None:
         """The same cycle on `lanes` threads with a blocking socket each: what thread-per-lane costs."""
-        until = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        until = _until()
         queue = deque(self.stations)
         publish = self.mqtt.publish
 
@@ -170,21 +188,14 @@ class Floor:
                 query = self._first(station, until)
                 mids: list[int] = []
                 while True:
-                    sock.sendall(b"GET /v1/sites/" + station.encode() + b"/telemetry?" + query.encode() + self.head)
-                    while (head_end := buf.find(b"\r\n\r\n")) < 0:
+                    sock.sendall(self._request(station, query))
+                    while (framed := _framed(buf)) is None:
                         buf += sock.recv(262144)
-                    at = buf.find(b"Content-Length:", 0, head_end)
-                    if at < 0:
-                        at = buf.lower().find(b"content-length:", 0, head_end)
-                    end = head_end + 4 + int(buf[at + 15 : buf.find(b"\r\n", at)])
-                    while len(buf) < end:
-                        buf += sock.recv(262144)
-                    answer = orjson.loads(buf[head_end + 4 : end])
-                    buf = buf[end:]
+                    answer, buf = framed
                     self._publish(station, answer["data"], mids, publish)
                     if not answer.get("next_cursor"):
                         break
-                    query = f"limit=1000&cursor={quote(answer['next_cursor'])}"
+                    query = self._follow(answer["next_cursor"])
 
         threads = [threading.Thread(target=lane, args=(sock,)) for sock in self.blocking]
         for t in threads:
@@ -192,15 +203,23 @@ class Floor:
         for t in threads:
             t.join()
 
+    def _request(self, station: str, query: str) -> bytes:
+        return b"GET /v1/sites/" + station.encode() + b"/telemetry?" + query.encode() + self.head
+
     def _ask(self, lane: _Lane, station: str, query: str) -> None:
         lane.station = station
-        lane.sock.send(b"GET /v1/sites/" + station.encode() + b"/telemetry?" + query.encode() + self.head)
+        lane.sock.send(self._request(station, query))  # a few hundred bytes: the socket buffer takes them
 
     def _first(self, station: str, until: str) -> str:
         return f"limit=1000&since={quote(self.cursors[station])}&until={quote(until)}"
 
+    @staticmethod
+    def _follow(next_cursor: str) -> str:
+        return f"limit=1000&cursor={quote(next_cursor)}"
+
     def cycle(self) -> None:
-        until = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")  # as the flow sends it
+        """One cycle on the `selectors` loop: every station asked for, `lanes` at a time."""
+        until = _until()
         queue = deque(self.stations)
         busy = 0
         for lane in self.lanes:
@@ -215,22 +234,14 @@ class Floor:
             for key, _ in self.selector.select():
                 lane = key.data
                 lane.buf += lane.sock.recv(262144)
-                head_end = lane.buf.find(b"\r\n\r\n")
-                if head_end < 0:
+                framed = _framed(lane.buf)
+                if framed is None:
                     continue
-                at = lane.buf.find(b"Content-Length:", 0, head_end)
-                if at < 0:
-                    at = lane.buf.lower().find(b"content-length:", 0, head_end)
-                length = int(lane.buf[at + 15 : lane.buf.find(b"\r\n", at)])
-                end = head_end + 4 + length
-                if len(lane.buf) < end:
-                    continue
-                answer = orjson.loads(lane.buf[head_end + 4 : end])
-                lane.buf = lane.buf[end:]
+                answer, lane.buf = framed
                 station = lane.station
                 self._publish(station, answer["data"], lane.mids, publish)
                 if answer.get("next_cursor"):
-                    self._ask(lane, station, f"limit=1000&cursor={quote(answer['next_cursor'])}")
+                    self._ask(lane, station, self._follow(answer["next_cursor"]))
                     continue
                 if acked:  # the station's last page: its cursor waits for all its PUBACKs
                     pending[station] = self.cursors[station]
