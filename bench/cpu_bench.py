@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         cpu0 = time.process_time()
         rec = runner.run(stations).record
         cpu = time.process_time() - cpu0
-        by_thread = _thread_cpu(threads0)
+        by_thread = _spent_by_kind(threads0)
         uplink.close()
         runner.close()
         lease.release()
@@ -119,9 +119,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         svc.stop()
 
 
-def _thread_cpu(since: dict[int, tuple[str, float]] | None = None) -> Any:
-    """Each live thread's CPU seconds (user + system, /proc): by native id, or with `since` (an
-    earlier reading) what each kind of thread spent since, summed by name without its number."""
+def _thread_cpu() -> dict[int, tuple[str, float]]:
+    """Each live thread's name and CPU seconds (user + system, from /proc), by native id."""
     tick = os.sysconf("SC_CLK_TCK")
     now: dict[int, tuple[str, float]] = {}
     for thread in threading.enumerate():
@@ -131,12 +130,16 @@ def _thread_cpu(since: dict[int, tuple[str, float]] | None = None) -> Any:
         except OSError:  # ended meanwhile
             continue
         now[thread.native_id or 0] = (thread.name, (int(fields[11]) + int(fields[12])) / tick)
-    if since is None:
-        return now
+    return now
+
+
+def _spent_by_kind(before: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds each kind of thread spent since `before` (a `_thread_cpu()`), summed by name
+    without its number ("station_7" -> "station"), largest first."""
     spent: dict[str, float] = {}
-    for tid, (name, seconds) in now.items():
+    for tid, (name, seconds) in _thread_cpu().items():
         kind = re.sub(r"[-_]?\d+$", "", name)
-        spent[kind] = spent.get(kind, 0.0) + seconds - since.get(tid, (name, 0.0))[1]
+        spent[kind] = spent.get(kind, 0.0) + seconds - before.get(tid, (name, 0.0))[1]
     return dict(sorted(spent.items(), key=lambda item: -item[1]))
 
 
